@@ -1,0 +1,31 @@
+// Package backend defines the contract between the server and the ways prhelper
+// reaches storage (sgio, and later linuxpr, mpath, emulate).
+//
+// A backend gets the 16-byte CDB, the PR OUT parameter list and the open device, and
+// returns a SCSI status, sense and data. It never panics on guest input, never exits
+// the process and does not close the device: the server owns the descriptor.
+package backend
+
+import (
+	"context"
+
+	"github.com/prhelper/prhelper/wire"
+)
+
+// Request is one PR command to execute against an open device.
+type Request struct {
+	CDB   [wire.CDBSize]byte
+	Param []byte // PR OUT parameter list
+	FD    int    // the device received from the client; owned by the caller
+}
+
+// Backend executes PR commands. Implementations must be safe for concurrent use:
+// the server calls Execute from one goroutine per connection.
+type Backend interface {
+	// Name is the short name used in logs and --explain output.
+	Name() string
+	// Execute runs req and returns the reply to send. Reply.Data may be longer than
+	// the allocation length; the wire layer truncates it. A non-nil error is for the
+	// log only (what failed and why); the reply is sent either way.
+	Execute(ctx context.Context, req *Request) (wire.Reply, error)
+}

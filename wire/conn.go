@@ -1,0 +1,196 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxFDs is how many descriptors one read accepts before the kernel truncates the
+// control data; anything above one is already a violation, this only sizes the buffer
+// so that the extras can be closed rather than leaked.
+const maxFDs = 8
+
+// ServerHandshake performs the helper's side of the feature negotiation: send the
+// supported features (none), read the requested ones. Non-zero requested features
+// are a protocol violation: qemu-pr-helper closes the connection.
+func ServerHandshake(c *net.UnixConn) error {
+	var zero [FeatureSize]byte
+	if _, err := c.Write(zero[:]); err != nil {
+		return fmt.Errorf("send features: %w", err)
+	}
+	var req [FeatureSize]byte
+	if _, err := io.ReadFull(c, req[:]); err != nil {
+		return fmt.Errorf("read requested features: %w", err)
+	}
+	if req != zero {
+		return protocolErr("client requested features %x", req)
+	}
+	return nil
+}
+
+// ReadRequest reads one request from c. It returns io.EOF when the peer closed the
+// connection before sending anything, and an error wrapping ErrProtocol for every
+// violation of reference §2.7 (no fd, more than one fd, bad opcode, length above
+// 8192, short parameter list). On any error no descriptor is left open.
+func ReadRequest(c *net.UnixConn) (*Request, error) {
+	req := &Request{FD: -1}
+	var fds []int
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
+	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
+	got := 0
+	for got < CDBSize {
+		n, oobn, flags, _, err := c.ReadMsgUnix(req.CDB[got:], oob)
+		if oobn > 0 {
+			more, perr := parseRights(oob[:oobn])
+			fds = append(fds, more...)
+			if perr != nil {
+				closeAll()
+				return nil, protocolErr("bad control message: %v", perr)
+			}
+		}
+		if flags&unix.MSG_CTRUNC != 0 {
+			closeAll()
+			return nil, protocolErr("too many file descriptors")
+		}
+		got += n
+		if err != nil || n == 0 {
+			closeAll()
+			if got == 0 && (err == nil || errors.Is(err, io.EOF)) {
+				return nil, io.EOF
+			}
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, fmt.Errorf("read CDB: %w", err)
+		}
+	}
+	switch len(fds) {
+	case 0:
+		return nil, protocolErr("no file descriptor in request")
+	case 1:
+	default:
+		closeAll()
+		return nil, protocolErr("%d file descriptors in request", len(fds))
+	}
+	if err := ValidateCDB(req.CDB[:]); err != nil {
+		closeAll()
+		return nil, err
+	}
+	req.FD = fds[0]
+	if req.IsPRIn() {
+		return req, nil
+	}
+	req.Param = make([]byte, req.Length())
+	if err := readParam(c, req.Param, oob); err != nil {
+		unix.Close(req.FD)
+		return nil, err
+	}
+	return req, nil
+}
+
+// readParam reads the PR OUT parameter list. Descriptors sent with it are closed:
+// qemu-pr-helper reads it without a control buffer, so the kernel drops them too.
+func readParam(c *net.UnixConn, p, oob []byte) error {
+	got := 0
+	for got < len(p) {
+		n, oobn, _, _, err := c.ReadMsgUnix(p[got:], oob)
+		if oobn > 0 {
+			fds, _ := parseRights(oob[:oobn])
+			for _, fd := range fds {
+				unix.Close(fd)
+			}
+		}
+		got += n
+		if got < len(p) && (err != nil || n == 0) {
+			return protocolErr("parameter list: %d of %d bytes: %v", got, len(p), err)
+		}
+	}
+	return nil
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, err
+	}
+	var fds []int
+	for i := range msgs {
+		if msgs[i].Header.Level != unix.SOL_SOCKET || msgs[i].Header.Type != unix.SCM_RIGHTS {
+			continue
+		}
+		more, err := unix.ParseUnixRights(&msgs[i])
+		fds = append(fds, more...)
+		if err != nil {
+			return fds, err
+		}
+	}
+	return fds, nil
+}
+
+// WriteReply encodes rep for the request and writes it in one write.
+func WriteReply(c *net.UnixConn, cdb []byte, rep *Reply) error {
+	if _, err := c.Write(EncodeReply(cdb, rep)); err != nil {
+		return fmt.Errorf("write reply: %w", err)
+	}
+	return nil
+}
+
+// ClientHandshake performs the client's side of the feature negotiation as QEMU's
+// pr-manager-helper does: read the helper's features and ignore them, request none.
+func ClientHandshake(c *net.UnixConn) error {
+	var f [FeatureSize]byte
+	if _, err := io.ReadFull(c, f[:]); err != nil {
+		return fmt.Errorf("read helper features: %w", err)
+	}
+	var zero [FeatureSize]byte
+	if _, err := c.Write(zero[:]); err != nil {
+		return fmt.Errorf("send requested features: %w", err)
+	}
+	return nil
+}
+
+// WriteRequest sends a request as QEMU does: the 16-byte CDB in one sendmsg carrying
+// fd by SCM_RIGHTS, then, for PR OUT, the parameter list as a separate write.
+func WriteRequest(c *net.UnixConn, cdb [CDBSize]byte, fd int, param []byte) error {
+	n, _, err := c.WriteMsgUnix(cdb[:], unix.UnixRights(fd), nil)
+	if err != nil {
+		return fmt.Errorf("send CDB: %w", err)
+	}
+	if n != CDBSize {
+		return fmt.Errorf("send CDB: short write %d", n)
+	}
+	if len(param) > 0 {
+		if _, err := c.Write(param); err != nil {
+			return fmt.Errorf("send parameter list: %w", err)
+		}
+	}
+	return nil
+}
+
+// ReadReply reads one reply: the 104-byte header and the data it announces.
+func ReadReply(c *net.UnixConn) (*Reply, error) {
+	h := make([]byte, HeaderSize)
+	if _, err := io.ReadFull(c, h); err != nil {
+		return nil, fmt.Errorf("read reply header: %w", err)
+	}
+	status, size, sense, err := DecodeReplyHeader(h)
+	if err != nil {
+		return nil, err
+	}
+	if status < 0 || status > 0xff {
+		return nil, fmt.Errorf("reply status %d is not a SCSI status", status)
+	}
+	rep := &Reply{Status: byte(status), Sense: sense, Data: make([]byte, size)}
+	if _, err := io.ReadFull(c, rep.Data); err != nil {
+		return nil, fmt.Errorf("read reply data: %w", err)
+	}
+	return rep, nil
+}
