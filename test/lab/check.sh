@@ -1,0 +1,72 @@
+#!/bin/bash
+# check.sh - the project's storage-lab integration tests.
+#
+# Builds the lab VM image (installing host packages with apt when missing),
+# builds the Go binaries under test (cmd/prhelper, cmd/prpersist) and the Go lab
+# tools (test/lab/tools/*) statically into build/gobin (shared with every VM
+# at /lab/bin), then runs each test file in its own VM, one after another.
+# Prints PASS/FAIL per test and closes with "N passed, N failed"; exits non-zero
+# on any failure. When the lab cannot run at all (no qemu-system-x86_64 and no
+# apt-get to install it) it prints "SKIP lab: <reason>" and exits 0.
+#
+# Env: LAB_NESTED_TEST=0  leave out the nested-QEMU tests (c, d; ~4 minutes)
+#      LAB_ONLY="a b"     run only the named tests (names as printed)
+set -uo pipefail
+LAB=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$LAB/../.." && pwd)
+BUILD=${LAB_BUILD:-$LAB/build}
+export LAB_BUILD=$BUILD
+NESTED=${LAB_NESTED_TEST:-1}
+
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1 && ! command -v apt-get >/dev/null 2>&1; then
+	echo "SKIP lab: no qemu-system-x86_64 and no apt-get to install it"
+	exit 0
+fi
+if [ "$(id -u)" != 0 ] && ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+	echo "SKIP lab: qemu-system-x86_64 missing and not root (cannot apt-get install)"
+	exit 0
+fi
+
+T0=$(date +%s)
+echo "== lab: building the VM image"
+if ! LAB_NESTED=$NESTED "$LAB/build.sh"; then
+	echo "FAIL build (image)"; echo "0 passed, 1 failed"; exit 1
+fi
+
+echo "== lab: building the Go binaries (CGO_ENABLED=0) into $BUILD/gobin"
+GO=$(command -v go || echo /usr/local/go/bin/go)
+mkdir -p "$BUILD/gobin"
+rm -f "$BUILD/gobin"/*
+gofail=0
+for pkg in ./cmd/prhelper ./cmd/prpersist ./test/lab/tools/prraw ./test/lab/tools/prdiff ./test/lab/tools/prbench; do
+	[ -d "$ROOT/$pkg" ] || continue
+	if ! (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$BUILD/gobin/" "$pkg"); then
+		echo "FAIL go build $pkg"; gofail=$((gofail + 1))
+	fi
+done
+ls -l "$BUILD/gobin"
+
+pass=0 fail=$gofail
+RUNS=$BUILD/runs
+run_one() { # run_one NAME [run.sh options] -- CMDFILE [args]
+	local name=$1; shift
+	if [ -n "${LAB_ONLY:-}" ] && ! echo " $LAB_ONLY " | grep -q " $name "; then return; fi
+	local t0=$(date +%s) out=$RUNS/check-$name
+	rm -rf "$out"
+	if LAB_NO_BUILD=1 "$LAB/run.sh" -q -o "$out" "$@" >/dev/null 2>&1; then
+		pass=$((pass + 1)); echo "PASS $name ($(( $(date +%s) - t0 ))s): $(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$out/out/guest.log" | tail -n1)"
+	else
+		fail=$((fail + 1)); echo "FAIL $name ($(( $(date +%s) - t0 ))s): $(grep -a -E '^[0-9]+ passed, [0-9]+ failed' "$out/out/guest.log" 2>/dev/null | tail -n1) see $out/{console.log,out/guest.log}"
+		grep -a -E '\[lab\] (FAIL|FATAL)|MISMATCH|UNEXPECTED' "$out/out/guest.log" 2>/dev/null | head -n 20 | sed 's/^/    /'
+	fi
+}
+mkdir -p "$RUNS"
+run_one smoke -t 120 "$LAB/tests/smoke.sh"
+run_one prhelper-two-paths -t 300 "$LAB/tests/prhelper-two-paths.sh"
+run_one prdiff -c 1 -t 300 "$LAB/tests/prdiff.sh"
+if [ "$NESTED" = 1 ]; then
+	run_one nested-qemu -n -m 2048 -t 900 "$LAB/tests/nested-qemu.sh"
+fi
+echo "== lab took $(( $(date +%s) - T0 ))s"
+echo "$pass passed, $fail failed"
+[ $fail = 0 ]

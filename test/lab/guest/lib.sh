@@ -1,0 +1,237 @@
+# /lab/lib.sh - helpers for storage-lab command files (busybox ash).
+# Sourced by /init before the command file. Everything here runs as root in
+# the lab VM; nothing here touches the host.
+
+LAB_CFS=/sys/kernel/config/target
+LAB_DISKS=${LAB_DISKS:-/tmp/lab-disks}
+
+lab_log() { echo "[lab] $*"; }
+lab_die() { echo "[lab] FATAL: $*" >&2; exit 1; }
+lab_uptime() { cut -d' ' -f1 /proc/uptime; }
+
+# lab_run CMD... : echo the command (like set -x, but only for this one) and run it
+lab_run() { echo "# $*"; "$@"; _rc=$?; echo "# -> exit $_rc"; return $_rc; }
+
+# lab_expect RC CMD... : run CMD, fail the test unless its exit status is RC
+lab_expect() {
+	_want=$1; shift
+	echo "# $*"
+	"$@"; _rc=$?
+	if [ "$_rc" != "$_want" ]; then
+		echo "[lab] FAIL: expected exit $_want, got $_rc: $*"
+		LAB_FAILS=$(( ${LAB_FAILS:-0} + 1 ))
+	else
+		echo "# -> exit $_rc (expected)"
+	fi
+	LAB_CHECKS=$(( ${LAB_CHECKS:-0} + 1 ))
+	return 0
+}
+
+# lab_summary : print "N passed, N failed" and return non-zero on failures
+lab_summary() {
+	_c=${LAB_CHECKS:-0}; _f=${LAB_FAILS:-0}
+	echo "$((_c - _f)) passed, $_f failed"
+	[ "$_f" = 0 ]
+}
+
+# lab_wait SECONDS CMD... : poll CMD every 0.1 s until it succeeds
+lab_wait() {
+	_t=$(( $1 * 10 )); shift
+	while ! "$@" >/dev/null 2>&1; do
+		_t=$((_t - 1)); [ $_t -le 0 ] && return 1
+		usleep 100000
+	done
+}
+
+lab_modules_target() {
+	for _m in target_core_mod target_core_file target_core_iblock tcm_loop sd_mod sg; do
+		modprobe $_m || lab_die "modprobe $_m"
+	done
+	[ -d $LAB_CFS/core ] || lab_die "no $LAB_CFS/core (configfs not mounted?)"
+}
+
+# lab_lio_backstore NAME [SIZE_MB] [KIND] : create and enable a LIO backstore
+#   KIND: fileio (default, sparse file in $LAB_DISKS on tmpfs),
+#         fileio:/path/file (file elsewhere, e.g. on the 9p share),
+#         rd (rd_mcp ramdisk), block:/dev/xxx (iblock on a block device)
+#   sets LAB_BS to the backstore's configfs directory
+lab_lio_backstore() {
+	_name=$1; _mb=${2:-64}; _kind=${3:-fileio}
+	lab_modules_target
+	case $_kind in
+	fileio|fileio:*)
+		_f=${_kind#fileio:}; [ "$_f" = fileio ] && _f=$LAB_DISKS/$_name.img
+		mkdir -p "$(dirname "$_f")"
+		[ -f "$_f" ] || truncate -s ${_mb}M "$_f" || lab_die "truncate $_f"
+		LAB_BS=$LAB_CFS/core/fileio_0/$_name
+		mkdir -p $LAB_BS || lab_die "mkdir $LAB_BS"
+		echo "fd_dev_name=$_f,fd_dev_size=$((_mb * 1048576))" > $LAB_BS/control ;;
+	rd)
+		LAB_BS=$LAB_CFS/core/rd_mcp_0/$_name
+		mkdir -p $LAB_BS || lab_die "mkdir $LAB_BS"
+		echo "rd_pages=$((_mb * 256))" > $LAB_BS/control ;;
+	block:*)
+		LAB_BS=$LAB_CFS/core/iblock_0/$_name
+		mkdir -p $LAB_BS || lab_die "mkdir $LAB_BS"
+		echo "udev_path=${_kind#block:}" > $LAB_BS/control ;;
+	*) lab_die "unknown backstore kind $_kind" ;;
+	esac
+	echo "lab-$_name" > $LAB_BS/wwn/vpd_unit_serial 2>/dev/null
+	echo 1 > $LAB_BS/enable || lab_die "enable $LAB_BS"
+	lab_log "backstore $LAB_BS ($_kind, ${_mb} MiB, serial $(sed -n 's/.*: *//p' $LAB_BS/wwn/vpd_unit_serial))"
+}
+
+# lab_lio_path N BACKSTORE_DIR [LUN] [I] : export the backstore through tcm_loop
+#   target naa.5001405a0000000N with its own initiator port naa.5001405b0000000I
+#   (I defaults to N; one I_T nexus per call). Sets LAB_DEV (/dev/sdX), LAB_SG
+#   (/dev/sgN), LAB_HCTL, LAB_TPG.
+lab_lio_path() {
+	_n=$1; _bs=$2; _lun=${3:-0}
+	_tw=$(printf 'naa.5001405a%08x' "$_n")
+	_iw=$(printf 'naa.5001405b%08x' "${4:-$_n}")
+	LAB_TPG=$LAB_CFS/loopback/$_tw/tpgt_1
+	mkdir -p $LAB_TPG/lun/lun_$_lun || lab_die "mkdir $LAB_TPG"
+	[ -n "$(cat $LAB_TPG/nexus 2>/dev/null)" ] || echo "$_iw" > $LAB_TPG/nexus || lab_die "nexus $_iw"
+	ln -s "$_bs" $LAB_TPG/lun/lun_$_lun/$(basename "$_bs") || lab_die "lun link"
+	_addr=$(cat $LAB_TPG/address)
+	LAB_HCTL=$_addr:$_lun
+	_sd=/sys/class/scsi_device/$LAB_HCTL/device
+	lab_wait 20 ls $_sd/block/ || lab_die "no block device for $LAB_HCTL"
+	LAB_DEV=/dev/$(ls $_sd/block/ | head -n1)
+	LAB_SG=/dev/$(ls $_sd/scsi_generic/ | head -n1)
+	lab_wait 10 test -b $LAB_DEV || lab_die "$LAB_DEV not created"
+	lab_log "path $_n: target $_tw <- initiator $_iw, hctl $LAB_HCTL, $LAB_DEV $LAB_SG"
+}
+
+# lab_lio_setup NPATHS [SIZE_MB] [KIND] : one backstore "disk0" exported via
+#   NPATHS tcm_loop targets (NPATHS I_T nexuses to the same LU).
+#   Sets LAB_BS, LAB_DEV1..N, LAB_SG1..N, LAB_NPATHS.
+lab_lio_setup() {
+	_np=${1:-1}
+	lab_lio_backstore disk0 "${2:-64}" "${3:-fileio}"
+	_bs0=$LAB_BS
+	_i=1
+	while [ $_i -le $_np ]; do
+		lab_lio_path $_i $_bs0
+		eval "LAB_DEV$_i=$LAB_DEV LAB_SG$_i=$LAB_SG"
+		_i=$((_i + 1))
+	done
+	LAB_BS=$_bs0
+	LAB_NPATHS=$_np
+}
+
+# lab_lio_pr_state : LIO's own view of the PR state of $LAB_BS
+lab_lio_pr_state() {
+	for _f in res_pr_generation res_pr_registered_i_pts res_pr_holder_tg_port res_holder res_pr_type res_type res_aptpl_active; do
+		[ -f $LAB_BS/pr/$_f ] && { echo "-- pr/$_f:"; cat $LAB_BS/pr/$_f; }
+	done
+}
+
+# lab_udev_start : start systemd-udevd and coldplug (multipath likes udev)
+lab_udev_start() {
+	/usr/lib/systemd/systemd-udevd --daemon --resolve-names=never || return 1
+	udevadm trigger --action=add --type=subsystems
+	udevadm trigger --action=add --type=devices
+	udevadm settle -t 60
+}
+
+# lab_multipath_start : load dm-multipath and start multipathd in the background
+lab_multipath_start() {
+	for _m in dm_mod dm_multipath dm_round_robin dm_service_time dm_queue_length scsi_dh_alua; do
+		modprobe $_m || lab_die "modprobe $_m"
+	done
+	mkdir -p /etc/multipath
+	multipathd -s || lab_die "multipathd did not start"
+	lab_wait 60 multipathd show daemon || lab_die "multipathd not answering"
+	lab_wait 60 sh -c 'multipathd show daemon | grep -q idle'
+}
+
+# ---------------------------------------------------------------- project additions
+
+# lab_ok DESC CMD... : assertion with a description: CMD must exit 0
+lab_ok() {
+	_d=$1; shift
+	echo "# check: $_d"
+	if "$@"; then
+		echo "# -> ok"
+	else
+		echo "[lab] FAIL: $_d ($*)"
+		LAB_FAILS=$(( ${LAB_FAILS:-0} + 1 ))
+	fi
+	LAB_CHECKS=$(( ${LAB_CHECKS:-0} + 1 ))
+	return 0
+}
+
+# lab_expect_out RC REGEX CMD... : like lab_expect, and the command's output
+#   (stdout+stderr, printed) must match the extended REGEX (grep -E); the output
+#   is kept in $LAB_OUT for further checks
+lab_expect_out() {
+	_want=$1 _re=$2; shift 2
+	echo "# $*"
+	LAB_OUT=$("$@" 2>&1); _rc=$?
+	[ -n "$LAB_OUT" ] && printf '%s\n' "$LAB_OUT"
+	_bad=""
+	[ "$_rc" = "$_want" ] || _bad="expected exit $_want, got $_rc"
+	printf '%s\n' "$LAB_OUT" | grep -Eq -- "$_re" || _bad="${_bad:+$_bad; }output does not match /$_re/"
+	if [ -n "$_bad" ]; then
+		echo "[lab] FAIL: $_bad: $*"
+		LAB_FAILS=$(( ${LAB_FAILS:-0} + 1 ))
+	else
+		echo "# -> exit $_rc, output matches /$_re/ (expected)"
+	fi
+	LAB_CHECKS=$(( ${LAB_CHECKS:-0} + 1 ))
+	return 0
+}
+
+# lab_lio_setup_2lu : two identical LUs (backstores disk0, disk1), each exported
+#   through two tcm_loop nexuses: disk0 via paths 1,2 -> $LAB_DEV1/$LAB_DEV2,
+#   disk1 via paths 3,4 -> $LAB_DEV3/$LAB_DEV4 (and $LAB_SGn). $LAB_BS1/$LAB_BS2
+#   are the backstores' configfs directories. Paths 3,4 use the initiator port
+#   names of paths 1,2, so that both LUs see the same initiators (same
+#   TransportIDs in READ FULL STATUS, same SPEC_I_PT/REGISTER AND MOVE targets).
+lab_lio_setup_2lu() {
+	_mb=${1:-64}
+	lab_lio_backstore disk0 "$_mb"; LAB_BS1=$LAB_BS
+	lab_lio_backstore disk1 "$_mb"; LAB_BS2=$LAB_BS
+	lab_lio_path 1 $LAB_BS1; LAB_DEV1=$LAB_DEV LAB_SG1=$LAB_SG
+	lab_lio_path 2 $LAB_BS1; LAB_DEV2=$LAB_DEV LAB_SG2=$LAB_SG
+	lab_lio_path 3 $LAB_BS2 0 1; LAB_DEV3=$LAB_DEV LAB_SG3=$LAB_SG
+	lab_lio_path 4 $LAB_BS2 0 2; LAB_DEV4=$LAB_DEV LAB_SG4=$LAB_SG
+	LAB_BS=$LAB_BS1
+}
+
+# lab_need_bin NAME... : fail hard unless /lab/bin (the Go binaries) has NAME
+lab_need_bin() {
+	for _b in "$@"; do
+		[ -x /lab/bin/$_b ] || lab_die "/lab/bin/$_b missing (run check.sh, which builds build/gobin)"
+	done
+}
+
+# lab_helper_start KIND SOCKET [ARGS...] : start prhelper or qemu-pr-helper in
+#   the background on SOCKET (log in /tmp/<socket basename>.log), wait for the
+#   socket; sets LAB_HELPER_PID
+lab_helper_start() {
+	_k=$1 _s=$2; shift 2
+	rm -f "$_s"
+	case $_k in
+	prhelper) /lab/bin/prhelper -k "$_s" "$@" >> /tmp/$(basename "$_s").log 2>&1 & ;;
+	qemu-pr-helper) qemu-pr-helper -k "$_s" "$@" >> /tmp/$(basename "$_s").log 2>&1 & ;;
+	*) lab_die "unknown helper $_k" ;;
+	esac
+	LAB_HELPER_PID=$!
+	lab_wait 30 test -S "$_s" || { cat /tmp/$(basename "$_s").log; lab_die "$_k did not create $_s"; }
+	lab_log "$_k pid $LAB_HELPER_PID listening on $_s"
+}
+
+# lab_helper_stop PID [SOCKET] : SIGTERM, wait for the exit (10 s), returns its status
+lab_helper_stop() {
+	_p=$1
+	kill -TERM "$_p" 2>/dev/null
+	_t=100
+	while kill -0 "$_p" 2>/dev/null && [ $_t -gt 0 ]; do usleep 100000; _t=$((_t - 1)); done
+	if kill -0 "$_p" 2>/dev/null; then
+		lab_log "pid $_p still alive 10 s after SIGTERM: SIGKILL"; kill -KILL "$_p"; wait "$_p" 2>/dev/null
+		return 137
+	fi
+	wait "$_p" 2>/dev/null
+}
