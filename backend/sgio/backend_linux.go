@@ -158,7 +158,7 @@ func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (wire.Reply, 
 	default:
 		rep.Status = res.Status
 		if rep.Status != scsi.StatusGood {
-			logErr = fmt.Errorf("SG_IO on fd %d: %s", fd, describeStatus(rep.Status, rep.Sense[:res.SenseLen]))
+			logErr = fmt.Errorf("SG_IO on fd %d: %s", fd, describeStatus(rep.Status, rep.Sense[:res.SenseWritten]))
 		}
 	}
 	if prIn && rep.Status == scsi.StatusGood {

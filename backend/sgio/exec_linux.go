@@ -33,11 +33,11 @@ type Result struct {
 	// device filled (data-in) or consumed (data-out). The clamp means a bogus
 	// resid never indexes outside buf.
 	Transferred int
-	// SenseLen is sg_io_hdr.sb_len_wr clamped to SenseLen: the sense bytes the
+	// SenseWritten is sg_io_hdr.sb_len_wr clamped to SenseLen: the sense bytes the
 	// kernel wrote.
-	SenseLen int
+	SenseWritten int
 	// SenseBuf is the whole sense buffer after the call. It is zeroed before the
-	// ioctl, so bytes past SenseLen are zero unless the driver wrote more than it
+	// ioctl, so bytes past SenseWritten are zero unless the driver wrote more than it
 	// reported; qemu-pr-helper passes all 96 bytes on, so Backend does too.
 	SenseBuf [SenseLen]byte
 	Duration time.Duration // sg_io_hdr.duration (kernel-measured, millisecond resolution)
@@ -45,7 +45,7 @@ type Result struct {
 }
 
 // Sense returns the sense data the kernel reported as written (sb_len_wr bytes).
-func (r *Result) Sense() []byte { return r.SenseBuf[:r.SenseLen] }
+func (r *Result) Sense() []byte { return r.SenseBuf[:r.SenseWritten] }
 
 // driverStatusMask is the DRIVER_* code part of sg_io_hdr.driver_status (the
 // high nibble holds the SUGGEST_* bits and DRIVER_SENSE 0x08).
@@ -174,7 +174,7 @@ func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, ti
 		DriverStatus: hdr.DriverStatus,
 		Resid:        hdr.Resid,
 		Transferred:  transferred(len(buf), hdr.Resid),
-		SenseLen:     min(int(hdr.SbLenWr), SenseLen),
+		SenseWritten: min(int(hdr.SbLenWr), SenseLen),
 		SenseBuf:     *sense,
 		Duration:     time.Duration(hdr.Duration) * time.Millisecond,
 		Info:         hdr.Info,
