@@ -20,7 +20,7 @@ const (
 	EnvFDNames = "LISTEN_FDNAMES"
 )
 
-// maxFDs bounds LISTEN_FDS so that a absurd value cannot make us walk the whole
+// maxFDs bounds LISTEN_FDS so that an absurd value cannot make us walk the whole
 // descriptor space; systemd itself refuses more than a few thousand per unit.
 const maxFDs = 1 << 16
 
