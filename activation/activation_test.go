@@ -343,3 +343,35 @@ func TestSingle(t *testing.T) {
 		t.Errorf("messages differ from qemu-pr-helper's: %q, %q", ErrSocketPathSet, ErrTooManyFDs)
 	}
 }
+
+// FuzzListenersEnv feeds arbitrary LISTEN_PID/LISTEN_FDS values. The descriptors
+// at the fuzz block are never open, so any activation must end in an error, and
+// the variables must be gone whenever LISTEN_PID named us.
+func FuzzListenersEnv(f *testing.F) {
+	const fuzzBase = 900
+	me := os.Getpid()
+	f.Add(strconv.Itoa(me), "1")
+	f.Add(strconv.Itoa(me), "0")
+	f.Add(strconv.Itoa(me), "x")
+	f.Add(strconv.Itoa(me), "-5")
+	f.Add("1", "1")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, pid, fds string) {
+		env := fakeEnv{EnvPID: pid, EnvFDs: fds}
+		lns, err := listeners(env.get, env.unset, me, fuzzBase)
+		if len(lns) != 0 {
+			t.Fatalf("got %d listeners from closed descriptors", len(lns))
+		}
+		p, perr := strconv.Atoi(pid)
+		ours := pid != "" && perr == nil && p == me
+		if !ours && (err != nil || len(env) != 2) {
+			t.Fatalf("not addressed to us: err %v, env %v", err, env)
+		}
+		if ours && len(env) != 0 {
+			t.Fatalf("addressed to us but environment kept: %v", env)
+		}
+		if n, nerr := strconv.Atoi(fds); ours && nerr == nil && n > 0 && err == nil {
+			t.Fatalf("LISTEN_FDS=%d over closed descriptors gave no error", n)
+		}
+	})
+}

@@ -308,3 +308,20 @@ func TestNotChild(t *testing.T) {
 		t.Errorf("Start with a bad marker = %v, %v; want false and an error", done, err)
 	}
 }
+
+func FuzzActivationFDs(f *testing.F) {
+	f.Add("100", "1")
+	f.Add("100", "1025")
+	f.Add("x", "1")
+	f.Fuzz(func(t *testing.T, pid, fds string) {
+		got := activationFDs(pid, fds, 100)
+		if len(got) > maxPassedFDs {
+			t.Fatalf("%d descriptors", len(got))
+		}
+		for i, fd := range got {
+			if fd != firstListen+i {
+				t.Fatalf("descriptor %d at %d", fd, i)
+			}
+		}
+	})
+}

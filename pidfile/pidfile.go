@@ -98,7 +98,10 @@ func (p *File) Path() string { return p.path }
 
 // Remove unlinks the pid file, if the path still names the file this process
 // locked (so a successor's file is never removed), and then closes it, which
-// releases the lock. It is safe to call on a nil *File.
+// releases the lock. It is safe to call on a nil *File. After a privilege drop
+// the unlink may fail with EACCES (the directory, normally /var/run, belongs to
+// root); the lock is still released and the error says so, and a daemon may
+// treat it as a warning.
 func (p *File) Remove() error {
 	if p == nil || p.f == nil {
 		return nil

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // buildDropTest compiles internal/droptest with CGO_ENABLED=0 into a temporary
@@ -153,5 +156,24 @@ func TestCapString(t *testing.T) {
 	}
 	if strconv.Itoa(int(CapSysRawio)) != "17" || int(CapSysAdmin) != 21 {
 		t.Errorf("capability numbers %d %d, want 17 21 (linux/capability.h)", CapSysRawio, CapSysAdmin)
+	}
+}
+
+// TestCapsetLayout checks the capset(2) version-3 data layout Drop passes to the
+// kernel (linux/capability.h: struct __user_cap_header_struct { __u32 version;
+// int pid; }, struct __user_cap_data_struct { __u32 effective, permitted,
+// inheritable; }[_LINUX_CAPABILITY_U32S_3 = 2]).
+func TestCapsetLayout(t *testing.T) {
+	var hdr unix.CapUserHeader
+	var data [2]unix.CapUserData
+	if unsafe.Sizeof(hdr) != 8 || unsafe.Offsetof(hdr.Pid) != 4 {
+		t.Errorf("header size %d pid@%d, want 8 and 4", unsafe.Sizeof(hdr), unsafe.Offsetof(hdr.Pid))
+	}
+	if unsafe.Sizeof(data) != 24 || unsafe.Offsetof(data[0].Permitted) != 4 || unsafe.Offsetof(data[0].Inheritable) != 8 {
+		t.Errorf("data size %d permitted@%d inheritable@%d, want 24, 4, 8",
+			unsafe.Sizeof(data), unsafe.Offsetof(data[0].Permitted), unsafe.Offsetof(data[0].Inheritable))
+	}
+	if unix.LINUX_CAPABILITY_VERSION_3 != 0x20080522 {
+		t.Errorf("version 3 = %#x", unix.LINUX_CAPABILITY_VERSION_3)
 	}
 }
