@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prhelper/prhelper/client"
+	"github.com/prhelper/prhelper/privilege"
+	"github.com/prhelper/prhelper/scsi"
+)
+
+// binary is prhelper built once, without cgo, as it ships: the privilege drop
+// needs a CGO_ENABLED=0 build.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "prhelper-test")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "prhelper")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build prhelper: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type proc struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startHelper(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-p.done
+		p.done <- nil
+	})
+	return p
+}
+
+// stop sends SIGTERM and returns the exit code.
+func (p *proc) stop(t *testing.T) int {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	return p.wait(t)
+}
+
+func (p *proc) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case err := <-p.done:
+		p.done <- err
+		if ee, ok := err.(*exec.ExitError); ok {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0
+	case <-time.After(20 * time.Second):
+		t.Fatalf("helper did not exit; stderr:\n%s", p.stderr)
+		return -1
+	}
+}
+
+func waitSocket(t *testing.T, path string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("socket %s never appeared", path)
+}
+
+// readKeysOnFile sends READ KEYS for a regular file. SG_IO on a regular file
+// fails with ENOTTY, which qemu-pr-helper answers CHECK CONDITION 0B/00/06: a
+// real answer from the real backend, with no device needed.
+func readKeysOnFile(t *testing.T, sock string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "disk.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := client.New(sock)
+	defer c.Close()
+	rep, err := c.Do(ctx, scsi.PRInCDB(scsi.SAReadKeys, 8192), int(f.Fd()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := scsi.SenseIOError.Fixed()
+	if rep.Status != scsi.StatusCheckCondition || !bytes.Equal(rep.Sense[:18], want) || len(rep.Data) != 0 {
+		t.Fatalf("reply status %#x sense %x data %d; want CHECK CONDITION %x", rep.Status, rep.Sense[:18], len(rep.Data), want)
+	}
+}
+
+func TestServeAndStop(t *testing.T) {
+	dir := t.TempDir()
+	sock, pid := filepath.Join(dir, "prh.sock"), filepath.Join(dir, "prh.pid")
+	p := startHelper(t, "-k", sock, "-f", pid)
+	waitSocket(t, sock)
+	b, err := os.ReadFile(pid)
+	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(p.cmd.Process.Pid) {
+		t.Fatalf("pid file %q (%v), want %d", b, err, p.cmd.Process.Pid)
+	}
+	if fi, _ := os.Stat(pid); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("pid file mode %v", fi.Mode())
+	}
+	readKeysOnFile(t, sock)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, p.stderr)
+	}
+	for _, f := range []string{sock, pid} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s left behind after stop", f)
+		}
+	}
+	if !strings.Contains(p.stderr.String(), "request failed") {
+		t.Errorf("failed request not logged:\n%s", p.stderr)
+	}
+}
+
+func TestStaleSocketReplaced(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "prh.sock")
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.SetUnlinkOnClose(false)
+	l.Close()
+	p := startHelper(t, "-k", sock)
+	waitSocket(t, sock)
+	readKeysOnFile(t, sock)
+	p.stop(t)
+}
+
+func TestRefusesSocketInUseAndNonSocket(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "prh.sock")
+	first := startHelper(t, "-k", sock)
+	waitSocket(t, sock)
+	second := startHelper(t, "-k", sock)
+	if code := second.wait(t); code != 1 || !strings.Contains(second.stderr.String(), "in use") {
+		t.Fatalf("second helper: exit %d, stderr %q", code, second.stderr)
+	}
+	readKeysOnFile(t, sock)
+	first.stop(t)
+
+	plain := filepath.Join(dir, "plain")
+	os.WriteFile(plain, []byte("keep me"), 0o644)
+	p := startHelper(t, "-k", plain)
+	if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), "not a socket") {
+		t.Fatalf("exit %d, stderr %q", code, p.stderr)
+	}
+	if b, _ := os.ReadFile(plain); string(b) != "keep me" {
+		t.Fatal("a regular file at the socket path was replaced")
+	}
+}
+
+func TestCommandLineErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-k", "relative.sock"}, "socket path must be absolute"},
+		{[]string{"--frobnicate"}, "--help"},
+		{[]string{"-u", "no-such-user-prhelper"}, "no-such-user-prhelper"},
+	} {
+		p := startHelper(t, tc.args...)
+		if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want 1 and %q", tc.args, code, p.stderr, tc.want)
+		}
+		if n := strings.Count(strings.TrimSpace(p.stderr.String()), "\n"); n > 1 {
+			t.Errorf("%v: error is %d lines", tc.args, n+1)
+		}
+	}
+}
+
+// TestInvokedAsQemuPrHelper: linked under qemu-pr-helper's name it answers to it.
+func TestInvokedAsQemuPrHelper(t *testing.T) {
+	link := filepath.Join(t.TempDir(), "qemu-pr-helper")
+	if err := os.Symlink(binary, link); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(link, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "qemu-pr-helper ") {
+		t.Fatalf("--version: %q %v", out, err)
+	}
+	out, err = exec.Command(link, "-h").Output()
+	if err != nil || !strings.HasPrefix(string(out), "Usage: qemu-pr-helper [OPTIONS]") {
+		t.Fatalf("-h: %q %v", out, err)
+	}
+	sock := filepath.Join(t.TempDir(), "q.sock")
+	cmd := exec.Command(link, "-k", sock)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	waitSocket(t, sock)
+	readKeysOnFile(t, sock)
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// activated starts the helper through sh so that LISTEN_PID can be the helper's
+// own pid (sh execs it), with the listener as fd 3, as systemd does.
+func activated(t *testing.T, files []*os.File, nfds int, args ...string) *proc {
+	t.Helper()
+	script := fmt.Sprintf(`LISTEN_PID=$$ LISTEN_FDS=%d exec "$0" "$@"`, nfds)
+	cmd := exec.Command("/bin/sh", append([]string{"-c", script, binary}, args...)...)
+	cmd.ExtraFiles = files
+	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	cmd.Stderr = p.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-p.done; p.done <- nil })
+	return p
+}
+
+func listenerFile(t *testing.T, path string) *os.File {
+	t.Helper()
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := l.File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(); f.Close() })
+	return f
+}
+
+func TestSocketActivation(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "act.sock")
+	f := listenerFile(t, sock)
+	p := activated(t, []*os.File{f}, 1)
+	readKeysOnFile(t, sock)
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, p.stderr)
+	}
+
+	p = activated(t, []*os.File{f}, 1, "-k", filepath.Join(dir, "other.sock"))
+	if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), "Unix socket can't be set when using socket activation") {
+		t.Fatalf("with -k: exit %d, stderr %q", code, p.stderr)
+	}
+	g := listenerFile(t, filepath.Join(dir, "second.sock"))
+	p = activated(t, []*os.File{f, g}, 2)
+	if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), "LISTEN_FDS > 1") {
+		t.Fatalf("two fds: exit %d, stderr %q", code, p.stderr)
+	}
+}
+
+func TestDaemonize(t *testing.T) {
+	dir := t.TempDir()
+	sock, pid := filepath.Join(dir, "d.sock"), filepath.Join(dir, "d.pid")
+	out, err := exec.Command(binary, "-d", "-k", sock, "-f", pid).CombinedOutput()
+	if err != nil {
+		t.Fatalf("prhelper -d: %v %s", err, out)
+	}
+	// The parent returns only once the child serves: no polling here.
+	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("socket missing when prhelper -d returned: %v", err)
+	}
+	b, err := os.ReadFile(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	child, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatalf("pid file %q", b)
+	}
+	defer syscall.Kill(child, syscall.SIGKILL)
+	readKeysOnFile(t, sock)
+	if err := syscall.Kill(child, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		if _, err := os.Stat(pid); os.IsNotExist(err) {
+			if _, err := os.Stat(sock); !os.IsNotExist(err) {
+				t.Fatal("socket left behind by the daemon")
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("daemon did not remove its pid file after SIGTERM")
+}
+
+// TestPrivilegesDropped reads /proc/<pid>/status of every thread of a running
+// helper: only CAP_SYS_RAWIO is left, the bounding set is cleared, and it runs as
+// the -u/-g user and group, while still serving.
+func TestPrivilegesDropped(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the privilege drop starts from root's capabilities")
+	}
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	sock := filepath.Join(dir, "p.sock")
+	p := startHelper(t, "-k", sock, "-u", "65534", "-g", "65534")
+	waitSocket(t, sock)
+	readKeysOnFile(t, sock)
+	threads, err := privilege.ReadThreadStatuses(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(threads) < 2 {
+		t.Fatalf("only %d threads: the per-thread check proves little", len(threads))
+	}
+	const rawio = uint64(1) << 17
+	for tid, st := range threads {
+		if st.CapEff != rawio || st.CapPrm != rawio || st.CapBnd != rawio || st.CapInh != 0 || st.CapAmb != 0 {
+			t.Errorf("thread %d: eff %#x prm %#x bnd %#x inh %#x amb %#x", tid, st.CapEff, st.CapPrm, st.CapBnd, st.CapInh, st.CapAmb)
+		}
+		for _, id := range append(st.Uid[:], st.Gid[:]...) {
+			if id != 65534 {
+				t.Errorf("thread %d: uid %v gid %v", tid, st.Uid, st.Gid)
+				break
+			}
+		}
+		if len(st.Groups) != 0 {
+			t.Errorf("thread %d: supplementary groups %v", tid, st.Groups)
+		}
+	}
+	p.stop(t)
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// Default paths, as qemu-pr-helper computes them from its local state directory.
+const (
+	defaultSocket  = "/var/run/qemu-pr-helper.sock"
+	defaultPidfile = "/var/run/qemu-pr-helper.pid"
+)
+
+// options are the parsed command line. The flag set is qemu-pr-helper's getopt
+// string "hVk:f:dT:u:g:vq" with its long names.
+type options struct {
+	socket    string
+	socketSet bool
+	pidfile   string
+	pidSet    bool
+	daemon    bool
+	trace     []string
+	user      string
+	group     string
+	verbose   int
+	quiet     bool
+	help      bool
+	version   bool
+}
+
+// errUsage marks a command-line error: the caller prints it with a hint to --help.
+var errUsage = errors.New("usage")
+
+func parseOptions(name string, args []string) (*options, error) {
+	o := &options{}
+	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SetInterspersed(true)
+	fs.StringVarP(&o.socket, "socket", "k", defaultSocket, "")
+	fs.StringVarP(&o.pidfile, "pidfile", "f", defaultPidfile, "")
+	fs.BoolVarP(&o.daemon, "daemon", "d", false, "")
+	fs.StringArrayVarP(&o.trace, "trace", "T", nil, "")
+	fs.StringVarP(&o.user, "user", "u", "", "")
+	fs.StringVarP(&o.group, "group", "g", "", "")
+	fs.CountVarP(&o.verbose, "verbose", "v", "")
+	fs.BoolVarP(&o.quiet, "quiet", "q", false, "")
+	fs.BoolVarP(&o.help, "help", "h", false, "")
+	fs.BoolVarP(&o.version, "version", "V", false, "")
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	o.socketSet = fs.Changed("socket")
+	o.pidSet = fs.Changed("pidfile")
+	// qemu-pr-helper's usage names a FILE operand it never uses; accept and
+	// ignore one so that existing command lines keep working.
+	if fs.NArg() > 1 {
+		return nil, fmt.Errorf("%w: unexpected arguments: %s", errUsage, strings.Join(fs.Args()[1:], " "))
+	}
+	if o.help || o.version {
+		return o, nil
+	}
+	if !filepath.IsAbs(o.socket) {
+		// qemu-pr-helper's exact message.
+		return nil, fmt.Errorf("socket path must be absolute")
+	}
+	if o.pidSet && o.pidfile == "" {
+		return nil, fmt.Errorf("%w: empty --pidfile", errUsage)
+	}
+	return o, nil
+}
+
+// traceFile returns the file= value of the -T options, if any: prhelper maps
+// QEMU's trace options onto its log, debug level, written to that file.
+func (o *options) traceFile() string {
+	file := ""
+	for _, t := range o.trace {
+		for _, kv := range strings.Split(t, ",") {
+			if v, ok := strings.CutPrefix(kv, "file="); ok {
+				file = v
+			}
+		}
+	}
+	return file
+}
+
+func usage(name string) string {
+	return fmt.Sprintf(`Usage: %[1]s [OPTIONS] [FILE]
+Persistent Reservation helper program for QEMU (prhelper, a drop-in for qemu-pr-helper).
+
+QEMU's pr-manager-helper object sends each PERSISTENT RESERVE IN/OUT command of a
+guest, with the host device's descriptor, to this helper over a Unix socket; the
+helper runs it on the device with SG_IO and returns the SCSI status, sense and data.
+
+  -h, --help                display this help and exit
+  -V, --version             output version information and exit
+
+  -d, --daemon              run in the background (logs then go to /dev/null
+                            unless -T file=PATH is given)
+  -f, --pidfile=PATH        PID file, written with -d or -f, locked while running
+                            (default '%[2]s')
+  -k, --socket=PATH         path to the unix socket, absolute
+                            (default '%[3]s')
+  -T, --trace [[enable=]<pattern>][,events=<file>][,file=<file>]
+                            QEMU tracing options; prhelper logs at debug level
+                            instead, to file=<file> if given
+  -u, --user=USER           user to drop privileges to (name or number)
+  -g, --group=GROUP         group to drop privileges to (name or number)
+  -v, --verbose             more log output (-vv: per-request debug lines)
+  -q, --quiet               log only errors
+
+Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
+-k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops
+accepting, answers the requests in flight and removes its socket.
+
+After start-up the helper keeps only CAP_SYS_RAWIO (PR commands through SG_IO
+need it) and clears its bounding set. FILE is accepted and ignored, like
+qemu-pr-helper's.
+`, name, defaultPidfile, defaultSocket)
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseOptions(t *testing.T) {
+	tests := []struct {
+		args    []string
+		check   func(*options) bool
+		wantErr string
+	}{
+		{nil, func(o *options) bool {
+			return o.socket == defaultSocket && !o.socketSet && o.pidfile == defaultPidfile && !o.pidSet && !o.daemon
+		}, ""},
+		{[]string{"-k", "/run/x.sock", "-f", "/run/x.pid", "-d"}, func(o *options) bool {
+			return o.socket == "/run/x.sock" && o.socketSet && o.pidfile == "/run/x.pid" && o.pidSet && o.daemon
+		}, ""},
+		{[]string{"--socket=/a/b", "--pidfile", "/p", "--daemon", "--user", "qemu", "--group", "kvm"}, func(o *options) bool {
+			return o.socket == "/a/b" && o.pidfile == "/p" && o.user == "qemu" && o.group == "kvm"
+		}, ""},
+		{[]string{"-vv", "-q"}, func(o *options) bool { return o.verbose == 2 && o.quiet }, ""},
+		{[]string{"-v", "--verbose"}, func(o *options) bool { return o.verbose == 2 }, ""},
+		{[]string{"-T", "enable=pr_*,file=/tmp/t.log", "-T", "events=/x"}, func(o *options) bool {
+			return len(o.trace) == 2 && o.traceFile() == "/tmp/t.log"
+		}, ""},
+		{[]string{"-u", "65534", "-g", "65534"}, func(o *options) bool { return o.user == "65534" && o.group == "65534" }, ""},
+		{[]string{"-k/run/attached.sock"}, func(o *options) bool { return o.socket == "/run/attached.sock" }, ""},
+		{[]string{"unused-file"}, func(o *options) bool { return true }, ""},
+		{[]string{"-h"}, func(o *options) bool { return o.help }, ""},
+		{[]string{"-V", "-k", "relative"}, func(o *options) bool { return o.version }, ""},
+		{[]string{"-k", "relative.sock"}, nil, "socket path must be absolute"},
+		{[]string{"--bogus"}, nil, "unknown flag"},
+		{[]string{"-x"}, nil, "unknown shorthand"},
+		{[]string{"-k"}, nil, "needs an argument"},
+		{[]string{"a", "b"}, nil, "unexpected arguments"},
+		{[]string{"-f", ""}, nil, "empty --pidfile"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			o, err := parseOptions("prhelper", tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(o) {
+				t.Fatalf("options %+v", o)
+			}
+		})
+	}
+}
+
+func TestUsageErrorsAreMarked(t *testing.T) {
+	_, err := parseOptions("prhelper", []string{"--nope"})
+	if !errors.Is(err, errUsage) {
+		t.Fatalf("%v is not a usage error", err)
+	}
+	_, err = parseOptions("prhelper", []string{"-k", "rel"})
+	if errors.Is(err, errUsage) {
+		t.Fatal("relative socket path reported as a usage error; qemu-pr-helper prints only its message")
+	}
+}
+
+func TestUsageNamesEveryFlag(t *testing.T) {
+	u := usage("qemu-pr-helper")
+	for _, f := range []string{"--help", "--version", "--daemon", "--pidfile", "--socket", "--trace", "--user", "--group", "--verbose", "--quiet", defaultSocket, defaultPidfile} {
+		if !strings.Contains(u, f) {
+			t.Errorf("usage does not mention %s", f)
+		}
+	}
+	if !strings.HasPrefix(u, "Usage: qemu-pr-helper ") {
+		t.Errorf("usage does not use the invoked name: %q", u[:30])
+	}
+}

@@ -1,0 +1,85 @@
+#!/bin/bash
+# scripts/test.sh - run every test of prhelper: formatting and vet checks, the Go
+# unit tests with the race detector (fuzz seed corpora included), then the
+# storage-lab integration tests (a Debian 6.1 VM under QEMU with real LIO disks).
+#
+# It installs what it needs on Debian (gcc for -race; QEMU and friends for the
+# lab, through test/lab/check.sh) when run as root. The lab is skipped, with the
+# reason printed, only when it cannot run here; under CI=true a skipped lab is a
+# failure. Ends with one line "all: N passed, N failed".
+#
+# Env: PRHELPER_SKIP_LAB=1  run only the Go checks (says so at the end)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+say() { echo "[test] $*"; }
+need_root_apt() { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; }
+
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+	export PATH=/usr/local/go/bin:$PATH
+fi
+command -v go >/dev/null || { say "FATAL: Go (1.26 or newer) is not installed: see README.md"; echo "all: 0 passed, 1 failed"; exit 1; }
+if ! command -v gcc >/dev/null; then
+	# the race detector links cgo
+	if need_root_apt; then
+		say "installing gcc for go test -race"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+	fi
+fi
+
+pass=0 fail=0
+check() { # check NAME CMD... : a pass/fail hygiene step
+	local name=$1; shift
+	local out
+	if out=$("$@" 2>&1) && [ -z "$out" ]; then
+		pass=$((pass + 1)); say "PASS $name"
+	else
+		fail=$((fail + 1)); say "FAIL $name"; echo "$out" | head -40
+	fi
+}
+check gofmt gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/lab/build/*')
+check "go vet" go vet ./...
+check "go mod tidy" go mod tidy -diff
+check "CGO_ENABLED=0 build" env CGO_ENABLED=0 go build -o /dev/null ./...
+
+say "go test -race ./..."
+LOG=$(mktemp)
+go test -race -count=1 -v ./... > "$LOG" 2>&1
+grc=$?
+grep -E '^(ok|FAIL|---|panic|\?)|^\s+--- FAIL' "$LOG" | grep -v -- '--- PASS' | grep -v '^?' | tail -n 60
+upass=$(grep -cE '^\s*--- PASS' "$LOG")
+ufail=$(grep -cE '^\s*--- FAIL' "$LOG")
+uskip=$(grep -cE '^\s*--- SKIP' "$LOG")
+if [ $grc != 0 ] && [ "$ufail" = 0 ]; then
+	ufail=1; say "go test failed outside a test (build error or panic):"; tail -n 30 "$LOG"
+fi
+say "unit: $upass passed, $ufail failed, $uskip skipped"
+grep -E '^\s*--- SKIP' -A1 "$LOG" | grep -vE '^\s*--- SKIP|^--$' | sed 's/^/[test] skipped: /' | head -n 20
+pass=$((pass + upass)) fail=$((fail + ufail))
+rm -f "$LOG"
+
+if [ "${PRHELPER_SKIP_LAB:-0}" = 1 ]; then
+	say "SKIP lab: PRHELPER_SKIP_LAB=1 was set"
+	[ "${CI:-}" = true ] && { say "CI must run the lab"; fail=$((fail + 1)); }
+else
+	say "lab: test/lab/check.sh"
+	LOG=$(mktemp)
+	"$ROOT/test/lab/check.sh" 2>&1 | tee "$LOG"
+	lrc=${PIPESTATUS[0]}
+	line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$LOG" | tail -n1)
+	if grep -q '^SKIP lab' "$LOG"; then
+		say "lab skipped: $(grep '^SKIP lab' "$LOG" | head -n1)"
+		[ "${CI:-}" = true ] && { say "CI must run the lab"; fail=$((fail + 1)); }
+	elif [ -n "$line" ]; then
+		lp=${line%% passed*}; lf=${line#*, }; lf=${lf%% failed*}
+		pass=$((pass + lp)) fail=$((fail + lf))
+		[ $lrc != 0 ] && [ "$lf" = 0 ] && fail=$((fail + 1))
+	else
+		say "lab ended without a summary line (exit $lrc)"; fail=$((fail + 1))
+	fi
+	rm -f "$LOG"
+fi
+echo "all: $pass passed, $fail failed"
+[ $fail = 0 ]
