@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
@@ -127,6 +129,9 @@ func (c *Client) Do(ctx context.Context, cdb [wire.CDBSize]byte, fd int, param [
 
 	var err error
 	for attempt := 0; attempt < c.attempts; attempt++ {
+		if c.conn != nil && !alive(c.conn) {
+			c.drop()
+		}
 		if c.conn == nil {
 			if err = c.connect(ctx); err != nil {
 				if attempt+1 < c.attempts {
@@ -166,4 +171,24 @@ func (c *Client) Do(ctx context.Context, cdb [wire.CDBSize]byte, fd int, param [
 		return nil, fmt.Errorf("helper sent %d data bytes for PR OUT", len(rep.Data))
 	}
 	return rep, nil
+}
+
+// alive reports whether an idle connection can still carry a request: the helper
+// has not closed it (a restarted or stopped helper) and sent nothing unasked. QEMU
+// only learns this when the reply fails; checking first turns a helper restart
+// between two commands into a reconnect instead of a failed command.
+func alive(c *net.UnixConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	cerr := rc.Control(func(fd uintptr) {
+		var b [1]byte
+		// EAGAIN: nothing to read and not closed. 0 bytes: the peer closed.
+		// Data: the helper spoke unasked, so the stream is out of step.
+		_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		ok = err == unix.EAGAIN
+	})
+	return cerr == nil && ok
 }
