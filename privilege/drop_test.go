@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,9 +20,10 @@ import (
 // cgo, and Drop refuses to run in such a binary.
 func buildDropTest(t *testing.T) string {
 	t.Helper()
+	// go test puts the go command that runs it first in PATH.
 	goTool, err := exec.LookPath("go")
 	if err != nil {
-		goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("find the go command: %v", err)
 	}
 	bin := filepath.Join(t.TempDir(), "droptest")
 	cmd := exec.Command(goTool, "build", "-o", bin, "./internal/droptest")
