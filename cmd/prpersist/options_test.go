@@ -43,7 +43,9 @@ func TestParseOptions(t *testing.T) {
 		{"reserve without type warns", []string{"-o", "-R", "-K", "1", "/dev/sda"}, nil,
 			base(func(o *Options) { o.In, o.SA, o.Key, o.NoType = false, scsi.SAReserve, 1, true })},
 		{"register-ignore with APTPL and ALL_TG_PT", []string{"-I", "-S", "0xabc", "-Z", "-Y", "/dev/sda"}, nil,
-			base(func(o *Options) { o.In, o.SA, o.SAKey, o.APTPL, o.AllTgPt = false, scsi.SARegisterAndIgnoreExisting, 0xabc, true, true })},
+			base(func(o *Options) {
+				o.In, o.SA, o.SAKey, o.APTPL, o.AllTgPt = false, scsi.SARegisterAndIgnoreExisting, 0xabc, true, true
+			})},
 		{"register-move", []string{"-M", "-K", "1", "-S", "2", "-Q", "a", "-U", "-X", "sas,5001405b00000002", "/dev/sda"}, nil,
 			base(func(o *Options) {
 				o.In, o.SA, o.Key, o.SAKey, o.RelTgtPort, o.Unreg = false, scsi.SARegisterAndMove, 1, 2, 0xa, true
