@@ -19,11 +19,11 @@ import (
 
 // received is what the fake helper saw for one request.
 type received struct {
-	cdb     [wire.CDBSize]byte
-	param   []byte
-	ino     uint64 // inode of the passed descriptor, 0 if none
-	rdwr    bool   // the descriptor was open O_RDWR
-	nonblk  bool   // O_NONBLOCK
+	cdb    [wire.CDBSize]byte
+	param  []byte
+	ino    uint64 // inode of the passed descriptor, 0 if none
+	rdwr   bool   // the descriptor was open O_RDWR
+	nonblk bool   // O_NONBLOCK
 }
 
 // fakeHelper accepts connections on a temporary socket, runs the handshake and
