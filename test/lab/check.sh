@@ -13,7 +13,6 @@
 #      LAB_ONLY="a b"     run only the named tests (names as printed)
 set -uo pipefail
 LAB=$(cd "$(dirname "$0")" && pwd)
-ROOT=$(cd "$LAB/../.." && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
 export LAB_BUILD=$BUILD
 NESTED=${LAB_NESTED_TEST:-1}
@@ -34,16 +33,7 @@ if ! LAB_NESTED=$NESTED "$LAB/build.sh"; then
 fi
 
 echo "== lab: building the Go binaries (CGO_ENABLED=0) into $BUILD/gobin"
-GO=$(command -v go || echo /usr/local/go/bin/go)
-mkdir -p "$BUILD/gobin"
-rm -f "$BUILD/gobin"/*
-gofail=0
-for pkg in ./cmd/prhelper ./cmd/prpersist ./test/lab/tools/prraw ./test/lab/tools/prdiff ./test/lab/tools/prbench; do
-	[ -d "$ROOT/$pkg" ] || continue
-	if ! (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$BUILD/gobin/" "$pkg"); then
-		echo "FAIL go build $pkg"; gofail=$((gofail + 1))
-	fi
-done
+"$LAB/gobuild.sh"; gofail=$?
 ls -l "$BUILD/gobin"
 
 pass=0 fail=$gofail

@@ -235,3 +235,14 @@ lab_helper_stop() {
 	fi
 	wait "$_p" 2>/dev/null
 }
+
+# lab_out_has REGEX [DESC] / lab_out_lacks REGEX [DESC] : assertions on $LAB_OUT
+#   (the output of the last lab_expect_out)
+lab_out_has() { lab_ok "${2:-output has /$1/}" sh -c 'printf "%s\n" "$1" | grep -Eq -- "$2"' _ "$LAB_OUT" "$1"; }
+lab_out_lacks() { lab_ok "${2:-output lacks /$1/}" sh -c '! printf "%s\n" "$1" | grep -Eq -- "$2"' _ "$LAB_OUT" "$1"; }
+
+# lab_fd_count PID : number of open fds of PID
+lab_fd_count() { ls /proc/$1/fd 2>/dev/null | wc -l; }
+
+# lab_status_field FILE FIELD : the value of FIELD in /proc/.../status, tabs -> spaces
+lab_status_field() { sed -n "s/^$2:[[:space:]]*//p" "$1" | tr '\t' ' ' | sed 's/  */ /g'; }

@@ -351,7 +351,11 @@ func run(args []string, w io.Writer) int {
 			fmt.Fprintf(w, "step %2d [%s] %-55s identical, but UNEXPECTED: %s\n", i+1, p, st.desc, e)
 		default:
 			same++
-			fmt.Fprintf(w, "step %2d [%s] %-55s identical: %s\n", i+1, p, st.desc, summary(rr))
+			note := ""
+			if rr.Sense != tr.Sense {
+				note = " (reference's uninitialized sense bytes 18-95 ignored, test's are zero)"
+			}
+			fmt.Fprintf(w, "step %2d [%s] %-55s identical: %s%s\n", i+1, p, st.desc, summary(rr), note)
 		}
 	}
 	fmt.Fprintf(w, "prdiff: %d steps, %d identical, %d mismatched or unexpected\n", len(steps), same, bad)
