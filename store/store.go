@@ -1,0 +1,43 @@
+package store
+
+import (
+	"context"
+	"errors"
+)
+
+// UpdateFunc computes the next value of one key from its current value cur (nil when
+// the key is absent). It returns changed == false to leave the value as it is, and an
+// error to abandon the update. Returning changed == true with next == nil deletes the key.
+//
+// An UpdateFunc may run more than once for one Update call (a retry after a busy
+// database or a conflict), so it must be a pure function of cur: no I/O, no side effects
+// that matter if repeated. It receives its own copy of cur and may modify it; it must
+// not call back into the Store, which may be holding a lock or a transaction for it.
+type UpdateFunc func(cur []byte) (next []byte, changed bool, err error)
+
+// Store keeps one value per logical unit and changes it atomically.
+type Store interface {
+	// Update runs fn with the current value of key (nil when absent) inside one
+	// transaction. If fn returns changed == true, next replaces the value (next == nil
+	// deletes the key) and is durable (fsynced) before Update returns nil. If fn returns
+	// an error nothing changes and Update returns it (wrapped). fn may run more than once
+	// (retries after a busy/conflict) and must be a pure function of cur. A ctx that ends
+	// before fn ran makes Update return ctx.Err() without change; once fn ran, Update
+	// waits for the outcome of its transaction so the caller never mistakes a committed
+	// change for a failed one.
+	Update(ctx context.Context, key string, fn UpdateFunc) error
+	// Get returns the current value (nil when absent), for tools and tests.
+	Get(ctx context.Context, key string) ([]byte, error)
+	// Keys lists the keys that have a value, in ascending byte order, for tools.
+	Keys(ctx context.Context) ([]string, error)
+	// Close releases the store; Updates already queued finish first, later calls fail
+	// with ErrClosed. Close is idempotent.
+	Close() error
+}
+
+// ErrClosed is returned by Update, Get and Keys on a Store after Close.
+var ErrClosed = errors.New("store: closed")
+
+// ErrBusy is returned (wrapped) when another process held the database's write lock for
+// longer than the store was configured to wait.
+var ErrBusy = errors.New("store: busy")
