@@ -1,0 +1,3 @@
+package sqlite_test
+
+func childCrash(path string) int { return 2 }
