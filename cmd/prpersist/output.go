@@ -132,7 +132,13 @@ func printFullStatus(w io.Writer, fs *scsi.FullStatus, verbose int) {
 		} else {
 			fmt.Fprintf(w, "      not reservation holder\n")
 		}
-		if d.DescriptorLength > 0 {
+		switch {
+		case d.TransportIDErr != "":
+			// Cut by the allocation length (or malformed): show the bytes rather
+			// than fields decoded from a partial TransportID.
+			fmt.Fprintf(w, "      Transport Id of initiator: cannot decode (%s)\n", d.TransportIDErr)
+			fmt.Fprintf(w, "        % x\n", d.TransportID.Raw)
+		case d.DescriptorLength > 0:
 			printTransportID(w, "      ", d.TransportID, int(d.DescriptorLength))
 		}
 	}
