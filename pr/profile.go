@@ -1,0 +1,239 @@
+package pr
+
+import "github.com/prhelper/prhelper/scsi"
+
+// Profile selects, point by point, whose behaviour the engine reproduces where
+// LIO, SCST and SPC-4 disagree (spc-pr.md §14, D1-D25). Every deviation the
+// engine makes reads one of these fields; there is no other switch. LIO() is the
+// default and is byte-exact to the Linux target (current, ≥ 6.12); SPC4() takes
+// the standard's side (SCST's where the standard is silent).
+//
+// D20 (which RELEASE/unregister types queue 2A/04) and D21 (2A/05 for preempted
+// registrants) are not fields: LIO, SCST and the standard agree there and only
+// tgt differs.
+type Profile struct {
+	// Name labels the profile in logs ("lio", "spc4").
+	Name string
+
+	// ReportUnitAttentions makes Execute and CheckAccess report a pending unit
+	// attention as CHECK CONDITION 06h/ASC/ASCQ on the nexus's next command and
+	// then clear it (spc-pr.md §6 step 1, §9). Unit attentions are recorded in
+	// State whatever this says. LIO: true.
+	ReportUnitAttentions bool
+
+	// ReleaseTypeMismatchInvalidRelease (D1): RELEASE from the holder with a TYPE or
+	// SCOPE other than the reservation's answers CHECK CONDITION 05/26/04 INVALID
+	// RELEASE OF PERSISTENT RESERVATION instead of RESERVATION CONFLICT.
+	// LIO false (RC), SCST true, SPC-4 true.
+	ReleaseTypeMismatchInvalidRelease bool
+
+	// UnregisteredCommFailure (D2): RESERVE, RELEASE, CLEAR and REGISTER AND MOVE
+	// from an unregistered nexus while no reservation exists answer CHECK
+	// CONDITION 02/08/00 LOGICAL UNIT COMMUNICATION FAILURE instead of RC.
+	// LIO true, SCST false, SPC-4 false.
+	UnregisteredCommFailure bool
+
+	// ParamListLengthSense (D3) is the sense for a PR OUT parameter list shorter
+	// than 24 bytes, or other than 24 without SPEC_I_PT (not REGISTER AND MOVE).
+	// LIO, SCST and SPC-4: 05/1A/00 PARAMETER LIST LENGTH ERROR (tgt 05/24/00).
+	ParamListLengthSense scsi.Sense
+
+	// ScopeSense (D4) is the sense for a SCOPE other than LU_SCOPE on RESERVE and
+	// PREEMPT. LIO 05/26/00, SCST and SPC-4 05/24/00.
+	ScopeSense scsi.Sense
+
+	// GenerationOnUnregister (D5): REGISTER/RIEK with SARK=0 from a registered
+	// nexus increments PRgeneration. LIO false, SCST true, SPC-4 true.
+	GenerationOnUnregister bool
+
+	// GenerationOnNoopRegister (D6): REGISTER/RIEK with SARK=0 from an
+	// unregistered nexus (a GOOD no-op) increments PRgeneration.
+	// LIO false, SCST true, SPC-4 false (ambiguous; LIO's choice kept).
+	GenerationOnNoopRegister bool
+
+	// PreemptZeroKeyNoReservationConflict (D7): PREEMPT with SARK=0 while no
+	// reservation exists answers RC instead of CHECK CONDITION 05/26/00.
+	// LIO false, SCST true, SPC-4 false.
+	PreemptZeroKeyNoReservationConflict bool
+
+	// PreemptRepresentative (D8): under an all-registrants reservation, a PREEMPT
+	// whose non-zero SARK equals the key of LIO's "representative" holder
+	// registration preempts the reservation (new type, caller holds it) instead of
+	// only removing the registrations with that key. LIO true, SCST false, SPC-4 false.
+	PreemptRepresentative bool
+
+	// PreemptRemovesCaller (D9): a PREEMPT that removes registrations by key
+	// (no reservation, or SARK not the holder's) also removes the caller's own
+	// registration when its key equals SARK. LIO true, SCST false, SPC-4 false
+	// (ambiguous in the standard; SCST's reading kept).
+	PreemptRemovesCaller bool
+
+	// ReleaseChecksNonHolderKey (D10): RELEASE from a registered nexus checks the
+	// RESERVATION KEY (RC on mismatch) even when the nexus is not the holder or
+	// no reservation exists. LIO false, SCST true, SPC-4 true.
+	ReleaseChecksNonHolderKey bool
+
+	// ShortAllocationInvalid (D11): PR IN with an allocation length below the
+	// header (8 bytes; 6 for REPORT CAPABILITIES) answers CHECK CONDITION
+	// 05/24/00 instead of GOOD with truncated data. LIO true, SCST false, SPC-4 false.
+	ShortAllocationInvalid bool
+
+	// FullStatusCountsFitting (D12): READ FULL STATUS stops at the first
+	// descriptor that does not fit the allocation length, and ADDITIONAL LENGTH
+	// counts only the descriptors returned. LIO true, SCST false, SPC-4 false.
+	FullStatusCountsFitting bool
+
+	// ReadReservationHeaderOnly (D13): READ RESERVATION with a reservation held
+	// and an allocation length of 8..21 returns the header (ADDITIONAL LENGTH 16)
+	// followed by zeros up to the allocation length, without key or type.
+	// LIO true, SCST false, SPC-4 false.
+	ReadReservationHeaderOnly bool
+
+	// ReadKeysWholeKeys (D14): READ KEYS copies only whole keys; bytes of a key
+	// cut by the allocation length are zero. LIO true, SCST true, SPC-4 false.
+	ReadKeysWholeKeys bool
+
+	// UAClearAll (D15): reporting a unit attention clears every one queued for
+	// that nexus (LIO with UA_INTLCK_CTRL=00b), instead of one at a time (SAM).
+	// LIO true, SCST false, SPC-4 false.
+	UAClearAll bool
+
+	// NodeACLGranularity (D16): unit attentions are queued per initiator device
+	// and target port (LIO's node ACL + mapped LUN, shared by every ISID of one
+	// iSCSI name), and the access check (§10) treats a nexus as registered when
+	// any registration of its initiator device exists at that target port, unless
+	// the holder is that device with another ISID. false: both per I_T nexus.
+	// LIO true, SCST false, SPC-4 false.
+	NodeACLGranularity bool
+
+	// Capabilities (D17) is the REPORT CAPABILITIES answer; PTPL_A is filled
+	// from State.APTPL. LIO and SPC-4: 00 08 1D 90 EA 01 00 00; SCST: ALLOW
+	// COMMANDS 100b (1D C0).
+	Capabilities scsi.Capabilities
+
+	// ClearResetsAPTPL (D18): CLEAR turns PTPL_A off. LIO true, SCST false, SPC-4 false.
+	ClearResetsAPTPL bool
+
+	// MoveZeroKeySense (D19) is the sense for REGISTER AND MOVE with SARK=0.
+	// LIO 05/26/00, SCST 05/24/00, SPC-4 05/26/00.
+	MoveZeroKeySense scsi.Sense
+
+	// AccessByDataDirection (§10.1): a non-holder's command that is not on the
+	// always-allowed or registered-or-WE lists is judged by its data direction,
+	// as LIO core_scsi3_pr_seq_non_holder does; false uses the SPC-4/SBC-3
+	// per-command table (reads allowed under WE, writes never). LIO true,
+	// SCST false, SPC-4 false.
+	AccessByDataDirection bool
+
+	// ModeSenseRegisteredUnderEA (D22): a registered non-holder under EXCLUSIVE
+	// ACCESS may run MODE SENSE, READ BUFFER, READ ATTRIBUTE, RECEIVE DIAGNOSTIC
+	// RESULTS and SECURITY PROTOCOL IN. LIO true, SCST false, SPC-4 false.
+	ModeSenseRegisteredUnderEA bool
+
+	// ReadCapacity16AlwaysAllowed (D23): READ CAPACITY(16) is on the
+	// always-allowed list like READ CAPACITY(10). LIO false, SCST false, SPC-4 true.
+	ReadCapacity16AlwaysAllowed bool
+
+	// SyncCacheUnregisteredUnderWE (D24): SYNCHRONIZE CACHE from an unregistered
+	// nexus is allowed under the write-exclusive types. LIO true, SCST false, SPC-4 false.
+	SyncCacheUnregisteredUnderWE bool
+
+	// CRHAllRegistrantsROAR (D25): with registrations present, SPC-2 RESERVE/RELEASE
+	// from any registrant under a registrants-only or all-registrants reservation
+	// is a GOOD no-op (CRH, SPC-4 §5.7.3); LIO records the type on the holder's
+	// registration only, so other registrants get RC. LIO false, SCST true, SPC-4 true.
+	CRHAllRegistrantsROAR bool
+
+	// EnforcePRISIDs: LIO's enforce_pr_isids device attribute (default 1): an
+	// iSCSI format 00b TransportID (no ISID) in a SPEC_I_PT list is rejected with
+	// 05/26/00. LIO true, SCST false, SPC-4 false.
+	EnforcePRISIDs bool
+}
+
+// lioCapabilities is LIO's REPORT CAPABILITIES answer 00 08 1D 90 EA 01 00 00
+// (core_scsi3_pri_report_capabilities, spc-pr.md §4.3).
+var lioCapabilities = scsi.Capabilities{
+	CRH: true, SIPC: true, ATPC: true, PTPLC: true, TMV: true, AllowCommands: 1,
+	TypeMask: scsi.MaskWriteExclusiveAllRegs | scsi.MaskExclusiveAccessRegOnly |
+		scsi.MaskWriteExclusiveRegOnly | scsi.MaskExclusiveAccess |
+		scsi.MaskWriteExclusive | scsi.MaskExclusiveAccessAllRegs,
+}
+
+// senseInvalidRelease is 05/26/04 INVALID RELEASE OF PERSISTENT RESERVATION.
+var senseInvalidRelease = scsi.Sense{Key: scsi.KeyIllegalRequest, ASC: 0x26, ASCQ: 0x04}
+
+// senseLUCommFailure is LIO's TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE: NOT READY,
+// ASC 08h (spc-pr.md §1). It differs from scsi.SenseLUNCommFailure (QEMU's,
+// ABORTED COMMAND).
+var senseLUCommFailure = scsi.Sense{Key: scsi.KeyNotReady, ASC: 0x08, ASCQ: 0x00}
+
+// senseNoResources is 05/55/04 INSUFFICIENT REGISTRATION RESOURCES.
+var senseNoResources = scsi.Sense{Key: scsi.KeyIllegalRequest, ASC: 0x55, ASCQ: 0x04}
+
+// LIO returns the profile of the current Linux target (drivers/target
+// target_core_pr.c, ≥ 6.12), the engine's default.
+func LIO() Profile {
+	return Profile{
+		Name:                                "lio",
+		ReportUnitAttentions:                true,
+		ReleaseTypeMismatchInvalidRelease:   false,
+		UnregisteredCommFailure:             true,
+		ParamListLengthSense:                scsi.SenseInvalidParamLen,
+		ScopeSense:                          scsi.SenseInvalidParam,
+		GenerationOnUnregister:              false,
+		GenerationOnNoopRegister:            false,
+		PreemptZeroKeyNoReservationConflict: false,
+		PreemptRepresentative:               true,
+		PreemptRemovesCaller:                true,
+		ReleaseChecksNonHolderKey:           false,
+		ShortAllocationInvalid:              true,
+		FullStatusCountsFitting:             true,
+		ReadReservationHeaderOnly:           true,
+		ReadKeysWholeKeys:                   true,
+		UAClearAll:                          true,
+		NodeACLGranularity:                  true,
+		Capabilities:                        lioCapabilities,
+		ClearResetsAPTPL:                    true,
+		MoveZeroKeySense:                    scsi.SenseInvalidParam,
+		AccessByDataDirection:               true,
+		ModeSenseRegisteredUnderEA:          true,
+		ReadCapacity16AlwaysAllowed:         false,
+		SyncCacheUnregisteredUnderWE:        true,
+		CRHAllRegistrantsROAR:               false,
+		EnforcePRISIDs:                      true,
+	}
+}
+
+// SPC4 returns the standard's choices at every point of spc-pr.md §14 (SCST's
+// where the standard is ambiguous: D6 keeps LIO's, D9 SCST's).
+func SPC4() Profile {
+	return Profile{
+		Name:                                "spc4",
+		ReportUnitAttentions:                true,
+		ReleaseTypeMismatchInvalidRelease:   true,
+		UnregisteredCommFailure:             false,
+		ParamListLengthSense:                scsi.SenseInvalidParamLen,
+		ScopeSense:                          scsi.SenseInvalidField,
+		GenerationOnUnregister:              true,
+		GenerationOnNoopRegister:            false,
+		PreemptZeroKeyNoReservationConflict: false,
+		PreemptRepresentative:               false,
+		PreemptRemovesCaller:                false,
+		ReleaseChecksNonHolderKey:           true,
+		ShortAllocationInvalid:              false,
+		FullStatusCountsFitting:             false,
+		ReadReservationHeaderOnly:           false,
+		ReadKeysWholeKeys:                   false,
+		UAClearAll:                          false,
+		NodeACLGranularity:                  false,
+		Capabilities:                        lioCapabilities,
+		ClearResetsAPTPL:                    false,
+		MoveZeroKeySense:                    scsi.SenseInvalidParam,
+		AccessByDataDirection:               false,
+		ModeSenseRegisteredUnderEA:          false,
+		ReadCapacity16AlwaysAllowed:         true,
+		SyncCacheUnregisteredUnderWE:        false,
+		CRHAllRegistrantsROAR:               true,
+		EnforcePRISIDs:                      false,
+	}
+}

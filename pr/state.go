@@ -1,0 +1,317 @@
+package pr
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/prhelper/prhelper/scsi"
+)
+
+// StateVersion is the version written by State.MarshalBinary.
+const StateVersion = 1
+
+// State is everything one logical unit keeps for persistent reservations
+// (spc-pr.md §5): the registrations in registration order (READ KEYS and READ
+// FULL STATUS list them in that order), the reservation, PRgeneration, PTPL_A,
+// the SPC-2 RESERVE holder (for CRH, §12), the pending unit attentions (§9) and
+// the logical unit's target ports (configuration, never changed by the engine).
+//
+// Invariants kept by the engine and checked by Validate: keys are non-zero, no
+// two registrations are for the same I_T nexus, and the reservation's Holder is a
+// registered nexus (for the all-registrants types it is LIO's "representative",
+// the registration READ RESERVATION and PREEMPT refer to).
+type State struct {
+	Generation     uint32         `json:"generation"`
+	Registrations  []Registration `json:"registrations,omitempty"`
+	Reservation    *Reservation   `json:"reservation,omitempty"`
+	APTPL          bool           `json:"aptpl,omitempty"`
+	SPC2Holder     *Nexus         `json:"spc2_holder,omitempty"`
+	UnitAttentions []PendingUA    `json:"unit_attentions,omitempty"`
+	// Ports lists the target ports through which the logical unit is reachable
+	// and which initiators it is mapped for. Empty means one port: the one of the
+	// commanding nexus, open to every initiator of its protocol.
+	Ports []Port `json:"ports,omitempty"`
+}
+
+// Registration is one registered I_T nexus (SPC-4 §5.7.7).
+type Registration struct {
+	Nexus Nexus  `json:"nexus"`
+	Key   uint64 `json:"key"`
+	// AllTgPt records that the registration was made with ALL_TG_PT=1; LIO
+	// reports it in READ FULL STATUS and requires it to unregister.
+	AllTgPt bool `json:"all_tg_pt,omitempty"`
+	// APTPL is the APTPL bit of the command that made the registration.
+	APTPL bool `json:"aptpl,omitempty"`
+}
+
+// Reservation is the persistent reservation (SPC-4 §5.7.9).
+type Reservation struct {
+	// Holder is the holding I_T nexus; for types 7h and 8h every registrant
+	// holds the reservation and Holder is the representative registration.
+	Holder Nexus `json:"holder"`
+	Type   byte  `json:"type"`
+	Scope  byte  `json:"scope"`
+}
+
+// PendingUA is the queue of unit attentions waiting for one nexus (or, with
+// Profile.NodeACLGranularity, for one initiator device at one target port: the
+// Nexus then has no ISID).
+type PendingUA struct {
+	Nexus      Nexus `json:"nexus"`
+	Conditions []UA  `json:"conditions"`
+}
+
+// UA is a unit attention condition: sense key 06h with ASC/ASCQ.
+type UA struct {
+	ASC  byte `json:"asc"`
+	ASCQ byte `json:"ascq"`
+}
+
+// Sense returns the sense data that reports u.
+func (u UA) Sense() scsi.Sense { return scsi.Sense{Key: scsi.KeyUnitAttention, ASC: u.ASC, ASCQ: u.ASCQ} }
+
+// Unit attention ASCQs under ASC 2Ah (SPC-4 Annex D; spc-pr.md §1).
+const (
+	ascqReservationsPreempted  = 0x03
+	ascqReservationsReleased   = 0x04
+	ascqRegistrationsPreempted = 0x05
+)
+
+// stateJSON is the versioned wire form: {"v":1, ...State fields}.
+type stateJSON struct {
+	V int `json:"v"`
+	stateFields
+}
+
+type stateFields State
+
+// MarshalBinary encodes st as JSON with a "v":1 version field; the encoding
+// is stable (fields only ever added, with a new version when meaning changes).
+func (st State) MarshalBinary() ([]byte, error) {
+	b, err := json.Marshal(stateJSON{V: StateVersion, stateFields: stateFields(st)})
+	if err != nil {
+		return nil, fmt.Errorf("encode PR state: %w", err)
+	}
+	return b, nil
+}
+
+// ErrState marks state bytes that cannot be decoded or break an invariant.
+var ErrState = errors.New("bad PR state")
+
+// UnmarshalBinary decodes bytes written by MarshalBinary. An unknown version,
+// an unknown field, trailing data or a state that fails Validate is an error.
+func (st *State) UnmarshalBinary(b []byte) error {
+	var head struct {
+		V *int `json:"v"`
+	}
+	if err := json.Unmarshal(b, &head); err != nil {
+		return fmt.Errorf("%w: %v", ErrState, err)
+	}
+	if head.V == nil {
+		return fmt.Errorf("%w: no version field", ErrState)
+	}
+	if *head.V != StateVersion {
+		return fmt.Errorf("%w: version %d, this engine reads version %d", ErrState, *head.V, StateVersion)
+	}
+	var s stateJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&s); err != nil {
+		return fmt.Errorf("%w: %v", ErrState, err)
+	}
+	if d.More() {
+		return fmt.Errorf("%w: data after the state object", ErrState)
+	}
+	n := State(s.stateFields)
+	n.normalize()
+	if err := n.Validate(); err != nil {
+		return err
+	}
+	*st = n
+	return nil
+}
+
+// Validate checks the invariants the engine keeps (see State).
+func (st *State) Validate() error {
+	for i, r := range st.Registrations {
+		if r.Key == 0 {
+			return fmt.Errorf("%w: registration %d (%s) has key 0", ErrState, i, r.Nexus)
+		}
+		for _, o := range st.Registrations[:i] {
+			if o.Nexus.Equal(r.Nexus) {
+				return fmt.Errorf("%w: nexus %s registered twice", ErrState, r.Nexus)
+			}
+		}
+	}
+	if r := st.Reservation; r != nil {
+		if !validType(r.Type) {
+			return fmt.Errorf("%w: reservation type %#x", ErrState, r.Type)
+		}
+		if r.Scope != 0 {
+			return fmt.Errorf("%w: reservation scope %#x", ErrState, r.Scope)
+		}
+		if st.regExact(r.Holder) < 0 {
+			return fmt.Errorf("%w: reservation holder %s is not registered", ErrState, r.Holder)
+		}
+	}
+	for i, u := range st.UnitAttentions {
+		if len(u.Conditions) == 0 {
+			return fmt.Errorf("%w: unit attention queue %d is empty", ErrState, i)
+		}
+	}
+	return nil
+}
+
+// normalize turns empty slices into nil so that a state round-trips through
+// MarshalBinary/UnmarshalBinary unchanged (Port.Initiators keeps its nil/empty
+// distinction: it is encoded without omitempty).
+func (st *State) normalize() {
+	if len(st.Registrations) == 0 {
+		st.Registrations = nil
+	}
+	if len(st.UnitAttentions) == 0 {
+		st.UnitAttentions = nil
+	}
+	if len(st.Ports) == 0 {
+		st.Ports = nil
+	}
+}
+
+// clone returns a deep copy of st, so that a command can work on it and be
+// committed only when it succeeds.
+func (st *State) clone() State {
+	c := *st
+	c.Registrations = append([]Registration(nil), st.Registrations...)
+	if st.Reservation != nil {
+		r := *st.Reservation
+		c.Reservation = &r
+	}
+	if st.SPC2Holder != nil {
+		h := *st.SPC2Holder
+		c.SPC2Holder = &h
+	}
+	c.UnitAttentions = nil
+	for _, u := range st.UnitAttentions {
+		u.Conditions = append([]UA(nil), u.Conditions...)
+		c.UnitAttentions = append(c.UnitAttentions, u)
+	}
+	c.Ports = nil
+	for _, p := range st.Ports {
+		if p.Initiators != nil {
+			p.Initiators = append([]Initiator{}, p.Initiators...)
+		}
+		c.Ports = append(c.Ports, p)
+	}
+	return c
+}
+
+// validType reports whether t is one of the six reservation types (SPC-4 table 169).
+func validType(t byte) bool {
+	switch t {
+	case scsi.TypeWriteExclusive, scsi.TypeExclusiveAccess,
+		scsi.TypeWriteExclusiveRegOnly, scsi.TypeExclusiveAccessRegOnly,
+		scsi.TypeWriteExclusiveAllRegs, scsi.TypeExclusiveAccessAllRegs:
+		return true
+	}
+	return false
+}
+
+// allRegistrants reports whether t is an all-registrants type (7h, 8h).
+func allRegistrants(t byte) bool {
+	return t == scsi.TypeWriteExclusiveAllRegs || t == scsi.TypeExclusiveAccessAllRegs
+}
+
+// registrantsOnly reports whether t is a registrants-only type (5h, 6h).
+func registrantsOnly(t byte) bool {
+	return t == scsi.TypeWriteExclusiveRegOnly || t == scsi.TypeExclusiveAccessRegOnly
+}
+
+// writeExclusiveFamily reports whether t lets non-holders read (1h, 5h, 7h).
+func writeExclusiveFamily(t byte) bool {
+	return t == scsi.TypeWriteExclusive || t == scsi.TypeWriteExclusiveRegOnly || t == scsi.TypeWriteExclusiveAllRegs
+}
+
+// regFor returns the index of the registration that identifies nexus n, or -1:
+// LIO core_scsi3_locate_pr_reg, the first registration of n's initiator device at
+// n's port whose ISID is absent or equal (spc-pr.md §5).
+func (st *State) regFor(n Nexus) int {
+	for i, r := range st.Registrations {
+		if r.Nexus.covers(n) {
+			return i
+		}
+	}
+	return -1
+}
+
+// regExact returns the index of the registration for exactly nexus n, or -1.
+func (st *State) regExact(n Nexus) int {
+	for i, r := range st.Registrations {
+		if r.Nexus.Equal(n) {
+			return i
+		}
+	}
+	return -1
+}
+
+// isHolder reports whether registration i holds the reservation: it is the
+// holder, or the type is all-registrants (LIO is_reservation_holder, §5).
+func (st *State) isHolder(i int) bool {
+	r := st.Reservation
+	if r == nil || i < 0 || i >= len(st.Registrations) {
+		return false
+	}
+	return allRegistrants(r.Type) || st.Registrations[i].Nexus.Equal(r.Holder)
+}
+
+// holderIndex returns the index of the (representative) holder's registration.
+func (st *State) holderIndex() int {
+	if st.Reservation == nil {
+		return -1
+	}
+	return st.regExact(st.Reservation.Holder)
+}
+
+// removeRegs removes the registrations for which drop returns true, keeping the
+// order of the others, and returns the removed ones.
+func (st *State) removeRegs(drop func(i int, r Registration) bool) []Registration {
+	var kept, gone []Registration
+	for i, r := range st.Registrations {
+		if drop(i, r) {
+			gone = append(gone, r)
+		} else {
+			kept = append(kept, r)
+		}
+	}
+	st.Registrations = kept
+	return gone
+}
+
+// fixHolder restores the holder invariant after registrations were removed: a
+// holder that is gone releases a non-all-registrants reservation; under an
+// all-registrants one the first remaining registration becomes the
+// representative (LIO moves dev_pr_res_holder to the next registration, §7.1.1),
+// and the reservation ends with the last registrant. It returns true when the
+// reservation was released.
+func (st *State) fixHolder() bool {
+	r := st.Reservation
+	if r == nil || st.regExact(r.Holder) >= 0 {
+		return false
+	}
+	if allRegistrants(r.Type) && len(st.Registrations) > 0 {
+		r.Holder = st.Registrations[0].Nexus
+		return false
+	}
+	st.Reservation = nil
+	return true
+}
+
+// ports returns the logical unit's target ports (State.Ports, or the single
+// implicit port of nexus n when none are configured).
+func (st *State) ports(n Nexus) []Port {
+	if len(st.Ports) > 0 {
+		return st.Ports
+	}
+	return []Port{{RTPI: n.RTPI, Protocol: n.Initiator.Protocol}}
+}
