@@ -13,5 +13,5 @@ out=$BUILD/runs/bench
 rm -rf "$out"
 LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 -o "$out" "$LAB/tests/bench.sh" "${1:-1600}"
 rc=$?
-sed -n '/^READ KEYS round trips/,/^$/p' "$out/out/guest.log"
+sed -n '/^READ KEYS round trips/,/^# ->/p' "$out/out/guest.log"
 exit $rc
