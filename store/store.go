@@ -36,8 +36,8 @@ type Store interface {
 }
 
 // ErrClosed is returned by Update, Get and Keys on a Store after Close.
-var ErrClosed = errors.New("store: closed")
+var ErrClosed = errors.New("store closed")
 
 // ErrBusy is returned (wrapped) when another process held the database's write lock for
 // longer than the store was configured to wait.
-var ErrBusy = errors.New("store: busy")
+var ErrBusy = errors.New("store busy")
