@@ -104,58 +104,79 @@ func replyCategory(rep *wire.Reply) (cat int, sense scsi.Sense, hasSense bool) {
 	return exitOther, scsi.Sense{}, false
 }
 
-// categoryString is sg_lib's sg_get_category_sense_str at verbosity 0: the text
-// sg_persist prints after "PR in (...): " and "sg_persist failed: ".
-func categoryString(cat int) string {
+// categoryString is the text sg3_utils 1.46 gives an exit status (sg_lib's
+// sg_exit2str table, used by sg_get_category_sense_str): sg_persist prints it
+// after "PR in (...): " and "sg_persist failed: ". With longer (sg_persist -v)
+// the explanation is appended. The lab transcripts show "Device not ready",
+// "Unit attention" and "Reservation conflict" from this table.
+func categoryString(cat int, longer bool) string {
+	name, more := "", ""
 	switch cat {
 	case exitOK:
-		return "No errors"
+		name, more = "No errors", "may also convey true"
 	case exitSyntax:
-		return "Syntax error"
+		name, more = "Syntax error", "command line options (usually)"
 	case exitNotReady:
-		return "Not ready"
+		name, more = "Device not ready", "type: sense key"
 	case exitMediumHard:
-		return "Medium or hardware error"
+		name, more = "Medium or hardware error", "type: sense key (plus blank check for tape)"
 	case exitIllegalReq:
-		return "Illegal request"
+		name, more = "Illegal request", "type: sense key, apart from Invalid opcode"
 	case exitUnitAttention:
-		return "Unit attention"
+		name, more = "Unit attention", "type: sense key"
 	case exitDataProtect:
-		return "Data protect"
+		name, more = "Data protect", "type: sense key; write protected media?"
 	case exitInvalidOp:
-		return "Illegal request, invalid opcode"
+		name, more = "Illegal request, Invalid opcode", "type: sense key + asc,ascq"
 	case exitCopyAborted:
-		return "Copy aborted"
+		name, more = "Copy aborted", "type: sense key"
 	case exitAborted:
-		return "Aborted command"
+		name, more = "Aborted command", "type: sense key, other than protection related (asc=0x10)"
 	case exitMiscompare:
-		return "Miscompare"
+		name, more = "Miscompare", "type: sense key"
 	case exitFile:
-		return "File error"
+		name = "File error"
 	case exitNoSense:
-		return "No sense key"
+		name, more = "No sense key", "type: probably additional sense code"
 	case exitRecovered:
-		return "Recovered error"
+		name, more = "Recovered error (warning)", "type: sense key"
 	case exitLBARange:
-		return "LBA out of range"
+		name = "LBA out of range"
 	case exitResConflict:
-		return "Reservation conflict"
+		name, more = "Reservation conflict", "type: SCSI status"
 	case exitBusy:
-		return "Busy"
+		name, more = "Busy", "type: SCSI status"
 	case exitTaskSetFull:
-		return "Task set full"
+		name, more = "Task set full", "type: SCSI status"
 	case exitACAActive:
-		return "ACA active"
+		name, more = "ACA active", "type: SCSI status"
 	case exitTaskAborted:
-		return "Task aborted"
+		name, more = "Task aborted", "type: SCSI status"
 	case exitProtection:
-		return "Aborted command, protection"
+		name = "Aborted command, protection error"
 	case exitMalformed:
-		return "Malformed response"
+		name, more = "Malformed SCSI command", "trouble building command"
 	case exitSense:
-		return "Some other sense data problem"
+		name, more = "Some other sense error", "try '-v' option for more information"
 	case exitOther:
-		return "Some other error/warning has occurred, possible transport of driver issue"
+		name, more = "Some other error", "possible transport of driver issue"
+	default:
+		return fmt.Sprintf("Exit status: %d", cat)
 	}
-	return fmt.Sprintf("Sense category: %d", cat)
+	if longer && more != "" {
+		return name + ", " + more
+	}
+	return name
+}
+
+// senseShown reports whether sg_persist prints the decoded sense without -v:
+// sg3_utils' sg_cmds_process_helper stays quiet for the common categories and
+// prints the rest (unit attention, medium/hardware error, recovered, other).
+func senseShown(cat int) bool {
+	switch cat {
+	case exitNotReady, exitInvalidOp, exitIllegalReq, exitLBARange, exitAborted, exitCopyAborted,
+		exitDataProtect, exitProtection, exitNoSense, exitMiscompare:
+		return false
+	}
+	return true
 }

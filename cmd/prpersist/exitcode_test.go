@@ -60,12 +60,33 @@ func TestReplyCategory(t *testing.T) {
 }
 
 func TestCategoryStrings(t *testing.T) {
-	for cat, want := range map[int]string{
-		exitResConflict: "Reservation conflict", exitUnitAttention: "Unit attention", exitMalformed: "Malformed response",
-		exitInvalidOp: "Illegal request, invalid opcode", exitNoSense: "No sense key", 123: "Sense category: 123",
-	} {
-		if got := categoryString(cat); got != want {
-			t.Errorf("categoryString(%d) = %q, want %q", cat, got, want)
+	tests := []struct {
+		cat    int
+		longer bool
+		want   string
+	}{
+		{exitResConflict, false, "Reservation conflict"}, // transcripts: "sg_persist failed: Reservation conflict"
+		{exitUnitAttention, false, "Unit attention"},     // "PR in (Read reservation): Unit attention"
+		{exitNotReady, false, "Device not ready"},        // lab: "PR out (register and move): Device not ready"
+		{exitResConflict, true, "Reservation conflict, type: SCSI status"},
+		{exitMalformed, false, "Malformed SCSI command"},
+		{exitInvalidOp, false, "Illegal request, Invalid opcode"},
+		{exitOther, true, "Some other error, possible transport of driver issue"},
+		{exitFile, true, "File error"},
+		{123, false, "Exit status: 123"},
+	}
+	for _, tc := range tests {
+		if got := categoryString(tc.cat, tc.longer); got != tc.want {
+			t.Errorf("categoryString(%d, %v) = %q, want %q", tc.cat, tc.longer, got, tc.want)
+		}
+	}
+}
+
+func TestSenseShown(t *testing.T) {
+	for cat, want := range map[int]bool{exitUnitAttention: true, exitMediumHard: true, exitRecovered: true, exitSense: true,
+		exitNotReady: false, exitIllegalReq: false, exitInvalidOp: false, exitAborted: false, exitNoSense: false} {
+		if got := senseShown(cat); got != want {
+			t.Errorf("senseShown(%d) = %v, want %v", cat, got, want)
 		}
 	}
 }

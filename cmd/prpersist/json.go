@@ -46,7 +46,7 @@ func writeJSON(w io.Writer, o Options, r *result) error {
 		CDB:        hex.EncodeToString(r.cdb[:10]),
 		Param:      hex.EncodeToString(r.param),
 		ExitStatus: r.exit,
-		Category:   categoryString(r.exit),
+		Category:   categoryString(r.exit, false),
 		Error:      r.err,
 		Payload:    r.payload,
 	}

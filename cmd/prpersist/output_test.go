@@ -225,17 +225,21 @@ func TestErrorReport(t *testing.T) {
 			withSense(scsi.StatusCheckCondition, scsi.SenseRegsPreempted), 6,
 			"Persistent reservation in:\nFixed format, current; Sense key: Unit Attention\nAdditional sense: Registrations preempted\n" +
 				"PR in (Read reservation): Unit attention\nprpersist failed: Unit attention\n"},
-		{"illegal request", Options{SA: scsi.SARegisterAndMove}, withSense(scsi.StatusCheckCondition, scsi.SenseInvalidParam), 5,
-			"Persistent reservation out:\nFixed format, current; Sense key: Illegal Request\nAdditional sense: Invalid field in parameter list\n" +
-				"PR out (register and move): bad field in cdb or parameter list (perhaps unsupported service action)\nprpersist failed: Illegal request\n"},
-		{"invalid opcode, verbose", Options{In: true, SA: scsi.SAReadKeys, Verbose: 1}, withSense(scsi.StatusCheckCondition, scsi.SenseInvalidOpcode), 9,
+		{"illegal request: sense not shown without -v", Options{SA: scsi.SARegisterAndMove}, withSense(scsi.StatusCheckCondition, scsi.SenseInvalidParam), 5,
+			"PR out (register and move): bad field in cdb or parameter list (perhaps unsupported service action)\nprpersist failed: Illegal request\n"},
+		{"lab: LIO 02/08/00", Options{SA: scsi.SARegisterAndMove}, withSense(scsi.StatusCheckCondition, scsi.Sense{Key: 2, ASC: 8}), 2,
+			"PR out (register and move): Device not ready\nprpersist failed: Device not ready\n"},
+		{"invalid opcode, verbose: sense shown", Options{In: true, SA: scsi.SAReadKeys, Verbose: 1}, withSense(scsi.StatusCheckCondition, scsi.SenseInvalidOpcode), 9,
 			"Persistent reservation in:\nFixed format, current; Sense key: Illegal Request\nAdditional sense: Invalid command operation code\n" +
 				"PR in (Read keys): command not supported\n"},
+		{"conflict, verbose", Options{SA: scsi.SAReserve, Verbose: 1}, &wire.Reply{Status: scsi.StatusReservationConflict}, 24,
+			"PR out (Reserve): Reservation conflict, type: SCSI status\n"},
 		{"busy", Options{In: true, SA: scsi.SAReadFullStatus}, &wire.Reply{Status: scsi.StatusBusy}, 26,
-			"Persistent reservation in: scsi status: Busy\nPR in (Read full status): Busy\nprpersist failed: Busy\n"},
+			"PR in (Read full status): Busy\nprpersist failed: Busy\n"},
 		{"check condition without sense", Options{SA: scsi.SAClear}, &wire.Reply{Status: scsi.StatusCheckCondition}, 99,
-			"Persistent reservation out: scsi status: Check Condition\nPR out (Clear): Some other error/warning has occurred, possible transport of driver issue\n" +
-				"prpersist failed: Some other error/warning has occurred, possible transport of driver issue\n"},
+			"Persistent reservation out: scsi status: Check Condition\nPR out (Clear): Some other error\nprpersist failed: Some other error\n"},
+		{"unknown status", Options{SA: scsi.SAClear}, &wire.Reply{Status: 0x22}, 99,
+			"Persistent reservation out: scsi status: Unknown status [0x22]\nPR out (Clear): Some other error\nprpersist failed: Some other error\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

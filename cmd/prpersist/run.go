@@ -187,10 +187,15 @@ func report(o Options, r *result, stdout, stderr io.Writer) {
 		}
 		return
 	}
+	long := o.Verbose > 0
 	switch {
 	case r.hasSense:
-		fmt.Fprintf(stderr, "%s:\n%s", heading(o), senseLines(r.reply.Sense[:], r.sense))
-	case r.reply.Status != scsi.StatusReservationConflict && r.exit != exitMalformed:
+		if long || senseShown(r.exit) {
+			fmt.Fprintf(stderr, "%s:\n%s", heading(o), senseLines(r.reply.Sense[:], r.sense))
+		}
+	case r.exit == exitOther:
+		// A status sg3_utils has no category for, or CHECK CONDITION without
+		// sense: sg_cmds_process_resp names the status.
 		fmt.Fprintf(stderr, "%s: scsi status: %s\n", heading(o), statusName(r.reply.Status))
 	}
 	switch r.exit {
@@ -199,15 +204,19 @@ func report(o Options, r *result, stdout, stderr io.Writer) {
 	case exitIllegalReq:
 		fmt.Fprintf(stderr, "%s: bad field in cdb or parameter list (perhaps unsupported service action)\n", saLabel(o))
 	case exitMalformed:
+		// sg_persist's own words for REPORT CAPABILITIES; the other payloads
+		// it does not check, so the line with the detail is prpersist's.
 		if o.In && o.SA == scsi.SAReportCapabilities {
 			fmt.Fprintf(stderr, "Unexpected response for PRIN Report Capabilities\n")
 		}
-		fmt.Fprintf(stderr, "%s: %s: %s\n", saLabel(o), categoryString(r.exit), r.err)
+		if long || !(o.In && o.SA == scsi.SAReportCapabilities) {
+			fmt.Fprintf(stderr, "%s: %s\n", saLabel(o), r.err)
+		}
 	default:
-		fmt.Fprintf(stderr, "%s: %s\n", saLabel(o), categoryString(r.exit))
+		fmt.Fprintf(stderr, "%s: %s\n", saLabel(o), categoryString(r.exit, long))
 	}
-	if o.Verbose == 0 {
-		fmt.Fprintf(stderr, "prpersist failed: %s\n", categoryString(r.exit))
+	if !long {
+		fmt.Fprintf(stderr, "prpersist failed: %s\n", categoryString(r.exit, false))
 	}
 }
 
@@ -225,9 +234,9 @@ func statusName(s byte) string {
 	case scsi.StatusTaskAborted:
 		return "Task aborted"
 	case scsi.StatusReservationConflict:
-		return "Reservation conflict"
+		return "Reservation Conflict"
 	}
-	return fmt.Sprintf("0x%02x", s)
+	return fmt.Sprintf("Unknown status [0x%x]", s)
 }
 
 // printPayload prints decoded PR IN data, or its hex with --hex.

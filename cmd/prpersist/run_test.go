@@ -158,9 +158,13 @@ func TestRunEndToEnd(t *testing.T) {
 			args:    []string{"-c"},
 			reply:   wire.Reply{Data: []byte{0, 0x10, 0x1d, 0x90, 0xea, 0x01, 0, 0}},
 			wantCDB: "5e 02 00 00 00 00 00 20 00 00", wantRDWR: true, code: 97,
-			stderr: "Unexpected response for PRIN Report Capabilities\n" +
-				"PR in (Report capabilities): Malformed response: PR IN REPORT CAPABILITIES: malformed data: REPORT CAPABILITIES: LENGTH 16, want 8\n" +
-				"prpersist failed: Malformed response\n"},
+			stderr: "Unexpected response for PRIN Report Capabilities\nprpersist failed: Malformed SCSI command\n"},
+		{name: "malformed read keys",
+			args:    []string{"-k"},
+			reply:   wire.Reply{Data: []byte{0, 0, 0, 1, 0, 0, 0, 4, 0, 0, 0, 0}},
+			wantCDB: "5e 00 00 00 00 00 00 20 00 00", wantRDWR: true, code: 97,
+			stderr: "PR in (Read keys): PR IN READ KEYS: malformed data: READ KEYS: ADDITIONAL LENGTH 4 is not a multiple of 8\n" +
+				"prpersist failed: Malformed SCSI command\n"},
 		{name: "register and move with a SAS TransportID",
 			args:    []string{"-M", "-K", "1", "-S", "2", "-Q", "1", "-U", "-X", "sas,5001405b00000002"},
 			wantCDB: "5f 07 00 00 00 00 00 00 30 00",
