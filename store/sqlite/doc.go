@@ -15,6 +15,12 @@
 // error discards only its own result, and every caller is answered only after the COMMIT
 // that made its change durable.
 //
+// SQLite's write lock has no queue: a process that commits back to back can keep
+// another waiting (observed in TestTwoProcesses/saturated), so under sustained
+// saturation an Update in a starved process fails with store.ErrBusy after
+// Options.BusyTimeout instead of hanging. PR traffic is sparse (registrations and
+// reservations, not I/O), where the processes interleave freely.
+//
 // The file is made 0600 in a 0700 directory when missing. An existing file is never
 // deleted, truncated or rewritten by Open: a file that is not a SQLite database, a
 // database that belongs to something else or carries a newer schema is refused with an

@@ -238,8 +238,18 @@ func (s *Store) open() error {
 		return describe(err)
 	}
 	s.conn = conn
+	// Another process may be creating or converting the same file right now; its locks
+	// show as SQLITE_BUSY and are waited out like a writer's.
+	if err := s.retryBusy(ctx, func() error { return s.prepareDB(ctx) }); err != nil {
+		return err
+	}
+	return s.initSchema(ctx)
+}
+
+// prepareDB checks the file's integrity and identity and switches it to WAL mode.
+func (s *Store) prepareDB(ctx context.Context) error {
 	var check string
-	if err := conn.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&check); err != nil {
+	if err := s.conn.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&check); err != nil {
 		return describe(err)
 	}
 	if check != "ok" {
@@ -251,13 +261,13 @@ func (s *Store) open() error {
 		return err
 	}
 	var mode string
-	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
+	if err := s.conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
 		return describe(err)
 	}
 	if mode != "wal" {
 		return fmt.Errorf("journal_mode is %q, want wal (is the file on a filesystem without shared-memory locking?)", mode)
 	}
-	return s.initSchema(ctx)
+	return nil
 }
 
 // describe turns SQLite's answers to a file that is damaged or not a database into a
@@ -346,8 +356,7 @@ func (s *Store) initSchema(ctx context.Context) error {
 // withWriteTx runs body in BEGIN IMMEDIATE ... COMMIT on the writer connection, retrying
 // while the database is busy, up to the busy timeout.
 func (s *Store) withWriteTx(ctx context.Context, body func() error) error {
-	deadline := time.Now().Add(s.opts.BusyTimeout)
-	for attempt := 0; ; attempt++ {
+	return s.retryBusy(ctx, func() error {
 		err := s.begin(ctx)
 		if err == nil {
 			if err = body(); err == nil {
@@ -357,7 +366,17 @@ func (s *Store) withWriteTx(ctx context.Context, body func() error) error {
 			}
 			s.rollback()
 		}
-		if !isBusy(err) {
+		return err
+	})
+}
+
+// retryBusy runs op until it succeeds, fails with anything but SQLITE_BUSY, ctx ends or
+// the busy timeout passes.
+func (s *Store) retryBusy(ctx context.Context, op func() error) error {
+	deadline := time.Now().Add(s.opts.BusyTimeout)
+	for attempt := 0; ; attempt++ {
+		err := op()
+		if err == nil || !isBusy(err) {
 			return err
 		}
 		s.stats.busyRetries.Add(1)

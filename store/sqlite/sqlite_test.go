@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prhelper/prhelper/store"
 	"github.com/prhelper/prhelper/store/sqlite"
@@ -54,18 +57,42 @@ func childIncrement(path string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	// Barrier: the parent releases all children at once by closing their stdin, so the
+	// updates really overlap instead of running one process after the other.
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	var pause int
+	if v := os.Getenv("PRHELPER_STORE_PAUSE_US"); v != "" {
+		if pause, err = strconv.Atoi(v); err != nil {
+			fmt.Fprintln(os.Stderr, "PRHELPER_STORE_PAUSE_US:", err)
+			return 2
+		}
+	}
+	first, last := int64(-1), int64(-1)
 	for i := range n {
-		if err := s.Update(context.Background(), "n", storetest.Increment); err != nil {
+		if pause > 0 {
+			time.Sleep(time.Duration(rand.IntN(pause)) * time.Microsecond)
+		}
+		var got int64
+		err := s.Update(context.Background(), "n", func(cur []byte) ([]byte, bool, error) {
+			next, changed, err := storetest.Increment(cur)
+			got, _ = storetest.ParseCounter(next)
+			return next, changed, err
+		})
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "update %d: %v\n", i, err)
 			return 1
 		}
+		if first < 0 {
+			first = got
+		}
+		last = got
 	}
 	st := s.Stats()
 	if err := s.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Printf("transactions=%d busy_retries=%d\n", st.Transactions, st.BusyRetries)
+	fmt.Printf("transactions=%d busy_retries=%d values=%d..%d\n", st.Transactions, st.BusyRetries, first, last)
 	return 0
 }
 
@@ -168,33 +195,66 @@ func TestPanickingFnIsolated(t *testing.T) {
 	}
 }
 
+// TestTwoProcesses runs two processes incrementing one key 200 times each. "paced"
+// pauses up to 500 µs between updates, like sparse PR traffic, and must interleave the
+// processes' updates; "saturated" runs back to back, where SQLite's lock (no queue)
+// may let one process finish first, and only the exact total is checked.
 func TestTwoProcesses(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "pr.db")
-	openT(t, path, sqlite.Options{}).Close() // create the schema before the race
-	const per = 200
-	var outs [2]bytes.Buffer
-	var cmds [2]*exec.Cmd
-	for i := range cmds {
-		cmds[i] = child(t, "increment", path, "PRHELPER_STORE_N="+strconv.Itoa(per))
-		cmds[i].Stdout = &outs[i]
-		cmds[i].Stderr = &outs[i]
-		if err := cmds[i].Start(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for i, c := range cmds {
-		if err := c.Wait(); err != nil {
-			t.Fatalf("child %d: %v\n%s", i, err, outs[i].String())
-		}
-		t.Logf("child %d: %s", i, strings.TrimSpace(outs[i].String()))
-	}
-	s := openT(t, path, sqlite.Options{})
-	v, err := s.Get(context.Background(), "n")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(v) != strconv.Itoa(2*per) {
-		t.Fatalf("n = %q after two processes incremented %d times each, want %d", v, per, 2*per)
+	for _, tc := range []struct {
+		name       string
+		pauseUS    int
+		interleave bool
+	}{
+		{"paced", 500, true},
+		{"saturated", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "pr.db")
+			openT(t, path, sqlite.Options{}).Close() // create the schema before the race
+			const per = 200
+			var outs [2]bytes.Buffer
+			var cmds [2]*exec.Cmd
+			var gates [2]io.Closer
+			for i := range cmds {
+				cmds[i] = child(t, "increment", path, "PRHELPER_STORE_N="+strconv.Itoa(per),
+					"PRHELPER_STORE_PAUSE_US="+strconv.Itoa(tc.pauseUS))
+				cmds[i].Stdout = &outs[i]
+				cmds[i].Stderr = &outs[i]
+				var err error
+				if gates[i], err = cmds[i].StdinPipe(); err != nil {
+					t.Fatal(err)
+				}
+				if err := cmds[i].Start(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, g := range gates {
+				g.Close()
+			}
+			var ranges [2][2]int64
+			for i, c := range cmds {
+				if err := c.Wait(); err != nil {
+					t.Fatalf("child %d: %v\n%s", i, err, outs[i].String())
+				}
+				out := strings.TrimSpace(outs[i].String())
+				t.Logf("child %d: %s", i, out)
+				if _, err := fmt.Sscanf(out[strings.Index(out, "values="):], "values=%d..%d", &ranges[i][0], &ranges[i][1]); err != nil {
+					t.Fatalf("child %d output %q: %v", i, out, err)
+				}
+			}
+			s := openT(t, path, sqlite.Options{})
+			v, err := s.Get(context.Background(), "n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(v) != strconv.Itoa(2*per) {
+				t.Fatalf("n = %q after two processes incremented %d times each, want %d", v, per, 2*per)
+			}
+			overlap := ranges[0][0] < ranges[1][1] && ranges[1][0] < ranges[0][1]
+			if tc.interleave && !overlap {
+				t.Fatalf("updates did not interleave: child ranges %v", ranges)
+			}
+		})
 	}
 }
 
@@ -353,5 +413,32 @@ func TestClosedAndCanceledErrors(t *testing.T) {
 	}
 	if _, err := s.Keys(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Keys after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestProcessesCreateTogether starts several processes on a path that does not exist yet,
+// so they race to create the file, switch it to WAL and create the schema.
+func TestProcessesCreateTogether(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "new", "pr.db")
+	const procs, per = 4, 25
+	outs := make([]bytes.Buffer, procs)
+	cmds := make([]*exec.Cmd, procs)
+	for i := range cmds {
+		cmds[i] = child(t, "increment", path, "PRHELPER_STORE_N="+strconv.Itoa(per))
+		cmds[i].Stdout = &outs[i]
+		cmds[i].Stderr = &outs[i]
+		// stdin stays nil (/dev/null): no barrier, the opens themselves should race.
+		if err := cmds[i].Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range cmds {
+		if err := c.Wait(); err != nil {
+			t.Fatalf("child %d: %v\n%s", i, err, outs[i].String())
+		}
+	}
+	s := openT(t, path, sqlite.Options{})
+	if v, err := s.Get(context.Background(), "n"); err != nil || string(v) != strconv.Itoa(procs*per) {
+		t.Fatalf("n = %q, %v; want %d", v, err, procs*per)
 	}
 }
