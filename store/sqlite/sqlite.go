@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,7 +254,7 @@ func (s *Store) prepareDB(ctx context.Context) error {
 		return describe(err)
 	}
 	if check != "ok" {
-		return fmt.Errorf("database is corrupt: quick_check: %s", check)
+		return fmt.Errorf("database is corrupt: quick_check: %s", oneLine(check, 200))
 	}
 	// Identify the file before anything writes to it: even switching the journal mode
 	// rewrites the header of a database that is not ours.
@@ -268,6 +269,15 @@ func (s *Store) prepareDB(ctx context.Context) error {
 		return fmt.Errorf("journal_mode is %q, want wal (is the file on a filesystem without shared-memory locking?)", mode)
 	}
 	return nil
+}
+
+// oneLine folds SQLite's multi-line diagnostics into one bounded line for an error.
+func oneLine(msg string, limit int) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	if len(msg) > limit {
+		msg = msg[:limit] + "…"
+	}
+	return msg
 }
 
 // describe turns SQLite's answers to a file that is damaged or not a database into a

@@ -442,3 +442,45 @@ func TestProcessesCreateTogether(t *testing.T) {
 		t.Fatalf("n = %q, %v; want %d", v, err, procs*per)
 	}
 }
+
+// TestCorruptPagesRefused damages the pages after the header of a real store; Open must
+// report corruption (SQLite's quick_check) instead of panicking or serving bad data, and
+// must leave the damaged file for the operator to inspect.
+func TestCorruptPagesRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "pr.db")
+	s := openT(t, path, sqlite.Options{})
+	for i := range 50 {
+		if err := s.Update(context.Background(), fmt.Sprintf("lu%02d", i), storetest.Increment); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil { // last connection: checkpoints the WAL into the file
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) < 3*4096 {
+		t.Fatalf("store file is %d bytes, expected several pages", len(data))
+	}
+	for i := 4096; i < len(data); i++ {
+		data[i] = byte(i*31) ^ 0xa5
+	}
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := sqlite.Open(path, sqlite.Options{})
+	if err == nil {
+		s2.Close()
+		t.Fatal("Open of a store with damaged pages succeeded")
+	}
+	t.Logf("Open: %v", err)
+	if !strings.Contains(err.Error(), "corrupt") && !strings.Contains(err.Error(), "malformed") {
+		t.Fatalf("Open = %v, want it to say the database is corrupt", err)
+	}
+	after, _ := os.ReadFile(path)
+	if !bytes.Equal(after, data) {
+		t.Fatal("Open modified the damaged file")
+	}
+}
