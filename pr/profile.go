@@ -144,6 +144,12 @@ type Profile struct {
 	// registration only, so other registrants get RC. LIO false, SCST true, SPC-4 true.
 	CRHAllRegistrantsROAR bool
 
+	// RestoreCountsGeneration (§11): after a power cycle with APTPL active the
+	// generation restarts at 0 and goes up by one per restored registration, as
+	// LIO re-adds them; false keeps the persisted generation, as SCST does.
+	// LIO true, SCST false, SPC-4 false.
+	RestoreCountsGeneration bool
+
 	// EnforcePRISIDs: LIO's enforce_pr_isids device attribute (default 1): an
 	// iSCSI format 00b TransportID (no ISID) in a SPEC_I_PT list is rejected with
 	// 05/26/00. LIO true, SCST false, SPC-4 false.
@@ -200,6 +206,7 @@ func LIO() Profile {
 		ReadCapacity16AlwaysAllowed:         false,
 		SyncCacheUnregisteredUnderWE:        true,
 		CRHAllRegistrantsROAR:               false,
+		RestoreCountsGeneration:             true,
 		EnforcePRISIDs:                      true,
 	}
 }
@@ -234,6 +241,7 @@ func SPC4() Profile {
 		ReadCapacity16AlwaysAllowed:         true,
 		SyncCacheUnregisteredUnderWE:        false,
 		CRHAllRegistrantsROAR:               true,
+		RestoreCountsGeneration:             false,
 		EnforcePRISIDs:                      false,
 	}
 }

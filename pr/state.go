@@ -70,7 +70,9 @@ type UA struct {
 }
 
 // Sense returns the sense data that reports u.
-func (u UA) Sense() scsi.Sense { return scsi.Sense{Key: scsi.KeyUnitAttention, ASC: u.ASC, ASCQ: u.ASCQ} }
+func (u UA) Sense() scsi.Sense {
+	return scsi.Sense{Key: scsi.KeyUnitAttention, ASC: u.ASC, ASCQ: u.ASCQ}
+}
 
 // Unit attention ASCQs under ASC 2Ah (SPC-4 Annex D; spc-pr.md §1).
 const (

@@ -1,0 +1,23 @@
+package pr
+
+// PowerOn applies a power cycle (or target restart) to st, for a store that
+// kept the state bytes across it (SPC-4 §5.7.5; spc-pr.md §7.8, §11). Without
+// PTPL_A everything is lost and the generation returns to 0. With PTPL_A the
+// registrations and the reservation survive; the generation restarts at the
+// number of registrations under RestoreCountsGeneration (LIO re-adds each one
+// with a bump) and is kept otherwise. Either way the SPC-2 reservation and every
+// pending unit attention are gone, and the target ports are kept.
+func PowerOn(p Profile, st *State) {
+	if st == nil {
+		return
+	}
+	if !st.APTPL {
+		*st = State{Ports: st.Ports}
+		return
+	}
+	st.SPC2Holder = nil
+	st.UnitAttentions = nil
+	if p.RestoreCountsGeneration {
+		st.Generation = uint32(len(st.Registrations))
+	}
+}
