@@ -103,11 +103,12 @@ func (st State) MarshalBinary() ([]byte, error) {
 var ErrState = errors.New("bad PR state")
 
 // UnmarshalBinary decodes bytes written by MarshalBinary. An unknown version,
-// an unknown field, trailing data or a state that fails Validate is an error.
+// an unknown field, data after the object or a state that fails Validate is an error.
 func (st *State) UnmarshalBinary(b []byte) error {
 	var head struct {
 		V *int `json:"v"`
 	}
+	// json.Unmarshal also rejects data after the object.
 	if err := json.Unmarshal(b, &head); err != nil {
 		return fmt.Errorf("%w: %v", ErrState, err)
 	}
@@ -122,9 +123,6 @@ func (st *State) UnmarshalBinary(b []byte) error {
 	d.DisallowUnknownFields()
 	if err := d.Decode(&s); err != nil {
 		return fmt.Errorf("%w: %v", ErrState, err)
-	}
-	if d.More() {
-		return fmt.Errorf("%w: data after the state object", ErrState)
 	}
 	n := State(s.stateFields)
 	n.normalize()

@@ -1,0 +1,122 @@
+package pr
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/prhelper/prhelper/scsi"
+)
+
+// goldenState is the version 1 encoding of a state with every field set. It
+// must keep decoding: stores hold these bytes.
+const goldenState = `{"v":1,"generation":7,"registrations":[{"nexus":{"initiator":{"proto":5,"name":"iqn.1994-05.com.example:i1","isid":"00023d000001"},"rtpi":1},"key":1229782938247303441,"all_tg_pt":true,"aptpl":true},{"nexus":{"initiator":{"proto":6,"addr":5764959757597147137},"rtpi":3},"key":2459565876494606882}],"reservation":{"holder":{"initiator":{"proto":5,"name":"iqn.1994-05.com.example:i1","isid":"00023d000001"},"rtpi":1},"type":5,"scope":0},"aptpl":true,"spc2_holder":{"initiator":{"proto":0,"addr":2377900762148634625},"rtpi":4},"unit_attentions":[{"nexus":{"initiator":{"proto":6,"addr":5764959757597147137},"rtpi":3},"conditions":[{"asc":42,"ascq":4},{"asc":42,"ascq":3}]}],"ports":[{"rtpi":1,"proto":5,"initiators":null},{"rtpi":3,"proto":6,"initiators":[{"proto":6,"addr":5764959757597147137}]},{"rtpi":4,"proto":0,"initiators":[]}]}`
+
+func goldenValue() State {
+	sas := Nexus{Initiator: SASInitiator(0x5001405b00000001), RTPI: 3}
+	fc := Nexus{Initiator: FCInitiator(0x21000024ff000001), RTPI: 4}
+	return State{
+		Generation: 7,
+		Registrations: []Registration{
+			{Nexus: nx1, Key: k1, AllTgPt: true, APTPL: true},
+			{Nexus: sas, Key: k2},
+		},
+		Reservation:    &Reservation{Holder: nx1, Type: scsi.TypeWriteExclusiveRegOnly},
+		APTPL:          true,
+		SPC2Holder:     &fc,
+		UnitAttentions: []PendingUA{{Nexus: sas, Conditions: []UA{{0x2a, 4}, {0x2a, 3}}}},
+		Ports: []Port{
+			{RTPI: 1, Protocol: scsi.ProtoISCSI},
+			{RTPI: 3, Protocol: scsi.ProtoSAS, Initiators: []Initiator{sas.Initiator}},
+			{RTPI: 4, Protocol: scsi.ProtoFC, Initiators: []Initiator{}},
+		},
+	}
+}
+
+func TestStateGolden(t *testing.T) {
+	b, err := goldenValue().MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != goldenState {
+		t.Fatalf("encoding changed:\n got %s\nwant %s", b, goldenState)
+	}
+	var st State
+	if err := st.UnmarshalBinary([]byte(goldenState)); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st, goldenValue()) {
+		t.Fatalf("decoded %+v", st)
+	}
+	if st.Ports[0].Initiators != nil || st.Ports[2].Initiators == nil {
+		t.Fatal("Port.Initiators lost its nil / empty distinction")
+	}
+}
+
+func TestStateZeroRoundTrip(t *testing.T) {
+	b, err := (State{}).MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != `{"v":1,"generation":0}` {
+		t.Fatalf("zero state = %s", b)
+	}
+	var st State
+	if err := st.UnmarshalBinary(b); err != nil || !reflect.DeepEqual(st, State{}) {
+		t.Fatalf("%+v, %v", st, err)
+	}
+}
+
+func TestStateUnmarshalErrors(t *testing.T) {
+	holder := `{"initiator":{"proto":5,"name":"iqn.a","isid":"00023d000001"},"rtpi":1}`
+	tests := []struct{ name, in, wantMsg string }{
+		{"empty", ``, "bad PR state"},
+		{"not JSON", `v=1`, "bad PR state"},
+		{"no version", `{"generation":1}`, "no version"},
+		{"version 2", `{"v":2}`, "version 2"},
+		{"version 0", `{"v":0}`, "version 0"},
+		{"version string", `{"v":"1"}`, "bad PR state"},
+		{"unknown field", `{"v":1,"gen":3}`, "unknown field"},
+		{"trailing data", `{"v":1} {}`, "after top-level value"},
+		{"key 0", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":0}]}`, "key 0"},
+		{"duplicate nexus", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":1},{"nexus":` + holder + `,"key":2}]}`, "twice"},
+		{"bad type", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":1}],"reservation":{"holder":` + holder + `,"type":2}}`, "type"},
+		{"bad scope", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":1}],"reservation":{"holder":` + holder + `,"type":3,"scope":1}}`, "scope"},
+		{"unregistered holder", `{"v":1,"reservation":{"holder":` + holder + `,"type":3}}`, "not registered"},
+		{"empty UA queue", `{"v":1,"unit_attentions":[{"nexus":` + holder + `,"conditions":[]}]}`, "empty"},
+		{"generation overflow", `{"v":1,"generation":4294967296}`, "bad PR state"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st := goldenValue()
+			err := st.UnmarshalBinary([]byte(tc.in))
+			if !errors.Is(err, ErrState) || !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("err = %v, want ErrState mentioning %q", err, tc.wantMsg)
+			}
+			if !reflect.DeepEqual(st, goldenValue()) {
+				t.Fatal("a failed UnmarshalBinary changed the state")
+			}
+		})
+	}
+}
+
+func TestPowerOn(t *testing.T) {
+	st := goldenValue()
+	PowerOn(LIO(), &st)
+	if st.Generation != 2 || len(st.Registrations) != 2 || st.Reservation == nil || st.SPC2Holder != nil || st.UnitAttentions != nil {
+		t.Fatalf("LIO restart with APTPL: %+v", st)
+	}
+	st = goldenValue()
+	PowerOn(SPC4(), &st)
+	if st.Generation != 7 {
+		t.Fatalf("SPC-4 restart kept generation %d, want 7", st.Generation)
+	}
+	st = goldenValue()
+	st.APTPL = false
+	PowerOn(LIO(), &st)
+	if !reflect.DeepEqual(st, State{Ports: goldenValue().Ports}) {
+		t.Fatalf("restart without APTPL: %+v", st)
+	}
+	PowerOn(LIO(), nil)
+}
