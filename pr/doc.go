@@ -24,6 +24,15 @@
 // RESERVE/RELEASE interplay (§12). CheckAccess applies the reservation check of
 // §10 to any other command.
 //
+// Identity: a Nexus is an initiator port (FC N_Port name, SAS address, or iSCSI
+// name plus ISID) and a RELATIVE TARGET PORT IDENTIFIER. iSCSI names compare byte
+// for byte, as in LIO, so callers pass names normalised per RFC 3722; ISIDs
+// compare as hex. A registration made without an ISID (SPEC_I_PT with a format
+// 00b TransportID) covers every ISID of that initiator at that port (LIO
+// core_scsi3_locate_pr_reg). State.Ports describes the logical unit's target
+// ports and which initiators may use them; when empty, the commanding nexus's
+// port is the only one and is open to everybody.
+//
 // What it does not do:
 //   - It does not fence I/O. prhelper sees only PR commands; the data path goes
 //     from QEMU to the device without it. The engine arbitrates who holds the

@@ -159,3 +159,36 @@ func TestProfiles(t *testing.T) {
 		t.Errorf("LIO capabilities % x", got)
 	}
 }
+
+// TestHostileState runs commands against states a caller could build by hand
+// that break the invariants UnmarshalBinary enforces: the engine must answer,
+// not panic.
+func TestHostileState(t *testing.T) {
+	states := []State{
+		{Reservation: &Reservation{Holder: nx1, Type: 3}},
+		{Reservation: &Reservation{Holder: nx1, Type: 8}},
+		{Registrations: []Registration{reg(nx1, 0), reg(nx1, k1)}, Reservation: &Reservation{Holder: nx2, Type: 2}},
+		{UnitAttentions: []PendingUA{{Nexus: nx1}}},
+		{Ports: []Port{{RTPI: 9, Protocol: 0xff, Initiators: []Initiator{}}}},
+	}
+	cdbs := [][]byte{
+		func() []byte { c := scsi.PRInCDB(0, 8192); return c[:] }(),
+		func() []byte { c := scsi.PRInCDB(1, 8192); return c[:] }(),
+		func() []byte { c := scsi.PRInCDB(3, 8192); return c[:] }(),
+		func() []byte { c := scsi.PROutCDB(scsi.SARelease, 0, 3, 24); return c[:] }(),
+		func() []byte { c := scsi.PROutCDB(scsi.SAPreempt, 0, 8, 24); return c[:] }(),
+		func() []byte { c := scsi.PROutCDB(scsi.SARegister, 0, 0, 24); return c[:] }(),
+		{0x2a, 0, 0, 0, 0, 1, 0, 0, 1, 0},
+		{0x16},
+	}
+	for i, s := range states {
+		for _, c := range cdbs {
+			for _, n := range []Nexus{nx1, nx2} {
+				st := s.clone()
+				Execute(LIO(), &st, n, c, registerParam(k1, 0, 0))
+				CheckAccess(SPC4(), &st, n, c)
+			}
+		}
+		_ = i
+	}
+}

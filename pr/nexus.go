@@ -33,20 +33,17 @@ func FCInitiator(wwpn uint64) Initiator { return Initiator{Protocol: scsi.ProtoF
 func SASInitiator(addr uint64) Initiator { return Initiator{Protocol: scsi.ProtoSAS, Addr: addr} }
 
 // SameNode reports whether a and b name the same initiator device: LIO's node
-// ACL identity. iSCSI names compare ignoring ASCII case because RFC 3720 §3.2.6.1
-// makes iSCSI names case-insensitive (they are normalised to lower case).
+// ACL identity. Names compare byte for byte, as LIO's strcmp in
+// core_tpg_get_initiator_node_acl does: RFC 3720 §3.2.6.1 makes iSCSI names
+// case-insensitive by normalising them (RFC 3722 stringprep, lower case) before
+// any comparison, so callers building a Nexus pass the normalised name.
 func (a Initiator) SameNode(b Initiator) bool {
-	if a.Protocol != b.Protocol {
-		return false
-	}
-	if a.Protocol == scsi.ProtoISCSI {
-		return strings.EqualFold(a.Name, b.Name)
-	}
-	return a.Addr == b.Addr && a.Name == b.Name
+	return a.Protocol == b.Protocol && a.Addr == b.Addr && a.Name == b.Name
 }
 
 // Equal reports whether a and b are the same initiator port: the same node and
-// the same ISID (hex digits compare ignoring case).
+// the same ISID. ISIDs are numbers written in hex, so their digits compare
+// ignoring case (LIO lower-cases a received ISID, spc-pr.md §3.3).
 func (a Initiator) Equal(b Initiator) bool {
 	return a.SameNode(b) && strings.EqualFold(a.ISID, b.ISID)
 }

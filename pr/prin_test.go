@@ -188,12 +188,16 @@ func TestTransportID(t *testing.T) {
 	}
 }
 
-// TestNexusMatching pins the identity rules: iSCSI names ignore case, ISIDs
-// compare as hex, a registration without ISID covers every ISID of its node.
+// TestNexusMatching pins the identity rules: iSCSI names compare byte for byte
+// (LIO strcmp; callers normalise per RFC 3722), ISIDs compare as hex, a
+// registration without ISID covers every ISID of its node.
 func TestNexusMatching(t *testing.T) {
-	a := ISCSIInitiator("IQN.1994-05.com.Example:I1", "00023D000001")
+	a := ISCSIInitiator("iqn.1994-05.com.example:i1", "00023D000001")
 	if !a.Equal(nx1.Initiator) {
-		t.Error("iSCSI names and ISIDs should compare ignoring case")
+		t.Error("ISIDs should compare as hex, ignoring case")
+	}
+	if ISCSIInitiator("IQN.1994-05.com.example:i1", "00023d000001").Equal(nx1.Initiator) {
+		t.Error("iSCSI names should compare byte for byte, like LIO")
 	}
 	if a.Equal(ISCSIInitiator("iqn.1994-05.com.example:i1", "00023d000002")) {
 		t.Error("different ISIDs compared equal")

@@ -49,7 +49,7 @@ func (st *State) addUA(p Profile, n Nexus, ascq byte) {
 func (st *State) pendingUA(p Profile, n Nexus) int {
 	t := uaTarget(p, n)
 	for i, q := range st.UnitAttentions {
-		if q.Nexus.covers(t) {
+		if len(q.Conditions) > 0 && q.Nexus.covers(t) {
 			return i
 		}
 	}
