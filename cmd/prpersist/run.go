@@ -62,7 +62,7 @@ func execute(ctx context.Context, o Options, stderr io.Writer) *result {
 		r.cdb = scsi.PROutCDB(o.SA, 0, o.Type, uint32(len(r.param)))
 	}
 	if o.Verbose > 0 && !o.JSON {
-		fmt.Fprintf(stderr, "    %s cdb: % x\n", heading(o), r.cdb[:10])
+		fmt.Fprintf(stderr, "    %s cdb: [% x]\n", heading(o), r.cdb[:10])
 		if len(r.param) > 0 && o.Verbose > 1 {
 			fmt.Fprintf(stderr, "    %s parameter list:\n", heading(o))
 			hexDump(stderr, r.param, true)

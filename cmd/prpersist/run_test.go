@@ -177,7 +177,7 @@ func TestRunEndToEnd(t *testing.T) {
 			wantParam: strings.Repeat("00 ", 15) + "01 00 00 00 00 08 00 00 00 00 00 00 18 05 00 00 14 69 71 6e 2e 78" +
 				strings.Repeat(" 00", 15),
 			wantRDWR: true, code: 0,
-			stderr: "    Persistent reservation out cdb: 5f 00 00 00 00 00 00 00 34 00\nPR out: command (Register) successful\n"},
+			stderr: "    Persistent reservation out cdb: [5f 00 00 00 00 00 00 00 34 00]\nPR out: command (Register) successful\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
