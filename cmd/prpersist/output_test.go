@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/hex"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -254,5 +255,24 @@ func TestErrorReport(t *testing.T) {
 				t.Fatalf("stderr:\n%s\nwant:\n%s\nstdout %q", errw.String(), tc.want, out.String())
 			}
 		})
+	}
+}
+
+func TestJSONPayloadReservation(t *testing.T) {
+	for _, tc := range []struct {
+		r    scsi.Reservation
+		want string
+	}{
+		{scsi.Reservation{Generation: 1, AdditionalLength: 16, Held: true, Key: 0xfedcba9876543211, Type: 1},
+			`{"generation":1,"additional_length":16,"held":true,"key":"0xfedcba9876543211","scope":0,"type":1,"type_name":"Write Exclusive"}`},
+		{scsi.Reservation{Generation: 3}, `{"generation":3,"additional_length":0,"held":false,"scope":0,"type":0}`},
+	} {
+		b, err := json.Marshal(jsonPayload(&tc.r))
+		if err != nil || string(b) != tc.want {
+			t.Errorf("JSON %s, %v; want %s", b, err, tc.want)
+		}
+	}
+	if jsonPayload(nil) != nil {
+		t.Error("nil payload is not nil")
 	}
 }

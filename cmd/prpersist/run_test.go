@@ -229,12 +229,14 @@ func TestRunJSON(t *testing.T) {
 		Payload    struct {
 			Generation  uint32 `json:"generation"`
 			Descriptors []struct {
-				Key                uint64 `json:"key"`
+				Key                string `json:"key"`
 				Holder             bool   `json:"r_holder"`
+				TypeName           string `json:"type_name"`
 				RelativeTargetPort uint16 `json:"relative_target_port"`
 				TransportID        struct {
-					Protocol byte   `json:"protocol"`
-					Addr     uint64 `json:"addr"`
+					Protocol    byte   `json:"protocol"`
+					Description string `json:"description"`
+					Hex         string `json:"hex"`
 				} `json:"transport_id"`
 			} `json:"descriptors"`
 		} `json:"payload"`
@@ -244,9 +246,17 @@ func TestRunJSON(t *testing.T) {
 	}
 	d := j.Payload.Descriptors
 	if j.Command != "PR IN READ FULL STATUS" || j.Status == nil || *j.Status != 0 || j.ExitStatus != 0 || j.Data != hexOfBytes(fs) ||
-		j.Payload.Generation != 1 || len(d) != 1 || d[0].Key != 5 || !d[0].Holder || d[0].RelativeTargetPort != 2 ||
-		d[0].TransportID.Protocol != scsi.ProtoSAS || d[0].TransportID.Addr != 0x5001405b00000002 {
+		j.Payload.Generation != 1 || len(d) != 1 || d[0].Key != "0x5" || !d[0].Holder || d[0].TypeName != "Write Exclusive" ||
+		d[0].RelativeTargetPort != 2 || d[0].TransportID.Protocol != scsi.ProtoSAS ||
+		d[0].TransportID.Description != "SAS address: 0x5001405b00000002" || d[0].TransportID.Hex != hexOfBytes(fs[32:56]) {
 		t.Fatalf("JSON %s", stdout)
+	}
+
+	// 64-bit keys stay exact: they are strings.
+	sock, _ = fakeHelper(t, wire.Reply{Data: scsi.Keys{Generation: 1, Keys: []uint64{0xfedcba9876543211}}.Encode()})
+	_, stdout, _ = runArgs(t, sock, "--json", "-k", dev)
+	if !strings.Contains(stdout, `"keys":["0xfedcba9876543211"]`) {
+		t.Fatalf("JSON keys: %s", stdout)
 	}
 
 	sock, _ = fakeHelper(t, withSense(scsi.StatusCheckCondition, scsi.SenseInvalidParamLen))
