@@ -81,7 +81,7 @@ type Store struct {
 type Stats struct {
 	Transactions uint64 // committed Update transactions (one fsync each)
 	Updates      uint64 // Update calls answered by those commits (fn ran)
-	BusyRetries  uint64 // BEGIN/COMMIT attempts that found the database busy
+	BusyRetries  uint64 // attempts (transactions, opens, reads) that found the database busy
 }
 
 // Stats returns the counters.
@@ -234,13 +234,20 @@ func (s *Store) open() error {
 	db.SetMaxIdleConns(4)
 	db.SetConnMaxIdleTime(0)
 	ctx := context.Background()
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return describe(err)
-	}
-	s.conn = conn
 	// Another process may be creating or converting the same file right now; its locks
-	// show as SQLITE_BUSY and are waited out like a writer's.
+	// show as SQLITE_BUSY (even PRAGMA synchronous on a new connection reads the
+	// schema) and are waited out like a writer's.
+	err = s.retryBusy(ctx, func() error {
+		conn, err := db.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("connect: %w", describe(err))
+		}
+		s.conn = conn
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	if err := s.retryBusy(ctx, func() error { return s.prepareDB(ctx) }); err != nil {
 		return err
 	}
@@ -251,19 +258,26 @@ func (s *Store) open() error {
 func (s *Store) prepareDB(ctx context.Context) error {
 	var check string
 	if err := s.conn.QueryRowContext(ctx, "PRAGMA quick_check").Scan(&check); err != nil {
-		return describe(err)
+		return fmt.Errorf("quick_check: %w", describe(err))
 	}
 	if check != "ok" {
 		return fmt.Errorf("database is corrupt: quick_check: %s", oneLine(check, 200))
 	}
 	// Identify the file before anything writes to it: even switching the journal mode
-	// rewrites the header of a database that is not ours.
-	if _, err := s.inspect(ctx); err != nil {
+	// rewrites the header of a database that is not ours. The reads share one read
+	// transaction, so a store another process is creating right now is seen either
+	// empty or complete, never half made.
+	if _, err := s.conn.ExecContext(ctx, "BEGIN"); err != nil {
+		return fmt.Errorf("begin: %w", describe(err))
+	}
+	_, err := s.inspect(ctx)
+	s.rollback()
+	if err != nil {
 		return err
 	}
 	var mode string
 	if err := s.conn.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode); err != nil {
-		return describe(err)
+		return fmt.Errorf("set journal_mode: %w", describe(err))
 	}
 	if mode != "wal" {
 		return fmt.Errorf("journal_mode is %q, want wal (is the file on a filesystem without shared-memory locking?)", mode)
@@ -391,7 +405,7 @@ func (s *Store) retryBusy(ctx context.Context, op func() error) error {
 		}
 		s.stats.busyRetries.Add(1)
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: write lock held by another process for over %v: %v", store.ErrBusy, s.opts.BusyTimeout, err)
+			return fmt.Errorf("%w: database locked by another process for over %v: %v", store.ErrBusy, s.opts.BusyTimeout, err)
 		}
 		if err := sleep(ctx, backoff(attempt)); err != nil {
 			return err
@@ -633,7 +647,9 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, fmt.Errorf("store: get %q: %w", key, store.ErrClosed)
 	}
 	var v []byte
-	err := s.db.QueryRowContext(ctx, "SELECT value FROM lu WHERE key = ?", key).Scan(&v)
+	err := s.retryBusy(ctx, func() error {
+		return s.db.QueryRowContext(ctx, "SELECT value FROM lu WHERE key = ?", key).Scan(&v)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -651,20 +667,24 @@ func (s *Store) Keys(ctx context.Context) ([]string, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("store: keys: %w", store.ErrClosed)
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT key FROM lu ORDER BY key")
-	if err != nil {
-		return nil, fmt.Errorf("store: keys: %w", err)
-	}
-	defer rows.Close()
 	var keys []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, fmt.Errorf("store: keys: %w", err)
+	err := s.retryBusy(ctx, func() error {
+		keys = nil
+		rows, err := s.db.QueryContext(ctx, "SELECT key FROM lu ORDER BY key")
+		if err != nil {
+			return err
 		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
+		defer rows.Close()
+		for rows.Next() {
+			var k string
+			if err := rows.Scan(&k); err != nil {
+				return err
+			}
+			keys = append(keys, k)
+		}
+		return rows.Err()
+	})
+	if err != nil {
 		return nil, fmt.Errorf("store: keys: %w", err)
 	}
 	return keys, nil
