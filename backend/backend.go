@@ -17,6 +17,22 @@ type Request struct {
 	CDB   [wire.CDBSize]byte
 	Param []byte // PR OUT parameter list
 	FD    int    // the device received from the client; owned by the caller
+
+	// The fields below matter to backends that keep reservation state themselves
+	// (emulate); passthrough backends ignore them: there the storage sees the
+	// host's own initiator port.
+
+	// Initiator names the initiator the command comes from, as the listener's
+	// identity policy found it: an iSCSI name, or naa.<16 hex digits> for a SAS
+	// address. Empty when the policy could not name the peer; IdentityErr says why.
+	Initiator   string
+	IdentityErr error
+	// TargetPort is the relative target port identifier of the listener the
+	// request arrived on (SPC-4 §7.8.5.2); 0 means 1.
+	TargetPort uint16
+	// LU identifies the logical unit, the same on every host that sees it (a WWID,
+	// a dm uuid, or an id from the configuration for a disk image).
+	LU string
 }
 
 // Backend executes PR commands. Implementations must be safe for concurrent use:
