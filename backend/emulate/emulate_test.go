@@ -130,7 +130,9 @@ type failingStore struct {
 	err error
 }
 
-func (f failingStore) Update(ctx context.Context, key string, fn store.UpdateFunc) error { return f.err }
+func (f failingStore) Update(ctx context.Context, key string, fn store.UpdateFunc) error {
+	return f.err
+}
 
 func TestStoreFailures(t *testing.T) {
 	for _, tc := range []struct {
