@@ -41,12 +41,25 @@ func New(b backend.Backend, log *slog.Logger) *Server {
 // Requests is the number of requests executed so far.
 func (s *Server) Requests() uint64 { return s.requests.Load() }
 
+// Listener is a listening socket with what the server tells backends about the
+// connections it accepts.
+type Listener struct {
+	*net.UnixListener
+	// Identify names the initiator behind a new connection (the listener's
+	// identity policy: the host, the QEMU peer, or a fixed name). It runs once per
+	// connection; nil leaves backend.Request.Initiator empty.
+	Identify func(*net.UnixConn) (string, error)
+	// TargetPort is the relative target port identifier reported for requests
+	// on this listener; 0 means 1.
+	TargetPort uint16
+}
+
 // Serve accepts connections on every listener until ctx is done, then shuts down
 // gracefully: the listeners are closed (which removes a socket file the listener
 // created), idle connections are closed, and Serve returns once every request in
 // flight has been answered. A listener failing for another reason also stops the
 // server and is returned as the error.
-func (s *Server) Serve(ctx context.Context, listeners ...*net.UnixListener) error {
+func (s *Server) Serve(ctx context.Context, listeners ...Listener) error {
 	if len(listeners) == 0 {
 		return errors.New("serve: no listener")
 	}
@@ -77,7 +90,7 @@ func (s *Server) Serve(ctx context.Context, listeners ...*net.UnixListener) erro
 	return err
 }
 
-func (s *Server) acceptLoop(ctx context.Context, l *net.UnixListener) error {
+func (s *Server) acceptLoop(ctx context.Context, l Listener) error {
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
@@ -94,13 +107,13 @@ func (s *Server) acceptLoop(ctx context.Context, l *net.UnixListener) error {
 			}
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
-		s.start(ctx, c)
+		s.start(ctx, c, l)
 	}
 }
 
 // start registers and runs a connection; after shutdown began it is refused.
-func (s *Server) start(ctx context.Context, nc *net.UnixConn) {
-	c := &conn{UnixConn: nc, id: s.nextID.Add(1)}
+func (s *Server) start(ctx context.Context, nc *net.UnixConn, l Listener) {
+	c := &conn{UnixConn: nc, id: s.nextID.Add(1), listener: l}
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
@@ -137,8 +150,12 @@ func (s *Server) shutdown() {
 
 type conn struct {
 	*net.UnixConn
-	id   uint64
-	busy bool // guarded by Server.mu
+	id       uint64
+	listener Listener
+	busy     bool // guarded by Server.mu
+
+	initiator   string // from listener.Identify, set before the first request
+	identityErr error
 }
 
 // setBusy marks c busy; it reports false when the server is shutting down, in
@@ -158,6 +175,14 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 	if pid, uid, ok := peerCred(c.UnixConn); ok {
 		log = log.With("peer_pid", pid, "peer_uid", uid)
 	}
+	if c.listener.Identify != nil {
+		c.initiator, c.identityErr = c.listener.Identify(c.UnixConn)
+		if c.identityErr != nil {
+			log.Warn("initiator identity unknown; backends that need it will refuse", "err", c.identityErr)
+		} else {
+			log = log.With("initiator", c.initiator)
+		}
+	}
 	log.Debug("connection accepted")
 	if err := wire.ServerHandshake(c.UnixConn); err != nil {
 		s.logConnErr(log, "handshake", err)
@@ -173,7 +198,7 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 			unix.Close(req.FD)
 			return
 		}
-		rep := s.execute(context.WithoutCancel(ctx), log, req)
+		rep := s.execute(context.WithoutCancel(ctx), log, c, req)
 		err = wire.WriteReply(c.UnixConn, req.CDB[:], &rep)
 		s.setBusy(c, false)
 		if err != nil {
@@ -187,7 +212,7 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 }
 
 // execute runs one request and closes its descriptor, whatever happens.
-func (s *Server) execute(ctx context.Context, log *slog.Logger, req *wire.Request) (rep wire.Reply) {
+func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request) (rep wire.Reply) {
 	defer unix.Close(req.FD)
 	s.requests.Add(1)
 	name := scsi.CommandName(req.CDB[:])
@@ -206,7 +231,8 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, req *wire.Reques
 			"err", "PR OUT on a descriptor opened read-only")
 		return checkCondition(scsi.SenseInvalidOpcode)
 	}
-	breq := &backend.Request{CDB: req.CDB, Param: req.Param, FD: req.FD}
+	breq := &backend.Request{CDB: req.CDB, Param: req.Param, FD: req.FD,
+		Initiator: c.initiator, IdentityErr: c.identityErr, TargetPort: c.listener.TargetPort}
 	rep, err := s.backend.Execute(ctx, breq)
 	if err != nil || rep.Status != scsi.StatusGood {
 		attrs := []any{"cmd", name, "backend", s.backend.Name(), "status", scsi.StatusName(rep.Status)}

@@ -73,7 +73,7 @@ func start(t *testing.T, b backend.Backend) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{path: path, cancel: cancel, done: make(chan error, 1),
 		srv: New(b, slog.New(slog.NewTextHandler(io.Discard, nil)))}
-	go func() { h.done <- h.srv.Serve(ctx, l) }()
+	go func() { h.done <- h.srv.Serve(ctx, Listener{UnixListener: l}) }()
 	t.Cleanup(func() { h.stop(t) })
 	return h
 }
@@ -344,5 +344,57 @@ func TestBackendPanicAnswered(t *testing.T) {
 	want := scsi.SenseTargetFailure.Fixed()
 	if rep.Status != scsi.StatusCheckCondition || !bytes.Equal(rep.Sense[:18], want) {
 		t.Fatalf("reply %#x %x", rep.Status, rep.Sense[:18])
+	}
+}
+
+type recordingBackend struct{ got chan backend.Request }
+
+func (r *recordingBackend) Name() string { return "recording" }
+
+func (r *recordingBackend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+	r.got <- *req
+	return wire.Reply{Status: scsi.StatusGood}, nil
+}
+
+// TestListenerIdentity: each listener's identity policy names the initiator of
+// its connections, once per connection, and its target port reaches the backend.
+func TestListenerIdentity(t *testing.T) {
+	rb := &recordingBackend{got: make(chan backend.Request, 10)}
+	srv := New(rb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	dir := t.TempDir()
+	var calls atomic.Int32
+	mk := func(name string, port uint16, id func(*net.UnixConn) (string, error)) Listener {
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, name), Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return Listener{UnixListener: l, TargetPort: port, Identify: id}
+	}
+	a := mk("a.sock", 1, func(*net.UnixConn) (string, error) { calls.Add(1); return "iqn.x:vm-a", nil })
+	b := mk("b.sock", 2, func(*net.UnixConn) (string, error) { return "", errors.New("no -uuid") })
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, a, b) }()
+	defer func() { cancel(); <-done }()
+	disk := openFile(t, os.O_RDWR)
+	ca, cb := client.New(filepath.Join(dir, "a.sock")), client.New(filepath.Join(dir, "b.sock"))
+	defer ca.Close()
+	defer cb.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := ca.Do(context.Background(), scsi.PRInCDB(0, 8), int(disk.Fd()), nil); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-rb.got; r.Initiator != "iqn.x:vm-a" || r.TargetPort != 1 || r.IdentityErr != nil {
+			t.Fatalf("listener a: %+v", r)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Fatalf("identity resolved %d times for one connection", calls.Load())
+	}
+	if _, err := cb.Do(context.Background(), scsi.PRInCDB(0, 8), int(disk.Fd()), nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-rb.got; r.Initiator != "" || r.TargetPort != 2 || r.IdentityErr == nil {
+		t.Fatalf("listener b: %+v", r)
 	}
 }

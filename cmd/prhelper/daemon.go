@@ -106,7 +106,7 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 			}
 		}()
 	}
-	err = srv.Serve(serveCtx, listener)
+	err = srv.Serve(serveCtx, server.Listener{UnixListener: listener})
 	log.Info("prhelper stopped", "requests", srv.Requests())
 	return err
 }
