@@ -194,6 +194,11 @@ func script() []step {
 		out(pathA, 0x1f, 0, regParam(keyA, 0, 0), "A PR OUT bad service action 1Fh", check, invField),
 		out(pathA, scsi.SAReplaceLostReservation, 1, regParam(keyA, 0, 0), "A REPLACE LOST RESERVATION", check, invField),
 		out(pathA, scsi.SAClear, 0, regParam(keyA, 0, 0), "A CLEAR", good, nil),
+		out(pathB, scsi.SARegister, 0, regParam(0, keyB, 0x04), "B REGISTER ALL_TG_PT keyB", good, nil),
+		in(pathA, scsi.SAReadFullStatus, full, "A READ FULL STATUS (ALL_TG_PT registration)", good, nil),
+		{desc: "B REGISTER, parameter list length 10018h (QEMU frames 18h)", path: pathB, cdb: scsi.PROutCDB(scsi.SARegister, 0, 0, 0x10018), param: regParam(keyB, 0, 0), want: check, sense: invField},
+		out(pathB, scsi.SARegister, 0, regParam(keyB, 0, 0), "B unregister without ALL_TG_PT (LIO: 24h)", check, invField),
+		out(pathB, scsi.SARegister, 0, regParam(keyB, 0, 0x04), "B unregister with ALL_TG_PT", good, nil),
 		in(pathB, scsi.SAReadKeys, full, "B READ KEYS (empty)", good, nil),
 		in(pathA, scsi.SAReadFullStatus, full, "A READ FULL STATUS (empty)", good, nil),
 	}
