@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-
-	"golang.org/x/sys/unix"
+	"time"
 )
+
+// commandTimeout bounds connecting to the helper and waiting for its reply.
+const commandTimeout = 60 * time.Second
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
@@ -31,8 +32,11 @@ func main() {
 		fmt.Fprintf(os.Stderr, "prpersist: %v\n", err)
 		os.Exit(exitSyntax)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	// sg3_utils' DEF_PT_TIMEOUT: a command that gets no answer in 60 s fails
+	// (exit 99) rather than hanging. Signals keep their default action, so ^C
+	// stops prpersist at once.
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
 	code := run(ctx, o, os.Stdout, os.Stderr)
-	stop()
+	cancel()
 	os.Exit(code)
 }
