@@ -1,0 +1,219 @@
+package config
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"path"
+	"strconv"
+	"strings"
+)
+
+// Backends the configuration may name.
+var knownBackends = []string{"sgio", "emulate"}
+
+// Kinds a rule may name, as package device names them.
+var knownKinds = []string{"file", "scsi-disk", "scsi-generic", "dm-multipath", "dm", "nvme", "partition", "other"}
+
+// Config is a parsed configuration file. Empty strings mean "not set".
+type Config struct {
+	Backend   string
+	DB        string
+	Initiator string
+	Listen    []Listen
+	Rules     []Rule
+}
+
+// Listen is one extra listening socket.
+type Listen struct {
+	Path      string
+	Initiator string // identity policy; "" means the default
+	Port      uint16 // relative target port identifier; 0 means 1
+}
+
+// Rule chooses a backend for the devices it matches. Empty conditions match
+// everything.
+type Rule struct {
+	WWID, Path, Kind string // shell patterns
+	Backend          string // "" keeps the default backend
+	ID               string // logical-unit identity to use instead of the device's
+	Line             int    // where it was written, for --explain
+}
+
+// Matches reports whether the rule applies to a device of this kind, wwid and
+// path.
+func (r Rule) Matches(kind, wwid, p string) bool {
+	return glob(r.Kind, kind) && glob(r.WWID, wwid) && glob(r.Path, p)
+}
+
+func glob(pattern, s string) bool {
+	if pattern == "" {
+		return true
+	}
+	ok, err := path.Match(pattern, s)
+	return err == nil && ok
+}
+
+// String writes the rule back in the file's syntax.
+func (r Rule) String() string {
+	var b strings.Builder
+	b.WriteString("rule")
+	for _, kv := range [][2]string{{"kind", r.Kind}, {"wwid", r.WWID}, {"path", r.Path}, {"backend", r.Backend}, {"id", r.ID}} {
+		if kv[1] != "" {
+			fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
+		}
+	}
+	return b.String()
+}
+
+// Parse reads a configuration; name is used in error messages ("file:line: …").
+func Parse(r io.Reader, name string) (*Config, error) {
+	c := &Config{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	line := 0
+	for sc.Scan() {
+		line++
+		text, _, _ := strings.Cut(sc.Text(), "#")
+		f := strings.Fields(text)
+		if len(f) == 0 {
+			continue
+		}
+		if err := c.directive(f, line); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", name, line, err)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("%s:%d: %w", name, line+1, err)
+	}
+	return c, nil
+}
+
+func (c *Config) directive(f []string, line int) error {
+	one := func() (string, error) {
+		if len(f) != 2 {
+			return "", fmt.Errorf("%s takes one value", f[0])
+		}
+		return f[1], nil
+	}
+	var err error
+	switch f[0] {
+	case "backend":
+		if c.Backend, err = one(); err == nil {
+			err = CheckBackend(c.Backend)
+		}
+	case "db":
+		if c.DB, err = one(); err == nil && !strings.HasPrefix(c.DB, "/") {
+			err = fmt.Errorf("db path %q must be absolute", c.DB)
+		}
+	case "initiator":
+		c.Initiator, err = one()
+	case "listen":
+		if len(f) < 2 {
+			return fmt.Errorf("listen needs a socket path")
+		}
+		var l Listen
+		if l, err = parseListen(f[1], f[2:]); err == nil {
+			c.Listen = append(c.Listen, l)
+		}
+	case "rule":
+		var r Rule
+		if r, err = parseRule(f[1:], line); err == nil {
+			c.Rules = append(c.Rules, r)
+		}
+	default:
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule)", f[0])
+	}
+	return err
+}
+
+// CheckBackend returns an error unless name is a backend the daemon has.
+func CheckBackend(name string) error {
+	for _, b := range knownBackends {
+		if name == b {
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown backend %q (one of: %s)", name, strings.Join(knownBackends, ", "))
+}
+
+func parseRule(kvs []string, line int) (Rule, error) {
+	r := Rule{Line: line}
+	if len(kvs) == 0 {
+		return r, fmt.Errorf("rule needs conditions and a backend= or id=")
+	}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || v == "" {
+			return r, fmt.Errorf("rule: %q is not key=value", kv)
+		}
+		if _, err := path.Match(v, ""); err != nil && (k == "wwid" || k == "path" || k == "kind") {
+			return r, fmt.Errorf("rule: bad pattern %s=%q: %w", k, v, err)
+		}
+		switch k {
+		case "wwid":
+			r.WWID = v
+		case "path":
+			r.Path = v
+		case "kind":
+			if !knownKind(v) {
+				return r, fmt.Errorf("rule: unknown kind %q (one of: %s)", v, strings.Join(knownKinds, ", "))
+			}
+			r.Kind = v
+		case "backend":
+			if err := CheckBackend(v); err != nil {
+				return r, fmt.Errorf("rule: %w", err)
+			}
+			r.Backend = v
+		case "id":
+			r.ID = v
+		default:
+			return r, fmt.Errorf("rule: unknown key %q (wwid, path, kind, backend, id)", k)
+		}
+	}
+	if r.Backend == "" && r.ID == "" {
+		return r, fmt.Errorf("rule does nothing: give backend= or id=")
+	}
+	return r, nil
+}
+
+func knownKind(k string) bool {
+	for _, n := range knownKinds {
+		if ok, _ := path.Match(k, n); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseListen parses the --listen flag's value: PATH[,initiator=POLICY][,port=N].
+func ParseListen(s string) (Listen, error) {
+	parts := strings.Split(s, ",")
+	return parseListen(parts[0], parts[1:])
+}
+
+func parseListen(p string, opts []string) (Listen, error) {
+	l := Listen{Path: p}
+	if !strings.HasPrefix(p, "/") {
+		return l, fmt.Errorf("listen: socket path %q must be absolute", p)
+	}
+	for _, o := range opts {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok || v == "" {
+			return l, fmt.Errorf("listen: %q is not key=value", o)
+		}
+		switch k {
+		case "initiator":
+			l.Initiator = v
+		case "port":
+			n, err := strconv.ParseUint(v, 0, 16)
+			if err != nil || n == 0 {
+				return l, fmt.Errorf("listen: port %q is not a relative target port identifier 1..65535", v)
+			}
+			l.Port = uint16(n)
+		default:
+			return l, fmt.Errorf("listen: unknown option %q (initiator, port)", k)
+		}
+	}
+	return l, nil
+}

@@ -1,0 +1,125 @@
+package config
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const sample = `
+# prhelper.conf
+backend sgio
+db /var/lib/prhelper/pr.db
+initiator host
+listen /run/prhelper/vm1.sock initiator=peer port=2
+listen /run/prhelper/fixed.sock initiator=name:iqn.2025-01.example:node1
+rule kind=file backend=emulate   # disk images
+rule wwid=naa.6001405* backend=emulate
+rule path=/var/lib/images/shared.img id=shared-disk-1 backend=emulate
+`
+
+func TestParseSample(t *testing.T) {
+	c, err := Parse(strings.NewReader(sample), "prhelper.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Backend: "sgio", DB: "/var/lib/prhelper/pr.db", Initiator: "host",
+		Listen: []Listen{
+			{Path: "/run/prhelper/vm1.sock", Initiator: "peer", Port: 2},
+			{Path: "/run/prhelper/fixed.sock", Initiator: "name:iqn.2025-01.example:node1"},
+		},
+		Rules: []Rule{
+			{Kind: "file", Backend: "emulate", Line: 8},
+			{WWID: "naa.6001405*", Backend: "emulate", Line: 9},
+			{Path: "/var/lib/images/shared.img", ID: "shared-disk-1", Backend: "emulate", Line: 10},
+		},
+	}
+	if !reflect.DeepEqual(c, want) {
+		t.Fatalf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"backend", "conf:1: backend takes one value"},
+		{"backend nvme-magic", `conf:1: unknown backend "nvme-magic"`},
+		{"\n\ndb relative.db", `conf:3: db path "relative.db" must be absolute`},
+		{"listen", "listen needs a socket path"},
+		{"listen rel.sock", "must be absolute"},
+		{"listen /a port=0", "relative target port identifier"},
+		{"listen /a port=70000", "relative target port identifier"},
+		{"listen /a colour=red", `unknown option "colour"`},
+		{"rule", "rule needs conditions"},
+		{"rule kind=file", "rule does nothing"},
+		{"rule kind=tape backend=sgio", `unknown kind "tape"`},
+		{"rule wwid=[ backend=sgio", "bad pattern"},
+		{"rule size=1 backend=sgio", `unknown key "size"`},
+		{"rule kind backend=sgio", `"kind" is not key=value`},
+		{"frobnicate yes", `unknown directive "frobnicate"`},
+	} {
+		_, err := Parse(strings.NewReader(tc.in), "conf")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: err %v, want %q", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestRuleMatches(t *testing.T) {
+	r := Rule{Kind: "scsi-*", WWID: "naa.6001405*", Backend: "emulate"}
+	for _, tc := range []struct {
+		kind, wwid, path string
+		want             bool
+	}{
+		{"scsi-disk", "naa.6001405abc", "/dev/sdb", true},
+		{"scsi-generic", "naa.6001405abc", "/dev/sg1", true},
+		{"nvme", "naa.6001405abc", "/dev/nvme0n1", false},
+		{"scsi-disk", "t10.LIO-ORG", "/dev/sdb", false},
+		{"scsi-disk", "", "/dev/sdb", false},
+	} {
+		if got := r.Matches(tc.kind, tc.wwid, tc.path); got != tc.want {
+			t.Errorf("%+v.Matches(%q, %q, %q) = %v", r, tc.kind, tc.wwid, tc.path, got)
+		}
+	}
+	if !(Rule{Backend: "sgio"}).Matches("other", "", "") {
+		t.Error("a rule without conditions must match everything")
+	}
+	if s := r.String(); s != "rule kind=scsi-* wwid=naa.6001405* backend=emulate" {
+		t.Errorf("String() = %q", s)
+	}
+}
+
+func TestParseListen(t *testing.T) {
+	l, err := ParseListen("/run/a.sock,initiator=peer,port=3")
+	if err != nil || l != (Listen{Path: "/run/a.sock", Initiator: "peer", Port: 3}) {
+		t.Fatalf("%+v %v", l, err)
+	}
+	if _, err := ParseListen("a.sock"); err == nil {
+		t.Fatal("relative path accepted")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(sample)
+	f.Add("rule kind=file\x00 backend=emulate")
+	f.Add("listen /x,port=1 initiator=")
+	f.Fuzz(func(t *testing.T, s string) {
+		c, err := Parse(strings.NewReader(s), "fuzz")
+		if err != nil {
+			return
+		}
+		for _, r := range c.Rules {
+			if r.Backend == "" && r.ID == "" {
+				t.Fatalf("rule without effect accepted: %+v", r)
+			}
+			if r.Backend != "" && CheckBackend(r.Backend) != nil {
+				t.Fatalf("unknown backend accepted: %+v", r)
+			}
+		}
+		for _, l := range c.Listen {
+			if !strings.HasPrefix(l.Path, "/") {
+				t.Fatalf("relative listen accepted: %+v", l)
+			}
+		}
+	})
+}
