@@ -308,3 +308,42 @@ func TestRunFailures(t *testing.T) {
 		t.Fatalf("implied read keys: exit %d stdout %q stderr %q", code, stdout, stderr)
 	}
 }
+
+// TestRunHelperSilent: a helper that takes the request and never answers makes
+// prpersist fail with 99 when the context expires, not hang.
+func TestRunHelperSilent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "silent.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if wire.ServerHandshake(c) == nil {
+			if req, err := wire.ReadRequest(c); err == nil {
+				unix.Close(req.FD)
+			}
+		}
+		<-done
+	}()
+	dev, _ := disk(t)
+	o, err := parseOptions([]string{"--socket", path, "-k", dev}, env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var out, errw bytes.Buffer
+	start := time.Now()
+	code := run(ctx, o, &out, &errw)
+	if code != exitOther || time.Since(start) > 5*time.Second || !strings.Contains(errw.String(), "helper "+path) {
+		t.Fatalf("exit %d after %v, stderr %q", code, time.Since(start), errw.String())
+	}
+}
