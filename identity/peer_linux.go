@@ -71,13 +71,23 @@ func peerProcess(conn *net.UnixConn) (int, int, error) {
 		return 0, -1, err
 	}
 	pidfd := -1
-	_ = control(conn, func(fd int) error {
+	err = control(conn, func(fd int) error {
 		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_PEERPIDFD)
-		if err == nil {
+		switch {
+		case err == nil:
 			pidfd = v
+		case errors.Is(err, unix.ENOPROTOOPT), errors.Is(err, unix.EINVAL):
+			// Before Linux 6.5: fall back to pidfd_open below.
+		default:
+			// ESRCH: the peer is gone; its pid may already name another
+			// process, so pidfd_open(pid) must not be tried.
+			return fmt.Errorf("getsockopt SO_PEERPIDFD (peer pid %d): %w", pid, err)
 		}
 		return nil
 	})
+	if err != nil {
+		return 0, -1, err
+	}
 	if pidfd < 0 {
 		pidfd, err = openPidfd(pid)
 		if err != nil {
