@@ -104,8 +104,10 @@ func VMInitiator(vm VM) (Initiator, error) {
 // FixedInitiator returns the initiator of a "name:NAME" policy. A NAME that
 // already is an iSCSI name is used as it is, lower-cased: "iqn." followed only
 // by legal characters (RFC 3720 §3.2.6.3.1), or "eui." with 16 hex digits
-// (§3.2.6.3.2). "naa." is refused: prhelper reads "naa.<16 hex>" as a SAS
-// address (backend.Request.Initiator). Any other NAME becomes
+// (§3.2.6.3.2). "naa." with 16 hex digits names a SAS initiator port by its SAS
+// address, as LIO's tcm_loop and SAS fabrics do (backend.Request.Initiator reads
+// it so): emulation then reports SAS TransportIDs, which lets it stand in for a
+// SAS target exactly. Other "naa." names are refused. Any other NAME becomes
 // "iqn.2025-01.dev.prhelper:name:" + EncodeComponent(NAME).
 func FixedInitiator(name string) (Initiator, error) {
 	if name == "" {
@@ -129,7 +131,10 @@ func FixedInitiator(name string) (Initiator, error) {
 		}
 		return Initiator{Name: lower, Source: SourceFixed}, nil
 	case strings.HasPrefix(lower, "naa."):
-		return Initiator{}, fmt.Errorf("initiator name %q: naa. names are taken as SAS addresses; use an iqn. name", name)
+		if !isHex(lower[4:], 16) {
+			return Initiator{}, fmt.Errorf("initiator name %q: naa. names a SAS address and needs 16 hex digits", name)
+		}
+		return Initiator{Name: lower, Source: SourceFixed}, nil
 	}
 	return Initiator{Name: join("name", name), Source: SourceFixed}, nil
 }

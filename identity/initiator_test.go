@@ -91,7 +91,8 @@ func TestFixedInitiator(t *testing.T) {
 		{"Cluster A", Prefix + ":name:cluster:20a", ""},
 		{"iqn.2025-01.x:a_b", "", `character "_" at byte 15`},
 		{"eui.1234", "", "16 hex digits"},
-		{"naa.5001405b00000001", "", "SAS addresses"},
+		{"NAA.5001405B00000001", "naa.5001405b00000001", ""},
+		{"naa.5001405b0000001", "", "16 hex digits"},
 		{"iqn." + strings.Repeat("a", 220), "", "longer than 223"},
 		{"", "", "empty"},
 	}

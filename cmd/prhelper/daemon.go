@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/activation"
-	"github.com/prhelper/prhelper/backend/sgio"
 	"github.com/prhelper/prhelper/detach"
 	"github.com/prhelper/prhelper/pidfile"
 	"github.com/prhelper/prhelper/privilege"
@@ -19,46 +18,39 @@ import (
 // readyTimeout bounds how long "prhelper -d" waits for its detached child.
 const readyTimeout = 30 * time.Second
 
-// daemon starts the helper in qemu-pr-helper's order (reference §4.2): socket
+// daemon starts the helper in qemu-pr-helper's order (reference §4.2): sockets
 // (activated or created), pid file, privilege drop, then serve until ctx is done.
 func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	uid, gid, err := lookupIDs(o)
 	if err != nil {
 		return err
 	}
-	be, err := sgio.New(sgio.Options{})
+	set, err := loadSettings(o)
 	if err != nil {
 		return err
 	}
+	rt, closeBackends, err := buildRouter(set, log)
+	if err != nil {
+		return err
+	}
+	defer closeBackends()
 
-	var listener *net.UnixListener
-	var sock *socketFile
-	activated, err := activation.Listeners(os.Getenv, os.Unsetenv, os.Getpid())
+	listeners, sockets, err := openSockets(o, set, log)
 	if err != nil {
 		return err
 	}
-	listener, err = activation.Single(activated, o.socketSet)
-	switch {
-	case err != nil:
-		for _, l := range activated {
+	discard := func() {
+		for _, s := range sockets {
+			s.discard()
+		}
+		for _, l := range listeners {
 			l.Close()
 		}
-		return err
-	case listener != nil:
-		log.Info("using socket from systemd", "addr", listener.Addr().String())
-	default:
-		if sock, err = listenSocket(o.socket); err != nil {
-			return err
-		}
-		listener = sock.l
 	}
-
 	if o.daemon || o.pidSet {
 		pf, err := pidfile.Create(o.pidfile)
 		if err != nil {
-			if sock != nil {
-				sock.discard()
-			}
+			discard()
 			return err
 		}
 		defer func() {
@@ -67,9 +59,14 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 			}
 		}()
 	}
-	if sock != nil {
+	for i, sock := range sockets {
 		if err := sock.publish(); err != nil {
-			sock.discard()
+			for _, s := range sockets[i:] {
+				s.discard()
+			}
+			for _, s := range sockets[:i] {
+				s.remove()
+			}
 			return err
 		}
 		defer func() {
@@ -79,16 +76,17 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		}()
 	}
 	if err := dropPrivileges(log, uid, gid); err != nil {
-		listener.Close()
+		for _, l := range listeners {
+			l.Close()
+		}
 		return err
 	}
 
-	srv := server.New(be, log)
-	where := listener.Addr().String()
-	if sock != nil {
-		where = sock.path
+	srv := server.New(rt, log)
+	for _, l := range listeners {
+		log.Info("listening", "socket", l.name, "initiator", l.policy, "port", l.TargetPort)
 	}
-	log.Info("prhelper ready", "socket", where, "backend", be.Name(), "pid", os.Getpid(), "version", version)
+	log.Info("prhelper ready", "backend", set.backend, "rules", len(set.rules), "pid", os.Getpid(), "version", version)
 	if detach.IsChild() {
 		if err := detach.Ready(); err != nil {
 			log.Warn("could not tell the parent we are ready", "err", err)
@@ -96,19 +94,101 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	serveCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if sock != nil {
-		// Take the socket file away as soon as the stop is asked for, so that
-		// clients see the helper going even while requests finish.
-		go func() {
-			<-serveCtx.Done()
+	// Take the socket files away as soon as the stop is asked for, so that
+	// clients see the helper going even while requests finish.
+	go func() {
+		<-serveCtx.Done()
+		for _, sock := range sockets {
 			if err := sock.remove(); err != nil {
 				log.Warn("socket not removed", "err", err)
 			}
-		}()
+		}
+	}()
+	sl := make([]server.Listener, len(listeners))
+	for i, l := range listeners {
+		sl[i] = l.Listener
 	}
-	err = srv.Serve(serveCtx, server.Listener{UnixListener: listener})
+	err = srv.Serve(serveCtx, sl...)
 	log.Info("prhelper stopped", "requests", srv.Requests())
 	return err
+}
+
+// listener is a server.Listener with what the logs say about it.
+type listener struct {
+	server.Listener
+	name   string
+	policy string
+}
+
+// openSockets opens the activated socket or the -k socket (unless only --listen
+// sockets are wanted) and every --listen socket, each with its identity policy.
+// Created sockets are not yet published.
+func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*socketFile, error) {
+	var ls []listener
+	var socks []*socketFile
+	fail := func(err error) ([]listener, []*socketFile, error) {
+		for _, s := range socks {
+			s.discard()
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		return nil, nil, err
+	}
+	add := func(ul *net.UnixListener, name, policy string, port uint16) error {
+		id, err := identifier(policy)
+		if err != nil {
+			return fmt.Errorf("socket %s: %w", name, err)
+		}
+		if port == 0 {
+			port = 1
+		}
+		ls = append(ls, listener{Listener: server.Listener{UnixListener: ul, Identify: id, TargetPort: port}, name: name, policy: policy})
+		return nil
+	}
+	activated, err := activation.Listeners(os.Getenv, os.Unsetenv, os.Getpid())
+	if err != nil {
+		return fail(err)
+	}
+	primary, err := activation.Single(activated, o.socketSet)
+	if err != nil {
+		for _, l := range activated {
+			l.Close()
+		}
+		return fail(err)
+	}
+	switch {
+	case primary != nil:
+		log.Info("using socket from systemd", "addr", primary.Addr().String())
+		if err := add(primary, primary.Addr().String(), set.initiator, 0); err != nil {
+			primary.Close()
+			return fail(err)
+		}
+	case set.primary:
+		sock, err := listenSocket(o.socket)
+		if err != nil {
+			return fail(err)
+		}
+		socks = append(socks, sock)
+		if err := add(sock.l, sock.path, set.initiator, 0); err != nil {
+			return fail(err)
+		}
+	}
+	for _, l := range set.listen {
+		sock, err := listenSocket(l.Path)
+		if err != nil {
+			return fail(err)
+		}
+		socks = append(socks, sock)
+		policy := l.Initiator
+		if policy == "" {
+			policy = set.initiator
+		}
+		if err := add(sock.l, sock.path, policy, l.Port); err != nil {
+			return fail(err)
+		}
+	}
+	return ls, socks, nil
 }
 
 func lookupIDs(o *options) (uid, gid int, err error) {

@@ -41,6 +41,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s (prhelper) %s\n", name, version)
 		return 0
 	}
+	if o.explain != "" {
+		if err := explain(o, stdout); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", name, err)
+			return 1
+		}
+		return 0
+	}
 	if o.daemon && !detach.IsChild() {
 		// The parent waits until the detached child is serving, so that the
 		// socket exists when it exits, as with qemu-pr-helper -d.

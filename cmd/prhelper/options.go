@@ -31,7 +31,22 @@ type options struct {
 	quiet     bool
 	help      bool
 	version   bool
+
+	// prhelper's own options (not in qemu-pr-helper).
+	backend    string
+	db         string
+	initiator  string
+	listen     []string
+	configFile string
+	explain    string
 }
+
+// Defaults of prhelper's own options.
+const (
+	defaultBackend   = "sgio"
+	defaultDB        = "/var/lib/prhelper/pr.db"
+	defaultInitiator = "host"
+)
 
 // errUsage marks a command-line error: the caller prints it with a hint to --help.
 var errUsage = errors.New("usage")
@@ -51,6 +66,12 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.BoolVarP(&o.quiet, "quiet", "q", false, "")
 	fs.BoolVarP(&o.help, "help", "h", false, "")
 	fs.BoolVarP(&o.version, "version", "V", false, "")
+	fs.StringVar(&o.backend, "backend", "", "")
+	fs.StringVar(&o.db, "db", "", "")
+	fs.StringVar(&o.initiator, "initiator", "", "")
+	fs.StringArrayVar(&o.listen, "listen", nil, "")
+	fs.StringVar(&o.configFile, "config", "", "")
+	fs.StringVar(&o.explain, "explain", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -61,7 +82,7 @@ func parseOptions(name string, args []string) (*options, error) {
 	if fs.NArg() > 1 {
 		return nil, fmt.Errorf("%w: unexpected arguments: %s", errUsage, strings.Join(fs.Args()[1:], " "))
 	}
-	if o.help || o.version {
+	if o.help || o.version || o.explain != "" {
 		return o, nil
 	}
 	if !filepath.IsAbs(o.socket) {
@@ -113,6 +134,26 @@ helper runs it on the device with SG_IO and returns the SCSI status, sense and d
   -v, --verbose             more log output (-vv: per-request debug lines)
   -q, --quiet               log only errors
 
+prhelper's own options:
+      --backend=NAME        backend for devices no configuration rule matches:
+                            sgio (default: SG_IO passthrough, as qemu-pr-helper)
+                            or emulate (reservations kept by prhelper in --db)
+      --db=PATH             SQLite file of emulated reservations, shared by every
+                            prhelper of the host (default '%[4]s')
+      --initiator=POLICY    who the initiator of a -k connection is, for emulation:
+                            host (default: one initiator for the whole host, as
+                            real storage sees it), peer (the QEMU process on the
+                            other end: its -uuid, else its -name), name:NAME
+      --listen=PATH[,initiator=POLICY][,port=N]
+                            one more socket, with its own identity policy and
+                            relative target port (repeatable); when --listen is
+                            given without -k, no -k socket is created
+      --config=FILE         configuration file: backend, db, initiator, listen and
+                            rules choosing a backend per device by wwid, path or
+                            kind (see the README); flags override it
+      --explain=DEVICE      print what DEVICE is and which backend would serve it,
+                            and why, then exit
+
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops
 accepting, answers the requests in flight and removes its socket.
@@ -120,5 +161,5 @@ accepting, answers the requests in flight and removes its socket.
 After start-up the helper keeps only CAP_SYS_RAWIO (PR commands through SG_IO
 need it) and clears its bounding set. FILE is accepted and ignored, like
 qemu-pr-helper's.
-`, name, defaultPidfile, defaultSocket)
+`, name, defaultPidfile, defaultSocket, defaultDB)
 }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+
+	"github.com/prhelper/prhelper/backend"
+	"github.com/prhelper/prhelper/backend/emulate"
+	"github.com/prhelper/prhelper/backend/sgio"
+	"github.com/prhelper/prhelper/config"
+	"github.com/prhelper/prhelper/device"
+	"github.com/prhelper/prhelper/pr"
+	"github.com/prhelper/prhelper/router"
+	"github.com/prhelper/prhelper/store/sqlite"
+)
+
+// settings is the configuration file merged with the command line: flags win.
+type settings struct {
+	backend   string
+	db        string
+	initiator string
+	listen    []config.Listen
+	rules     []config.Rule
+	primary   bool // serve the -k socket (or the activated one)
+}
+
+func loadSettings(o *options) (*settings, error) {
+	c := &config.Config{}
+	if o.configFile != "" {
+		f, err := os.Open(o.configFile)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		c, err = config.Parse(f, o.configFile)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("config %w", err)
+		}
+	}
+	s := &settings{backend: defaultBackend, db: defaultDB, initiator: defaultInitiator, rules: c.Rules, listen: c.Listen}
+	for _, v := range []struct {
+		dst        *string
+		file, flag string
+	}{{&s.backend, c.Backend, o.backend}, {&s.db, c.DB, o.db}, {&s.initiator, c.Initiator, o.initiator}} {
+		if v.file != "" {
+			*v.dst = v.file
+		}
+		if v.flag != "" {
+			*v.dst = v.flag
+		}
+	}
+	if err := config.CheckBackend(s.backend); err != nil {
+		return nil, fmt.Errorf("--backend: %w", err)
+	}
+	for _, l := range o.listen {
+		ls, err := config.ParseListen(l)
+		if err != nil {
+			return nil, fmt.Errorf("--listen: %w", err)
+		}
+		s.listen = append(s.listen, ls)
+	}
+	// qemu-pr-helper always serves its socket; with extra sockets and no -k the
+	// default one is not wanted.
+	s.primary = o.socketSet || len(s.listen) == 0
+	return s, nil
+}
+
+// needsEmulation reports whether any device could be routed to emulate.
+func (s *settings) needsEmulation() bool {
+	if s.backend == "emulate" {
+		return true
+	}
+	for _, r := range s.rules {
+		if r.Backend == "emulate" {
+			return true
+		}
+	}
+	return false
+}
+
+// buildRouter makes the backends the settings name and the router over them.
+// The returned close function releases the state store.
+func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) {
+	sg, err := sgio.New(sgio.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	backends := map[string]backend.Backend{"sgio": sg}
+	closer := func() {}
+	if s.needsEmulation() {
+		st, err := sqlite.Open(s.db, sqlite.Options{})
+		if err != nil {
+			return nil, nil, fmt.Errorf("emulation state: %w", err)
+		}
+		backends["emulate"] = emulate.New(st, pr.LIO())
+		closer = func() {
+			if err := st.Close(); err != nil {
+				log.Warn("closing the state database", "err", err)
+			}
+		}
+	}
+	return &router.Router{
+		Default:  s.backend,
+		Rules:    s.rules,
+		Backends: backends,
+		Classify: func(fd int) (device.Info, error) { return device.Classify(fd, device.Sysfs{}) },
+		Path:     fdPath,
+		Log:      log,
+	}, closer, nil
+}
+
+// fdPath names the file a received descriptor was opened as, for path= rules.
+func fdPath(fd int) string {
+	p, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return ""
+	}
+	return p
+}
+
+// explain prints what a device is and which backend would serve it, and why.
+func explain(o *options, w io.Writer) error {
+	s, err := loadSettings(o)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(o.explain)
+	if err != nil {
+		return fmt.Errorf("explain: %w", err)
+	}
+	defer f.Close()
+	info, cerr := device.Classify(int(f.Fd()), device.Sysfs{})
+	r := &router.Router{Default: s.backend, Rules: s.rules}
+	d := r.Decide(info, o.explain)
+	fmt.Fprintf(w, "device:   %s\n", o.explain)
+	if cerr != nil {
+		fmt.Fprintf(w, "kind:     unknown (%v)\n", cerr)
+	} else {
+		fmt.Fprintf(w, "kind:     %s\n", info.Kind)
+		if info.Name != "" {
+			fmt.Fprintf(w, "name:     %s\n", info.Name)
+		}
+		if info.ID != "" {
+			fmt.Fprintf(w, "id:       %s\n", info.ID)
+		}
+		if len(info.Slaves) > 0 {
+			fmt.Fprintf(w, "paths:    %v\n", info.Slaves)
+		}
+	}
+	lu := d.LU
+	if lu == "" {
+		lu = "none (emulation would refuse it)"
+	}
+	fmt.Fprintf(w, "lu:       %s\n", lu)
+	fmt.Fprintf(w, "backend:  %s\n", d.Backend)
+	fmt.Fprintf(w, "why:      %s\n", d.Why)
+	return nil
+}

@@ -1,0 +1,112 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prhelper/prhelper/backend"
+	"github.com/prhelper/prhelper/config"
+	"github.com/prhelper/prhelper/device"
+	"github.com/prhelper/prhelper/scsi"
+	"github.com/prhelper/prhelper/wire"
+)
+
+// Router is a backend.Backend that delegates each request to the backend its
+// device's rule names.
+type Router struct {
+	// Default names the backend for devices no rule matches.
+	Default string
+	Rules   []config.Rule
+	// Backends holds every backend a rule or Default may name.
+	Backends map[string]backend.Backend
+	// Classify tells what a descriptor is; Path names the file it was opened as
+	// (for path= rules), "" when unknown.
+	Classify func(fd int) (device.Info, error)
+	Path     func(fd int) string
+	Log      *slog.Logger
+}
+
+var _ backend.Backend = (*Router)(nil)
+
+// Name returns "router".
+func (r *Router) Name() string { return "router" }
+
+// Decision is which backend serves a device, with what logical-unit identity, and why.
+type Decision struct {
+	Backend string
+	LU      string // "" when the device has no stable identity
+	Rule    *config.Rule
+	Why     string
+}
+
+// Decide applies the rules to a device. It is pure: the same info and path give
+// the same decision.
+func (r *Router) Decide(info device.Info, path string) Decision {
+	d := Decision{Backend: r.Default, Why: "no rule matches: default backend"}
+	lu, _ := info.Key()
+	wwid := info.LUID
+	if wwid == "" {
+		wwid = info.ID
+	}
+	for i := range r.Rules {
+		rule := &r.Rules[i]
+		if !rule.Matches(info.Kind.String(), wwid, path) {
+			continue
+		}
+		d.Rule = rule
+		d.Why = fmt.Sprintf("line %d: %s", rule.Line, rule)
+		if rule.Backend != "" {
+			d.Backend = rule.Backend
+		}
+		if rule.ID != "" {
+			lu = rule.ID
+		}
+		break
+	}
+	d.LU = lu
+	return d
+}
+
+// Execute classifies the request's descriptor, decides, and runs the request on
+// the chosen backend with the LU identity filled in.
+func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+	info, err := r.Classify(req.FD)
+	if err != nil {
+		// An unknown device can still be passed through; the backends that
+		// need an identity refuse it themselves.
+		info = device.Info{Kind: device.Other}
+		r.log().Debug("cannot classify device", "fd", req.FD, "err", err)
+	}
+	path := ""
+	if r.Path != nil {
+		path = r.Path(req.FD)
+	}
+	d := r.Decide(info, path)
+	b, ok := r.Backends[d.Backend]
+	if !ok {
+		rep := wire.Reply{Status: scsi.StatusCheckCondition}
+		rep.SetSense(scsi.SenseTargetFailure.Fixed())
+		return rep, fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, d.Why)
+	}
+	req.LU = d.LU
+	rep, err := b.Execute(ctx, req)
+	if err != nil {
+		err = fmt.Errorf("%s on %s: %w", d.Backend, describe(info, path), err)
+	}
+	return rep, err
+}
+
+func describe(info device.Info, path string) string {
+	if path != "" {
+		return path
+	}
+	return info.String()
+}
+
+func (r *Router) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
