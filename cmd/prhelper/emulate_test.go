@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	be "encoding/binary"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prhelper/prhelper/client"
+	"github.com/prhelper/prhelper/scsi"
+)
+
+func prOutParam(rk, sark uint64) []byte {
+	p := make([]byte, 24)
+	be.BigEndian.PutUint64(p[0:], rk)
+	be.BigEndian.PutUint64(p[8:], sark)
+	return p
+}
+
+func do(t *testing.T, sock string, f *os.File, cdb [16]byte, param []byte) (byte, scsi.Sense, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c := client.New(sock)
+	defer c.Close()
+	rep, err := c.Do(ctx, cdb, int(f.Fd()), param)
+	if err != nil {
+		t.Fatalf("%s via %s: %v", scsi.CommandName(cdb[:]), sock, err)
+	}
+	s, _ := scsi.ParseSense(rep.Sense[:])
+	return rep.Status, s, rep.Data
+}
+
+func diskImage(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "disk.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(1 << 20)
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestEmulateTwoInitiatorsOnAFile: with --backend=emulate a plain disk image gets
+// persistent reservations, two sockets with fixed identities are two initiators
+// that conflict and preempt, and the state survives a restart of the helper.
+func TestEmulateTwoInitiatorsOnAFile(t *testing.T) {
+	dir := t.TempDir()
+	db, a, b := filepath.Join(dir, "state", "pr.db"), filepath.Join(dir, "a.sock"), filepath.Join(dir, "b.sock")
+	args := []string{"--backend=emulate", "--db=" + db,
+		"--listen=" + a + ",initiator=name:iqn.2025-01.test:vm-a",
+		"--listen=" + b + ",initiator=name:iqn.2025-01.test:vm-b,port=2"}
+	p := startHelper(t, args...)
+	waitSocket(t, a)
+	waitSocket(t, b)
+	disk := diskImage(t)
+	steps := []struct {
+		sock   string
+		cdb    [16]byte
+		param  []byte
+		status byte
+	}{
+		{a, scsi.PROutCDB(scsi.SARegister, 0, 0, 24), prOutParam(0, 0xa), scsi.StatusGood},
+		{a, scsi.PROutCDB(scsi.SAReserve, 0, scsi.TypeWriteExclusive, 24), prOutParam(0xa, 0), scsi.StatusGood},
+		{b, scsi.PROutCDB(scsi.SARegister, 0, 0, 24), prOutParam(0, 0xb), scsi.StatusGood},
+		{b, scsi.PROutCDB(scsi.SAReserve, 0, scsi.TypeWriteExclusive, 24), prOutParam(0xb, 0), scsi.StatusReservationConflict},
+	}
+	for i, s := range steps {
+		if st, sn, _ := do(t, s.sock, disk, s.cdb, s.param); st != s.status {
+			t.Fatalf("step %d: %s %v, want %s", i, scsi.StatusName(st), sn, scsi.StatusName(s.status))
+		}
+	}
+	if code := p.stop(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, p.stderr)
+	}
+	p = startHelper(t, args...)
+	waitSocket(t, b)
+	if st, sn, _ := do(t, b, disk, scsi.PROutCDB(scsi.SAPreempt, 0, scsi.TypeExclusiveAccess, 24), prOutParam(0xb, 0xa)); st != scsi.StatusGood {
+		t.Fatalf("preempt after restart: %s %v", scsi.StatusName(st), sn)
+	}
+	st, _, data := do(t, b, disk, scsi.PRInCDB(scsi.SAReadFullStatus, 8192), nil)
+	fs, err := scsi.DecodeFullStatus(data)
+	if st != scsi.StatusGood || err != nil || len(fs.Descriptors) != 1 {
+		t.Fatalf("full status: %s %+v %v", scsi.StatusName(st), fs, err)
+	}
+	d := fs.Descriptors[0]
+	if d.Key != 0xb || !d.Holder || d.Type != scsi.TypeExclusiveAccess || d.RelativeTargetPort != 2 || d.TransportID.Name != "iqn.2025-01.test:vm-b" {
+		t.Fatalf("descriptor %+v", d)
+	}
+	p.stop(t)
+}
+
+func TestExplainAndConfig(t *testing.T) {
+	dir := t.TempDir()
+	img := filepath.Join(dir, "shared.img")
+	os.WriteFile(img, nil, 0o600)
+	conf := filepath.Join(dir, "prhelper.conf")
+	os.WriteFile(conf, []byte("backend sgio\nrule path="+img+" backend=emulate id=shared-disk-1\n"), 0o600)
+	out, err := exec.Command(binary, "--config", conf, "--explain", img).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	for _, want := range []string{"kind:     file", "lu:       shared-disk-1", "backend:  emulate", "why:      line 2: rule path="} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("--explain output lacks %q:\n%s", want, out)
+		}
+	}
+	out, _ = exec.Command(binary, "--explain", "/dev/null").CombinedOutput()
+	if !strings.Contains(string(out), "backend:  sgio") || !strings.Contains(string(out), "kind:     other") {
+		t.Errorf("--explain /dev/null:\n%s", out)
+	}
+
+	bad := filepath.Join(dir, "bad.conf")
+	os.WriteFile(bad, []byte("backend sgio\nrule kind=tape backend=emulate\n"), 0o600)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--config", bad, "-k", filepath.Join(dir, "x.sock")}, "bad.conf:2: rule: unknown kind"},
+		{[]string{"--config", filepath.Join(dir, "missing.conf")}, "missing.conf"},
+		{[]string{"--backend=magic", "-k", filepath.Join(dir, "x.sock")}, `unknown backend "magic"`},
+		{[]string{"--listen=rel.sock"}, "must be absolute"},
+		{[]string{"--initiator=vm", "-k", filepath.Join(dir, "x.sock")}, "want host, peer or name:NAME"},
+	} {
+		p := startHelper(t, tc.args...)
+		if code := p.wait(t); code != 1 || !strings.Contains(p.stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q, want %q", tc.args, code, p.stderr, tc.want)
+		}
+	}
+}
+
+// TestCrashSafetyUnderLoad kills two helpers that share one database with SIGKILL
+// at random moments while four clients register new keys as fast as they can, many
+// times over. After every kill a restarted helper must show, for each client, the
+// last key it was told GOOD for (or the one it sent next, if that committed before
+// the kill but its answer was lost), and a PRgeneration equal to the number of
+// registrations applied: no acknowledged command lost, none applied by halves.
+func TestCrashSafetyUnderLoad(t *testing.T) {
+	const clients, rounds = 4, 20
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewSource(seed))
+	dir := t.TempDir()
+	db := filepath.Join(dir, "pr.db")
+	sock := func(i int) string { return filepath.Join(dir, fmt.Sprintf("c%d.sock", i)) }
+	name := func(i int) string { return fmt.Sprintf("iqn.2025-01.test:client%d", i) }
+	helperArgs := func(first int) []string {
+		args := []string{"--backend=emulate", "--db=" + db, "-q"}
+		for i := first; i < first+clients/2; i++ {
+			args = append(args, "--listen="+sock(i)+",initiator=name:"+name(i))
+		}
+		return args
+	}
+	disk := diskImage(t)
+	stored := make([]uint64, clients) // registrations each client has applied
+	totalAcked := 0
+	for round := 0; round < rounds; round++ {
+		helpers := []*proc{startHelper(t, helperArgs(0)...), startHelper(t, helperArgs(clients/2)...)}
+		for i := 0; i < clients; i++ {
+			waitSocket(t, sock(i))
+		}
+		acked := append([]uint64(nil), stored...)
+		var wg sync.WaitGroup
+		for i := 0; i < clients; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				c := client.New(sock(i), client.WithReconnect(1, 0))
+				defer c.Close()
+				n := stored[i]
+				for {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					rep, err := c.Do(ctx, scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24), int(disk.Fd()),
+						prOutParam(0, uint64(i+1)<<32|(n+1)))
+					cancel()
+					if err != nil {
+						return // the helper is gone
+					}
+					if rep.Status != scsi.StatusGood {
+						t.Errorf("client %d: %s", i, scsi.StatusName(rep.Status))
+						return
+					}
+					n++
+					acked[i] = n
+				}
+			}(i)
+		}
+		time.Sleep(time.Duration(20+rng.Intn(250)) * time.Millisecond)
+		helpers[0].cmd.Process.Signal(syscall.SIGKILL)
+		time.Sleep(time.Duration(rng.Intn(30)) * time.Millisecond)
+		helpers[1].cmd.Process.Signal(syscall.SIGKILL)
+		for _, h := range helpers {
+			h.wait(t)
+		}
+		wg.Wait()
+
+		// A fresh helper reads the state the killed ones left.
+		check := startHelper(t, helperArgs(0)...)
+		waitSocket(t, sock(0))
+		st, sn, data := do(t, sock(0), disk, scsi.PRInCDB(scsi.SAReadFullStatus, 8192), nil)
+		if st != scsi.StatusGood {
+			t.Fatalf("round %d: read full status: %s %v", round, scsi.StatusName(st), sn)
+		}
+		fs, err := scsi.DecodeFullStatus(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum uint64
+		for i := 0; i < clients; i++ {
+			var key uint64
+			for _, d := range fs.Descriptors {
+				if d.TransportID.Name == name(i) {
+					key = d.Key
+				}
+			}
+			got := key & 0xffffffff
+			if key != 0 && key>>32 != uint64(i+1) {
+				t.Fatalf("round %d: client %d holds key %#x", round, i, key)
+			}
+			if got != acked[i] && got != acked[i]+1 || got < stored[i] {
+				t.Fatalf("round %d: client %d: stored registration %d, acknowledged %d (before the round %d)", round, i, got, acked[i], stored[i])
+			}
+			totalAcked += int(acked[i] - stored[i])
+			stored[i] = got
+			sum += got
+		}
+		if uint64(fs.Generation) != sum {
+			t.Fatalf("round %d: PRgeneration %d, but %d registrations are stored: a command was applied by halves", round, fs.Generation, sum)
+		}
+		check.cmd.Process.Signal(syscall.SIGKILL)
+		check.wait(t)
+	}
+	t.Logf("%d kills of 2 helpers sharing %s, %d acknowledged registrations, all present", rounds, filepath.Base(db), totalAcked)
+	if totalAcked < rounds {
+		t.Fatalf("only %d registrations acknowledged in %d rounds: the load never ran", totalAcked, rounds)
+	}
+}
