@@ -81,12 +81,12 @@ if [ $USE_P = 1 ]; then
 	lab_expect 0 $P --out -M --param-rk=0x10 --param-sark=0x20 --prout-type=1 --transport-id=sas,5001405b00000002 --relative-target-port=2 $A
 	lab_expect_out 0 'Key=0x20' sg_persist -n -i -r $B
 	lab_expect_out 0 '"r_holder":true' $P --in -s --json $A
-	lab_out_has '"key":32,[^}]*"r_holder":true' "JSON full status: key 0x20 holds the reservation"
-	lab_out_has '"key":32,[^}]*"relative_target_port":2' "JSON full status: key 0x20 on relative target port 2"
+	lab_out_has '"key":("0x20"|32),[^}]*"r_holder":true' "JSON full status: key 0x20 holds the reservation"
+	lab_out_has '"key":("0x20"|32),[^}]*"relative_target_port":2' "JSON full status: key 0x20 on relative target port 2"
 	lab_expect_out 0 'Key=0x20' sg_persist -n -i -s $A
 	lab_out_has 'Key=0x10' "the source registration stays (UNREG not set)"
 	echo "== prpersist -y (read-only fd) PR OUT: 05/20/00 -> exit 9 like sg_persist; unreachable socket -> 99"
-	lab_expect_out 9 'Invalid command operation code' $P --out -G -y --param-rk=0x10 --param-sark=0x11 $A
+	lab_expect_out 9 'Invalid (command operation code|opcode)|command not supported' $P --out -G -y --param-rk=0x10 --param-sark=0x11 $A
 	lab_expect 99 prpersist --socket /run/nonexistent.sock --in -k $A
 	lab_expect 0 $P --out -C --param-rk=0x20 $B
 	lab_expect 6 $P --in -k $A
