@@ -11,7 +11,7 @@
 # Argument "self": the second run uses qemu-pr-helper too (calibrates the lab).
 SECOND=prhelper
 [ "${1:-}" = self ] && SECOND=qemu-pr-helper
-[ $SECOND = prhelper ] && lab_need_bin prhelper
+[ $SECOND = prhelper ] && lab_need_bin prhelper prpersist
 lab_lio_setup_2lu 64
 INNER_TIMEOUT=${INNER_TIMEOUT:-420}
 
@@ -19,6 +19,7 @@ cat > /tmp/inner-cmd.sh <<'INNER'
 modprobe virtio_scsi; modprobe sd_mod; modprobe sg
 lab_wait 60 ls /sys/block/sda || lab_die "inner: no disk"
 D=/dev/sda
+lab_ok "the Go binaries are shared into the inner guest too (/lab/bin)" test -x /lab/bin/prpersist
 echo "== inner guest: the outer host registered 0xa1 on path A and holds a Write Exclusive reservation"
 lab_expect_out 0 '1 registered reservation key' sg_persist -n -i -k $D
 lab_out_has '^ +0xa1$'
@@ -59,6 +60,7 @@ inner_run() {
 		-kernel /lab/src/vmlinux -initrd /lab/src/initramfs.cpio \
 		-append "console=ttyS0 quiet loglevel=4 panic=-1 lab.timeout=$((INNER_TIMEOUT - 30))" \
 		-virtfs local,path=$I,mount_tag=labio,security_model=none,id=labio \
+		-virtfs local,path=/lab/bin,mount_tag=labbin,security_model=none,readonly=on,id=labbin \
 		-object pr-manager-helper,id=pr0,path=$S \
 		-device virtio-scsi-pci,id=scsi0 \
 		-drive if=none,id=d0,file=$db,format=raw,cache=none,file.pr-manager=pr0 \
@@ -91,6 +93,7 @@ inner_run() {
 	lab_ok "$kind still running after the inner run" kill -0 $HPID
 	lab_helper_stop $HPID
 	echo "== $kind log:"; cat /tmp/$tag.sock.log
+	lab_ok "no panic in the $kind log" sh -c "! grep -qi panic /tmp/$tag.sock.log"
 }
 
 inner_run ref qemu-pr-helper $LAB_DEV1 $LAB_DEV2 0

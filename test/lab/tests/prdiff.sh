@@ -19,4 +19,5 @@ for b in $LAB_BS1 $LAB_BS2; do LAB_BS=$b; echo "-- $b"; lab_lio_pr_state; done
 lab_ok "both helpers still alive after the sequence" kill -0 $REF $TST
 lab_helper_stop $REF; lab_helper_stop $TST
 echo "== helper logs"; cat /tmp/ref.sock.log /tmp/test.sock.log
+lab_ok "no panic in the helper logs" sh -c "! grep -qi panic /tmp/ref.sock.log /tmp/test.sock.log"
 lab_summary

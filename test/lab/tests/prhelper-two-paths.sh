@@ -158,5 +158,6 @@ check_privs $PID
 lab_helper_stop $PID; rc=$?
 lab_ok "unprivileged helper exit status 0 on SIGTERM (got $rc)" [ $rc = 0 ]
 [ $HELPER = prhelper ] && lab_ok "socket removed by the unprivileged helper" test ! -e $S
-echo "== helper log"; cat /tmp/prhelper.sock.log
+echo "== helper logs"; cat /tmp/prhelper.sock.log
+lab_ok "no panic in the helper logs" sh -c "! grep -qi panic /tmp/prhelper.sock.log"
 lab_summary
