@@ -115,10 +115,47 @@ lab_out_has '^status: 0x02 ' "status CHECK CONDITION"
 lab_expect_out 0 'NO registered' sg_persist -n -i -k $B
 lab_expect 0 prraw -ro $S $A "$READKEYS"
 
+echo "== error paths, compared with qemu-pr-helper: fds that are not SCSI devices (SG_IO errno -> sense),"
+echo "   and the sg node of the LU (PR IN only, so that the LU state does not change)"
+modprobe loop; truncate -s 1M /tmp/plain.img
+LOOP=$(losetup -f); losetup $LOOP /tmp/plain.img
+lab_helper_start qemu-pr-helper /run/ref.sock; QPH=$LAB_HELPER_PID
+pr_to() { # pr_to SOCKET DEVICE CDB : prraw, with the REGISTER parameter list for PR OUT
+	if [ "$3" = "$REGISTER" ]; then prraw "$1" "$2" "$3" "$PARAM_0_777"; else prraw "$1" "$2" "$3"; fi
+}
+for dev in /tmp/plain.img /dev/null $LOOP $LAB_SG1; do
+	for cdb in "$READKEYS" "$REGISTER"; do
+		[ $dev = $LAB_SG1 ] && [ "$cdb" = "$REGISTER" ] && continue
+		o1=$(pr_to /run/ref.sock $dev "$cdb" 2>&1); r1=$?
+		o2=$(pr_to $S $dev "$cdb" 2>&1); r2=$?
+		echo "-- $dev [$cdb]: qemu-pr-helper exit $r1, $HELPER exit $r2"; printf '%s\n' "$o2" | grep -v '^sense: 00 00 00 00 00 00'
+		lab_ok "$dev [$cdb]: reply and exit status identical to qemu-pr-helper's" sh -c '[ "$1" = "$2" ] && [ "$3" = "$4" ]' _ "$o1" "$o2" "$r1" "$r2"
+	done
+done
+lab_ok "both helpers survived the error paths" kill -0 $QPH $PID
+lab_helper_stop $QPH; losetup -d $LOOP
+
 echo "== SIGTERM: the helper exits 0 and removes its socket"
 lab_helper_stop $PID; rc=$?
 lab_ok "helper exit status 0 on SIGTERM (got $rc)" [ $rc = 0 ]
 [ $HELPER = prhelper ] && lab_ok "socket removed" test ! -e $S
+
+if [ $HELPER = prhelper ]; then
+	echo "== -d: prhelper daemonizes; its socket exists when the command returns; SIGTERM removes it"
+	rm -f /run/prh-d.sock /run/prh-d.pid
+	lab_expect 0 timeout 60 prhelper -d -k /run/prh-d.sock -f /run/prh-d.pid
+	lab_ok "socket exists as soon as prhelper -d returned" test -S /run/prh-d.sock
+	DP=$(cat /run/prh-d.pid 2>/dev/null)
+	lab_ok "pid file names a live process ('$DP')" kill -0 "$DP"
+	lab_ok "the daemon runs in its own session (sid == pid)" sh -c "[ \"\$(cut -d' ' -f6 /proc/$DP/stat)\" = $DP ]"
+	for fd in 0 1 2; do
+		lab_ok "daemon's fd $fd is /dev/null ($(readlink /proc/$DP/fd/$fd))" [ "$(readlink /proc/$DP/fd/$fd)" = /dev/null ]
+	done
+	lab_expect 0 prraw /run/prh-d.sock $A "$READKEYS"
+	kill -TERM "$DP"
+	lab_ok "daemon exits on SIGTERM" lab_wait 10 sh -c "! kill -0 $DP"
+	lab_ok "daemon removed its socket" test ! -e /run/prh-d.sock
+fi
 
 echo "== privilege drop: started as root with -u nobody -g nogroup"
 echo "   (socket in a directory owned by nobody, so that the unprivileged helper can remove it)"
