@@ -40,6 +40,36 @@ type Decision struct {
 	Why     string
 }
 
+// Auto is the backend name that picks a backend by the kind of device: SCSI →
+// sgio, NVMe and device-mapper → linuxpr, a multipath map → mpath when there is
+// one (else linuxpr, whose REGISTER the kernel sends down every path), a regular
+// file → emulate when emulation is enabled, else a refusal.
+const Auto = "auto"
+
+// byKind resolves Auto for one device. An empty name is a refusal, explained by why.
+func (r *Router) byKind(info device.Info) (name, why string) {
+	has := func(b string) bool { _, ok := r.Backends[b]; return ok }
+	switch info.Kind {
+	case device.SCSIDisk, device.SCSIGeneric:
+		return "sgio", "auto: SCSI device, SG_IO passthrough"
+	case device.NVMeNamespace:
+		return "linuxpr", "auto: NVMe namespace, <linux/pr.h> ioctls"
+	case device.DMMultipath:
+		if has("mpath") {
+			return "mpath", "auto: dm-multipath map, multipath backend"
+		}
+		return "linuxpr", "auto: dm-multipath map, <linux/pr.h> ioctls (the kernel registers on every path)"
+	case device.DM:
+		return "linuxpr", "auto: device-mapper device, <linux/pr.h> ioctls"
+	case device.RegularFile:
+		if has("emulate") {
+			return "emulate", "auto: regular file, emulated reservations"
+		}
+		return "", "auto: a regular file can only be served by emulation, which is not enabled (--backend=emulate, --db or a rule)"
+	}
+	return "sgio", "auto: " + info.Kind.String() + " device, SG_IO passthrough as qemu-pr-helper"
+}
+
 // Decide applies the rules to a device. It is pure: the same info and path give
 // the same decision.
 func (r *Router) Decide(info device.Info, path string) Decision {
@@ -65,6 +95,11 @@ func (r *Router) Decide(info device.Info, path string) Decision {
 		break
 	}
 	d.LU = lu
+	if d.Backend == Auto {
+		var why string
+		d.Backend, why = r.byKind(info)
+		d.Why += "; " + why
+	}
 	return d
 }
 
@@ -83,6 +118,12 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply,
 		path = r.Path(req.FD)
 	}
 	d := r.Decide(info, path)
+	if d.Backend == "" {
+		// Like a device without PR support: INVALID COMMAND OPERATION CODE.
+		rep := wire.Reply{Status: scsi.StatusCheckCondition}
+		rep.SetSense(scsi.SenseInvalidOpcode.Fixed())
+		return rep, fmt.Errorf("router: %s refused: %s", describe(info, path), d.Why)
+	}
 	b, ok := r.Backends[d.Backend]
 	if !ok {
 		rep := wire.Reply{Status: scsi.StatusCheckCondition}

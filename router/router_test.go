@@ -115,3 +115,42 @@ func TestUnconfiguredBackend(t *testing.T) {
 		t.Fatalf("status %#x err %v", rep.Status, err)
 	}
 }
+
+func TestAuto(t *testing.T) {
+	r := &Router{Default: Auto, Backends: map[string]backend.Backend{"sgio": &named{}, "linuxpr": &named{}}}
+	for _, tc := range []struct {
+		kind    device.Kind
+		want    string
+		withEmu string
+		withMP  string
+	}{
+		{device.SCSIDisk, "sgio", "sgio", "sgio"},
+		{device.SCSIGeneric, "sgio", "sgio", "sgio"},
+		{device.NVMeNamespace, "linuxpr", "linuxpr", "linuxpr"},
+		{device.DMMultipath, "linuxpr", "linuxpr", "mpath"},
+		{device.DM, "linuxpr", "linuxpr", "linuxpr"},
+		{device.RegularFile, "", "emulate", ""},
+		{device.Partition, "sgio", "sgio", "sgio"},
+		{device.Other, "sgio", "sgio", "sgio"},
+	} {
+		info := device.Info{Kind: tc.kind, ID: "x"}
+		if d := r.Decide(info, ""); d.Backend != tc.want || !strings.Contains(d.Why, "auto:") {
+			t.Errorf("%v: %+v, want %q", tc.kind, d, tc.want)
+		}
+		r.Backends["emulate"] = &named{}
+		if d := r.Decide(info, ""); d.Backend != tc.withEmu {
+			t.Errorf("%v with emulation: %+v, want %q", tc.kind, d, tc.withEmu)
+		}
+		delete(r.Backends, "emulate")
+		r.Backends["mpath"] = &named{}
+		if d := r.Decide(info, ""); d.Backend != tc.withMP {
+			t.Errorf("%v with mpath: %+v, want %q", tc.kind, d, tc.withMP)
+		}
+		delete(r.Backends, "mpath")
+	}
+	r.Classify = func(int) (device.Info, error) { return device.Info{Kind: device.RegularFile}, nil }
+	rep, err := r.Execute(context.Background(), &backend.Request{FD: 3, CDB: scsi.PRInCDB(0, 8)})
+	if s, _ := scsi.ParseSense(rep.Sense[:]); rep.Status != scsi.StatusCheckCondition || s != scsi.SenseInvalidOpcode || err == nil || !strings.Contains(err.Error(), "not enabled") {
+		t.Fatalf("regular file without emulation: %#x %v %v", rep.Status, s, err)
+	}
+}
