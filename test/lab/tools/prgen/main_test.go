@@ -250,7 +250,12 @@ func FuzzParseRTPIs(f *testing.F) {
 
 func TestSameReply(t *testing.T) {
 	base := wire.Reply{Status: scsi.StatusGood, Data: []byte{1, 2, 3}}
-	mod := func(f func(r *wire.Reply)) wire.Reply { r := base; r.Data = append([]byte(nil), base.Data...); f(&r); return r }
+	mod := func(f func(r *wire.Reply)) wire.Reply {
+		r := base
+		r.Data = append([]byte(nil), base.Data...)
+		f(&r)
+		return r
+	}
 	for _, tc := range []struct {
 		name string
 		b    wire.Reply
