@@ -1,8 +1,8 @@
 #!/bin/bash
 # gobuild.sh - build the Go binaries the lab VMs use, static (CGO_ENABLED=0),
 # into $LAB_BUILD/gobin (default build/gobin), which run.sh shares with every VM
-# read-only at /lab/bin: cmd/prhelper, cmd/prpersist and the lab tools in
-# test/lab/tools/. Prints "FAIL go build <pkg>" per package that does not build
+# read-only at /lab/bin: cmd/prhelper, cmd/prpersist and every lab tool in
+# test/lab/tools/*/. Prints "FAIL go build <pkg>" per package that does not build
 # and exits with the number of failures.
 set -uo pipefail
 LAB=$(cd "$(dirname "$0")" && pwd)
@@ -12,7 +12,9 @@ GO=$(command -v go || echo /usr/local/go/bin/go)
 mkdir -p "$BUILD/gobin"
 rm -f "$BUILD/gobin"/*
 fails=0
-for pkg in ./cmd/prhelper ./cmd/prpersist ./test/lab/tools/prraw ./test/lab/tools/prdiff ./test/lab/tools/prbench; do
+pkgs="./cmd/prhelper ./cmd/prpersist"
+for d in "$LAB"/tools/*/; do pkgs="$pkgs ./test/lab/tools/$(basename "$d")"; done
+for pkg in $pkgs; do
 	if ! (cd "$ROOT" && CGO_ENABLED=0 "$GO" build -trimpath -o "$BUILD/gobin/" "$pkg"); then
 		echo "FAIL go build $pkg"; fails=$((fails + 1))
 	fi
