@@ -1,0 +1,112 @@
+// Package linuxpr is the <linux/pr.h> backend: it serves the guest's PERSISTENT
+// RESERVE IN/OUT commands through the Linux block layer's persistent-reservation
+// ioctls (IOC_PR_REGISTER … IOC_PR_READ_RESERVATION, include/uapi/linux/pr.h)
+// instead of passing the CDB through with SG_IO. The ioctls work on any block
+// device whose driver has pr_ops: sd, NVMe namespaces and device-mapper
+// (including multipath, where the kernel sends IOC_PR_REGISTER down every path
+// and rolls back on failure). The translation follows reference §7.4.
+//
+// # PR OUT
+//
+// REGISTER becomes IOC_PR_REGISTER{old_key = RESERVATION KEY, new_key = SERVICE
+// ACTION RESERVATION KEY}; REGISTER AND IGNORE EXISTING KEY the same with
+// PR_FL_IGNORE_KEY; RESERVE and RELEASE IOC_PR_RESERVE/IOC_PR_RELEASE{key,
+// type}; CLEAR IOC_PR_CLEAR{key}; PREEMPT and PREEMPT AND ABORT
+// IOC_PR_PREEMPT/IOC_PR_PREEMPT_ABORT{old_key = RESERVATION KEY, new_key =
+// SERVICE ACTION RESERVATION KEY, type}. SCSI types 1, 3, 5, 6, 7, 8 are
+// enum pr_type 1-6 (block_pr_type_to_scsi).
+//
+// APTPL cannot be chosen: sd sets APTPL on every REGISTER it sends and nvme
+// asks for persist-through-power-loss (CPTPL) on every Register, so every
+// registration made through this backend persists, whatever the guest's bit.
+//
+// # What the ioctls cannot express, and the reply for each
+//
+// The backend answers these itself, without calling the kernel:
+//
+//   - REGISTER AND MOVE (SA 07h): CHECK CONDITION 05/24/00 INVALID FIELD IN CDB.
+//   - REPLACE LOST RESERVATION (SA 08h) and reserved SAs 09h-1Fh: 05/24/00.
+//   - READ FULL STATUS (PR IN SA 03h) and reserved PR IN SAs: 05/24/00.
+//   - SPEC_I_PT set (any SA): 05/26/00 INVALID FIELD IN PARAMETER LIST. LIO
+//     answers so for every SA but REGISTER; for REGISTER, struct
+//     pr_registration has no TransportIDs.
+//   - ALL_TG_PT set on REGISTER or REGISTER AND IGNORE EXISTING KEY: 05/26/00
+//     (there is no flag for it). The other SAs ignore the bit (SPC-4 §6.16.3).
+//   - PARAMETER LIST LENGTH (CDB bytes 5-8) other than 24: 05/1A/00 PARAMETER
+//     LIST LENGTH ERROR, as LIO answers for a basic list (checked before
+//     SPEC_I_PT when below 24, after it otherwise, LIO's order).
+//   - RESERVE, RELEASE, PREEMPT, PREEMPT AND ABORT with SCOPE other than LU
+//     (0h): 05/24/00; with a TYPE other than 1, 3, 5, 6, 7, 8: 05/24/00. LIO
+//     would answer a RELEASE of any type with GOOD when the nexus holds
+//     nothing; the ioctl cannot carry such a type, so this backend refuses it.
+//
+// REPORT CAPABILITIES has no ioctl either; it is synthesized (no device call)
+// from what this path supports: LENGTH 8; RLR_C 0 (no REPLACE LOST
+// RESERVATION); CRH 0 (the path says nothing about SPC-2 RESERVE/RELEASE, which
+// never reach the helper); SIP_C 0 and ATP_C 0 (no SPEC_I_PT, no ALL_TG_PT);
+// PTPL_C 1 and PTPL_A 1 (persistence is forced on, above); TMV 1 with the six
+// types enum pr_type carries (mask EA01h); ALLOW COMMANDS 000b (no information).
+// Bytes: 00 08 01 81 EA 01 00 00.
+//
+// # PR IN: READ KEYS and READ RESERVATION
+//
+// With IOC_PR_READ_KEYS and IOC_PR_READ_RESERVATION (Linux 6.19+) the answers
+// are re-encoded as the SCSI payloads a device sends: big-endian keys, the
+// generation, ADDITIONAL LENGTH 8 × the number of registrations (the full count
+// even when the allocation length holds fewer keys; the backend asks for 16
+// keys first and again with room for the count the kernel reports, up to what
+// the allocation length holds), READ RESERVATION 8 bytes without a reservation,
+// else 24 with scope LU, the SCSI type and the holder's key (0 for the
+// all-registrants types).
+//
+// Whether the running kernel has those ioctls is probed once per Backend (an
+// IOC_PR_READ_RESERVATION on the first fd that needs it; ENOTTY or EINVAL means
+// absent). Without them (Linux 6.1 in the lab) the backend falls back by the
+// device kind the caller's Options.Kind reports (KindOf maps package device's
+// classification):
+//
+//   - KindSCSI and KindUnknown: the CDB goes to the device with SG_IO through
+//     package sgio, and the device's own status, sense and data come back as
+//     qemu-pr-helper would pass them. This needs CAP_SYS_RAWIO.
+//   - KindNVMe: an NVMe Reservation Report (opcode 0Eh, CDW10 = NUMD, CDW11 EDS
+//     = 1 for 128-bit host IDs, retried without EDS on Host Identifier
+//     Inconsistent, as the kernel's nvme pr code does) through
+//     NVME_IOCTL_IO_CMD, converted: generation, one key per registered
+//     controller, ADDITIONAL LENGTH 8 × REGCTL; the reservation from RTYPE and
+//     the key of the registrant whose RCSTS bit 0 is set. The passthrough needs
+//     CAP_SYS_ADMIN on kernels that do not allow unprivileged read-only commands.
+//   - KindNotBlock (sg and ng character devices, partitions, files): no probe,
+//     no fallback; the ioctl is issued and the kernel's refusal answered.
+//
+// # Results
+//
+// The kernel returns a status, never the device's sense: the sense details are
+// lost (sd folds every CHECK CONDITION except ILLEGAL REQUEST 24h/26h, which
+// becomes EINVAL, into PR_STS_IOERR). The mapping:
+//
+//   - 0: GOOD.
+//   - PR_STS_RESERVATION_CONFLICT (18h): RESERVATION CONFLICT.
+//   - PR_STS_IOERR: CHECK CONDITION 0B/00/06 I/O PROCESS TERMINATED, the sense
+//     QEMU's errno table gives EIO; ABORTED COMMAND lets the initiator retry.
+//   - PR_STS_RETRY_PATH_FAILURE, PR_STS_PATH_FAILED, PR_STS_PATH_FAST_FAILED:
+//     0B/29/07 I_T NEXUS LOSS OCCURRED, the sense QEMU gives
+//     DID_TRANSPORT_DISRUPTED: the path failed, a retry may take another.
+//   - other positive values: 0B/00/06.
+//   - EOPNOTSUPP (no pr_ops, or a flag the driver rejects): 05/20/00 INVALID
+//     COMMAND OPERATION CODE.
+//   - EPERM, EACCES: 0B/00/06 as in QEMU's table, and the log error says the
+//     kernel refused the ioctl and why (below).
+//   - any other errno: scsi.FromErrno, QEMU's scsi_sense_from_errno (EINVAL
+//     05/24/00, ENODEV 04/44/00, ENOTTY and EAGAIN — dm suspended — 0B/00/06).
+//
+// # Permissions
+//
+// The kernel's blkdev_pr_allowed: before Linux 6.5 every PR ioctl needs
+// CAP_SYS_ADMIN; from 6.5 a caller without it may use them on an fd opened for
+// writing (for IOC_PR_READ_* a readable fd suffices from 2026); partitions are
+// refused with EPERM even for root. No CAP_SYS_RAWIO is needed, unlike SG_IO,
+// except for the SG_IO fallback above. The server refuses PR OUT on read-only
+// fds before any backend runs.
+//
+// The package never opens or closes devices; the fd belongs to the caller.
+package linuxpr
