@@ -106,6 +106,13 @@ func (r *Router) Decide(info device.Info, path string) Decision {
 // Execute classifies the request's descriptor, decides, and runs the request on
 // the chosen backend with the LU identity filled in.
 func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+	if r.Default == "sgio" && len(r.Rules) == 0 {
+		// The qemu-pr-helper set-up: nothing to decide, so no look at the
+		// device (SG_IO needs neither its kind nor its identity).
+		if b, ok := r.Backends["sgio"]; ok {
+			return b.Execute(ctx, req)
+		}
+	}
 	info, err := r.Classify(req.FD)
 	if err != nil {
 		// An unknown device can still be passed through; the backends that
@@ -114,7 +121,7 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply,
 		r.log().Debug("cannot classify device", "fd", req.FD, "err", err)
 	}
 	path := ""
-	if r.Path != nil {
+	if r.Path != nil && r.rulesUsePath() {
 		path = r.Path(req.FD)
 	}
 	d := r.Decide(info, path)
@@ -136,6 +143,15 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply,
 		err = fmt.Errorf("%s on %s: %w", d.Backend, describe(info, path), err)
 	}
 	return rep, err
+}
+
+func (r *Router) rulesUsePath() bool {
+	for _, rule := range r.Rules {
+		if rule.Path != "" {
+			return true
+		}
+	}
+	return false
 }
 
 func describe(info device.Info, path string) string {

@@ -154,3 +154,15 @@ func TestAuto(t *testing.T) {
 		t.Fatalf("regular file without emulation: %#x %v %v", rep.Status, s, err)
 	}
 }
+
+// TestPassthroughLooksAtNothing: the qemu-pr-helper set-up (sgio, no rules) does
+// not classify the device at all: a busy guest costs no sysfs walk.
+func TestPassthroughLooksAtNothing(t *testing.T) {
+	sg := &named{name: "sgio"}
+	r := &Router{Default: "sgio", Backends: map[string]backend.Backend{"sgio": sg},
+		Classify: func(int) (device.Info, error) { t.Fatal("classified"); return device.Info{}, nil },
+		Path:     func(int) string { t.Fatal("path looked up"); return "" }}
+	if _, err := r.Execute(context.Background(), &backend.Request{FD: 3}); err != nil || len(sg.got) != 1 {
+		t.Fatalf("%v %d", err, len(sg.got))
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/prhelper/prhelper/backend"
 	"github.com/prhelper/prhelper/backend/emulate"
@@ -16,6 +17,11 @@ import (
 	"github.com/prhelper/prhelper/router"
 	"github.com/prhelper/prhelper/store/sqlite"
 )
+
+// classifyTTL is how long what a device is stays known without a new look at
+// sysfs: short enough that a disk attached under a reused device number is seen
+// at once in practice, long enough that a busy guest costs one fstat a command.
+const classifyTTL = 2 * time.Second
 
 // settings is the configuration file merged with the command line: flags win.
 type settings struct {
@@ -106,7 +112,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		Default:  s.backend,
 		Rules:    s.rules,
 		Backends: backends,
-		Classify: func(fd int) (device.Info, error) { return device.Classify(fd, device.Sysfs{}) },
+		Classify: device.NewCache(device.Sysfs{}, classifyTTL, nil).Classify,
 		Path:     fdPath,
 		Log:      log,
 	}, closer, nil
