@@ -57,7 +57,10 @@ func (k DeviceKind) String() string {
 // KindOf maps what package device found out about an fd to the hint this
 // backend needs; the daemon's Options.Kind calls it on device.Classify's
 // answer. A dm-multipath map is taken to be over SCSI paths (its SG_IO goes to
-// the current path); other dm devices are KindUnknown.
+// the current path; a map over NVMe paths would need the NVMe report, which
+// dm does not pass on, so READ KEYS fails there on kernels before 6.19); other
+// dm devices are KindUnknown; sg and ng nodes, partitions, files and other
+// devices are KindNotBlock.
 func KindOf(info device.Info) DeviceKind {
 	switch info.Kind {
 	case device.SCSIDisk, device.DMMultipath:
@@ -73,7 +76,18 @@ func KindOf(info device.Info) DeviceKind {
 	return KindNotBlock
 }
 
-// Options configures a Backend. The zero value is usable.
+// Options configures a Backend. The zero value is usable, but without Kind the
+// first fd that needs READ KEYS or READ RESERVATION decides the probe, so a
+// regular file or sg node arriving first would make the backend take the
+// ioctls for absent; the daemon wires Kind to package device:
+//
+//	Kind: func(fd int) linuxpr.DeviceKind {
+//		info, err := device.Classify(fd, sys)
+//		if err != nil {
+//			return linuxpr.KindNotBlock
+//		}
+//		return linuxpr.KindOf(info)
+//	}
 type Options struct {
 	// Kind says what the fd of a request is; nil means KindUnknown for all.
 	Kind func(fd int) DeviceKind
@@ -182,7 +196,10 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, e
 			return b.nvmeIn(req.FD, sa, maxKeys)
 		default:
 			rep, err := b.sg.Execute(ctx, req)
-			if err != nil {
+			switch {
+			case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+				err = fmt.Errorf("linuxpr: SG_IO fallback (no IOC_PR_READ_*): %w: SG_IO with PR opcodes needs CAP_SYS_RAWIO", err)
+			case err != nil:
 				err = fmt.Errorf("linuxpr: SG_IO fallback (no IOC_PR_READ_*): %w", err)
 			}
 			return rep, err

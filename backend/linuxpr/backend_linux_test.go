@@ -443,7 +443,7 @@ func TestProbe(t *testing.T) {
 	sg = &fakeSG{errno: unix.EPERM}
 	rep, err = newBackend(t, k, sg, KindSCSI).Execute(context.Background(), inReq(scsi.SAReadReservation, 64))
 	if rep.Status != scsi.StatusCheckCondition || rep.Sense != fixed(0x0b, 0, 6) || err == nil ||
-		!strings.Contains(err.Error(), "SG_IO fallback") || !errors.Is(err, unix.EPERM) {
+		!strings.Contains(err.Error(), "SG_IO fallback") || !strings.Contains(err.Error(), "CAP_SYS_RAWIO") || !errors.Is(err, unix.EPERM) {
 		t.Errorf("SG_IO fallback failure: %#x % x %v", rep.Status, rep.Sense[:14], err)
 	}
 }

@@ -61,7 +61,8 @@
 //
 // Whether the running kernel has those ioctls is probed once per Backend (an
 // IOC_PR_READ_RESERVATION on the first fd that needs it; ENOTTY or EINVAL means
-// absent). Without them (Linux 6.1 in the lab) the backend falls back by the
+// absent; KindNotBlock fds never probe, so wire Options.Kind or the first fd
+// decides). Without them (Linux 6.1 in the lab) the backend falls back by the
 // device kind the caller's Options.Kind reports (KindOf maps package device's
 // classification):
 //

@@ -221,13 +221,13 @@ func statusName(ret int) string {
 // NVMe status codes (NVM Express Base Specification 2.0, Status Code Type 0h
 // generic and 3h path related) the Reservation Report fallback distinguishes.
 const (
-	nvmeSCInvalidOpcode      = 0x001
-	nvmeSCInvalidField       = 0x002
-	nvmeSCInvalidNS          = 0x00b
-	nvmeSCHostIDInconsistent = 0x018
-	nvmeSCReservationConflct = 0x083
-	nvmeSCTPath              = 0x300
-	nvmeStatusMask           = 0x7ff // SCT (10:8) and SC (7:0); DNR and MORE dropped
+	nvmeSCInvalidOpcode       = 0x001
+	nvmeSCInvalidField        = 0x002
+	nvmeSCInvalidNS           = 0x00b
+	nvmeSCHostIDInconsistent  = 0x018
+	nvmeSCReservationConflict = 0x083
+	nvmeSCTPath               = 0x300
+	nvmeStatusMask            = 0x7ff // SCT (10:8) and SC (7:0); DNR and MORE dropped
 )
 
 // nvmeStatusResult maps the positive NVMe status NVME_IOCTL_IO_CMD returned to
@@ -239,7 +239,7 @@ const (
 func nvmeStatusResult(status int) (int, error) {
 	sc := status & nvmeStatusMask
 	switch {
-	case sc == nvmeSCReservationConflct:
+	case sc == nvmeSCReservationConflict:
 		return PR_STS_RESERVATION_CONFLICT, nil
 	case sc == nvmeSCInvalidOpcode:
 		return 0, unix.EOPNOTSUPP
