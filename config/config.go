@@ -10,7 +10,7 @@ import (
 )
 
 // Backends the configuration may name.
-var knownBackends = []string{"sgio", "emulate"}
+var knownBackends = []string{"sgio", "linuxpr", "emulate", "auto"}
 
 // Kinds a rule may name, as package device names them.
 var knownKinds = []string{"file", "scsi-disk", "scsi-generic", "dm-multipath", "dm", "nvme", "partition", "other"}

@@ -119,6 +119,23 @@ func TestExplainAndConfig(t *testing.T) {
 		t.Errorf("--explain /dev/null:\n%s", out)
 	}
 
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--backend=auto", "--explain", img}, "backend:  none: PR commands are refused"},
+		{[]string{"--backend=auto", "--db", filepath.Join(dir, "pr.db"), "--explain", img}, "backend:  emulate"},
+		{[]string{"--backend=auto", "--explain", "/dev/null"}, "auto: other device, SG_IO passthrough"},
+	} {
+		out, err := exec.Command(binary, tc.args...).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("%v: %v\n%s", tc.args, err, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pr.db")); !os.IsNotExist(err) {
+		t.Error("--explain created the database")
+	}
+
 	bad := filepath.Join(dir, "bad.conf")
 	os.WriteFile(bad, []byte("backend sgio\nrule kind=tape backend=emulate\n"), 0o600)
 	for _, tc := range []struct {

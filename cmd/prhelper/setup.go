@@ -10,6 +10,7 @@ import (
 
 	"github.com/prhelper/prhelper/backend"
 	"github.com/prhelper/prhelper/backend/emulate"
+	"github.com/prhelper/prhelper/backend/linuxpr"
 	"github.com/prhelper/prhelper/backend/sgio"
 	"github.com/prhelper/prhelper/config"
 	"github.com/prhelper/prhelper/device"
@@ -31,6 +32,7 @@ type settings struct {
 	listen    []config.Listen
 	rules     []config.Rule
 	primary   bool // serve the -k socket (or the activated one)
+	dbSet     bool // --db or db given: emulation is enabled for auto
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -58,6 +60,7 @@ func loadSettings(o *options) (*settings, error) {
 			*v.dst = v.flag
 		}
 	}
+	s.dbSet = c.DB != "" || o.db != ""
 	if err := config.CheckBackend(s.backend); err != nil {
 		return nil, fmt.Errorf("--backend: %w", err)
 	}
@@ -76,7 +79,7 @@ func loadSettings(o *options) (*settings, error) {
 
 // needsEmulation reports whether any device could be routed to emulate.
 func (s *settings) needsEmulation() bool {
-	if s.backend == "emulate" {
+	if s.backend == "emulate" || s.backend == "auto" && s.dbSet {
 		return true
 	}
 	for _, r := range s.rules {
@@ -94,7 +97,12 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	backends := map[string]backend.Backend{"sgio": sg}
+	devices := device.NewCache(device.Sysfs{}, classifyTTL, nil)
+	lp, err := linuxpr.New(linuxpr.Options{Kind: func(fd int) linuxpr.DeviceKind { return linuxprKind(devices, fd) }, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	backends := map[string]backend.Backend{"sgio": sg, "linuxpr": lp}
 	closer := func() {}
 	if s.needsEmulation() {
 		st, err := sqlite.Open(s.db, sqlite.Options{})
@@ -112,10 +120,28 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		Default:  s.backend,
 		Rules:    s.rules,
 		Backends: backends,
-		Classify: device.NewCache(device.Sysfs{}, classifyTTL, nil).Classify,
+		Classify: devices.Classify,
 		Path:     fdPath,
 		Log:      log,
 	}, closer, nil
+}
+
+// linuxprKind tells the linuxpr backend which PR IN fallback a device needs.
+func linuxprKind(devices *device.Cache, fd int) linuxpr.DeviceKind {
+	info, err := devices.Classify(fd)
+	if err != nil {
+		return linuxpr.KindUnknown
+	}
+	switch info.Kind {
+	case device.SCSIDisk, device.DMMultipath, device.DM:
+		return linuxpr.KindSCSI
+	case device.NVMeNamespace:
+		if info.Char {
+			return linuxpr.KindNotBlock
+		}
+		return linuxpr.KindNVMe
+	}
+	return linuxpr.KindNotBlock
 }
 
 // fdPath names the file a received descriptor was opened as, for path= rules.
@@ -139,7 +165,12 @@ func explain(o *options, w io.Writer) error {
 	}
 	defer f.Close()
 	info, cerr := device.Classify(int(f.Fd()), device.Sysfs{})
-	r := &router.Router{Default: s.backend, Rules: s.rules}
+	// The backends the daemon would have, without opening anything.
+	names := map[string]backend.Backend{"sgio": nil, "linuxpr": nil}
+	if s.needsEmulation() {
+		names["emulate"] = nil
+	}
+	r := &router.Router{Default: s.backend, Rules: s.rules, Backends: names}
 	d := r.Decide(info, o.explain)
 	fmt.Fprintf(w, "device:   %s\n", o.explain)
 	if cerr != nil {
@@ -161,7 +192,11 @@ func explain(o *options, w io.Writer) error {
 		lu = "none (emulation would refuse it)"
 	}
 	fmt.Fprintf(w, "lu:       %s\n", lu)
-	fmt.Fprintf(w, "backend:  %s\n", d.Backend)
+	be := d.Backend
+	if be == "" {
+		be = "none: PR commands are refused (CHECK CONDITION 05/20/00)"
+	}
+	fmt.Fprintf(w, "backend:  %s\n", be)
 	fmt.Fprintf(w, "why:      %s\n", d.Why)
 	return nil
 }
