@@ -100,6 +100,14 @@
 //   - any other errno: scsi.FromErrno, QEMU's scsi_sense_from_errno (EINVAL
 //     05/24/00, ENODEV 04/44/00, ENOTTY and EAGAIN — dm suspended — 0B/00/06).
 //
+// Before Linux 6.4 sd returned the raw SCSI result instead (status byte, host
+// byte << 16); the pr_status values coincide with the common ones (18h
+// conflict, 02h CHECK CONDITION, DID_TRANSPORT_DISRUPTED, DID_TRANSPORT_FAILFAST
+// and DID_NO_CONNECT << 16), so the same table serves those kernels. A unit
+// attention the device reports to a PR OUT is consumed by the kernel and comes
+// back as CHECK CONDITION, hence 0B/00/06: the initiator retries, and the
+// retry succeeds.
+//
 // # Permissions
 //
 // The kernel's blkdev_pr_allowed: before Linux 6.5 every PR ioctl needs
