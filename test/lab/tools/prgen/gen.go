@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"math/rand"
+	"slices"
 
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
@@ -78,7 +80,29 @@ var outNames = map[byte]string{
 // plausible keys it keeps a shadow of the logical unit's state run through the
 // pr engine (LIO profile); the shadow only biases choices, the comparison of
 // the real answers is the caller's.
+//
+// DupTIDs lets a SPEC_I_PT TransportID list name the commanding initiator, or
+// one initiator twice. It is off by default because LIO 6.1 then registers
+// that I_T nexus twice (core_scsi3_decode_spec_i_port only skips TransportIDs
+// already registered before the command, not the local nexus it registers
+// first nor earlier entries of the same list): READ KEYS and READ FULL STATUS
+// show two registrations of one I_T nexus, which SPC-4 has no room for and
+// the engine does not do (it skips the repeat). Found by prgen (seed 1000
+// step 158, seed 1001 step 813, seed 1002 step 60 in the lab); see the lab README.
+//
+// OwnKeyPreempt lets through PREEMPT under an all-registrants reservation
+// whose SERVICE ACTION RESERVATION KEY matches only the caller's own
+// registration (or is zero while the caller is the only registrant). LIO (6.1
+// and current target_core_pr.c: core_scsi3_pro_preempt clears
+// sa_res_key_unmatched before it skips the calling nexus) answers GOOD, as
+// SPC-4 5.7.11.4 reads (the key matches a registered key); the engine answers
+// RESERVATION CONFLICT. Off by default, so the checked runs test the rest;
+// found by prgen (seed 1003 step 1426; seed 1000 step 181 as PREEMPT AND
+// ABORT, which LIO then executed and hung over tcm_loop). An engine bug.
 type Gen struct {
+	DupTIDs       bool
+	OwnKeyPreempt bool
+
 	rng    *rand.Rand
 	n      int
 	rtpis  []uint16
@@ -337,7 +361,11 @@ func (g *Gen) prOut(i int) Step {
 		if g.pct(18) {
 			flags |= 0x08
 			for k := g.rng.Intn(3); k >= 0; k-- {
-				tids = append(tids, g.tid())
+				t := g.tid()
+				if !g.DupTIDs && (bytes.Equal(t, SASTransportID(InitiatorAddr(i))) || slices.ContainsFunc(tids, func(u []byte) bool { return bytes.Equal(t, u) })) {
+					continue
+				}
+				tids = append(tids, t)
 			}
 		}
 		param = basicParam(rk, sark, flags, tids)
@@ -409,24 +437,80 @@ func (g *Gen) prOut(i int) Step {
 	param, ln := g.mangleLength(param)
 	st := Step{Path: i, CDB: scsi.PROutCDB(sa, scope, typ, uint32(len(param))), Param: param}
 	st.Desc = fmt.Sprintf("P%d %s%s%s", i+1, kindOf(st.CDB[:]), note, ln)
-	if sa == scsi.SAPreemptAndAbort {
+	if sa == scsi.SAPreempt || sa == scsi.SAPreemptAndAbort {
+		bug := ownKeyPreemptAR(g.prof, &g.shadow, g.Nexus(i), st)
+		if bug && !g.OwnKeyPreempt {
+			// Known engine mismatch (see OwnKeyPreempt): point SARK at a key
+			// nobody holds, which both answer with RESERVATION CONFLICT.
+			binary.BigEndian.PutUint64(st.Param[8:16], g.unusedKey())
+			note += " (SARK replaced: own-key PREEMPT under all-registrants left out)"
+			bug = false
+		}
 		// PREEMPT AND ABORT that succeeds makes LIO abort the preempted
 		// nexuses' tasks, which can hang the command over tcm_loop (lab README).
-		// Only the ones the engine (LIO profile) predicts to fail are sent; the
-		// others go as PREEMPT. The shadow is a copy: the prediction changes
-		// nothing.
-		if g.predict(i, st) == scsi.StatusGood {
+		// Only the ones the engine (LIO profile) predicts to fail, and that are
+		// not the own-key case LIO makes succeed, are sent; the others go as
+		// PREEMPT. The shadow is a copy: the prediction changes nothing.
+		if sa == scsi.SAPreemptAndAbort && (bug || g.predict(i, st) == scsi.StatusGood) {
 			st.CDB[1] = st.CDB[1]&^0x1f | scsi.SAPreempt
-			st.Desc = fmt.Sprintf("P%d %s%s%s (PREEMPT AND ABORT predicted GOOD: sent as PREEMPT)", i+1, kindOf(st.CDB[:]), note, ln)
+			note += " (PREEMPT AND ABORT LIO would execute: sent as PREEMPT)"
 		}
+		st.Desc = fmt.Sprintf("P%d %s%s%s", i+1, kindOf(st.CDB[:]), note, ln)
 	}
 	return st
+}
+
+// ownKeyPreemptAR reports whether s, a PREEMPT (AND ABORT) from nexus me on state, is the
+// case where LIO and the engine disagree (OwnKeyPreempt): an all-registrants
+// reservation, the caller registered with the RESERVATION KEY it sends, a
+// valid type and LU scope, and a SERVICE ACTION RESERVATION KEY that matches
+// no registration but the caller's own (or is zero while the caller is the
+// only registrant), and the engine does not answer GOOD.
+func ownKeyPreemptAR(p pr.Profile, state *pr.State, me pr.Nexus, st Step) bool {
+	if sa := st.CDB[1] & 0x1f; st.CDB[0] != scsi.OpPersistentReserveOut || (sa != scsi.SAPreempt && sa != scsi.SAPreemptAndAbort) {
+		return false
+	}
+	res := state.Reservation
+	if res == nil || (res.Type != scsi.TypeWriteExclusiveAllRegs && res.Type != scsi.TypeExclusiveAccessAllRegs) || len(st.Param) != 24 {
+		return false
+	}
+	if st.CDB[2]&0xf0 != 0 || !slices.Contains(validTypes, st.CDB[2]&0x0f) {
+		return false
+	}
+	rk, sark := binary.BigEndian.Uint64(st.Param[0:8]), binary.BigEndian.Uint64(st.Param[8:16])
+	mine, others := false, false
+	for _, r := range state.Registrations {
+		if r.Nexus.Equal(me) {
+			if r.Key != rk {
+				return false
+			}
+			mine = sark == 0 || r.Key == sark
+		} else if sark == 0 || r.Key == sark {
+			others = true
+		}
+	}
+	return mine && !others && predict(p, state, me, st) != scsi.StatusGood
+}
+
+// unusedKey is a pool key no registration holds (or one outside the pool).
+func (g *Gen) unusedKey() uint64 {
+	for _, k := range keyPool {
+		if !slices.ContainsFunc(g.shadow.Registrations, func(r pr.Registration) bool { return r.Key == k }) {
+			return k
+		}
+	}
+	return 0x9999000000000099
 }
 
 // predict is the status the shadow engine gives st from path i, without
 // changing the shadow.
 func (g *Gen) predict(i int, st Step) byte {
-	b, err := g.shadow.MarshalBinary()
+	return predict(g.prof, &g.shadow, g.Nexus(i), st)
+}
+
+// predict is the status the engine gives st from nexus n on a copy of state.
+func predict(p pr.Profile, state *pr.State, n pr.Nexus, st Step) byte {
+	b, err := state.MarshalBinary()
 	if err != nil {
 		return scsi.StatusCheckCondition
 	}
@@ -434,7 +518,7 @@ func (g *Gen) predict(i int, st Step) byte {
 	if err := sh.UnmarshalBinary(b); err != nil {
 		return scsi.StatusCheckCondition
 	}
-	return pr.Execute(g.prof, &sh, g.Nexus(i), st.CDB[:], st.Param).Status
+	return pr.Execute(p, &sh, n, st.CDB[:], st.Param).Status
 }
 
 // Generate returns the first n steps for seed over len(rtpis) initiators.

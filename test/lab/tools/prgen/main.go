@@ -174,6 +174,8 @@ func run(args []string, w, ew io.Writer) int {
 	record := fs.String("record", "", "write LIO's replies to FILE")
 	print := fs.Bool("print", false, "print the generated sequence and exit")
 	verbose := fs.Bool("v", false, "print every step")
+	ownKey := fs.Bool("own-key-preempt", false, "send PREEMPT under all-registrants with SARK matching only the caller's key (engine answers RC, LIO GOOD: a known engine bug)")
+	dupTIDs := fs.Bool("dup-tids", false, "let SPEC_I_PT lists name the commanding initiator or repeat one (LIO 6.1 then registers one I_T nexus twice)")
 	timeout := fs.Duration("timeout", 60*time.Second, "time limit for each request")
 	if err := fs.Parse(args); err != nil {
 		return 1
@@ -188,7 +190,8 @@ func run(args []string, w, ew io.Writer) int {
 		fmt.Fprintln(ew, err)
 		return 1
 	}
-	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v\n", *seed, *steps, len(rtpis), rtpis)
+	g.DupTIDs, g.OwnKeyPreempt = *dupTIDs, *ownKey
+	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey)
 	if *print {
 		for k := 1; k <= *steps; k++ {
 			st := g.Next()
@@ -239,7 +242,7 @@ func run(args []string, w, ew io.Writer) int {
 		defer f.Close()
 		rec = bufio.NewWriter(f)
 		defer rec.Flush()
-		fmt.Fprintf(rec, "# prgen seed %d steps %d rtpi %s\n", *seed, *steps, *rtpiFlag)
+		fmt.Fprintf(rec, "# prgen seed %d steps %d rtpi %s dup-tids %v own-key-preempt %v\n", *seed, *steps, *rtpiFlag, *dupTIDs, *ownKey)
 	}
 	counts := map[string]int{}
 	t0 := time.Now()

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -88,6 +89,20 @@ func TestCoverageOnEngine(t *testing.T) {
 				seen := map[string]int{}
 				for k := 1; k <= 2000; k++ {
 					s := g.Next()
+					if ownKeyPreemptAR(pr.LIO(), &st, g.Nexus(s.Path), s) {
+						t.Errorf("step %d (%s): own-key PREEMPT under all-registrants generated without OwnKeyPreempt", k, s.Desc)
+					}
+					if s.CDB[0] == scsi.OpPersistentReserveOut && len(s.Param) > 28 && s.Param[20]&0x08 != 0 {
+						seenTID := map[string]bool{hex.EncodeToString(SASTransportID(InitiatorAddr(s.Path))): true}
+						end := min(len(s.Param), 28+int(binary.BigEndian.Uint32(s.Param[24:28])))
+						for off := 28; off+24 <= end && s.Param[off] == 0x06; off += 24 {
+							h := hex.EncodeToString(s.Param[off : off+24])
+							if seenTID[h] {
+								t.Errorf("step %d (%s): SPEC_I_PT list names the caller or repeats an initiator without DupTIDs", k, s.Desc)
+							}
+							seenTID[h] = true
+						}
+					}
 					r := pr.Execute(pr.LIO(), &st, g.Nexus(s.Path), s.CDB[:], s.Param)
 					if err := st.Validate(); err != nil {
 						t.Fatalf("step %d (%s): invalid state: %v", k, s.Desc, err)
@@ -167,7 +182,8 @@ func TestLIORecordings(t *testing.T) {
 			var seed int64
 			var steps int
 			var rt string
-			if _, err := fmt.Sscanf(sc.Text(), "# prgen seed %d steps %d rtpi %s", &seed, &steps, &rt); err != nil {
+			var dup, own bool
+			if _, err := fmt.Sscanf(sc.Text(), "# prgen seed %d steps %d rtpi %s dup-tids %t own-key-preempt %t", &seed, &steps, &rt, &dup, &own); err != nil {
 				t.Fatalf("header %q: %v", sc.Text(), err)
 			}
 			rtpis, err := parseRTPIs(rt)
@@ -178,6 +194,7 @@ func TestLIORecordings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			g.DupTIDs, g.OwnKeyPreempt = dup, own
 			st := pr.State{Ports: LabPorts(rtpis)}
 			k := 0
 			for sc.Scan() {
@@ -321,5 +338,43 @@ func TestSASTransportID(t *testing.T) {
 	want := "06000000" + "5001405b00000003" + strings.Repeat("00", 12)
 	if got != want {
 		t.Errorf("SAS TransportID of path 3 = %s, want %s", got, want)
+	}
+}
+
+// TestOwnKeyPreemptAR builds the state of seed 1003 step 1426 in the lab (two
+// registrants, an all-registrants reservation) and checks that the predicate
+// that keeps the known engine mismatch out of the checked runs recognises the
+// PREEMPT with the caller's own key, and nothing else around it.
+func TestOwnKeyPreemptAR(t *testing.T) {
+	rt := rtpisFor(2)
+	g, _ := NewGen(1, rt)
+	p1, p2 := g.Nexus(0), g.Nexus(1)
+	const k1, k2 = 0x1111000000000011, 0xcccc0000000000c3
+	st := pr.State{Ports: LabPorts(rt), Generation: 5,
+		Registrations: []pr.Registration{{Nexus: p1, Key: k1}, {Nexus: p2, Key: k2}},
+		Reservation:   &pr.Reservation{Holder: p1, Type: 8}}
+	if err := st.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	preempt := func(sa byte, rk, sark uint64) Step {
+		p := basicParam(rk, sark, 0, nil)
+		return Step{CDB: scsi.PROutCDB(sa, 0, 8, 24), Param: p}
+	}
+	for _, tc := range []struct {
+		name string
+		n    pr.Nexus
+		s    Step
+		want bool
+	}{
+		{"P2 sark = own key", p2, preempt(scsi.SAPreempt, k2, k2), true},
+		{"P2 PREEMPT AND ABORT sark = own key", p2, preempt(scsi.SAPreemptAndAbort, k2, k2), true},
+		{"P2 sark = P1's key", p2, preempt(scsi.SAPreempt, k2, k1), false},
+		{"P2 sark = 0 with P1 registered", p2, preempt(scsi.SAPreempt, k2, 0), false},
+		{"P2 wrong rk", p2, preempt(scsi.SAPreempt, k1, k2), false},
+		{"REGISTER", p2, Step{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 24), Param: basicParam(k2, k2, 0, nil)}, false},
+	} {
+		if got := ownKeyPreemptAR(pr.LIO(), &st, tc.n, tc.s); got != tc.want {
+			t.Errorf("%s: ownKeyPreemptAR = %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
