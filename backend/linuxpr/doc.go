@@ -92,7 +92,7 @@
 //   - PR_STS_RETRY_PATH_FAILURE, PR_STS_PATH_FAILED, PR_STS_PATH_FAST_FAILED:
 //     0B/29/07 I_T NEXUS LOSS OCCURRED, the sense QEMU gives
 //     DID_TRANSPORT_DISRUPTED: the path failed, a retry may take another.
-//   - other positive values: 0B/00/06.
+//   - other positive values: a raw SCSI result from a kernel before 6.4, below.
 //   - EOPNOTSUPP (no pr_ops, or a flag the driver rejects): 05/20/00 INVALID
 //     COMMAND OPERATION CODE.
 //   - EPERM, EACCES: 0B/00/06 as in QEMU's table, and the log error says the
@@ -100,13 +100,18 @@
 //   - any other errno: scsi.FromErrno, QEMU's scsi_sense_from_errno (EINVAL
 //     05/24/00, ENODEV 04/44/00, ENOTTY and EAGAIN — dm suspended — 0B/00/06).
 //
-// Before Linux 6.4 sd returned the raw SCSI result instead (status byte, host
-// byte << 16); the pr_status values coincide with the common ones (18h
-// conflict, 02h CHECK CONDITION, DID_TRANSPORT_DISRUPTED, DID_TRANSPORT_FAILFAST
-// and DID_NO_CONNECT << 16), so the same table serves those kernels. A unit
-// attention the device reports to a PR OUT is consumed by the kernel and comes
-// back as CHECK CONDITION, hence 0B/00/06: the initiator retries, and the
-// retry succeeds.
+// Before Linux 6.4 sd returned the raw SCSI result instead: status byte,
+// mid-layer byte << 8 (SCSIML_STAT_*), host byte << 16. The lab's 6.1 answers a
+// reservation conflict with 0x118. The pr_status values are that encoding of
+// the common cases (02h CHECK CONDITION, 18h conflict, DID_NO_CONNECT,
+// DID_TRANSPORT_DISRUPTED and DID_TRANSPORT_FAILFAST << 16), so one table
+// serves both: a path-failure host byte gives 0B/29/07, another host byte
+// QEMU's host-status table (0B/00/06 where it would say GOOD), else the status
+// byte: RESERVATION CONFLICT, BUSY and TASK SET FULL pass through, anything
+// else 0B/00/06. A unit attention the device reports to a PR OUT is consumed
+// by the kernel and comes back as CHECK CONDITION, hence 0B/00/06: the
+// initiator retries, and the retry succeeds (one unit attention per path of a
+// multipath map).
 //
 // # Permissions
 //

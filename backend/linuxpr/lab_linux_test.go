@@ -76,11 +76,12 @@ func TestLab(t *testing.T) {
 		t.Helper()
 		return do(fd, &backend.Request{CDB: scsi.PROutCDB(sa, 0, typ, 24), Param: param(key, saKey, flags)})
 	}
-	// in retries once past a unit attention (06h), which SG_IO passes on.
+	// in retries past unit attentions (06h), which SG_IO passes on: one per
+	// path, and the map may send each try down another path.
 	in := func(fd int, sa byte) wire.Reply {
 		t.Helper()
 		rep := do(fd, &backend.Request{CDB: scsi.PRInCDB(sa, 8192)})
-		if rep.Status == scsi.StatusCheckCondition && rep.Sense[2]&0x0f == scsi.KeyUnitAttention {
+		for i := 0; i < 4 && rep.Status == scsi.StatusCheckCondition && rep.Sense[2]&0x0f == scsi.KeyUnitAttention; i++ {
 			rep = do(fd, &backend.Request{CDB: scsi.PRInCDB(sa, 8192)})
 		}
 		return rep

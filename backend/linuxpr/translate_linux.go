@@ -157,7 +157,8 @@ const (
 //   - PR_STS_RETRY_PATH_FAILURE, PR_STS_PATH_FAILED, PR_STS_PATH_FAST_FAILED:
 //     0B/29/07 I_T NEXUS LOSS OCCURRED, what QEMU gives DID_TRANSPORT_DISRUPTED:
 //     the path went away, another may work.
-//   - any other positive value: 0B/00/06.
+//   - any other positive value: a raw SCSI result of a kernel before 6.4,
+//     decoded by rawResult.
 //   - EOPNOTSUPP: 05/20/00 INVALID COMMAND OPERATION CODE (no pr_ops, or a flag
 //     the driver rejects).
 //   - EPERM, EACCES: 0B/00/06 as QEMU's table has it, with perm in the error.
@@ -196,9 +197,57 @@ func resultReply(op string, fd int, ret int, err error, perm string) (wire.Reply
 	case PR_STS_RETRY_PATH_FAILURE, PR_STS_PATH_FAILED, PR_STS_PATH_FAST_FAILED:
 		return checkCondition(scsi.SenseITNexusLoss),
 			fmt.Errorf("%s on fd %d: %s, reported as %s", op, fd, statusName(ret), scsi.SenseITNexusLoss)
+	case PR_STS_IOERR:
+		return checkCondition(scsi.SenseIOError),
+			fmt.Errorf("%s on fd %d: PR_STS_IOERR (the device's sense is not available through the ioctl), reported as %s", op, fd, scsi.SenseIOError)
+	}
+	return rawResult(op, fd, ret)
+}
+
+// Host bytes (DID_*) of a raw SCSI result that mean the path failed: they are
+// the ones sd_scsi_to_pr_err turns into PR_STS_*_PATH_* from Linux 6.4.
+const (
+	didNoConnect          = 0x01
+	didTransportDisrupted = 0x0e
+	didTransportFailfast  = 0x0f
+)
+
+// rawResult maps a positive ioctl return value that is not a pr_status: the
+// raw SCSI result sd returned before Linux 6.4 (status byte in bits 7:0, the
+// mid-layer's SCSIML_STAT_* byte in 15:8, the host byte in 23:16, the driver
+// byte in 31:24 on kernels before 5.14). The lab's Linux 6.1 answers a
+// reservation conflict with 0x118 (SCSIML_STAT_RESV_CONFLICT << 8 | 18h). The
+// pr_status values are the same encoding of the common cases, so this is the
+// same table: a path-failure host byte gives 0B/29/07, another host byte QEMU's
+// host-status table (0B/00/06 where that table would say GOOD: the command did
+// not complete), then the status byte: RESERVATION CONFLICT, BUSY and TASK SET
+// FULL pass through, anything else (CHECK CONDITION, whose sense is lost) gives
+// 0B/00/06.
+func rawResult(op string, fd int, ret int) (wire.Reply, error) {
+	status, host := byte(ret), uint16(ret>>16)&0xff
+	what := fmt.Sprintf("%s on fd %d: raw SCSI result 0x%x (status 0x%02x, host byte 0x%02x; kernel before 6.4)", op, fd, ret, status, host)
+	switch {
+	case host == didNoConnect || host == didTransportDisrupted || host == didTransportFailfast:
+		return checkCondition(scsi.SenseITNexusLoss), fmt.Errorf("%s, reported as %s", what, scsi.SenseITNexusLoss)
+	case host != 0:
+		st, s := scsi.FromHostStatus(host)
+		if st == scsi.StatusGood {
+			st, s = scsi.StatusCheckCondition, scsi.SenseIOError
+		}
+		rep := wire.Reply{Status: st}
+		name := scsi.StatusName(st)
+		if st == scsi.StatusCheckCondition {
+			rep.SetSense(s.Fixed())
+			name += " " + s.String()
+		}
+		return rep, fmt.Errorf("%s, reported as %s", what, name)
+	}
+	switch status {
+	case scsi.StatusReservationConflict, scsi.StatusBusy, scsi.StatusTaskSetFull:
+		return wire.Reply{Status: status}, fmt.Errorf("%s, reported as %s", what, scsi.StatusName(status))
 	}
 	return checkCondition(scsi.SenseIOError),
-		fmt.Errorf("%s on fd %d: %s (the device's sense is not available through the ioctl), reported as %s", op, fd, statusName(ret), scsi.SenseIOError)
+		fmt.Errorf("%s (the device's sense is not available through the ioctl), reported as %s", what, scsi.SenseIOError)
 }
 
 // statusName names a positive pr_status value for logs.
