@@ -130,18 +130,9 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 func linuxprKind(devices *device.Cache, fd int) linuxpr.DeviceKind {
 	info, err := devices.Classify(fd)
 	if err != nil {
-		return linuxpr.KindUnknown
+		return linuxpr.KindNotBlock
 	}
-	switch info.Kind {
-	case device.SCSIDisk, device.DMMultipath, device.DM:
-		return linuxpr.KindSCSI
-	case device.NVMeNamespace:
-		if info.Char {
-			return linuxpr.KindNotBlock
-		}
-		return linuxpr.KindNVMe
-	}
-	return linuxpr.KindNotBlock
+	return linuxpr.KindOf(info)
 }
 
 // fdPath names the file a received descriptor was opened as, for path= rules.
