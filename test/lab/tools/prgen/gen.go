@@ -99,9 +99,20 @@ var outNames = map[byte]string{
 // RESERVATION CONFLICT. Off by default, so the checked runs test the rest;
 // found by prgen (seed 1003 step 1426; seed 1000 step 181 as PREEMPT AND
 // ABORT, which LIO then executed and hung over tcm_loop). An engine bug.
+//
+// ZeroLenWE lets through PR OUT commands with no parameter list (PARAMETER
+// LIST LENGTH 0) from an unregistered nexus while another nexus holds a Write
+// Exclusive family reservation (types 1, 5, 7). LIO's reservation check
+// (core_scsi3_pr_seq_non_holder) lets a non-holder's command without data-out
+// pass under Write Exclusive types, so such a PREEMPT, CLEAR, RELEASE or
+// RESERVE reaches the PR OUT handler and answers 05/1A/00 PARAMETER LIST
+// LENGTH ERROR; the engine answers RESERVATION CONFLICT, which is what SPC-4
+// table 65 (PR OUT from a not registered nexus: conflict) asks. A LIO quirk;
+// found by prgen (seed 1000 step 289).
 type Gen struct {
 	DupTIDs       bool
 	OwnKeyPreempt bool
+	ZeroLenWE     bool
 
 	rng    *rand.Rand
 	n      int
@@ -435,6 +446,9 @@ func (g *Gen) prOut(i int) Step {
 		param = basicParam(g.resKey(i), 0, 0, nil)
 	}
 	param, ln := g.mangleLength(param)
+	if len(param) == 0 && !g.ZeroLenWE && g.zeroLenWEQuirk(i) {
+		param, ln = basicParam(0, 0, 0, nil)[:8], " (list cut to 8: zero-length LIO quirk left out)"
+	}
 	st := Step{Path: i, CDB: scsi.PROutCDB(sa, scope, typ, uint32(len(param))), Param: param}
 	st.Desc = fmt.Sprintf("P%d %s%s%s", i+1, kindOf(st.CDB[:]), note, ln)
 	if sa == scsi.SAPreempt || sa == scsi.SAPreemptAndAbort {
@@ -500,6 +514,18 @@ func (g *Gen) unusedKey() uint64 {
 		}
 	}
 	return 0x9999000000000099
+}
+
+// zeroLenWEQuirk reports whether a PR OUT without parameter list from path i
+// meets LIO's data-direction quirk (see ZeroLenWE): a Write Exclusive family
+// reservation (types 1, 5, 7) held by someone else and path i unregistered.
+func (g *Gen) zeroLenWEQuirk(i int) bool {
+	res := g.shadow.Reservation
+	if res == nil || (res.Type != scsi.TypeWriteExclusive && res.Type != scsi.TypeWriteExclusiveRegOnly && res.Type != scsi.TypeWriteExclusiveAllRegs) {
+		return false
+	}
+	me := g.Nexus(i)
+	return !res.Holder.Equal(me) && g.ownKey(i) == 0
 }
 
 // predict is the status the shadow engine gives st from path i, without

@@ -2,7 +2,8 @@
 // emulated persistent reservations against LIO: a seeded generator (gen.go)
 // makes a sequence of PERSISTENT RESERVE IN/OUT commands over 2 to 4
 // initiators, and each command goes to LIO through the initiator's tcm_loop
-// path (via qemu-pr-helper, as a QEMU guest would send it) and to prhelper
+// path (through a helper socket doing SG_IO passthrough: prhelper's sgio
+// backend, which gives every PR IN a zeroed buffer) and to prhelper
 // --backend=emulate through the socket that carries the same identity
 // (--listen=SOCK,initiator=name:naa.5001405b0000000N,port=RTPI) on a disk
 // image. Every reply must be identical: status, all 96 sense bytes and the data.
@@ -165,7 +166,7 @@ func run(args []string, w, ew io.Writer) int {
 	seed := fs.Int64("seed", time.Now().UnixNano(), "generator seed (default: the time)")
 	steps := fs.Int("steps", 2000, "number of commands")
 	rtpiFlag := fs.String("rtpi", "", "RELATIVE TARGET PORT IDENTIFIER of each path, comma-separated (2 to 4)")
-	lioSock := fs.String("lio", "", "socket of the helper passing commands to LIO (qemu-pr-helper)")
+	lioSock := fs.String("lio", "", "socket of the helper passing commands to LIO (prhelper --backend=sgio)")
 	lioDev := fs.String("lio-dev", "", "LIO paths, one device per initiator: DEV1,DEV2,...")
 	emuSock := fs.String("emu", "", "prhelper sockets, one per initiator: SOCK1,SOCK2,...")
 	emuDev := fs.String("emu-dev", "", "disk image the emulation runs on")
@@ -175,6 +176,7 @@ func run(args []string, w, ew io.Writer) int {
 	print := fs.Bool("print", false, "print the generated sequence and exit")
 	verbose := fs.Bool("v", false, "print every step")
 	ownKey := fs.Bool("own-key-preempt", false, "send PREEMPT under all-registrants with SARK matching only the caller's key (engine answers RC, LIO GOOD: a known engine bug)")
+	zeroLen := fs.Bool("zero-len-we", false, "send PR OUT without parameter list from unregistered nexuses under Write Exclusive reservations (LIO 05/1A/00, engine RC: a LIO quirk)")
 	dupTIDs := fs.Bool("dup-tids", false, "let SPEC_I_PT lists name the commanding initiator or repeat one (LIO 6.1 then registers one I_T nexus twice)")
 	timeout := fs.Duration("timeout", 60*time.Second, "time limit for each request")
 	if err := fs.Parse(args); err != nil {
@@ -190,8 +192,8 @@ func run(args []string, w, ew io.Writer) int {
 		fmt.Fprintln(ew, err)
 		return 1
 	}
-	g.DupTIDs, g.OwnKeyPreempt = *dupTIDs, *ownKey
-	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey)
+	g.DupTIDs, g.OwnKeyPreempt, g.ZeroLenWE = *dupTIDs, *ownKey, *zeroLen
+	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v, zero-len-we %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey, *zeroLen)
 	if *print {
 		for k := 1; k <= *steps; k++ {
 			st := g.Next()
@@ -242,7 +244,7 @@ func run(args []string, w, ew io.Writer) int {
 		defer f.Close()
 		rec = bufio.NewWriter(f)
 		defer rec.Flush()
-		fmt.Fprintf(rec, "# prgen seed %d steps %d rtpi %s dup-tids %v own-key-preempt %v\n", *seed, *steps, *rtpiFlag, *dupTIDs, *ownKey)
+		fmt.Fprintf(rec, "# prgen seed %d steps %d rtpi %s dup-tids %v own-key-preempt %v zero-len-we %v\n", *seed, *steps, *rtpiFlag, *dupTIDs, *ownKey, *zeroLen)
 	}
 	counts := map[string]int{}
 	t0 := time.Now()
