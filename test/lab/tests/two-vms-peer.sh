@@ -155,8 +155,8 @@ QH=$LAB_HELPER_PID
 two_vms qemu /run/qprh.sock $LAB_DEV3 $LAB_DEV4
 V=/lab/io/out/inner-qemu
 echo "== recorded through qemu-pr-helper:"
-grep -E '^# (sg_persist|-> exit)' $V-vm2.log | sed 's/^/  VM2 /'
-grep -E '^# (sg_persist|-> exit)' $V-vm1.log | sed 's/^/  VM1 /'
+grep '^# ' $V-vm2.log | sed 's/^/  VM2 /'
+grep '^# ' $V-vm1.log | sed 's/^/  VM1 /'
 echo "  VM2 RESERVE: $(exit_of $V-vm2.log 'reserve --param-rk=0x2')"
 lab_ok "qemu-pr-helper: VM2's RESERVE did NOT conflict (exit 0)" has_exit $V-vm2.log 'reserve --param-rk=0x2' 'exit 0 '
 LAB_BS=$LAB_BS2; lab_lio_pr_state
