@@ -83,12 +83,14 @@ var outNames = map[byte]string{
 //
 // DupTIDs lets a SPEC_I_PT TransportID list name the commanding initiator, or
 // one initiator twice. It is off by default because LIO 6.1 then registers
-// that I_T nexus twice (core_scsi3_decode_spec_i_port only skips TransportIDs
-// already registered before the command, not the local nexus it registers
-// first nor earlier entries of the same list): READ KEYS and READ FULL STATUS
-// show two registrations of one I_T nexus, which SPC-4 has no room for and
-// the engine does not do (it skips the repeat). Found by prgen (seed 1000
-// step 158, seed 1001 step 813, seed 1002 step 60 in the lab); see the lab README.
+// the commanding I_T nexus twice (core_scsi3_decode_spec_i_port only skips
+// TransportIDs registered before the command, not the local nexus it registers
+// first; by the same code, probably also a repeat within the list, which the
+// lab has not shown): READ KEYS and READ FULL STATUS show two registrations of
+// one I_T nexus, which SPC-4 has no room for and the engine does not do (it
+// skips the repeat). Found by prgen in the lab (three seeds with an earlier
+// revision of this generator); testdata/known-dup-tids-seed1007-n3.txt.gz
+// replays one (step 339).
 //
 // OwnKeyPreempt lets through PREEMPT under an all-registrants reservation
 // whose SERVICE ACTION RESERVATION KEY matches only the caller's own
@@ -96,9 +98,11 @@ var outNames = map[byte]string{
 // and current target_core_pr.c: core_scsi3_pro_preempt clears
 // sa_res_key_unmatched before it skips the calling nexus) answers GOOD, as
 // SPC-4 5.7.11.4 reads (the key matches a registered key); the engine answers
-// RESERVATION CONFLICT. Off by default, so the checked runs test the rest;
-// found by prgen (seed 1003 step 1426; seed 1000 step 181 as PREEMPT AND
-// ABORT, which LIO then executed and hung over tcm_loop). An engine bug.
+// RESERVATION CONFLICT. Off by default, so the checked runs test the rest.
+// An engine bug, found by prgen in the lab with an earlier revision of this
+// generator (twice; once as PREEMPT AND ABORT, which LIO then executed and
+// which hung over tcm_loop); testdata/known-own-key-preempt-seed12-n3.txt.gz
+// replays it (step 473).
 //
 // ZeroLenWE lets through PR OUT commands with no parameter list (PARAMETER
 // LIST LENGTH 0) from an unregistered nexus while another nexus holds a Write
@@ -107,8 +111,9 @@ var outNames = map[byte]string{
 // pass under Write Exclusive types, so such a PREEMPT, CLEAR, RELEASE or
 // RESERVE reaches the PR OUT handler and answers 05/1A/00 PARAMETER LIST
 // LENGTH ERROR; the engine answers RESERVATION CONFLICT, which is what SPC-4
-// table 65 (PR OUT from a not registered nexus: conflict) asks. A LIO quirk;
-// found by prgen (seed 1000 step 289).
+// table 65 (PR OUT from a not registered nexus: conflict) asks. A LIO quirk,
+// found by prgen in the lab with an earlier revision of this generator: an
+// unregistered PREEMPT with no list under Write Exclusive Registrants Only.
 type Gen struct {
 	DupTIDs       bool
 	OwnKeyPreempt bool

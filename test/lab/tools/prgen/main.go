@@ -23,8 +23,12 @@
 // prhelper's store (key lu/ID): each RTPI admits only its own initiator, as
 // LIO's tcm_loop paths do. prhelper has no option for that (its emulated
 // units have one port, open to every initiator), and without it SPEC_I_PT and
-// REGISTER AND MOVE towards another initiator cannot answer like LIO; see the
-// lab README.
+// REGISTER AND MOVE towards another initiator cannot answer like LIO (run 6
+// of tests/emulate-vs-lio.sh shows it).
+//
+// -dup-tids, -own-key-preempt and -zero-len-we let through the three cases
+// where LIO and the engine are known to differ (see Gen); they are off by
+// default.
 //
 // -record writes LIO's replies (one line per step) for the host-side unit test.
 //
