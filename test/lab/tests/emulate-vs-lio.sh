@@ -26,7 +26,9 @@
 # (left out of runs 0-5). Runs 6-9 are informative, not checks. Also left out
 # of runs 0-5 (prgen -zero-len-we): PR OUT without a parameter list from an
 # unregistered nexus under a Write Exclusive reservation, which LIO passes to
-# its handler (05/1A/00) by data direction where SPC-4 and the engine give RC.
+# its handler (05/1A/00) by data direction where SPC-4 and the engine give RC;
+# and (prgen -move-no-unreg) a REGISTER AND MOVE onto a registration that was
+# the source of a move without UNREG, whose scope LIO has corrupted.
 # PREEMPT AND ABORT is sent only where the engine predicts it fails (LIO then
 # aborts nothing); the others are sent as PREEMPT (it can hang over tcm_loop).
 lab_need_bin prgen prhelper

@@ -114,10 +114,26 @@ var outNames = map[byte]string{
 // table 65 (PR OUT from a not registered nexus: conflict) asks. A LIO quirk,
 // found by prgen in the lab with an earlier revision of this generator: an
 // unregistered PREEMPT with no list under Write Exclusive Registrants Only.
+//
+// MoveNoUnreg lets a REGISTER AND MOVE go to a nexus whose registration was
+// earlier the source of a REGISTER AND MOVE with UNREG=0. LIO
+// (core_scsi3_emulate_pro_register_and_move) sets "scope" from the
+// reservation's type and stores it in the source registration's scope, and
+// never sets the destination's: when such a registration later receives the
+// reservation by a move, LIO's holder carries a scope of 1h-8h, invisible in
+// READ RESERVATION (only the high nibble is reported), so the holder's own
+// RESERVE and RELEASE get RESERVATION CONFLICT and its PREEMPT of itself
+// queues RESERVATIONS RELEASED for the others. The engine keeps LU_SCOPE, as
+// SPC-4 does. A LIO bug, found by prgen in the lab with 10000-step runs
+// (seed 777000 step 4237: RESERVE by the holder, LIO RESERVATION CONFLICT,
+// engine GOOD; seed 777003 step 1137: LIO 06/2A/04, engine GOOD).
 type Gen struct {
 	DupTIDs       bool
 	OwnKeyPreempt bool
 	ZeroLenWE     bool
+	MoveNoUnreg   bool
+
+	badScope map[int]bool // paths whose LIO registration has a wrong scope
 
 	rng    *rand.Rand
 	n      int
@@ -295,8 +311,35 @@ func (g *Gen) mangleLength(p []byte) ([]byte, string) {
 // Next returns the next command and applies it to the shadow.
 func (g *Gen) Next() Step {
 	s := g.next()
-	g.apply(s)
+	r := g.apply(s)
+	g.trackMoveScope(s, r)
 	return s
+}
+
+// trackMoveScope keeps, for MoveNoUnreg, the set of nexuses whose LIO
+// registration carries the wrong scope: the source of a successful REGISTER
+// AND MOVE with UNREG=0. A registration that goes away, or whose nexus takes a
+// reservation with RESERVE or PREEMPT (LIO sets the scope there), is clean
+// again.
+func (g *Gen) trackMoveScope(s Step, r pr.Result) {
+	if g.badScope == nil {
+		g.badScope = map[int]bool{}
+	}
+	if s.CDB[0] == scsi.OpPersistentReserveOut && r.Status == scsi.StatusGood {
+		switch s.CDB[1] & 0x1f {
+		case scsi.SARegisterAndMove:
+			if len(s.Param) >= 24 && s.Param[17]&0x02 == 0 {
+				g.badScope[s.Path] = true
+			}
+		case scsi.SAReserve, scsi.SAPreempt, scsi.SAPreemptAndAbort:
+			delete(g.badScope, s.Path)
+		}
+	}
+	for i := range g.badScope {
+		if g.ownKey(i) == 0 {
+			delete(g.badScope, i)
+		}
+	}
 }
 
 func (g *Gen) apply(s Step) pr.Result {
@@ -444,8 +487,14 @@ func (g *Gen) prOut(i int) Step {
 			tid = g.tid()
 		}
 		unreg := g.pct(30)
+		if g.badScope[j] && !g.MoveNoUnreg && bytes.Equal(tid, SASTransportID(InitiatorAddr(j))) && rtpi == g.rtpis[j] {
+			// Known LIO bug (see MoveNoUnreg): the destination's registration
+			// has a wrong scope in LIO; send it to no port instead (05/26/00).
+			rtpi = 0
+			note = " (destination left out: LIO corrupted its scope)"
+		}
 		param = moveParam(rk, sark, unreg, rtpi, tid)
-		note = fmt.Sprintf(" type %d rk=%x sark=%x unreg=%v rtpi=%d tid=P%d", typ, rk, sark, unreg, rtpi, j+1)
+		note = fmt.Sprintf(" type %d rk=%x sark=%x unreg=%v rtpi=%d tid=P%d", typ, rk, sark, unreg, rtpi, j+1) + note
 	default:
 		typ = g.pick(validTypes)
 		param = basicParam(g.resKey(i), 0, 0, nil)

@@ -26,7 +26,7 @@
 // REGISTER AND MOVE towards another initiator cannot answer like LIO (run 6
 // of tests/emulate-vs-lio.sh shows it).
 //
-// -dup-tids, -own-key-preempt and -zero-len-we let through the three cases
+// -dup-tids, -own-key-preempt, -zero-len-we and -move-no-unreg let through the four cases
 // where LIO and the engine are known to differ (see Gen); they are off by
 // default.
 //
@@ -181,6 +181,7 @@ func run(args []string, w, ew io.Writer) int {
 	verbose := fs.Bool("v", false, "print every step")
 	ownKey := fs.Bool("own-key-preempt", false, "send PREEMPT under all-registrants with SARK matching only the caller's key (engine answers RC, LIO GOOD: a known engine bug)")
 	zeroLen := fs.Bool("zero-len-we", false, "send PR OUT without parameter list from unregistered nexuses under Write Exclusive reservations (LIO 05/1A/00, engine RC: a LIO quirk)")
+	moveKeep := fs.Bool("move-no-unreg", false, "let REGISTER AND MOVE reach a registration that was a move source without UNREG (LIO corrupts its scope: a LIO bug)")
 	dupTIDs := fs.Bool("dup-tids", false, "let SPEC_I_PT lists name the commanding initiator or repeat one (LIO 6.1 then registers one I_T nexus twice)")
 	timeout := fs.Duration("timeout", 60*time.Second, "time limit for each request")
 	if err := fs.Parse(args); err != nil {
@@ -196,8 +197,8 @@ func run(args []string, w, ew io.Writer) int {
 		fmt.Fprintln(ew, err)
 		return 1
 	}
-	g.DupTIDs, g.OwnKeyPreempt, g.ZeroLenWE = *dupTIDs, *ownKey, *zeroLen
-	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v, zero-len-we %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey, *zeroLen)
+	g.DupTIDs, g.OwnKeyPreempt, g.ZeroLenWE, g.MoveNoUnreg = *dupTIDs, *ownKey, *zeroLen, *moveKeep
+	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v, zero-len-we %v, move-no-unreg %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey, *zeroLen, *moveKeep)
 	if *print {
 		for k := 1; k <= *steps; k++ {
 			st := g.Next()
@@ -248,7 +249,7 @@ func run(args []string, w, ew io.Writer) int {
 		defer f.Close()
 		rec = bufio.NewWriter(f)
 		defer rec.Flush()
-		fmt.Fprintf(rec, "# prgen seed %d steps %d rtpi %s dup-tids %v own-key-preempt %v zero-len-we %v\n", *seed, *steps, *rtpiFlag, *dupTIDs, *ownKey, *zeroLen)
+		fmt.Fprintf(rec, "# prgen seed %d steps %d rtpi %s dup-tids %v own-key-preempt %v zero-len-we %v move-no-unreg %v\n", *seed, *steps, *rtpiFlag, *dupTIDs, *ownKey, *zeroLen, *moveKeep)
 	}
 	counts := map[string]int{}
 	t0 := time.Now()
