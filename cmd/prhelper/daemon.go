@@ -59,13 +59,11 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 			}
 		}()
 	}
-	for i, sock := range sockets {
+	for _, sock := range sockets {
 		if err := sock.publish(); err != nil {
-			for _, s := range sockets[i:] {
-				s.discard()
-			}
-			for _, s := range sockets[:i] {
-				s.remove()
+			discard()
+			for _, s := range sockets {
+				s.remove() // only the ones already published
 			}
 			return err
 		}
@@ -76,9 +74,7 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		}()
 	}
 	if err := dropPrivileges(log, uid, gid); err != nil {
-		for _, l := range listeners {
-			l.Close()
-		}
+		discard()
 		return err
 	}
 
