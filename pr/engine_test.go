@@ -192,3 +192,45 @@ func TestHostileState(t *testing.T) {
 		_ = i
 	}
 }
+
+// TestPreemptOwnKeyAllRegistrants: under an all-registrants reservation a SARK
+// that matches only the caller's own registration still matches a registered
+// key (SPC-4 §5.7.11.4), as LIO answers: GOOD, found by the LIO differential
+// (tools/prgen, seed 12 step 473). SARK 0 from the only registrant makes it the
+// holder with the new type.
+func TestPreemptOwnKeyAllRegistrants(t *testing.T) {
+	setup := func(regs ...Nexus) *State {
+		st := &State{}
+		for i, n := range regs {
+			c := scsi.PROutCDB(scsi.SARegister, 0, 0, 24)
+			Execute(LIO(), st, n, c[:], registerParam(0, uint64(0xa0+i), 0))
+		}
+		c := scsi.PROutCDB(scsi.SAReserve, 0, scsi.TypeExclusiveAccessAllRegs, 24)
+		if r := Execute(LIO(), st, regs[0], c[:], registerParam(0xa0, 0, 0)); r.Status != scsi.StatusGood {
+			t.Fatalf("reserve: %s", describe(r))
+		}
+		return st
+	}
+	preempt := func(st *State, n Nexus, rk, sark uint64, typ byte) Result {
+		c := scsi.PROutCDB(scsi.SAPreempt, 0, typ, 24)
+		return Execute(LIO(), st, n, c[:], registerParam(rk, sark, 0))
+	}
+	st := setup(nx1, nx2)
+	gen := st.Generation
+	if r := preempt(st, nx2, 0xa1, 0xa1, scsi.TypeExclusiveAccessAllRegs); r.Status != scsi.StatusGood {
+		t.Fatalf("own key: %s", describe(r))
+	}
+	if len(st.Registrations) != 2 || st.Reservation == nil || st.Reservation.Type != scsi.TypeExclusiveAccessAllRegs || st.Generation != gen+1 {
+		t.Fatalf("own key changed the state: %+v", st)
+	}
+	if r := preempt(st, nx2, 0xa1, 0xee, scsi.TypeExclusiveAccessAllRegs); r.Status != scsi.StatusReservationConflict {
+		t.Fatalf("unregistered SARK: %s", describe(r))
+	}
+	st = setup(nx1)
+	if r := preempt(st, nx1, 0xa0, 0, scsi.TypeWriteExclusiveAllRegs); r.Status != scsi.StatusGood {
+		t.Fatalf("SARK 0, only registrant: %s", describe(r))
+	}
+	if st.Reservation == nil || st.Reservation.Type != scsi.TypeWriteExclusiveAllRegs {
+		t.Fatalf("reservation %+v", st.Reservation)
+	}
+}

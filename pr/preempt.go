@@ -63,16 +63,27 @@ func preempt(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 // and the reservation, if any, is untouched; TYPE is ignored. Under an
 // all-registrants reservation SARK 0 removes every other registration and gives
 // the caller the reservation with the CDB type; a non-zero SARK removes the
-// other registrations with that key. Removing nothing is RC.
+// other registrations with that key. A SARK that matches no registered key is
+// RC. Under an all-registrants reservation the caller's own key counts as a
+// match (SPC-4 §5.7.11.4: the key matches a registered reservation key; LIO's
+// core_scsi3_pro_preempt clears sa_res_key_unmatched before it skips the calling
+// nexus), so a PREEMPT naming only the caller, or SARK 0 with the caller the only
+// registrant, is GOOD.
 func preemptRegistrations(p Profile, st *State, i int, typ, scope byte, sark uint64, ar bool) Result {
 	caller := st.Registrations[i].Nexus
+	matched := false
+	for _, r := range st.Registrations {
+		if ar && (sark == 0 || r.Key == sark) {
+			matched = true
+		}
+	}
 	gone := st.removeRegs(func(j int, r Registration) bool {
 		if !ar {
 			return r.Key == sark && (j != i || p.PreemptRemovesCaller)
 		}
 		return j != i && (sark == 0 || r.Key == sark)
 	})
-	if len(gone) == 0 {
+	if len(gone) == 0 && !matched {
 		return conflict
 	}
 	for _, r := range gone {

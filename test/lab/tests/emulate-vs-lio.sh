@@ -20,10 +20,10 @@
 # initiator can answer like LIO. Run 6 without that shows the difference; run 7
 # (prgen -dup-tids) shows LIO 6.1 registering one I_T nexus twice when a
 # SPEC_I_PT list names the commanding initiator (left out of runs 0-5, see
-# tools/prgen/gen.go); run 8 (prgen -own-key-preempt) shows a known engine
-# mismatch: PREEMPT under an all-registrants reservation with SARK = the
-# caller's own key gives GOOD in LIO and RESERVATION CONFLICT in the engine
-# (left out of runs 0-5). Runs 6-9 are informative, not checks. Also left out
+# tools/prgen/gen.go); run 8 (seed 12) reaches, at step 473, the PREEMPT under
+# an all-registrants reservation with SARK = the caller's own key that an
+# earlier engine got wrong (RESERVATION CONFLICT where LIO answers GOOD): a
+# check. Runs 6, 7 and 9 are informative, not checks. Also left out
 # of runs 0-5 (prgen -zero-len-we): PR OUT without a parameter list from an
 # unregistered nexus under a Write Exclusive reservation, which LIO passes to
 # its handler (05/1A/00) by data direction where SPC-4 and the engine give RC;
@@ -87,9 +87,9 @@ lab_log "run 6 (ports not stored) exit $PRGEN_RC (informative, not a check)"
 echo "== run 7: SPEC_I_PT lists that name the commanding initiator or repeat one (-dup-tids)"
 prgen_run 7 3 1 -dup-tids
 lab_log "run 7 (-dup-tids) exit $PRGEN_RC (informative, not a check: LIO 6.1 registers one I_T nexus twice)"
-echo "== run 8: PREEMPT under all-registrants with the caller's own key (-own-key-preempt; seed 12 reaches it at step 473)"
-PRGEN_SEED=12 prgen_run 8 3 1 -own-key-preempt
-lab_log "run 8 (-own-key-preempt) exit $PRGEN_RC (informative, not a check: known engine mismatch, LIO GOOD, engine RESERVATION CONFLICT)"
+echo "== run 8: PREEMPT under all-registrants with the caller's own key (seed 12 reaches it at step 473)"
+PRGEN_SEED=12 prgen_run 8 3 1
+lab_ok "run 8 (seed 12, own-key PREEMPT under all-registrants): every reply identical" [ $PRGEN_RC = 0 ]
 echo "== run 9: LIO through qemu-pr-helper instead of prhelper's SG_IO passthrough"
 PRGEN_LIO=/run/qprh.sock prgen_run 9 3 1
 lab_log "run 9 (LIO through qemu-pr-helper) exit $PRGEN_RC (informative, not a check: stale bytes in LIO's unwritten fields)"

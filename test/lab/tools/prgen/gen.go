@@ -92,17 +92,12 @@ var outNames = map[byte]string{
 // revision of this generator); testdata/known-dup-tids-seed1007-n3.txt.gz
 // replays one (step 339).
 //
-// OwnKeyPreempt lets through PREEMPT under an all-registrants reservation
-// whose SERVICE ACTION RESERVATION KEY matches only the caller's own
-// registration (or is zero while the caller is the only registrant). LIO (6.1
-// and current target_core_pr.c: core_scsi3_pro_preempt clears
-// sa_res_key_unmatched before it skips the calling nexus) answers GOOD, as
-// SPC-4 5.7.11.4 reads (the key matches a registered key); the engine answers
-// RESERVATION CONFLICT. Off by default, so the checked runs test the rest.
-// An engine bug, found by prgen in the lab with an earlier revision of this
-// generator (twice; once as PREEMPT AND ABORT, which LIO then executed and
-// which hung over tcm_loop); testdata/known-own-key-preempt-seed12-n3.txt.gz
-// replays it (step 473).
+// An earlier engine answered RESERVATION CONFLICT to a PREEMPT under an
+// all-registrants reservation whose SARK matched only the caller's own key, where
+// LIO answers GOOD; prgen left those out behind an OwnKeyPreempt switch. The
+// engine is fixed (pr/preempt.go) and the switch is gone: the checked runs send
+// them, and testdata/lio-seed12-n3.txt.gz (recorded with the case let through)
+// replays the step that found it (473).
 //
 // ZeroLenWE lets through PR OUT commands with no parameter list (PARAMETER
 // LIST LENGTH 0) from an unregistered nexus while another nexus holds a Write
@@ -124,14 +119,16 @@ var outNames = map[byte]string{
 // READ RESERVATION (only the high nibble is reported), so the holder's own
 // RESERVE and RELEASE get RESERVATION CONFLICT and its PREEMPT of itself
 // queues RESERVATIONS RELEASED for the others. The engine keeps LU_SCOPE, as
-// SPC-4 does. A LIO bug, found by prgen in the lab with 10000-step runs
-// (seed 777000 step 4237: RESERVE by the holder, LIO RESERVATION CONFLICT,
-// engine GOOD; seed 777003 step 1137: LIO 06/2A/04, engine GOOD).
+// SPC-4 does. A LIO bug, found by prgen in the lab with 10000-step runs of an
+// earlier revision of this generator (seed 777000 step 4237: RESERVE by the
+// holder, LIO RESERVATION CONFLICT, engine GOOD; seed 777003 step 1137: LIO
+// 06/2A/04, engine GOOD). Those recordings were dropped when the own-key PREEMPT
+// fix changed what the seeds generate; run prgen -move-no-unreg in the lab to
+// see it again.
 type Gen struct {
-	DupTIDs       bool
-	OwnKeyPreempt bool
-	ZeroLenWE     bool
-	MoveNoUnreg   bool
+	DupTIDs     bool
+	ZeroLenWE   bool
+	MoveNoUnreg bool
 
 	badScope map[int]bool // paths whose LIO registration has a wrong scope
 
@@ -506,58 +503,17 @@ func (g *Gen) prOut(i int) Step {
 	st := Step{Path: i, CDB: scsi.PROutCDB(sa, scope, typ, uint32(len(param))), Param: param}
 	st.Desc = fmt.Sprintf("P%d %s%s%s", i+1, kindOf(st.CDB[:]), note, ln)
 	if sa == scsi.SAPreempt || sa == scsi.SAPreemptAndAbort {
-		bug := ownKeyPreemptAR(g.prof, &g.shadow, g.Nexus(i), st)
-		if bug && !g.OwnKeyPreempt {
-			// Known engine mismatch (see OwnKeyPreempt): point SARK at a key
-			// nobody holds, which both answer with RESERVATION CONFLICT.
-			binary.BigEndian.PutUint64(st.Param[8:16], g.unusedKey())
-			note += " (SARK replaced: own-key PREEMPT under all-registrants left out)"
-			bug = false
-		}
 		// PREEMPT AND ABORT that succeeds makes LIO abort the preempted
 		// nexuses' tasks, which can hang the command over tcm_loop (lab README).
-		// Only the ones the engine (LIO profile) predicts to fail, and that are
-		// not the own-key case LIO makes succeed, are sent; the others go as
-		// PREEMPT. The shadow is a copy: the prediction changes nothing.
-		if sa == scsi.SAPreemptAndAbort && (bug || g.predict(i, st) == scsi.StatusGood) {
+		// Only the ones the engine (LIO profile) predicts to fail are sent; the
+		// others go as PREEMPT. The shadow is a copy: the prediction changes nothing.
+		if sa == scsi.SAPreemptAndAbort && g.predict(i, st) == scsi.StatusGood {
 			st.CDB[1] = st.CDB[1]&^0x1f | scsi.SAPreempt
 			note += " (PREEMPT AND ABORT LIO would execute: sent as PREEMPT)"
 		}
 		st.Desc = fmt.Sprintf("P%d %s%s%s", i+1, kindOf(st.CDB[:]), note, ln)
 	}
 	return st
-}
-
-// ownKeyPreemptAR reports whether s, a PREEMPT (AND ABORT) from nexus me on state, is the
-// case where LIO and the engine disagree (OwnKeyPreempt): an all-registrants
-// reservation, the caller registered with the RESERVATION KEY it sends, a
-// valid type and LU scope, and a SERVICE ACTION RESERVATION KEY that matches
-// no registration but the caller's own (or is zero while the caller is the
-// only registrant), and the engine does not answer GOOD.
-func ownKeyPreemptAR(p pr.Profile, state *pr.State, me pr.Nexus, st Step) bool {
-	if sa := st.CDB[1] & 0x1f; st.CDB[0] != scsi.OpPersistentReserveOut || (sa != scsi.SAPreempt && sa != scsi.SAPreemptAndAbort) {
-		return false
-	}
-	res := state.Reservation
-	if res == nil || (res.Type != scsi.TypeWriteExclusiveAllRegs && res.Type != scsi.TypeExclusiveAccessAllRegs) || len(st.Param) != 24 {
-		return false
-	}
-	if st.CDB[2]&0xf0 != 0 || !slices.Contains(validTypes, st.CDB[2]&0x0f) {
-		return false
-	}
-	rk, sark := binary.BigEndian.Uint64(st.Param[0:8]), binary.BigEndian.Uint64(st.Param[8:16])
-	mine, others := false, false
-	for _, r := range state.Registrations {
-		if r.Nexus.Equal(me) {
-			if r.Key != rk {
-				return false
-			}
-			mine = sark == 0 || r.Key == sark
-		} else if sark == 0 || r.Key == sark {
-			others = true
-		}
-	}
-	return mine && !others && predict(p, state, me, st) != scsi.StatusGood
 }
 
 // unusedKey is a pool key no registration holds (or one outside the pool).

@@ -179,7 +179,7 @@ func run(args []string, w, ew io.Writer) int {
 	record := fs.String("record", "", "write LIO's replies to FILE")
 	print := fs.Bool("print", false, "print the generated sequence and exit")
 	verbose := fs.Bool("v", false, "print every step")
-	ownKey := fs.Bool("own-key-preempt", false, "send PREEMPT under all-registrants with SARK matching only the caller's key (engine answers RC, LIO GOOD: a known engine bug)")
+	ownKey := fs.Bool("own-key-preempt", false, "no effect: kept so that recordings and scripts naming it still work (the engine mismatch it let through is fixed)")
 	zeroLen := fs.Bool("zero-len-we", false, "send PR OUT without parameter list from unregistered nexuses under Write Exclusive reservations (LIO 05/1A/00, engine RC: a LIO quirk)")
 	moveKeep := fs.Bool("move-no-unreg", false, "let REGISTER AND MOVE reach a registration that was a move source without UNREG (LIO corrupts its scope: a LIO bug)")
 	dupTIDs := fs.Bool("dup-tids", false, "let SPEC_I_PT lists name the commanding initiator or repeat one (LIO 6.1 then registers one I_T nexus twice)")
@@ -197,7 +197,7 @@ func run(args []string, w, ew io.Writer) int {
 		fmt.Fprintln(ew, err)
 		return 1
 	}
-	g.DupTIDs, g.OwnKeyPreempt, g.ZeroLenWE, g.MoveNoUnreg = *dupTIDs, *ownKey, *zeroLen, *moveKeep
+	g.DupTIDs, g.ZeroLenWE, g.MoveNoUnreg = *dupTIDs, *zeroLen, *moveKeep
 	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v, zero-len-we %v, move-no-unreg %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey, *zeroLen, *moveKeep)
 	if *print {
 		for k := 1; k <= *steps; k++ {
