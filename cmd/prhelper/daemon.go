@@ -73,7 +73,14 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 			}
 		}()
 	}
-	if err := dropPrivileges(log, uid, gid); err != nil {
+	keep := []privilege.Cap{privilege.CapSysRawio}
+	if set.usesLinuxPR() {
+		// The <linux/pr.h> ioctls need CAP_SYS_ADMIN before Linux 6.5 (a
+		// writable descriptor after): keep it, as qemu-pr-helper's multipath
+		// build keeps it for its DM ioctls.
+		keep = append(keep, privilege.CapSysAdmin)
+	}
+	if err := dropPrivileges(log, keep, uid, gid); err != nil {
 		discard()
 		return err
 	}
@@ -206,18 +213,19 @@ func lookupIDs(o *options) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// dropPrivileges keeps only CAP_SYS_RAWIO, clears the bounding set and switches
+// dropPrivileges keeps only the keep capabilities (CAP_SYS_RAWIO, plus
+// CAP_SYS_ADMIN when linuxpr may serve a device), clears the bounding set and switches
 // to -u/-g, as qemu-pr-helper does after start-up. Started by a user other than
 // root without -u/-g there is nothing to drop from (and no right to change the
 // bounding set): the helper then runs as it was started instead of refusing to.
-func dropPrivileges(log *slog.Logger, uid, gid int) error {
+func dropPrivileges(log *slog.Logger, keep []privilege.Cap, uid, gid int) error {
 	if os.Geteuid() != 0 && uid == -1 && gid == -1 {
 		log.Info("not started as root: keeping the privileges it was started with", "uid", os.Geteuid())
 		return nil
 	}
-	if err := privilege.Drop([]privilege.Cap{privilege.CapSysRawio}, uid, gid); err != nil {
+	if err := privilege.Drop(keep, uid, gid); err != nil {
 		return fmt.Errorf("failed to drop privileges: %w", err)
 	}
-	log.Debug("privileges dropped", "keep", privilege.CapSysRawio.String(), "uid", os.Getuid(), "gid", os.Getgid())
+	log.Debug("privileges dropped", "keep", fmt.Sprint(keep), "uid", os.Getuid(), "gid", os.Getgid())
 	return nil
 }

@@ -90,6 +90,20 @@ func (s *settings) needsEmulation() bool {
 	return false
 }
 
+// usesLinuxPR reports whether any device could be routed to the linuxpr
+// backend, whose ioctls need CAP_SYS_ADMIN before Linux 6.5.
+func (s *settings) usesLinuxPR() bool {
+	if s.backend == "linuxpr" || s.backend == "auto" {
+		return true
+	}
+	for _, r := range s.rules {
+		if r.Backend == "linuxpr" || r.Backend == "auto" {
+			return true
+		}
+	}
+	return false
+}
+
 // buildRouter makes the backends the settings name and the router over them.
 // The returned close function releases the state store.
 func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) {

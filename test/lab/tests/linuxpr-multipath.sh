@@ -1,0 +1,48 @@
+# prhelper --backend=linuxpr on a dm-multipath map over two tcm_loop nexuses of
+# one LIO LU, with a third nexus outside the map playing another host: the
+# kernel's IOC_PR_REGISTER reaches every path of the map (one registration per
+# I_T nexus, seen through the third path), RESERVE and CLEAR behave. PR IN on
+# Linux 6.1 (no IOC_PR_READ_*) goes out through the SG_IO fallback.
+lab_need_bin prhelper prpersist
+cat > /etc/multipath.conf <<'CONF'
+defaults {
+	user_friendly_names yes
+	find_multipaths greedy
+	polling_interval 2
+}
+blacklist {
+	devnode "^(vd|nvme|loop|ram|zram|sr)"
+	devnode "^sdc$"
+}
+CONF
+lab_udev_start
+lab_lio_setup 2 64
+udevadm settle -t 30
+lab_multipath_start
+lab_wait 30 sh -c 'multipath -ll | grep -q "active ready"' || lab_die "no multipath map"
+lab_lio_path 3 $LAB_BS; C=$LAB_DEV
+udevadm settle -t 30
+M=/dev/mapper/mpatha
+multipath -ll
+S=/run/prh.sock
+lab_helper_start prhelper $S --backend=linuxpr -v
+PRH=$LAB_HELPER_PID
+lab_expect_out 0 "backend:  linuxpr" /lab/bin/prhelper --backend=auto --explain $M
+P="/lab/bin/prpersist --socket $S"
+# read a PR IN through the other host's path, once more after a unit attention
+other() { sg_persist -n "$@" $C >/dev/null 2>&1; sg_persist -n "$@" $C; }
+
+lab_expect 0 $P --out --register --param-sark=0xabc $M
+lab_expect_out 0 'Key=0xabc' other -i -s
+lab_ok "REGISTER through the map registered both of its paths (2 registrations of 0xabc)" \
+	[ "$(printf '%s\n' "$LAB_OUT" | grep -c 'Key=0xabc')" = 2 ]
+lab_expect_out 0 '0xabc' $P -k $M
+lab_expect 0 $P --out --reserve --param-rk=0xabc --prout-type=5 $M
+lab_expect_out 0 'Key=0xabc' other -i -r
+lab_out_has 'Write Exclusive, registrants only'
+lab_expect 24 sg_persist -n --out --reserve --param-rk=0xdef --prout-type=5 $C
+lab_expect 0 $P --out --clear --param-rk=0xabc $M
+lab_expect_out 0 'NO registered reservation keys' other -i -k
+lab_helper_stop $PRH
+echo "== prhelper log:"; cat /tmp/prh.sock.log
+lab_summary
