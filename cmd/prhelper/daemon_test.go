@@ -359,3 +359,23 @@ func TestPrivilegesDropped(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// TestLinuxPRKeepsSysAdmin: with a backend that may use the <linux/pr.h>
+// ioctls, CAP_SYS_ADMIN stays too (they need it before Linux 6.5), and nothing else.
+func TestLinuxPRKeepsSysAdmin(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the privilege drop starts from root's capabilities")
+	}
+	sock := filepath.Join(t.TempDir(), "l.sock")
+	p := startHelper(t, "-k", sock, "--backend=auto")
+	waitSocket(t, sock)
+	st, err := privilege.ReadStatus(p.cmd.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = uint64(1)<<17 | uint64(1)<<21
+	if st.CapEff != want || st.CapPrm != want || st.CapBnd != want {
+		t.Fatalf("eff %#x prm %#x bnd %#x, want %#x", st.CapEff, st.CapPrm, st.CapBnd, want)
+	}
+	p.stop(t)
+}
