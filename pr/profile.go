@@ -173,9 +173,6 @@ var senseInvalidRelease = scsi.Sense{Key: scsi.KeyIllegalRequest, ASC: 0x26, ASC
 // ABORTED COMMAND).
 var senseLUCommFailure = scsi.Sense{Key: scsi.KeyNotReady, ASC: 0x08, ASCQ: 0x00}
 
-// senseNoResources is 05/55/04 INSUFFICIENT REGISTRATION RESOURCES.
-var senseNoResources = scsi.Sense{Key: scsi.KeyIllegalRequest, ASC: 0x55, ASCQ: 0x04}
-
 // LIO returns the profile of the current Linux target (drivers/target
 // target_core_pr.c, ≥ 6.12), the engine's default.
 func LIO() Profile {

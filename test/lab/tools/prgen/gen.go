@@ -516,16 +516,6 @@ func (g *Gen) prOut(i int) Step {
 	return st
 }
 
-// unusedKey is a pool key no registration holds (or one outside the pool).
-func (g *Gen) unusedKey() uint64 {
-	for _, k := range keyPool {
-		if !slices.ContainsFunc(g.shadow.Registrations, func(r pr.Registration) bool { return r.Key == k }) {
-			return k
-		}
-	}
-	return 0x9999000000000099
-}
-
 // zeroLenWEQuirk reports whether a PR OUT without parameter list from path i
 // meets LIO's data-direction quirk (see ZeroLenWE): a Write Exclusive family
 // reservation (types 1, 5, 7) held by someone else and path i unregistered.
