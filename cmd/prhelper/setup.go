@@ -77,32 +77,32 @@ func loadSettings(o *options) (*settings, error) {
 	return s, nil
 }
 
-// needsEmulation reports whether any device could be routed to emulate.
-func (s *settings) needsEmulation() bool {
-	if s.backend == "emulate" || s.backend == "auto" && s.dbSet {
-		return true
-	}
+// mayRoute reports whether the default backend or any rule names one of
+// backends, i.e. whether some device could be served by it.
+func (s *settings) mayRoute(backends ...string) bool {
+	names := []string{s.backend}
 	for _, r := range s.rules {
-		if r.Backend == "emulate" {
-			return true
+		names = append(names, r.Backend)
+	}
+	for _, n := range names {
+		for _, b := range backends {
+			if n == b {
+				return true
+			}
 		}
 	}
 	return false
 }
 
+// needsEmulation reports whether any device could be routed to emulate: named
+// as a backend, or auto with --db given (auto sends disk images there).
+func (s *settings) needsEmulation() bool {
+	return s.mayRoute("emulate") || s.dbSet && s.mayRoute("auto")
+}
+
 // usesLinuxPR reports whether any device could be routed to the linuxpr
 // backend, whose ioctls need CAP_SYS_ADMIN before Linux 6.5.
-func (s *settings) usesLinuxPR() bool {
-	if s.backend == "linuxpr" || s.backend == "auto" {
-		return true
-	}
-	for _, r := range s.rules {
-		if r.Backend == "linuxpr" || r.Backend == "auto" {
-			return true
-		}
-	}
-	return false
-}
+func (s *settings) usesLinuxPR() bool { return s.mayRoute("linuxpr", "auto") }
 
 // buildRouter makes the backends the settings name and the router over them.
 // The returned close function releases the state store.

@@ -246,3 +246,28 @@ lab_fd_count() { ls /proc/$1/fd 2>/dev/null | wc -l; }
 
 # lab_status_field FILE FIELD : the value of FIELD in /proc/.../status, tabs -> spaces
 lab_status_field() { sed -n "s/^$2:[[:space:]]*//p" "$1" | tr '\t' ' ' | sed 's/  */ /g'; }
+
+# lab_mpath_setup : one LIO LU reached by a dm-multipath map over two tcm_loop
+#   nexuses (/dev/mapper/mpatha) plus a third nexus kept out of the map, which
+#   plays another host. Sets LAB_MPATH and LAB_OTHER (the third path's sd).
+lab_mpath_setup() {
+	cat > /etc/multipath.conf <<'CONF'
+defaults {
+	user_friendly_names yes
+	find_multipaths greedy
+	polling_interval 2
+}
+blacklist {
+	devnode "^(vd|nvme|loop|ram|zram|sr)"
+	devnode "^sdc$"
+}
+CONF
+	lab_udev_start
+	lab_lio_setup 2 64
+	udevadm settle -t 30
+	lab_multipath_start
+	lab_wait 30 sh -c 'multipath -ll | grep -q "active ready"' || lab_die "no multipath map"
+	lab_lio_path 3 $LAB_BS; LAB_OTHER=$LAB_DEV
+	udevadm settle -t 30
+	LAB_MPATH=/dev/mapper/mpatha
+}

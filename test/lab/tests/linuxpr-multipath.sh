@@ -4,25 +4,8 @@
 # I_T nexus, seen through the third path), RESERVE and CLEAR behave. PR IN on
 # Linux 6.1 (no IOC_PR_READ_*) goes out through the SG_IO fallback.
 lab_need_bin prhelper prpersist
-cat > /etc/multipath.conf <<'CONF'
-defaults {
-	user_friendly_names yes
-	find_multipaths greedy
-	polling_interval 2
-}
-blacklist {
-	devnode "^(vd|nvme|loop|ram|zram|sr)"
-	devnode "^sdc$"
-}
-CONF
-lab_udev_start
-lab_lio_setup 2 64
-udevadm settle -t 30
-lab_multipath_start
-lab_wait 30 sh -c 'multipath -ll | grep -q "active ready"' || lab_die "no multipath map"
-lab_lio_path 3 $LAB_BS; C=$LAB_DEV
-udevadm settle -t 30
-M=/dev/mapper/mpatha
+lab_mpath_setup; C=$LAB_OTHER
+M=$LAB_MPATH
 multipath -ll
 S=/run/prh.sock
 lab_helper_start prhelper $S --backend=linuxpr -v
