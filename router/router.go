@@ -38,13 +38,24 @@ type Decision struct {
 	LU      string // "" when the device has no stable identity
 	Rule    *config.Rule
 	Why     string
+	// Refused is set when auto refuses the device: Backend then only produces
+	// the refusal qemu-pr-helper would send (see Auto).
+	Refused bool
 }
 
 // Auto is the backend name that picks a backend by the kind of device: SCSI →
 // sgio, NVMe and device-mapper → linuxpr, a multipath map → mpath when there is
 // one (else linuxpr, whose REGISTER the kernel sends down every path), a regular
 // file → emulate when emulation is enabled, else a refusal.
+//
+// The refusal of a regular file goes out as qemu-pr-helper's: the file is handed
+// to SG_IO and the kernel's ENOTTY becomes the same CHECK CONDITION qemu-pr-helper
+// sends for it, so that prhelper stays a byte-exact drop-in under its default
+// backend; the log says why and what would serve the file.
 const Auto = "auto"
+
+// refuseFile is the reason given when auto meets a regular file without emulation.
+const refuseFile = "auto: refused: a regular file can only be served by emulation, which is not enabled (--backend=emulate, --db or a rule); it gets qemu-pr-helper's answer (SG_IO: ENOTTY)"
 
 // byKind resolves Auto for one device. An empty name is a refusal, explained by why.
 func (r *Router) byKind(info device.Info) (name, why string) {
@@ -65,7 +76,7 @@ func (r *Router) byKind(info device.Info) (name, why string) {
 		if has("emulate") {
 			return "emulate", "auto: regular file, emulated reservations"
 		}
-		return "", "auto: a regular file can only be served by emulation, which is not enabled (--backend=emulate, --db or a rule)"
+		return "sgio", refuseFile
 	}
 	return "sgio", "auto: " + info.Kind.String() + " device, SG_IO passthrough as qemu-pr-helper"
 }
@@ -99,6 +110,7 @@ func (r *Router) Decide(info device.Info, path string) Decision {
 		var why string
 		d.Backend, why = r.byKind(info)
 		d.Why += "; " + why
+		d.Refused = why == refuseFile
 	}
 	return d
 }
@@ -141,6 +153,9 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply,
 	rep, err := b.Execute(ctx, req)
 	if err != nil {
 		err = fmt.Errorf("%s on %s: %w", d.Backend, describe(info, path), err)
+		if d.Refused {
+			err = fmt.Errorf("router: %s refused: %s: %w", describe(info, path), refuseFile, err)
+		}
 	}
 	return rep, err
 }

@@ -1,8 +1,11 @@
 package router
 
 import (
+	"os"
+
 	"context"
 	"errors"
+	"github.com/prhelper/prhelper/backend/sgio"
 	"strings"
 	"testing"
 
@@ -129,12 +132,12 @@ func TestAuto(t *testing.T) {
 		{device.NVMeNamespace, "linuxpr", "linuxpr", "linuxpr"},
 		{device.DMMultipath, "linuxpr", "linuxpr", "mpath"},
 		{device.DM, "linuxpr", "linuxpr", "linuxpr"},
-		{device.RegularFile, "", "emulate", ""},
+		{device.RegularFile, "sgio", "emulate", "sgio"},
 		{device.Partition, "sgio", "sgio", "sgio"},
 		{device.Other, "sgio", "sgio", "sgio"},
 	} {
 		info := device.Info{Kind: tc.kind, ID: "x"}
-		if d := r.Decide(info, ""); d.Backend != tc.want || !strings.Contains(d.Why, "auto:") {
+		if d := r.Decide(info, ""); d.Backend != tc.want || !strings.Contains(d.Why, "auto:") || d.Refused != (tc.kind == device.RegularFile) {
 			t.Errorf("%v: %+v, want %q", tc.kind, d, tc.want)
 		}
 		r.Backends["emulate"] = &named{}
@@ -148,10 +151,32 @@ func TestAuto(t *testing.T) {
 		}
 		delete(r.Backends, "mpath")
 	}
-	r.Classify = func(int) (device.Info, error) { return device.Info{Kind: device.RegularFile}, nil }
-	rep, err := r.Execute(context.Background(), &backend.Request{FD: 3, CDB: scsi.PRInCDB(0, 8)})
-	if s, _ := scsi.ParseSense(rep.Sense[:]); rep.Status != scsi.StatusCheckCondition || s != scsi.SenseInvalidOpcode || err == nil || !strings.Contains(err.Error(), "not enabled") {
-		t.Fatalf("regular file without emulation: %#x %v %v", rep.Status, s, err)
+}
+
+// TestAutoRefusesFileAsQEMU: without emulation, auto refuses a disk image with
+// exactly the reply qemu-pr-helper gives (its SG_IO fails with ENOTTY), and the
+// log error says why and what would serve the file.
+func TestAutoRefusesFileAsQEMU(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "disk.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sg, err := sgio.New(sgio.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := int(f.Fd())
+	cdb := scsi.PRInCDB(0, 8)
+	want, _ := sg.Execute(context.Background(), &backend.Request{FD: fd, CDB: cdb})
+	r := &Router{Default: Auto, Backends: map[string]backend.Backend{"sgio": sg, "linuxpr": &named{}},
+		Classify: func(int) (device.Info, error) { return device.Info{Kind: device.RegularFile}, nil }}
+	rep, err := r.Execute(context.Background(), &backend.Request{FD: fd, CDB: cdb})
+	if rep.Status != scsi.StatusCheckCondition || rep.Sense != want.Sense || len(rep.Data) != 0 {
+		t.Fatalf("reply %#x %x, want qemu-pr-helper's %#x %x", rep.Status, rep.Sense[:18], want.Status, want.Sense[:18])
+	}
+	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "--backend=emulate") {
+		t.Fatalf("log error %v", err)
 	}
 }
 

@@ -332,7 +332,8 @@ func TestPrivilegesDropped(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o755)
 	sock := filepath.Join(dir, "p.sock")
-	p := startHelper(t, "-k", sock, "-u", "65534", "-g", "65534")
+	// --backend=sgio is qemu-pr-helper's set-up without multipath: SG_IO only.
+	p := startHelper(t, "-k", sock, "-u", "65534", "-g", "65534", "--backend=sgio")
 	waitSocket(t, sock)
 	readKeysOnFile(t, sock)
 	threads, err := privilege.ReadThreadStatuses(p.cmd.Process.Pid)
@@ -366,16 +367,20 @@ func TestLinuxPRKeepsSysAdmin(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the privilege drop starts from root's capabilities")
 	}
-	sock := filepath.Join(t.TempDir(), "l.sock")
-	p := startHelper(t, "-k", sock, "--backend=auto")
-	waitSocket(t, sock)
-	st, err := privilege.ReadStatus(p.cmd.Process.Pid)
-	if err != nil {
-		t.Fatal(err)
+	// No --backend: the default is auto, which keeps what qemu-pr-helper's
+	// multipath build keeps.
+	for _, args := range [][]string{{"--backend=auto"}, {"--backend=linuxpr"}, nil} {
+		sock := filepath.Join(t.TempDir(), "l.sock")
+		p := startHelper(t, append([]string{"-k", sock}, args...)...)
+		waitSocket(t, sock)
+		st, err := privilege.ReadStatus(p.cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const want = uint64(1)<<17 | uint64(1)<<21
+		if st.CapEff != want || st.CapPrm != want || st.CapBnd != want {
+			t.Errorf("%v: eff %#x prm %#x bnd %#x, want %#x", args, st.CapEff, st.CapPrm, st.CapBnd, want)
+		}
+		p.stop(t)
 	}
-	const want = uint64(1)<<17 | uint64(1)<<21
-	if st.CapEff != want || st.CapPrm != want || st.CapBnd != want {
-		t.Fatalf("eff %#x prm %#x bnd %#x, want %#x", st.CapEff, st.CapPrm, st.CapBnd, want)
-	}
-	p.stop(t)
 }

@@ -124,6 +124,7 @@ func TestExplainAndConfig(t *testing.T) {
 		want string
 	}{
 		{[]string{"--backend=auto", "--explain", img}, "backend:  none: PR commands are refused"},
+		{[]string{"--explain", img}, "backend:  none: PR commands are refused"},
 		{[]string{"--backend=auto", "--db", filepath.Join(dir, "pr.db"), "--explain", img}, "backend:  emulate"},
 		{[]string{"--backend=auto", "--explain", "/dev/null"}, "auto: other device, SG_IO passthrough"},
 	} {

@@ -43,7 +43,7 @@ type options struct {
 
 // Defaults of prhelper's own options.
 const (
-	defaultBackend   = "sgio"
+	defaultBackend   = "auto"
 	defaultDB        = "/var/lib/prhelper/pr.db"
 	defaultInitiator = "host"
 )
@@ -136,11 +136,12 @@ helper runs it on the device with SG_IO and returns the SCSI status, sense and d
 
 prhelper's own options:
       --backend=NAME        backend for devices no configuration rule matches:
-                            sgio (default: SG_IO passthrough, as qemu-pr-helper),
-                            linuxpr (<linux/pr.h> ioctls: NVMe, dm, sd),
-                            emulate (reservations kept by prhelper in --db), or
-                            auto (SCSI sgio, NVMe and dm linuxpr, disk images
-                            emulate when --db is given, else refused)
+                            auto (default: SCSI disks sgio, NVMe and dm linuxpr,
+                            dm-multipath maps mpath, disk images emulate when
+                            --db is given, else refused as qemu-pr-helper does),
+                            sgio (SG_IO passthrough only, as qemu-pr-helper),
+                            linuxpr (<linux/pr.h> ioctls: NVMe, dm, sd), or
+                            emulate (reservations kept by prhelper in --db)
       --db=PATH             SQLite file of emulated reservations, shared by every
                             prhelper of the host (default '%[4]s')
       --initiator=POLICY    who the initiator of a -k connection is, for emulation:

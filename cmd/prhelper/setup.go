@@ -198,8 +198,8 @@ func explain(o *options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "lu:       %s\n", lu)
 	be := d.Backend
-	if be == "" {
-		be = "none: PR commands are refused (CHECK CONDITION 05/20/00)"
+	if d.Refused {
+		be = "none: PR commands are refused with qemu-pr-helper's answer (SG_IO on a file: ENOTTY)"
 	}
 	fmt.Fprintf(w, "backend:  %s\n", be)
 	fmt.Fprintf(w, "why:      %s\n", d.Why)

@@ -176,17 +176,20 @@ echo "== privilege drop: started as root with -u nobody -g nogroup"
 echo "   (socket in a directory owned by nobody, so that the unprivileged helper can remove it)"
 mkdir -p /run/prh-nobody; chown 65534:65534 /run/prh-nobody
 S=/run/prh-nobody/prhelper.sock
-lab_helper_start $HELPER $S -u nobody -g nogroup
+# --backend=sgio: qemu-pr-helper's set-up without multipath, SG_IO only
+SGIO=; [ $HELPER = prhelper ] && SGIO=--backend=sgio
+lab_helper_start $HELPER $S -u nobody -g nogroup $SGIO
 PID=$LAB_HELPER_PID
 sleep 1
-# check_privs PID : every thread's capabilities and ids
+# check_privs PID [CAPS [WHAT]] : every thread's capabilities and ids
 check_privs() {
+	want=${2:-0000000000020000} what=${3:-CAP_SYS_RAWIO only}
 	lab_ok "helper has more than one thread to check ($(ls /proc/$1/task | wc -l) tasks)" [ "$(ls /proc/$1/task | wc -l)" -gt 1 ]
 	for st in /proc/$1/status /proc/$1/task/*/status; do
 		echo "-- $st: $(grep -E '^(Uid|Gid|Cap(Inh|Prm|Eff|Bnd|Amb)|Groups):' $st | tr '\t' ' ' | tr '\n' ';')"
 		for f in CapEff CapPrm CapBnd; do
 			v=$(lab_status_field $st $f)
-			lab_ok "$st $f=$v is 0000000000020000 (CAP_SYS_RAWIO only)" [ "$v" = 0000000000020000 ]
+			lab_ok "$st $f=$v is $want ($what)" [ "$v" = $want ]
 		done
 		v=$(lab_status_field $st Uid); lab_ok "$st Uid '$v' all 65534" [ "$v" = "65534 65534 65534 65534" ]
 		v=$(lab_status_field $st Gid); lab_ok "$st Gid '$v' all 65534" [ "$v" = "65534 65534 65534 65534" ]
@@ -212,4 +215,12 @@ lab_ok "unprivileged helper exit status 0 on SIGTERM (got $rc)" [ $rc = 0 ]
 [ $HELPER = prhelper ] && lab_ok "socket removed by the unprivileged helper" test ! -e $S
 echo "== helper logs"; cat /tmp/prhelper.sock.log
 lab_ok "no panic in the helper logs" sh -c "! grep -qi panic /tmp/prhelper.sock.log"
+if [ $HELPER = prhelper ]; then
+	echo "== the default backend (auto) keeps CAP_SYS_ADMIN too, as qemu-pr-helper's multipath build"
+	lab_helper_start prhelper $S -u nobody -g nogroup
+	PID=$LAB_HELPER_PID; sleep 1
+	check_privs $PID 0000000000220000 "CAP_SYS_RAWIO and CAP_SYS_ADMIN"
+	lab_expect 0 prraw $S $A "$READKEYS"
+	lab_helper_stop $PID
+fi
 lab_summary
