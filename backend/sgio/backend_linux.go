@@ -92,7 +92,37 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 	if req == nil {
 		return checkCondition(scsi.SenseInvalidField), errors.New("sgio: nil request")
 	}
-	cdb := req.CDB
+	o := b.Do(req.FD, req.CDB, req.Param)
+	return o.Reply, o.Err
+}
+
+// Outcome is what one SG_IO of a PR command gave: the reply for the client and
+// the log error, as Execute returns them, plus what the kernel reported, so that
+// a caller choosing between paths (backend/mpath) can tell a path that failed
+// from a device that answered.
+type Outcome struct {
+	Reply wire.Reply
+	Err   error // for the log; nil for a plain GOOD
+	// IoctlErr is the SG_IO ioctl's own failure (wrapping a unix.Errno), nil
+	// when the command reached the kernel's SCSI layer; Result is valid then.
+	IoctlErr error
+	Result   Result
+}
+
+// PathFailed reports whether the command failed on its way to the device
+// rather than being answered by it: the ioctl failed (ENODEV, ENXIO, EIO on an
+// offline or removed path), the host adapter reported a transport status
+// (DID_NO_CONNECT, DID_TRANSPORT_*, …) or the mid layer a timeout or error.
+// These are the outcomes dm-multipath itself fails a path on; a SCSI status
+// with sense is the device's answer and is never a path failure.
+func (o *Outcome) PathFailed() bool {
+	return o.IoctlErr != nil || o.Result.HostStatus != 0 || o.Result.DriverStatus&driverTimeoutBits != 0
+}
+
+// Do is Execute on a descriptor and CDB given separately, returning the whole
+// Outcome. It never panics; an opcode other than PERSISTENT RESERVE IN/OUT is
+// refused with CHECK CONDITION 05/20/00 without reaching the device.
+func (b *Backend) Do(fd int, cdb [wire.CDBSize]byte, param []byte) Outcome {
 	var (
 		dir Direction
 		buf []byte
@@ -104,15 +134,16 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 	case scsi.OpPersistentReserveOut:
 		dir = DirToDevice
 		buf = make([]byte, min(scsi.TransferLength(cdb[:]), wire.MaxData))
-		copy(buf, req.Param)
+		copy(buf, param)
 	default:
 		// The server only forwards PR IN/OUT; anything else is refused here rather
 		// than passed to the device with a guessed data direction.
-		return checkCondition(scsi.SenseInvalidOpcode),
-			fmt.Errorf("sgio: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", cdb[0])
+		return Outcome{Reply: checkCondition(scsi.SenseInvalidOpcode),
+			Err: fmt.Errorf("sgio: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", cdb[0])}
 	}
-	res, err := ExecWith(b.ioctl, req.FD, cdb[:], dir, buf, b.timeout)
-	return reply(req.FD, dir == DirFromDevice, buf, res, err)
+	res, err := ExecWith(b.ioctl, fd, cdb[:], dir, buf, b.timeout)
+	rep, logErr := reply(fd, dir == DirFromDevice, buf, res, err)
+	return Outcome{Reply: rep, Err: logErr, IoctlErr: err, Result: res}
 }
 
 // checkCondition is a CHECK CONDITION reply carrying s as fixed-format sense.

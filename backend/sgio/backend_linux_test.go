@@ -601,3 +601,33 @@ func FuzzExecute(f *testing.F) {
 		}
 	})
 }
+
+// TestPathFailed: only what happened on the way to the device is a path
+// failure; every device answer, CHECK CONDITION and RESERVATION CONFLICT
+// included, is not.
+func TestPathFailed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		dev  fakeDevice
+		want bool
+	}{
+		{"GOOD", fakeDevice{sbLenWr: -1}, false},
+		{"RESERVATION CONFLICT", fakeDevice{status: scsi.StatusReservationConflict, sbLenWr: -1}, false},
+		{"CHECK CONDITION", fakeDevice{status: scsi.StatusCheckCondition, sense: []byte{0x70, 0, 5, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24}, sbLenWr: -1}, false},
+		{"ENODEV", fakeDevice{errno: unix.ENODEV}, true},
+		{"ENXIO", fakeDevice{errno: unix.ENXIO}, true},
+		{"DID_NO_CONNECT", fakeDevice{hostStatus: 0x01, sbLenWr: -1}, true},
+		{"DID_TRANSPORT_DISRUPTED", fakeDevice{hostStatus: 0x0e, sbLenWr: -1}, true},
+		{"DRIVER_TIMEOUT", fakeDevice{driverStatus: 0x06, sbLenWr: -1}, true},
+	} {
+		b := newBackend(t, &tc.dev)
+		o := b.Do(7, scsi.PRInCDB(scsi.SAReadKeys, 40), nil)
+		if o.PathFailed() != tc.want {
+			t.Errorf("%s: PathFailed %v, want %v (%+v)", tc.name, o.PathFailed(), tc.want, o)
+		}
+		rep, err := b.Execute(context.Background(), &backend.Request{FD: 7, CDB: scsi.PRInCDB(scsi.SAReadKeys, 40)})
+		if rep.Status != o.Reply.Status || rep.Sense != o.Reply.Sense || (err == nil) != (o.Err == nil) {
+			t.Errorf("%s: Execute and Do differ: %+v %v / %+v", tc.name, rep, err, o)
+		}
+	}
+}
