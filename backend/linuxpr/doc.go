@@ -34,11 +34,16 @@
 //     (there is no flag for it). The other SAs ignore the bit (SPC-4 §6.16.3).
 //   - PARAMETER LIST LENGTH (CDB bytes 5-8) other than 24: 05/1A/00 PARAMETER
 //     LIST LENGTH ERROR, as LIO answers for a basic list (checked before
-//     SPEC_I_PT when below 24, after it otherwise, LIO's order).
+//     SPEC_I_PT when below 24, after it otherwise, LIO's order). The device
+//     never sees such a command, so an unregistered nexus gets 05/1A/00 where
+//     LIO answers RESERVATION CONFLICT first, and a length beyond what QEMU
+//     frames (10018h, of which the client sends 18h bytes) gets 05/1A/00 where
+//     LIO answers 05/24/00.
 //   - RESERVE, RELEASE, PREEMPT, PREEMPT AND ABORT with SCOPE other than LU
-//     (0h): 05/24/00; with a TYPE other than 1, 3, 5, 6, 7, 8: 05/24/00. LIO
-//     would answer a RELEASE of any type with GOOD when the nexus holds
-//     nothing; the ioctl cannot carry such a type, so this backend refuses it.
+//     (0h): 05/24/00, SCOPE being a CDB field (LIO answers 05/26/00); with a
+//     TYPE other than 1, 3, 5, 6, 7, 8: 05/24/00. LIO would answer a RELEASE
+//     of any type with GOOD when the nexus holds nothing; the ioctl cannot
+//     carry such a type, so this backend refuses it.
 //
 // REPORT CAPABILITIES has no ioctl either; it is synthesized (no device call)
 // from what this path supports: LENGTH 8; RLR_C 0 (no REPLACE LOST
@@ -46,7 +51,11 @@
 // never reach the helper); SIP_C 0 and ATP_C 0 (no SPEC_I_PT, no ALL_TG_PT);
 // PTPL_C 1 and PTPL_A 1 (persistence is forced on, above); TMV 1 with the six
 // types enum pr_type carries (mask EA01h); ALLOW COMMANDS 000b (no information).
-// Bytes: 00 08 01 81 EA 01 00 00.
+// Bytes: 00 08 01 81 EA 01 00 00, cut to the ALLOCATION LENGTH like any PR IN
+// data (SPC-4 §4.2.5.6), so an allocation length below 8 gets GOOD and the
+// first bytes where LIO answers 05/24/00. LIO itself reports 00 08 1D 90 (CRH,
+// SIP_C, ATP_C, ALLOW COMMANDS 001b; PTPL_A only once an APTPL registration
+// exists).
 //
 // # PR IN: READ KEYS and READ RESERVATION
 //
@@ -112,6 +121,19 @@
 // by the kernel and comes back as CHECK CONDITION, hence 0B/00/06: the
 // initiator retries, and the retry succeeds (one unit attention per path of a
 // multipath map).
+//
+// # Against SG_IO passthrough
+//
+// The lab test test/lab/tests/linuxpr-vs-sgio.sh sends prdiff's scripted
+// sequence to this backend and to package sgio on two identical LIO LUs (Linux
+// 6.1) and requires identical replies except where
+// test/lab/tools/prdiff/linuxpr.expect lists a difference, each one of the
+// above: the synthesized REPORT CAPABILITIES, READ FULL STATUS, SPEC_I_PT,
+// ALL_TG_PT and REGISTER AND MOVE refused, SCOPE and PARAMETER LIST LENGTH
+// checked here, a device CHECK CONDITION to a PR OUT reported as 0B/00/06 (the
+// raw result of sd before 6.4, Results), and the later replies the different
+// state after a refused command gives. APTPL is activated on LIO by the first
+// REGISTER through this backend, whatever the guest's bit (above).
 //
 // # Permissions
 //

@@ -6,7 +6,7 @@
 //
 // Usage:
 //
-//	prdiff -ref SOCK -ref-dev DEV_A,DEV_B -test SOCK -test-dev DEV_A,DEV_B
+//	prdiff [-expect NAME|FILE] -ref SOCK -ref-dev DEV_A,DEV_B -test SOCK -test-dev DEV_A,DEV_B
 //
 // The two LUs must be identical and fresh (same LIO backstore settings, same
 // initiator port names on their two I_T nexuses A and B), so that LIO answers
@@ -20,7 +20,15 @@
 // those steps only sense bytes 0-17 are compared, and the helper under test must
 // send zeros in bytes 18-95.
 //
-// Exit status: 0 when every reply matched and met the expectation, 1 otherwise.
+// With -expect NAME|FILE the helper under test may differ from the reference
+// at the steps an expectation set lists (format: parseExpect; built in:
+// "linuxpr", the <linux/pr.h> backend against the SG_IO one, linuxpr.expect):
+// there its reply must be exactly the documented one and must differ from the
+// reference's, so a difference that goes away is noticed too. Every other step
+// must still be byte-identical.
+//
+// Exit status: 0 when every reply matched (or differed exactly as documented)
+// and met the expectation, 1 otherwise.
 package main
 
 import (
@@ -311,11 +319,18 @@ func run(args []string, w io.Writer) int {
 	testSock := fs.String("test", "", "socket of the helper under test (prhelper)")
 	testDev := fs.String("test-dev", "", "LU of the helper under test: DEV_A,DEV_B")
 	timeout := fs.Duration("timeout", 60*time.Second, "time limit for each request")
+	expectName := fs.String("expect", "", "documented differences of the helper under test: \"linuxpr\" or a file")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
 	if *refSock == "" || *testSock == "" || *refDev == "" || *testDev == "" {
-		fmt.Fprintln(os.Stderr, "usage: prdiff -ref SOCK -ref-dev DEV_A,DEV_B -test SOCK -test-dev DEV_A,DEV_B")
+		fmt.Fprintln(os.Stderr, "usage: prdiff [-expect NAME|FILE] -ref SOCK -ref-dev DEV_A,DEV_B -test SOCK -test-dev DEV_A,DEV_B")
+		return 1
+	}
+	steps := script()
+	exp, err := loadExpect(*expectName, steps)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "prdiff: %v\n", err)
 		return 1
 	}
 	ref, err := openSide("ref", *refSock, *refDev)
@@ -328,8 +343,7 @@ func run(args []string, w io.Writer) int {
 		fmt.Fprintf(os.Stderr, "prdiff: %v\n", err)
 		return 1
 	}
-	steps := script()
-	same, bad := 0, 0
+	same, documented, bad := 0, 0, 0
 	for i, st := range steps {
 		p := "A"
 		if st.path == pathB {
@@ -344,6 +358,28 @@ func run(args []string, w io.Writer) int {
 		}
 		d := compare(st, rr, tr)
 		e := expectation(st, rr)
+		if ex, ok := exp[i+1]; ok {
+			m := matchExpected(ex, tr)
+			switch {
+			case d == "":
+				bad++
+				fmt.Fprintf(w, "step %2d [%s] %-55s identical, but DOCUMENTED AS DIFFERENT (%s): stale expectation\n", i+1, p, st.desc, ex)
+			case m != "":
+				bad++
+				fmt.Fprintf(w, "step %2d [%s] %-55s MISMATCH (%s; %s)\n", i+1, p, st.desc, d, m)
+				fmt.Fprintf(w, "    cdb: % x  param: % x\n", st.cdb[:10], st.param)
+				dump(w, "ref ", rr)
+				dump(w, "test", tr)
+			case e != "":
+				bad++
+				fmt.Fprintf(w, "step %2d [%s] %-55s differs as documented, but UNEXPECTED: %s\n", i+1, p, st.desc, e)
+			default:
+				documented++
+				fmt.Fprintf(w, "step %2d [%s] %-55s differs as documented: ref %s, test %s\n", i+1, p, st.desc, summary(rr), summary(tr))
+				fmt.Fprintf(w, "    why: %s\n", ex.Why)
+			}
+			continue
+		}
 		switch {
 		case d != "":
 			bad++
@@ -363,7 +399,12 @@ func run(args []string, w io.Writer) int {
 			fmt.Fprintf(w, "step %2d [%s] %-55s identical: %s%s\n", i+1, p, st.desc, summary(rr), note)
 		}
 	}
-	fmt.Fprintf(w, "prdiff: %d steps, %d identical, %d mismatched or unexpected\n", len(steps), same, bad)
+	if exp != nil {
+		fmt.Fprintf(w, "prdiff: %d steps, %d identical, %d differ as documented (%d listed), %d mismatched or unexpected\n",
+			len(steps), same, documented, len(exp), bad)
+	} else {
+		fmt.Fprintf(w, "prdiff: %d steps, %d identical, %d mismatched or unexpected\n", len(steps), same, bad)
+	}
 	if bad > 0 {
 		return 1
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"strings"
 	"testing"
 
 	"github.com/prhelper/prhelper/scsi"
@@ -121,4 +122,119 @@ func TestCompare(t *testing.T) {
 			t.Errorf("%s: compare says same=%v, want %v", tt.name, got, tt.same)
 		}
 	}
+}
+
+// TestLinuxprExpect checks the built-in expectation set against the script:
+// every entry names a step by its description, says why, and starts with one of
+// the root causes the file's header defines.
+func TestLinuxprExpect(t *testing.T) {
+	exp, err := loadExpect("linuxpr", script())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(exp) == 0 {
+		t.Fatal("no entries")
+	}
+	for n, e := range exp {
+		cause := false
+		for _, c := range []string{"[no-ioctl]", "[own-check]", "[sense-lost]", "[state]"} {
+			cause = cause || strings.HasPrefix(e.Why, c)
+		}
+		if !cause {
+			t.Errorf("step %d: why %q does not start with a root cause", n, e.Why)
+		}
+		if e.Status == scsi.StatusCheckCondition && e.Sense == nil {
+			t.Errorf("step %d: CHECK CONDITION without a sense code", n)
+		}
+	}
+}
+
+func TestParseExpect(t *testing.T) {
+	steps := []step{{desc: "A READ KEYS"}, {desc: "B CLEAR"}}
+	tests := []struct {
+		name, text string
+		ok         bool
+		want       expected
+	}{
+		{"check", "step 1: A READ KEYS\ntest: check 5/24/00\nwhy: no\n  ioctl\n", true,
+			expected{Step: 1, Desc: "A READ KEYS", Status: scsi.StatusCheckCondition, Sense: &scsi.Sense{Key: 5, ASC: 0x24}, Why: "no ioctl"}},
+		{"good with data", "# c\n\nstep 1: A READ KEYS\ntest: good data 00 00 00 05\nwhy: w\n", true,
+			expected{Step: 1, Desc: "A READ KEYS", Status: scsi.StatusGood, Data: []byte{0, 0, 0, 5}, Why: "w"}},
+		{"conflict", "step 2: B CLEAR\ntest: conflict\nwhy: w\n", true,
+			expected{Step: 2, Desc: "B CLEAR", Status: scsi.StatusReservationConflict, Why: "w"}},
+		{"description differs", "step 1: B CLEAR\ntest: conflict\nwhy: w\n", false, expected{}},
+		{"step out of range", "step 3: A READ KEYS\ntest: conflict\nwhy: w\n", false, expected{}},
+		{"no why", "step 1: A READ KEYS\ntest: conflict\n", false, expected{}},
+		{"no test", "step 1: A READ KEYS\nwhy: w\n", false, expected{}},
+		{"twice", "step 1: A READ KEYS\ntest: good\nwhy: w\nstep 1: A READ KEYS\ntest: good\nwhy: w\n", false, expected{}},
+		{"bad reply", "step 1: A READ KEYS\ntest: busy\nwhy: w\n", false, expected{}},
+		{"bad sense", "step 1: A READ KEYS\ntest: check 5-24-00\nwhy: w\n", false, expected{}},
+		{"bad data", "step 1: A READ KEYS\ntest: good data zz\nwhy: w\n", false, expected{}},
+		{"key before step", "test: good\n", false, expected{}},
+		{"stray continuation", "step 1: A READ KEYS\n  more\n", false, expected{}},
+		{"unknown key", "step 1: A READ KEYS\nhow: w\n", false, expected{}},
+	}
+	for _, tt := range tests {
+		got, err := parseExpect(tt.text, steps)
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: err %v, want ok=%v", tt.name, err, tt.ok)
+			continue
+		}
+		if !tt.ok {
+			continue
+		}
+		e, found := got[tt.want.Step]
+		if !found || len(got) != 1 || e.String() != tt.want.String() || e.Why != tt.want.Why || e.Desc != tt.want.Desc {
+			t.Errorf("%s: got %+v, want %+v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestMatchExpected(t *testing.T) {
+	cc := wire.Reply{Status: scsi.StatusCheckCondition}
+	cc.SetSense(scsi.SenseInvalidField.Fixed())
+	tail := cc
+	tail.Sense[40] = 1
+	data := wire.Reply{Data: []byte{0, 8, 1, 0x81}}
+	wantCC := expected{Status: scsi.StatusCheckCondition, Sense: &scsi.SenseInvalidField}
+	wantData := expected{Status: scsi.StatusGood, Data: []byte{0, 8, 1, 0x81}}
+	tests := []struct {
+		name string
+		e    expected
+		r    wire.Reply
+		ok   bool
+	}{
+		{"check matches", wantCC, cc, true},
+		{"sense tail not zero", wantCC, tail, false},
+		{"other sense", expected{Status: scsi.StatusCheckCondition, Sense: &scsi.SenseInvalidParam}, cc, false},
+		{"data matches", wantData, data, true},
+		{"data differs", wantData, wire.Reply{Data: []byte{0, 8, 1, 0x80}}, false},
+		{"data missing", wantData, wire.Reply{}, false},
+		{"status differs", expected{Status: scsi.StatusReservationConflict}, wire.Reply{}, false},
+	}
+	for _, tt := range tests {
+		r := tt.r
+		if got := matchExpected(tt.e, &r) == ""; got != tt.ok {
+			t.Errorf("%s: match=%v, want %v", tt.name, got, tt.ok)
+		}
+	}
+}
+
+func FuzzParseExpect(f *testing.F) {
+	f.Add("step 1: A READ KEYS\ntest: check 5/24/00\nwhy: w\n  more\n")
+	f.Add("step 2: B CLEAR\ntest: good data 00 01\nwhy: w\n")
+	f.Add(linuxprExpect)
+	steps := []step{{desc: "A READ KEYS"}, {desc: "B CLEAR"}}
+	f.Fuzz(func(t *testing.T, text string) {
+		exp, err := parseExpect(text, steps)
+		if err != nil {
+			return
+		}
+		for n, e := range exp {
+			if n < 1 || n > len(steps) || e.Why == "" || e.Desc != steps[n-1].desc {
+				t.Fatalf("accepted a bad entry %d: %+v", n, e)
+			}
+			_ = e.String()
+		}
+	})
 }
