@@ -1,0 +1,68 @@
+package mpath
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/prhelper/prhelper/device"
+)
+
+// Discoverer finds a map's paths in sysfs, which needs no privilege: the map's
+// dm name and uuid, its slaves/ (read afresh on every command, so that a path
+// added a moment ago is seen) and each path's SCSI device state. When Failed is
+// set it also asks device-mapper which paths it has failed.
+type Discoverer struct {
+	// SysfsRoot is where sysfs is mounted; "" means /sys.
+	SysfsRoot string
+	// Classify tells what a descriptor is (device.Cache.Classify).
+	Classify func(fd int) (device.Info, error)
+	// Failed, when not nil, returns the path devices dm-multipath has failed in
+	// the map (from its status line). An error leaves the decision to sysfs.
+	Failed func(info device.Info) (map[string]bool, error)
+}
+
+// Discover implements Options.Discover.
+func (d Discoverer) Discover(fd int) (Map, error) {
+	info, err := d.Classify(fd)
+	if err != nil {
+		return Map{}, fmt.Errorf("classify: %w", err)
+	}
+	if info.Kind != device.DMMultipath {
+		return Map{}, fmt.Errorf("%s is not a dm-multipath map", info)
+	}
+	root := d.SysfsRoot
+	if root == "" {
+		root = device.DefaultSysfsRoot
+	}
+	m := Map{Name: info.DMName, WWID: strings.TrimPrefix(info.DMUUID, "mpath-")}
+	if m.Name == "" {
+		return Map{}, fmt.Errorf("%s has no dm name", info)
+	}
+	ents, err := os.ReadDir(filepath.Join(root, "block", info.Name, "slaves"))
+	if err != nil {
+		return Map{}, fmt.Errorf("paths of %s: %w", m.Name, err)
+	}
+	var failed map[string]bool
+	if d.Failed != nil {
+		failed, _ = d.Failed(info)
+	}
+	for _, e := range ents {
+		p := Path{Dev: e.Name(), Usable: true}
+		state, err := os.ReadFile(filepath.Join(root, "block", p.Dev, "device", "state"))
+		switch s := string(bytes.TrimSpace(state)); {
+		case err != nil:
+			p.Usable, p.Why = false, "(no SCSI device state: not a SCSI path)"
+		case s != "running":
+			p.Usable, p.Why = false, "(SCSI device "+s+")"
+		case failed[p.Dev]:
+			p.Usable, p.Why = false, "(failed by dm-multipath)"
+		}
+		m.Paths = append(m.Paths, p)
+	}
+	slices.SortFunc(m.Paths, func(a, b Path) int { return strings.Compare(a.Dev, b.Dev) })
+	return m, nil
+}
