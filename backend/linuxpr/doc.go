@@ -137,12 +137,31 @@
 //
 // # Permissions
 //
-// The kernel's blkdev_pr_allowed: before Linux 6.5 every PR ioctl needs
-// CAP_SYS_ADMIN; from 6.5 a caller without it may use them on an fd opened for
-// writing (for IOC_PR_READ_* a readable fd suffices from 2026); partitions are
-// refused with EPERM even for root. No CAP_SYS_RAWIO is needed, unlike SG_IO,
-// except for the SG_IO fallback above. The server refuses PR OUT on read-only
-// fds before any backend runs.
+// The kernel checks the caller of a PR ioctl (block/ioctl.c,
+// blkdev_pr_allowed); what the helper's process needs depends on the kernel:
+//
+//   - Linux 4.5 to 6.4: every IOC_PR_* needs CAP_SYS_ADMIN. Without it the
+//     ioctl fails with EPERM: the client gets CHECK CONDITION 0B/00/06 (QEMU's
+//     errno table) and the log says the ioctl was refused and that it needs
+//     CAP_SYS_ADMIN before Linux 6.5. PR IN goes through the fallback (no
+//     IOC_PR_READ_* before 6.19), for SCSI SG_IO, which the kernel allows for PR
+//     opcodes only with CAP_SYS_RAWIO: without it EPERM, 0B/00/06, and a log
+//     line saying CAP_SYS_RAWIO is needed.
+//   - Linux 6.5 and later: without CAP_SYS_ADMIN, the PR OUT ioctls are allowed
+//     on an fd opened for writing (QEMU opens its disks O_RDWR; the server
+//     refuses PR OUT on a read-only fd anyway). PR IN still needs the fallback's
+//     capability until 6.19 brings IOC_PR_READ_KEYS/IOC_PR_READ_RESERVATION,
+//     which then, like PR OUT, need a writable fd.
+//   - Kernels with commit 5b88af7113fe (2026, in 6.19.y): IOC_PR_READ_* need
+//     only an fd opened for reading.
+//   - Partitions are refused with EPERM on every kernel, even for root.
+//
+// So from Linux 6.19 the backend serves sd and NVMe devices with no capability
+// at all; cmd/prhelper, started as root, keeps CAP_SYS_ADMIN (and CAP_SYS_RAWIO
+// for the fallback) for older kernels, and started as another user it keeps
+// what it was given and skips the privilege drop. The lab test
+// test/lab/tests/linuxpr-unprivileged.sh shows the first regime on Linux 6.1
+// with prhelper running as nobody without capabilities.
 //
 // The package never opens or closes devices; the fd belongs to the caller.
 package linuxpr

@@ -57,6 +57,7 @@ run_one prdiff -c 1 -t 300 "$LAB/tests/prdiff.sh"
 run_one emulate-vs-lio -c 1 -t 600 "$LAB/tests/emulate-vs-lio.sh"
 run_one linuxpr-multipath -t 300 "$LAB/tests/linuxpr-multipath.sh"
 run_one linuxpr-vs-sgio -c 1 -t 300 "$LAB/tests/linuxpr-vs-sgio.sh"
+run_one linuxpr-unprivileged -t 300 "$LAB/tests/linuxpr-unprivileged.sh"
 if [ "$NESTED" = 1 ]; then
 	run_one nested-qemu -n -m 2048 -t 900 "$LAB/tests/nested-qemu.sh"
 	run_one two-vms-peer -n -m 2048 -t 1500 "$LAB/tests/two-vms-peer.sh"
