@@ -10,7 +10,7 @@ import (
 )
 
 // Backends the configuration may name.
-var knownBackends = []string{"sgio", "linuxpr", "emulate", "auto"}
+var knownBackends = []string{"auto", "sgio", "linuxpr", "mpath", "emulate"}
 
 // Kinds a rule may name, as package device names them.
 var knownKinds = []string{"file", "scsi-disk", "scsi-generic", "dm-multipath", "dm", "nvme", "partition", "other"}

@@ -5,7 +5,7 @@
 //
 // The format is one directive per line, '#' starts a comment:
 //
-//	backend sgio                     # for devices no rule matches: sgio | linuxpr | emulate | auto
+//	backend auto                     # for devices no rule matches: auto | sgio | linuxpr | mpath | emulate
 //	db /var/lib/prhelper/pr.db       # state of emulated reservations (SQLite)
 //	initiator host                   # identity of -k connections: host | peer | name:NAME
 //	listen /run/prhelper/vm1.sock initiator=peer port=1
