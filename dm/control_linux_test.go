@@ -96,8 +96,8 @@ func TestTableStatus(t *testing.T) {
 		targets []fakeTarget
 		sizes   []int // buffer sizes of the calls, in order
 	}{
-		{"one target, table", true, []fakeTarget{{0, 2097152, "multipath", labTable + " "}}, []int{16384}},
-		{"one target, status", false, []fakeTarget{{0, 2097152, "multipath", labStatus + " "}}, []int{16384}},
+		{"one target, table", true, []fakeTarget{{0, 131072, "multipath", labTable + " "}}, []int{16384}},
+		{"one target, status", false, []fakeTarget{{0, 131072, "multipath", labStatus + " "}}, []int{16384}},
 		{"three targets", true, []fakeTarget{
 			{0, 1000, "linear", "8:16 0"},
 			{1000, 2000, "striped", "2 128 8:32 0 8:48 2048"},
@@ -222,7 +222,7 @@ func TestIsMultipath(t *testing.T) {
 }
 
 func TestMultipathPaths(t *testing.T) {
-	mp := func(p string) []fakeTarget { return []fakeTarget{{0, 2097152, "multipath", p}} }
+	mp := func(p string) []fakeTarget { return []fakeTarget{{0, 131072, "multipath", p}} }
 	reloaded := "2 0 0 0 1 1 A 0 1 2 8:48 A 0 0 1 "
 	for _, c := range []struct {
 		name   string
@@ -231,7 +231,15 @@ func TestMultipathPaths(t *testing.T) {
 		is     error
 		calls  int
 	}{
-		{"lab map", constant(mp(labTable), mp(labStatus)), []Path{
+		{"lab map", constant(mp(labTable+" "), mp(labStatus+" ")), []Path{
+			{Dev: Dev{8, 0}, Group: 1, GroupState: GroupActive, Active: true},
+			{Dev: Dev{8, 16}, Group: 1, GroupState: GroupActive, Active: true},
+		}, nil, 2},
+		{"lab map, sda offline", constant(mp(labTable+" "), mp(labStatusFailed+" ")), []Path{
+			{Dev: Dev{8, 0}, Group: 1, GroupState: GroupActive, Active: false, Failures: 1},
+			{Dev: Dev{8, 16}, Group: 1, GroupState: GroupActive, Active: true},
+		}, nil, 2},
+		{"failover map", constant(mp(failoverTable), mp(failoverStatus)), []Path{
 			{Dev: Dev{8, 16}, Group: 1, GroupState: GroupActive, Active: true},
 			{Dev: Dev{8, 32}, Group: 2, GroupState: GroupEnabled, Active: true},
 		}, nil, 2},
@@ -242,13 +250,13 @@ func TestMultipathPaths(t *testing.T) {
 		{"reloaded between the reads, then stable", func(n int, table bool) []fakeTarget {
 			switch {
 			case n == 0:
-				return mp(labTable)
+				return mp(failoverTable)
 			case table:
 				return mp("0 0 1 1 service-time 0 1 2 8:48 1 1")
 			}
 			return mp(reloaded)
 		}, []Path{{Dev: Dev{8, 48}, Group: 1, GroupState: GroupActive, Active: true}}, nil, 4},
-		{"always disagreeing", constant(mp(labTable), mp(reloaded)), nil, ErrMismatch, 6},
+		{"always disagreeing", constant(mp(failoverTable), mp(reloaded)), nil, ErrMismatch, 6},
 		{"linear map", constant([]fakeTarget{{0, 8, "linear", "8:16 0"}}, []fakeTarget{{0, 8, "linear", ""}}), nil, ErrNotMultipath, 1},
 		{"no table", constant(nil, nil), nil, ErrNotMultipath, 1},
 		{"two targets", constant(append(mp(labTable), mp(labTable)...), nil), nil, ErrMalformed, 1},

@@ -202,7 +202,7 @@ func TestTargetTypeFull16(t *testing.T) {
 // FuzzDecodeTargets checks that no reply, however corrupt, panics the decoder
 // or yields targets whose strings were read out of the data area.
 func FuzzDecodeTargets(f *testing.F) {
-	f.Add(kernelReply(f, 1024, 0, []fakeTarget{{0, 2097152, "multipath", labTable}}))
+	f.Add(kernelReply(f, 1024, 0, []fakeTarget{{0, 131072, "multipath", labTable}}))
 	f.Add(kernelReply(f, 2048, 0, []fakeTarget{
 		{0, 100, "linear", "8:16 0"}, {100, 100, "striped", "2 128 8:32 0 8:48 0"}, {200, 8, "error", ""},
 	}))

@@ -8,32 +8,47 @@ import (
 	"testing"
 )
 
-// Lines of the lab's two-path map (test/lab lab_mpath_setup: multipathd
-// defaults, service-time, one path per group), as Linux 6.1 printed them.
+// Lines of the lab's two-path map as Linux 6.1 printed them (dm/testdata/lab.sh,
+// TestLab; the same as `dmsetup table|status`): multipathd 0.9.4 with ALUA
+// puts both paths in one service-time group; then the status after sda's SCSI
+// device was set offline, and after it was set running again.
 const (
-	labTable  = "0 0 2 1 service-time 0 1 2 8:16 1 1 service-time 0 1 2 8:32 1 1"
-	labStatus = "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:32 A 0 0 1"
+	labTable            = "1 queue_if_no_path 1 alua 1 1 service-time 0 2 2 8:0 1 1 8:16 1 1"
+	labStatus           = "2 0 1 0 1 1 A 0 2 2 8:0 A 0 0 1 8:16 A 0 0 1"
+	labStatusFailed     = "2 0 1 0 1 1 A 0 2 2 8:0 F 1 0 1 8:16 A 0 0 1"
+	labStatusReinstated = "2 0 1 0 1 1 A 0 2 2 8:0 A 1 0 1 8:16 A 0 0 1"
+)
+
+// A failover map (path_grouping_policy failover: one path per group), in the
+// shape multipath_status prints it.
+const (
+	failoverTable  = "0 0 2 1 service-time 0 1 2 8:16 1 1 service-time 0 1 2 8:32 1 1"
+	failoverStatus = "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:32 A 0 0 1"
 )
 
 // Table lines in the shapes dm-mpath.c multipath_status (STATUSTYPE_TABLE)
 // prints with each path selector of drivers/md/dm-ps-*.c.
 var tableSeeds = []string{
-	labTable,
+	failoverTable,
 	"1 queue_if_no_path 0 1 1 service-time 0 2 2 8:16 1 1 8:32 1 1 ",
 	"4 queue_if_no_path pg_init_retries 50 retain_attached_hw_handler 1 alua 2 1 service-time 0 1 2 8:16 1 1 service-time 0 1 2 8:32 1 1",
 	"2 queue_mode bio 0 1 1 round-robin 0 2 1 8:16 1000 8:32 1000",
 	"0 0 1 1 queue-length 0 2 1 65:0 1 65:16 1",
 	"0 0 1 1 historical-service-time 0 1 1 259:1048575 1",
 	"0 0 0 0",
+	labTable,
 }
 
 var statusSeeds = []string{
-	labStatus,
+	failoverStatus,
 	"2 0 0 0 1 1 A 0 2 2 8:16 A 0 0 1 8:32 F 3 0 1 ",
 	"2 0 1 0 2 2 D 0 1 2 8:16 F 1 0 1 A 0 1 2 8:32 A 0 -4096 1",
 	"2 0 0 0 1 1 A 0 2 0 8:16 A 0 8:32 A 0",
 	"2 0 0 0 1 1 A 0 2 1 65:0 A 0 0 65:16 A 0 3",
 	"2 1 0 0 0 0",
+	labStatus,
+	labStatusFailed,
+	labStatusReinstated,
 }
 
 func TestParseMultipathTable(t *testing.T) {
@@ -42,6 +57,12 @@ func TestParseMultipathTable(t *testing.T) {
 		want MultipathTable
 	}{
 		{labTable, MultipathTable{
+			Features: []string{"queue_if_no_path"}, HWHandler: []string{"alua"}, InitialGroup: 1,
+			Groups: []TableGroup{{"service-time", []string{}, []TablePath{
+				{Dev{8, 0}, []string{"1", "1"}}, {Dev{8, 16}, []string{"1", "1"}},
+			}}},
+		}},
+		{failoverTable, MultipathTable{
 			Features: []string{}, HWHandler: []string{}, InitialGroup: 1,
 			Groups: []TableGroup{
 				{"service-time", []string{}, []TablePath{{Dev{8, 16}, []string{"1", "1"}}}},
@@ -130,7 +151,14 @@ func TestParseMultipathStatus(t *testing.T) {
 		line string
 		want MultipathStatus
 	}{
-		{labStatus, MultipathStatus{
+		{labStatusFailed, MultipathStatus{
+			Features: []string{"0", "1"}, HWHandler: []string{}, Group: 1,
+			Groups: []StatusGroup{{GroupActive, []string{}, []StatusPath{
+				{Dev{8, 0}, false, 1, []string{"0", "1"}},
+				{Dev{8, 16}, true, 0, []string{"0", "1"}},
+			}}},
+		}},
+		{failoverStatus, MultipathStatus{
 			Features: []string{"0", "0"}, HWHandler: []string{}, Group: 1,
 			Groups: []StatusGroup{
 				{GroupActive, []string{}, []StatusPath{{Dev{8, 16}, true, 0, []string{"0", "1"}}}},
@@ -213,7 +241,7 @@ func TestMergePaths(t *testing.T) {
 		}
 		return v
 	}
-	got, err := MergePaths(mustTable(labTable), mustStatus("2 0 0 0 2 2 E 0 1 2 8:16 F 2 0 1 A 0 1 2 8:32 A 0 0 1"))
+	got, err := MergePaths(mustTable(failoverTable), mustStatus("2 0 0 0 2 2 E 0 1 2 8:16 F 2 0 1 A 0 1 2 8:32 A 0 0 1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,9 +253,9 @@ func TestMergePaths(t *testing.T) {
 		t.Fatalf("got  %+v\nwant %+v", got, want)
 	}
 	for _, c := range []struct{ table, status, want string }{
-		{labTable, "2 0 0 0 1 1 A 0 2 2 8:16 A 0 0 1 8:32 A 0 0 1", "2 priority groups in the table, 1 in the status"},
-		{labTable, "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 0 2", "group 2 has 1 paths in the table, 0 in the status"},
-		{labTable, "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:48 A 0 0 1", "group 2 path 1 is 8:32 in the table, 8:48 in the status"},
+		{failoverTable, "2 0 0 0 1 1 A 0 2 2 8:16 A 0 0 1 8:32 A 0 0 1", "2 priority groups in the table, 1 in the status"},
+		{failoverTable, "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 0 2", "group 2 has 1 paths in the table, 0 in the status"},
+		{failoverTable, "2 0 0 0 2 1 A 0 1 2 8:16 A 0 0 1 E 0 1 2 8:48 A 0 0 1", "group 2 path 1 is 8:32 in the table, 8:48 in the status"},
 	} {
 		_, err := MergePaths(mustTable(c.table), mustStatus(c.status))
 		if err == nil || !errors.Is(err, ErrMismatch) || !strings.Contains(err.Error(), c.want) {
@@ -357,8 +385,10 @@ func FuzzParseMultipathStatus(f *testing.F) {
 // success one Path per table path with the status's state.
 func FuzzMergePaths(f *testing.F) {
 	f.Add(labTable, labStatus)
+	f.Add(labTable, labStatusFailed)
+	f.Add(failoverTable, failoverStatus)
 	f.Add(tableSeeds[1], statusSeeds[1])
-	f.Add(labTable, statusSeeds[2])
+	f.Add(failoverTable, statusSeeds[2])
 	f.Fuzz(func(t *testing.T, tl, sl string) {
 		tb, err1 := ParseMultipathTable(tl)
 		st, err2 := ParseMultipathStatus(sl)
