@@ -17,8 +17,9 @@ const ControlPath = "/dev/mapper/control"
 // request from arg and write the reply into it.
 type IoctlFunc func(fd int, req uint, arg []byte) error
 
-// Control is an open device-mapper control node. Its methods may be called
-// from several goroutines at once: every call has its own buffer.
+// Control is an open device-mapper control node. Version, TableStatus and
+// MultipathPaths may be called from several goroutines at once (every call
+// has its own buffer); Close must come after the last of them.
 type Control struct {
 	fd    int
 	ioctl IoctlFunc
