@@ -147,6 +147,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 	case scsi.OpPersistentReserveIn:
 		c.catchUp()
 		o, _ := c.onePath(c.cdb, c.param)
+		c.noteKeys(o.Reply)
 		return o.Reply, o.Err
 	case scsi.OpPersistentReserveOut:
 		if rep, err := c.checkKeyPolicy(); err != nil {

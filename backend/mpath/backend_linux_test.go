@@ -559,3 +559,20 @@ func TestNotAMap(t *testing.T) {
 		t.Fatal("OpenPath accepted a path")
 	}
 }
+
+// TestFenceSeenInReadKeys: the guest's own READ KEYS shows the map's key gone;
+// multipathd is told at once, so that it and libmpathpersist drop the key.
+func TestFenceSeenInReadKeys(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xabc, 0))
+	r.l.other(scsi.PROutCDB(scsi.SARegister, 0, 0, 24), params(0, 0xf00, 0))
+	r.in(scsi.SAReadKeys, 8192)
+	if slices.Contains(r.l.daemon, "unsetprkey mpatha") {
+		t.Fatalf("told too early: %q", r.l.daemon)
+	}
+	r.l.other(scsi.PROutCDB(scsi.SAPreempt, 0, scsi.TypeWriteExclusiveRegOnly, 24), params(0xf00, 0xabc, 0))
+	r.in(scsi.SAReadKeys, 8192)
+	if want := []string{"unsetprstatus mpatha", "unsetprkey mpatha"}; !slices.Equal(r.l.daemon[2:], want) {
+		t.Fatalf("multipathd told %q, want %q after the setprkey", r.l.daemon, want)
+	}
+}

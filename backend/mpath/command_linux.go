@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/prhelper/prhelper/backend/sgio"
@@ -188,15 +189,33 @@ func (c *command) catchUp() {
 		c.b.log.Warn("cannot read the keys to register new paths", "map", c.m.Name, "err", err)
 		return
 	}
-	for _, k := range keys.Keys {
-		if k == c.st.key {
-			for _, dev := range c.setKey(todo, c.st.key, "catch up") {
-				c.st.registered[dev] = true
-				c.b.log.Info("registered a new or returning path", "map", c.m.Name, "path", dev, "key", hexKey(c.st.key))
-			}
-			return
-		}
+	if !slices.Contains(keys.Keys, c.st.key) {
+		c.keyGone()
+		return
 	}
+	for _, dev := range c.setKey(todo, c.st.key, "catch up") {
+		c.st.registered[dev] = true
+		c.b.log.Info("registered a new or returning path", "map", c.m.Name, "path", dev, "key", hexKey(c.st.key))
+	}
+}
+
+// noteKeys looks at READ KEYS data the guest asked for: when the map's key is
+// not among the keys, another initiator preempted or cleared it, and the map
+// is unregistered from now on (multipathd is told too, so that neither it nor
+// libmpathpersist keeps a stale key).
+func (c *command) noteKeys(rep wire.Reply) {
+	if c.st.key == 0 || rep.Status != scsi.StatusGood || scsi.ServiceAction(c.cdb[:]) != scsi.SAReadKeys {
+		return
+	}
+	keys, err := scsi.DecodeKeys(rep.Data)
+	if err != nil || keys.Truncated || slices.Contains(keys.Keys, c.st.key) {
+		return
+	}
+	c.keyGone()
+}
+
+// keyGone forgets the map's key after it disappeared from the LU.
+func (c *command) keyGone() {
 	c.b.log.Warn("the map's key is no longer registered on the LU (preempted or cleared by another initiator): paths are not registered again",
 		"map", c.m.Name, "key", hexKey(c.st.key))
 	c.st.key, c.st.registered = 0, map[string]bool{}
