@@ -140,7 +140,9 @@ prhelper's own options:
                             dm-multipath maps mpath, disk images emulate when
                             --db is given, else refused as qemu-pr-helper does),
                             sgio (SG_IO passthrough only, as qemu-pr-helper),
-                            linuxpr (<linux/pr.h> ioctls: NVMe, dm, sd), or
+                            linuxpr (<linux/pr.h> ioctls: NVMe, dm, sd),
+                            mpath (dm-multipath maps: every path registered,
+                            multipathd kept informed), or
                             emulate (reservations kept by prhelper in --db)
       --db=PATH             SQLite file of emulated reservations, shared by every
                             prhelper of the host (default '%[4]s')

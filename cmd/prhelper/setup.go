@@ -118,13 +118,27 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 	}
 	backends := map[string]backend.Backend{"sgio": sg, "linuxpr": lp}
 	closer := func() {}
+	if s.mayRoute("mpath", "auto") {
+		mp, err := newMpath(devices, log)
+		if err != nil {
+			return nil, nil, err
+		}
+		backends["mpath"] = mp
+		closer = func() {
+			if err := mp.Close(); err != nil {
+				log.Warn("closing multipath path devices", "err", err)
+			}
+		}
+	}
 	if s.needsEmulation() {
 		st, err := sqlite.Open(s.db, sqlite.Options{})
 		if err != nil {
 			return nil, nil, fmt.Errorf("emulation state: %w", err)
 		}
 		backends["emulate"] = emulate.New(st, pr.LIO())
+		closeMpath := closer
 		closer = func() {
+			closeMpath()
 			if err := st.Close(); err != nil {
 				log.Warn("closing the state database", "err", err)
 			}
@@ -172,6 +186,9 @@ func explain(o *options, w io.Writer) error {
 	info, cerr := device.Classify(int(f.Fd()), device.Sysfs{})
 	// The backends the daemon would have, without opening anything.
 	names := map[string]backend.Backend{"sgio": nil, "linuxpr": nil}
+	if s.mayRoute("mpath", "auto") {
+		names["mpath"] = nil
+	}
 	if s.needsEmulation() {
 		names["emulate"] = nil
 	}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/prhelper/prhelper/backend/mpath"
+	"github.com/prhelper/prhelper/device"
+	"github.com/prhelper/prhelper/dm"
+	"github.com/prhelper/prhelper/mpathconf"
+	"github.com/prhelper/prhelper/multipathd"
+)
+
+// newMpath builds the dm-multipath backend: paths from sysfs (and from
+// device-mapper's status where the control node may be used), SG_IO to each
+// path, multipathd at its default sockets, and multipath.conf's
+// reservation_key.
+func newMpath(devices *device.Cache, log *slog.Logger) (*mpath.Backend, error) {
+	disc := mpath.Discoverer{Classify: devices.Classify, Failed: dmFailed}
+	return mpath.New(mpath.Options{
+		Discover: disc.Discover,
+		Open:     mpath.OpenPath,
+		Daemon:   multipathd.New(multipathd.Options{}),
+		Key:      configuredKey,
+		Logger:   log,
+	})
+}
+
+// configuredKey reads multipath.conf (and its conf.d) for each PR OUT, so that
+// an edited configuration applies at once, as multipathd's reconfigure does.
+// PR OUT is rare; the files are small.
+func configuredKey(m mpath.Map) (mpath.ConfiguredKey, error) {
+	c, err := mpathconf.Load(mpathconf.DefaultConfigFile)
+	if err != nil {
+		return mpath.ConfiguredKey{}, err
+	}
+	k, fixed := c.ReservationKey(m.WWID).FixedKey()
+	return mpath.ConfiguredKey{Fixed: fixed, Key: k}, nil
+}
+
+// dmFailed returns the paths device-mapper has failed in a map, from its
+// status line. The control node needs CAP_SYS_ADMIN; without it (an error
+// here) sysfs alone says which paths are usable.
+func dmFailed(info device.Info) (map[string]bool, error) {
+	ctl, err := dm.Open(dm.ControlPath)
+	if err != nil {
+		return nil, err
+	}
+	defer ctl.Close()
+	paths, err := ctl.MultipathPaths(dm.Dev{Major: info.Major, Minor: info.Minor})
+	if err != nil {
+		return nil, err
+	}
+	failed := map[string]bool{}
+	for _, p := range paths {
+		if p.Active {
+			continue
+		}
+		if name, err := dm.PathName(device.Sysfs{}, p.Dev); err == nil {
+			failed[name] = true
+		}
+	}
+	return failed, nil
+}
