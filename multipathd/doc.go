@@ -29,8 +29,9 @@
 // Replies (multipathd/uxlsnr.c, strings in Debian 12's 0.9.4 binary). A
 // handler that succeeds without output answers "ok\n"; a failing one "fail\n";
 // one that could not take the daemon's lock within uxsock_timeout "timeout\n";
-// a command it does not know gets its command reference ("<cmd>: not found",
-// "CLI commands reference:", ...). Timeouts: uxsock_timeout defaults to 4000
+// a command whose words it does not know gets its command reference ("<cmd>:
+// not found", "CLI commands reference:", ...), though 0.9.4 answered
+// "setprhold map mpatha" with a plain "fail\n" in the lab. Timeouts: uxsock_timeout defaults to 4000
 // ms (multipath.conf(5) of 0.9.4; libmpathcmd's DEFAULT_REPLY_TIMEOUT is also
 // 4000), hence DefaultTimeout of 5 s.
 //
@@ -52,12 +53,15 @@
 //	setprstatus map <name>                      SetPRStatus (reply "ok\n")
 //	unsetprstatus map <name>                    UnsetPRStatus
 //	getprstatus map <name>                      GetPRStatus ("0"/"1" up to 0.9.4; "unset\n"/"set\n"/"unknown\n" from 0.9.5)
-//	setprhold|unsetprhold|getprhold map <name>  SetPRHold... (0.13 PR rework only; older: ErrUnknownCommand)
+//	setprhold|unsetprhold|getprhold map <name>  SetPRHold... (0.13 PR rework only; 0.9.4: "fail")
 //	show paths raw format <fmt>                 Paths
 //	show maps raw format <fmt>                  Maps
 //
-// All of these PR commands exist in 0.9.4 (keywords in its binary; its
-// multipathd(8) lists them in the "map $map setprkey key $key" order).
+// All of these but the hold commands exist in 0.9.4 (its command reference
+// lists "setprkey map|multipath $map key $key" etc.; its multipathd(8) shows
+// them in the "map $map setprkey key $key" order). TestLab (lab_test.go,
+// testdata/lab.sh) checked every reply form above against 0.9.4 in the lab
+// VM, the abstract-socket fallback and the non-root refusal included.
 // setprkey takes effect for path registration only with "reservation_key
 // file" in multipath.conf; with a fixed key there, multipathd answers "fail".
 // The key is parsed by multipathd's parse_prkey_flags: optional "0x", at most

@@ -11,8 +11,10 @@ import (
 // lock within uxsock_timeout with "timeout\n", and a command other than
 // list/show from a peer whose SO_PEERCRED uid is not 0 with
 // "permission deny: need to be root\n" (without the newline before 0.9).
-// A command it does not know is answered with its command reference
-// ("<cmd>: not found", "CLI commands reference:", ...).
+// A command whose words it does not know is answered with its command
+// reference ("<cmd>: not found", "CLI commands reference:", ...); some
+// unknown commands get a plain "fail" instead (0.9.4 answered
+// "setprhold map mpatha" so in the lab).
 var (
 	ErrFailed         = errors.New("multipathd: command failed")
 	ErrTimeout        = errors.New("multipathd: timed out waiting for its lock")

@@ -202,9 +202,9 @@ func (c *Client) GetPRStatus(ctx context.Context, mapName string) (PRStatus, err
 
 // SetPRHold tells multipathd this host holds the map's reservation
 // ("setprhold map <name>"). Only multipathd from the 0.13 persistent-
-// reservation rework on knows it; older daemons (Debian 12's 0.9.4 among
-// them) answer with their command reference, reported as ErrUnknownCommand.
-// Needs root.
+// reservation rework on knows it; Debian 12's 0.9.4 answers "fail"
+// (ErrFailed, seen in the lab), a daemon that answers with its command
+// reference gives ErrUnknownCommand. Needs root.
 func (c *Client) SetPRHold(ctx context.Context, mapName string) error {
 	if err := ValidateName(mapName); err != nil {
 		return err

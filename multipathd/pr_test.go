@@ -132,7 +132,8 @@ func TestParsePRStatus(t *testing.T) {
 }
 
 // TestPRHelpers checks the exact command words each helper sends and how it
-// reads the answer, against a daemon that answers like 0.9.4.
+// reads the answer, against canned replies in the forms 0.9.4 and later
+// releases use.
 func TestPRHelpers(t *testing.T) {
 	addr := pathSocket(t)
 	d := startCanned(t, addr, map[string]string{
@@ -145,7 +146,7 @@ func TestPRHelpers(t *testing.T) {
 		"unsetprstatus map mpatha":                         "ok\n",
 		"getprstatus map mpatha":                           "1",
 		"getprstatus map mpathb":                           "unset\n",
-		"setprhold map mpatha":                             "setprhold map mpatha: not found\nmultipath-tools v0.9.4 (12/19, 2022)\nCLI commands reference:\n",
+		"setprhold map mpatha":                             "setprhold map mpatha: not found\nmultipath-tools v0.11.0 (01/01, 2025)\nCLI commands reference:\n",
 		"unsetprhold map mpatha":                           "ok\n",
 		"getprhold map mpatha":                             "set\n",
 		"setprstatus map odd":                              "done\n",
@@ -182,7 +183,7 @@ func TestPRHelpers(t *testing.T) {
 		t.Errorf("GetPRStatus(mpathb) = %v, %v", st, err)
 	}
 	if err := c.SetPRHold(ctx, "mpatha"); !errors.Is(err, ErrUnknownCommand) {
-		t.Errorf("SetPRHold on 0.9.4 = %v, want ErrUnknownCommand", err)
+		t.Errorf("SetPRHold answered by the command reference = %v, want ErrUnknownCommand", err)
 	}
 	if err := c.UnsetPRHold(ctx, "mpatha"); err != nil {
 		t.Errorf("UnsetPRHold: %v", err)
