@@ -13,6 +13,16 @@
 #
 # Env: LAB_KERNEL_PKG  kernel package (default: what linux-image-amd64 depends on,
 #                      or the one already cached)
+#      LAB_KERNEL_SUITE  take the kernel from this Debian suite (e.g.
+#                      trixie-backports) through a private apt configuration in
+#                      $LAB_BUILD/apt (the host's mirror and keyring; the host's
+#                      apt sources are not touched). Kernels that split into
+#                      linux-binary/linux-modules/linux-base packages (Debian
+#                      6.19+) and /usr/lib/modules layouts are handled.
+#      LAB_NVME=1      add the NVMe host and target modules (nvme_core, nvme,
+#                      nvme_fabrics, nvmet, nvme_loop) and nvme-cli; use with a
+#                      kernel that has nvmet reservations (6.13+) and another
+#                      LAB_BUILD, e.g. build/nvme (check.sh does)
 #      LAB_NESTED=1    also put qemu-system-x86_64 + firmware in the image
 #      LAB_NO_APT=1    do not apt-get install host tools (they must be present)
 set -euo pipefail
@@ -51,31 +61,59 @@ fi
 GUEST_PKGS="busybox-static sg3-utils libsgutils2-1.46-2 sg3-utils-udev
   multipath-tools kpartx liburcu8 dmsetup libdevmapper1.02.1
   udev libudev1 libsystemd-shared"
+NVME=${LAB_NVME:-0}
+[ "$NVME" = 1 ] && GUEST_PKGS="$GUEST_PKGS nvme-cli libnvme1 libjson-c5"
 
-fetch_deb() { # fetch_deb PKG -> path of cached .deb (downloads once)
-	local p=$1 f
+fetch_deb() { # fetch_deb PKG [APT-OPTIONS...] -> path of cached .deb (downloads once)
+	local p=$1 f; shift
 	f=$( (ls "$DEBS"/"${p}"_*.deb 2>/dev/null || true) | head -n1)
 	if [ -z "$f" ]; then
-		log "apt-get download $p"
-		(cd "$DEBS" && apt-get download "$p" >/dev/null 2>&1) ||
-			{ apt-get update -qq >/dev/null 2>&1; (cd "$DEBS" && apt-get download "$p" >/dev/null); } ||
+		log "apt-get download $p${*:+ (from $LAB_KERNEL_SUITE)}"
+		(cd "$DEBS" && apt-get "$@" download "$p" >/dev/null 2>&1) ||
+			{ apt-get "$@" update -qq >/dev/null 2>&1; (cd "$DEBS" && apt-get "$@" download "$p" >/dev/null); } ||
 			die "cannot download $p"
 		f=$(ls "$DEBS"/"${p}"_*.deb | head -n1)
 	fi
 	echo "$f"
 }
 
+# KAPT: apt-get options for the kernel packages (empty: the host's sources)
+KAPT=()
+if [ -n "${LAB_KERNEL_SUITE:-}" ]; then
+	A=$BUILD/apt
+	mkdir -p "$A/lists/partial" "$A/cache/archives/partial" "$A/parts"
+	uri=$(apt-get indextargets --format '$(REPO_URI) $(LABEL)' 'Identifier: Packages' 2>/dev/null | awk '$2 == "Debian" {print $1; exit}')
+	[ -n "$uri" ] || die "LAB_KERNEL_SUITE: no Debian archive in the host's apt sources"
+	echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $LAB_KERNEL_SUITE main" > "$A/sources.list"
+	KAPT=(-o "Dir::Etc::sourcelist=$A/sources.list" -o "Dir::Etc::sourceparts=$A/parts"
+		-o "Dir::State::Lists=$A/lists" -o "Dir::Cache=$A/cache")
+	if ! ls "$A"/lists/*_Packages* >/dev/null 2>&1; then
+		log "apt-get update ($LAB_KERNEL_SUITE, private lists in $A)"
+		apt-get "${KAPT[@]}" update -qq >/dev/null 2>&1 || die "apt-get update of $LAB_KERNEL_SUITE failed"
+	fi
+fi
 if [ -z "${LAB_KERNEL_PKG:-}" ]; then
 	LAB_KERNEL_PKG=$( (ls "$DEBS"/linux-image-*-amd64_*.deb 2>/dev/null || true) | head -n1 | xargs -r basename | cut -d_ -f1)
 	if [ -z "$LAB_KERNEL_PKG" ]; then
-		LAB_KERNEL_PKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
-		[ -n "$LAB_KERNEL_PKG" ] || { apt-get update -qq >/dev/null 2>&1;
-			LAB_KERNEL_PKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}'); }
+		LAB_KERNEL_PKG=$(apt-cache "${KAPT[@]}" depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-/{print $2; exit}')
+		[ -n "$LAB_KERNEL_PKG" ] || { apt-get "${KAPT[@]}" update -qq >/dev/null 2>&1;
+			LAB_KERNEL_PKG=$(apt-cache "${KAPT[@]}" depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}'); }
 	fi
 fi
 [ -n "$LAB_KERNEL_PKG" ] || die "cannot resolve the kernel package"
-KDEB=$(fetch_deb "$LAB_KERNEL_PKG")
+KDEB=$(fetch_deb "$LAB_KERNEL_PKG" "${KAPT[@]}")
 KV=${LAB_KERNEL_PKG#linux-image-}
+# Debian 6.19+: linux-image-KV is a meta package over linux-binary-KV
+# (vmlinuz), linux-modules-KV and linux-base-KV (modules.builtin, config).
+# Older images that name linux-base-KV carry all of it themselves, and their
+# linux-base may be gone from the archive: a missing one is left out, and the
+# unpack below fails if vmlinuz or modules.builtin is missing.
+KDEBS=$KDEB
+for p in linux-binary-$KV linux-modules-$KV linux-base-$KV; do
+	if dpkg-deb -f "$KDEB" Depends | tr ',|' '\n\n' | awk '{print $1}' | grep -qxF "$p"; then
+		if f=$(fetch_deb "$p" "${KAPT[@]}" 2>/dev/null); then KDEBS="$KDEBS $f"; else log "$p cannot be downloaded: going on without it"; fi
+	fi
+done
 
 declare -A DEB
 for p in $GUEST_PKGS; do DEB[$p]=$(fetch_deb "$p"); done
@@ -86,20 +124,43 @@ for p in $GUEST_PKGS; do DEB[$p]=$(fetch_deb "$p"); done
 KDIR=$BUILD/kernel
 KSUB="drivers/target drivers/scsi drivers/md drivers/virtio drivers/block drivers/char
   drivers/uio fs/configfs fs/9p fs/netfs fs/fscache net/9p lib crypto block arch/x86/crypto"
-if [ ! -f "$KDIR/.stamp" ] || [ "$(cat "$KDIR/.stamp")" != "$(basename "$KDEB")" ]; then
-	log "unpacking $(basename "$KDEB")"
+[ "$NVME" = 1 ] && KSUB="$KSUB drivers/nvme"
+kmembers() { # kmembers DEB : the files of a kernel .deb the lab needs (either layout)
+	local pre="./boot/" b d
+	for b in ./lib/modules/$KV ./usr/lib/modules/$KV; do
+		pre="$pre $b/vmlinuz $b/modules.builtin $b/modules.order"
+		for d in $KSUB; do pre="$pre $b/kernel/$d/"; done
+	done
+	dpkg-deb -c "$1" | awk '{print $6}' |
+		awk -v pre="$pre" 'BEGIN {n = split(pre, p, " ")} {for (i = 1; i <= n; i++) if (index($0, p[i]) == 1) {print; next}}'
+}
+KSTAMP="$(for f in $KDEBS; do basename "$f"; done | tr '\n' ' ')$KSUB"
+if [ ! -f "$KDIR/.stamp" ] || [ "$(cat "$KDIR/.stamp")" != "$KSTAMP" ]; then
+	log "unpacking $(for f in $KDEBS; do basename "$f"; done | tr '\n' ' ')"
 	rm -rf "$KDIR"; mkdir -p "$KDIR"
-	members="./boot ./lib/modules/$KV/modules.builtin ./lib/modules/$KV/modules.builtin.modinfo ./lib/modules/$KV/modules.order"
-	for d in $KSUB; do members="$members ./lib/modules/$KV/kernel/$d"; done
-	dpkg-deb --fsys-tarfile "$KDEB" | tar -x -C "$KDIR" $members
+	for f in $KDEBS; do
+		kmembers "$f" > "$KDIR/.members"
+		[ -s "$KDIR/.members" ] || continue
+		dpkg-deb --fsys-tarfile "$f" | tar -x -C "$KDIR" --no-recursion -T "$KDIR/.members"
+	done
+	rm -f "$KDIR/.members"
+	# merged-/usr layout (trixie): modules under usr/lib/modules, vmlinuz
+	# there too from 6.19; modprobe -d and depmod -b look in lib/modules
+	[ -d "$KDIR/usr/lib/modules/$KV" ] && [ ! -e "$KDIR/lib" ] && ln -s usr/lib "$KDIR/lib"
+	if [ ! -f "$KDIR/boot/vmlinuz-$KV" ] && [ -f "$KDIR/lib/modules/$KV/vmlinuz" ]; then
+		mkdir -p "$KDIR/boot"; cp "$KDIR/lib/modules/$KV/vmlinuz" "$KDIR/boot/vmlinuz-$KV"
+	fi
+	[ -f "$KDIR/boot/vmlinuz-$KV" ] && [ -f "$KDIR/lib/modules/$KV/modules.builtin" ] ||
+		die "no vmlinuz or modules.builtin for $KV in $KDEBS"
 	depmod -b "$KDIR" "$KV"
 	# PVH-bootable ELF vmlinux: saves the xz decompression (~2.5 s under TCG)
-	off=$(LC_ALL=C grep -aobUP '\xfd\x37\x7a\x58\x5a\x00' "$KDIR/boot/vmlinuz-$KV" | head -n1 | cut -d: -f1)
+	# (Debian kernels from trixie on are zstd-compressed: no xz stream, bzImage boot)
+	off=$( (LC_ALL=C grep -aobUP '\xfd\x37\x7a\x58\x5a\x00' "$KDIR/boot/vmlinuz-$KV" || true) | head -n1 | cut -d: -f1)
 	if [ -n "$off" ] && tail -c +$((off + 1)) "$KDIR/boot/vmlinuz-$KV" > "$KDIR/vmlinux.xz" &&
 		xz -dc --single-stream < "$KDIR/vmlinux.xz" > "$KDIR/vmlinux" 2>/dev/null &&
 		[ "$(head -c4 "$KDIR/vmlinux" | tail -c3)" = ELF ]; then :; else rm -f "$KDIR/vmlinux"; log "no vmlinux (bzImage boot only)"; fi
 	rm -f "$KDIR/vmlinux.xz"
-	basename "$KDEB" > "$KDIR/.stamp"
+	echo "$KSTAMP" > "$KDIR/.stamp"
 fi
 cp -f "$KDIR/boot/vmlinuz-$KV" "$BUILD/vmlinuz"
 if [ -f "$KDIR/vmlinux" ]; then cp -f "$KDIR/vmlinux" "$BUILD/vmlinux"; else rm -f "$BUILD/vmlinux"; fi
@@ -180,6 +241,7 @@ for f in multipath multipathd mpathpersist multipathc kpartx dmsetup; do
 done
 for f in "$STAGE"/lib/multipath/*.so; do put_elf "$f" "/usr/lib/multipath/$(basename "$f")"; done
 replace "$STAGE/bin/udevadm" /usr/bin/udevadm
+[ "$NVME" = 1 ] && replace "$STAGE/usr/sbin/nvme" /usr/sbin/nvme
 # systemd-udevd is udevadm (multi-call), linked by name
 mkdir -p "$ROOT/usr/lib/systemd"; ln -sf /usr/bin/udevadm "$ROOT/usr/lib/systemd/systemd-udevd"
 for f in "$STAGE"/lib/udev/*; do
@@ -198,6 +260,7 @@ MODS="configfs target_core_mod target_core_file target_core_iblock target_core_p
   tcm_loop scsi_mod sd_mod sg scsi_debug scsi_dh_alua scsi_dh_emc scsi_dh_rdac
   dm_mod dm_multipath dm_round_robin dm_service_time dm_queue_length
   virtio_pci virtio_scsi virtio_blk virtio_console 9p 9pnet_virtio loop"
+[ "$NVME" = 1 ] && MODS="$MODS nvme_core nvme nvme_fabrics nvmet nvme_loop"
 MROOT=$ROOT/usr/lib/modules/$KV
 mkdir -p "$MROOT"
 for m in $MODS; do
@@ -208,6 +271,9 @@ done | sort -u | while read -r ko; do
 	mkdir -p "$MROOT/$(dirname "$rel")"
 	cp "$ko" "$MROOT/$rel"
 done
+# compressed modules (trixie kernels: .ko.xz) are unpacked: busybox modprobe
+# may not read them
+find "$MROOT" -name '*.ko.xz' -exec xz -d {} +
 cp "$KDIR/lib/modules/$KV"/modules.{builtin,builtin.modinfo,order} "$MROOT/"
 depmod -b "$ROOT" "$KV"
 # busybox modprobe looks in /lib/modules = /usr/lib/modules (merged /usr)
@@ -234,7 +300,7 @@ mkdir -p lab; install -m 0644 "$LAB/guest/lib.sh" lab/lib.sh
 # ----------------------------------------------------------------- manifest
 {
 	echo "built: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "kernel: $LAB_KERNEL_PKG $(dpkg-deb -f "$KDEB" Version)"
+	echo "kernel: $LAB_KERNEL_PKG $(dpkg-deb -f "$KDEB" Version)${LAB_KERNEL_SUITE:+ ($LAB_KERNEL_SUITE)}"
 	for p in $GUEST_PKGS; do echo "guest: $p $(dpkg-deb -f "${DEB[$p]}" Version)"; done
 	for p in $HOST_PKGS; do echo "host: $p $(dpkg-query -W -f='${Version}' "$p")"; done
 } > "$BUILD/manifest.txt"
