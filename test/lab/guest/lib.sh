@@ -247,19 +247,22 @@ lab_fd_count() { ls /proc/$1/fd 2>/dev/null | wc -l; }
 # lab_status_field FILE FIELD : the value of FIELD in /proc/.../status, tabs -> spaces
 lab_status_field() { sed -n "s/^$2:[[:space:]]*//p" "$1" | tr '\t' ' ' | sed 's/  */ /g'; }
 
-# lab_mpath_setup : one LIO LU reached by a dm-multipath map over two tcm_loop
-#   nexuses (/dev/mapper/mpatha) plus a third nexus kept out of the map, which
-#   plays another host. Sets LAB_MPATH and LAB_OTHER (the third path's sd).
+# lab_mpath_setup [DEFAULTS_LINE] : one LIO LU reached by a dm-multipath map
+#   over two tcm_loop nexuses (/dev/mapper/mpatha) plus a third nexus kept out
+#   of the map, which plays another host. DEFAULTS_LINE goes into multipath.conf's
+#   defaults section (e.g. "reservation_key file"). Sets LAB_MPATH and LAB_OTHER
+#   (the third path's sd).
 lab_mpath_setup() {
-	cat > /etc/multipath.conf <<'CONF'
+	cat > /etc/multipath.conf <<CONF
 defaults {
 	user_friendly_names yes
 	find_multipaths greedy
 	polling_interval 2
+	${1:-}
 }
 blacklist {
 	devnode "^(vd|nvme|loop|ram|zram|sr)"
-	devnode "^sdc$"
+	devnode "^sdc\$"
 }
 CONF
 	lab_udev_start
