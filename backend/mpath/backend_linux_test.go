@@ -576,3 +576,47 @@ func TestFenceSeenInReadKeys(t *testing.T) {
 		t.Fatalf("multipathd told %q, want %q after the setprkey", r.l.daemon, want)
 	}
 }
+
+// TestManyTransportIDs: qemu-pr-helper's libmpathpersist path aborts the
+// helper on a 33rd TransportID; here the list goes to the device as sent and
+// the device's answer comes back.
+func TestManyTransportIDs(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	var tids []scsi.TransportID
+	for i := range 40 {
+		tids = append(tids, scsi.SASTransportID(0x5001405000001000+uint64(i)))
+	}
+	p, err := scsi.PROutParams{SAKey: 0xabc, SpecIPT: true, TransportIDs: tids}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.mustOut(scsi.SARegister, 0, p)
+	if n := len(r.l.st.Registrations); n != 42 {
+		t.Fatalf("%d registrations, want 42", n)
+	}
+}
+
+// FuzzExecute: any CDB and parameter list from a guest gets an answer, never a
+// panic, and leaves the LU's state valid.
+func FuzzExecute(f *testing.F) {
+	f.Add(byte(scsi.OpPersistentReserveOut), byte(scsi.SARegister), byte(0), params(0, 0xabc, 0))
+	f.Add(byte(scsi.OpPersistentReserveOut), byte(scsi.SAReserve), byte(5), params(0xabc, 0, 0))
+	f.Add(byte(scsi.OpPersistentReserveOut), byte(scsi.SARegisterAndMove), byte(1), []byte{1, 2, 3})
+	f.Add(byte(scsi.OpPersistentReserveIn), byte(scsi.SAReadFullStatus), byte(0), []byte(nil))
+	f.Add(byte(0x12), byte(0), byte(0), []byte(nil))
+	f.Fuzz(func(t *testing.T, op, sa, typ byte, param []byte) {
+		r := newRig(t, "sdb", "sdc")
+		r.mustOut(scsi.SARegister, 0, params(0, 0xabc, 0))
+		var cdb [wire.CDBSize]byte
+		if op == scsi.OpPersistentReserveIn {
+			cdb = scsi.PRInCDB(sa, 8192)
+		} else {
+			cdb = scsi.PROutCDB(sa, 0, typ, uint32(len(param)))
+			cdb[0] = op
+		}
+		r.b.Execute(context.Background(), &backend.Request{FD: 3, CDB: cdb, Param: param})
+		if err := r.l.st.Validate(); err != nil {
+			t.Fatalf("state invalid after %x %x: %v", cdb, param, err)
+		}
+	})
+}
