@@ -15,7 +15,7 @@ import (
 // path, multipathd at its default sockets, and multipath.conf's
 // reservation_key.
 func newMpath(devices *device.Cache, log *slog.Logger) (*mpath.Backend, error) {
-	disc := mpath.Discoverer{Classify: devices.Classify, Failed: dmFailed}
+	disc := mpath.Discoverer{Classify: classifier(devices), Failed: dmFailed}
 	return mpath.New(mpath.Options{
 		Discover: disc.Discover,
 		Open:     mpath.OpenPath,
@@ -60,4 +60,36 @@ func dmFailed(info device.Info) (map[string]bool, error) {
 		}
 	}
 	return failed, nil
+}
+
+// refineDM tells a multipath map that multipathd did not make (its dm uuid
+// does not start "mpath-") from other device-mapper devices by its table, as
+// qemu-pr-helper does: the first target's type is "multipath"
+// (DM_TABLE_STATUS). The control node needs CAP_SYS_ADMIN; without it such a
+// map stays a plain dm device (served by linuxpr, whose REGISTER the kernel
+// sends down every path).
+func refineDM(info device.Info) device.Info {
+	if info.Kind != device.DM {
+		return info
+	}
+	ctl, err := dm.Open(dm.ControlPath)
+	if err != nil {
+		return info
+	}
+	defer ctl.Close()
+	if t, err := ctl.TableStatus(dm.Dev{Major: info.Major, Minor: info.Minor}, false); err == nil && dm.IsMultipath(t) {
+		info.Kind = device.DMMultipath
+	}
+	return info
+}
+
+// classifier is devices.Classify with refineDM applied.
+func classifier(devices *device.Cache) func(fd int) (device.Info, error) {
+	return func(fd int) (device.Info, error) {
+		info, err := devices.Classify(fd)
+		if err != nil {
+			return info, err
+		}
+		return refineDM(info), nil
+	}
 }

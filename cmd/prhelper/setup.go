@@ -148,7 +148,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		Default:  s.backend,
 		Rules:    s.rules,
 		Backends: backends,
-		Classify: devices.Classify,
+		Classify: classifier(devices),
 		Path:     fdPath,
 		Log:      log,
 	}, closer, nil
@@ -184,6 +184,9 @@ func explain(o *options, w io.Writer) error {
 	}
 	defer f.Close()
 	info, cerr := device.Classify(int(f.Fd()), device.Sysfs{})
+	if cerr == nil {
+		info = refineDM(info)
+	}
 	// The backends the daemon would have, without opening anything.
 	names := map[string]backend.Backend{"sgio": nil, "linuxpr": nil}
 	if s.mayRoute("mpath", "auto") {
