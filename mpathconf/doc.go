@@ -47,15 +47,29 @@
 // The key syntax (ParseKey) and the prkeys file format (ParsePRKeys) are not
 // in the man page; their doc comments say what libmultipath accepts.
 //
-// Where libmultipath quietly does something a reader would not expect, this
+// Checked against multipath-tools 0.9.4 (Debian 12) in the storage lab with
+// `multipath -t` and `multipathd getprkey map M` on a real map: a
+// multipaths entry beats defaults; reservation_key under overrides or a
+// device is "invalid keyword" and ignored; "12" is 0x12; "0x0" is accepted
+// and getprkey answers "none"; "0" fails the whole main file ("error parsing
+// config file"); drop-ins override the main file, each drop-in starts at the
+// top level, and 30.conf.bak is not read; config_dir is ignored ("ignoring
+// deprecated option"); prkeys_file is honoured (deprecated); setprkey,
+// setprkey with ":aptpl" and unsetprkey write "0x…", "0X…" and "#X…" lines.
+//
+// Lines are read as libmultipath reads them, loose syntax included (a
+// section name with its '{' on the next line, a '}' with nothing to close, a
+// section left open at the end of a file, an unterminated quote running to
+// the end of the line, an unknown top-level section whose lines count at the
+// top level), each noted in Config.Warnings. Where libmultipath's reading
+// moves or drops settings against the evident intent of the file, this
 // package returns a *SyntaxError with file and line instead: a one-line
-// section ("multipath { wwid X }", whose wwid libmultipath drops), text after
-// a brace, a section name without its '{', an unterminated quote, an
-// unclosed section, a stray '}', an unparsable reservation_key (which makes
-// multipath-tools reject the whole main file), or extra words after the
-// value of reservation_key, wwid, config_dir or prkeys_file. Keywords and
-// sections it does not know are skipped, as multipath-tools skips them, and
-// noted in Config.Warnings.
+// section ("multipath { wwid X }", whose wwid libmultipath drops and whose
+// '}' it ignores), any other text after a brace or brace after text, an
+// unknown section inside a known one (libmultipath does not enter it, so its
+// '}' ends the enclosing section early), a section name followed by a word
+// other than '{', an unparsable reservation_key, and a missing or extra
+// value for reservation_key, wwid or prkeys_file.
 //
 // Parse, ParseKey and ParsePRKeys are pure; Load, LoadDir and LoadPRKeys add
 // the file system.

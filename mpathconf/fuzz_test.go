@@ -16,6 +16,10 @@ func FuzzParse(f *testing.F) {
 		"multipaths {\n multipath { wwid x }\n}\n",
 		"defaults {\n alias_prefix \"unterminated\n}\n",
 		"}\n", "{\n", "a {\n", "defaults\n", "\"\"\n", "!#\"{}\n",
+		"defaults\n{\n reservation_key \"0x68\n}\n}\n",
+		"foo {\n defaults {\n  reservation_key 0x61\n }\n}\n",
+		"defaults {\n foo {\n }\n reservation_key 0x77\n}\n",
+		"multipaths {\n multipath {\n  wwid a\n  reservation_key 0x63\n",
 	} {
 		f.Add(s)
 	}

@@ -42,7 +42,8 @@ func (s Source) String() string {
 // Keys of Source File with the stored Value). A Value of zero, however it got
 // there, is no key to multipath-tools: libmpathpersist's update_map_pr stops
 // with "reservation_key not set in multipath.conf" when the map's key is
-// zero, and the PR OUT key check is skipped for it.
+// zero, and "multipathd getprkey" answers "none" for a map configured with
+// "reservation_key 0x0" (0.9.4, storage lab).
 //
 // APTPL is the ":aptpl" suffix of a fixed key, or the capital "0X" of a
 // prkeys line: the key was registered with --param-aptpl, and multipathd
@@ -91,8 +92,9 @@ func (k Key) String() string {
 // or "X", then 1 to 16 hexadecimal digits. The digits are always hex, also
 // without a prefix ("12" is 0x12, not twelve); "0" alone and "0x" alone are
 // rejected, "00" and "0x0" are a zero key (see Key). multipath-tools drops a
-// suffix other than ":aptpl" silently and uses the key without APTPL;
-// ParseKey rejects it, since such a suffix is a typo the operator must see.
+// suffix other than ":aptpl" silently and uses the key without APTPL (0.9.4
+// in the lab reads "0x12:APTPL" as 0x12); ParseKey rejects it, since such a
+// suffix is a typo the operator must see.
 func ParseKey(s string) (Key, error) {
 	if s == "file" {
 		return Key{Source: File}, nil

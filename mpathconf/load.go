@@ -19,37 +19,24 @@ const (
 )
 
 // Load reads the main configuration file at path, then the drop-in files of
-// its defaults' config_dir if it sets one, else of DefaultConfigDir.
+// DefaultConfigDir, as multipathd does.
 //
 // A missing main file is an empty configuration, as multipathd runs on its
 // built-in defaults without one; a missing directory has no drop-ins. Any
 // other error reading them, or a syntax error in any file, is an error.
 //
-// config_dir is honoured as releases up to 0.9.4 (Debian 12) do: an empty
-// value turns drop-ins off, a relative one is ignored (libmultipath: "must
-// be a fully qualified path"). Later releases ignore config_dir
-// (multipath.conf(5) dated 2023-06-15: "(Deprecated) This option is not
-// supported any more, and the value is ignored") and always read
-// /etc/multipath/conf.d; Load notes a set config_dir in Warnings. Use
-// LoadDir to choose the directory instead.
+// config_dir is not honoured: multipath-tools 0.9.4 (Debian 12) logs
+// "ignoring deprecated option "config_dir"" (checked in the storage lab) and
+// multipath.conf(5) of later releases says "(Deprecated) This option is not
+// supported any more, and the value is ignored". Older releases (RHEL 8's
+// 0.8.4, for one) still read it; use LoadDir for those.
 func Load(path string) (*Config, error) {
-	c := &Config{}
-	if err := c.loadMain(path); err != nil {
-		return nil, err
-	}
-	dir := DefaultConfigDir
-	if c.configDirSet {
-		dir = c.configDir
-		c.Warnings = append(c.Warnings, fmt.Sprintf("%s: config_dir %q used; multipath-tools after 0.9.4 ignore config_dir and read %s", path, dir, DefaultConfigDir))
-	}
-	if err := c.loadDir(dir); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return LoadDir(path, DefaultConfigDir)
 }
 
 // LoadDir reads the main configuration file at path, then the drop-in files
-// of dir (none if dir is ""), whatever config_dir says.
+// of dir (none if dir is ""). A relative dir is ignored with a warning, as
+// libmultipath ignores a relative config_dir.
 func LoadDir(path, dir string) (*Config, error) {
 	c := &Config{}
 	if err := c.loadMain(path); err != nil {
@@ -70,7 +57,7 @@ func (c *Config) loadMain(path string) error {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	return c.parse(f, path, true)
+	return c.parse(f, path)
 }
 
 // loadDir reads dir's files whose names end in ".conf" in byte order
@@ -85,7 +72,7 @@ func (c *Config) loadDir(dir string) error {
 		return nil
 	}
 	if !filepath.IsAbs(dir) {
-		c.Warnings = append(c.Warnings, fmt.Sprintf("config_dir %q is not an absolute path: no drop-in files read, as multipath-tools does", dir))
+		c.Warnings = append(c.Warnings, fmt.Sprintf("drop-in directory %q is not an absolute path: no drop-in files read, as multipath-tools does", dir))
 		return nil
 	}
 	ents, err := os.ReadDir(dir) // sorted by name
@@ -124,7 +111,7 @@ func (c *Config) loadFile(path string) error {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
-	return c.parse(f, path, false)
+	return c.parse(f, path)
 }
 
 // LoadPRKeys reads the prkeys file at path (see ParsePRKeys). A missing file

@@ -61,6 +61,21 @@ func TestLoadDir(t *testing.T) {
 			},
 			read: []string{"multipath.conf", "conf.d/10-a.conf", "conf.d/20-b.conf", "conf.d/30-c.conf", "conf.d/Z.conf"},
 		},
+		{
+			// Each file starts at the top level (lab: "missing '}' at end
+			// of 10.conf", and 20.conf's multipath entry applies).
+			name: "a drop-in left open ends with its file",
+			files: map[string]string{
+				"multipath.conf": "defaults {\n reservation_key 0x1a2b\n}\n",
+				"conf.d/10.conf": "defaults {\n reservation_key 0x64\n",
+				"conf.d/20.conf": "multipaths {\n multipath {\n  wwid " + wwidA + "\n  reservation_key 0x65\n }\n}\n",
+			},
+			want: map[string]string{
+				"":    "0x64 @ conf.d/10.conf:2",
+				wwidA: "0x65 @ conf.d/20.conf:4",
+			},
+			read: []string{"multipath.conf", "conf.d/10.conf", "conf.d/20.conf"},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,48 +106,50 @@ func TestLoadDir(t *testing.T) {
 	}
 }
 
-func TestLoadConfigDir(t *testing.T) {
+// TestLoadIgnoresConfigDir: multipath-tools 0.9.4 logs "ignoring deprecated
+// option "config_dir"" and reads /etc/multipath/conf.d (storage lab).
+func TestLoadIgnoresConfigDir(t *testing.T) {
 	root := t.TempDir()
+	drop := filepath.Join(root, "drop")
 	writeFiles(t, root, map[string]string{
-		"drop/a.conf":   "defaults {\n reservation_key 0xd\n}\n",
-		"drop/b.conf":   "defaults {\n config_dir \"/nonexistent\"\n}\n", // only the main file's counts
-		"empty.conf":    "defaults {\n config_dir \"\"\n reservation_key 0x1\n}\n",
-		"relative.conf": "defaults {\n config_dir drop\n reservation_key 0x2\n}\n",
-		"set.conf":      "defaults {\n config_dir " + filepath.Join(root, "drop") + "\n reservation_key 0x3\n}\n",
-		"missing.conf":  "defaults {\n config_dir " + filepath.Join(root, "nope") + "\n reservation_key 0x4\n}\n",
+		"drop/a.conf":    "defaults {\n reservation_key 0xd\n}\n",
+		"multipath.conf": "defaults {\n config_dir " + drop + "\n reservation_key 0x3\n}\n",
 	})
-	tests := []struct {
-		main     string
-		want     uint64
-		files    int
-		warnings []string
-	}{
-		{"empty.conf", 0x1, 1, []string{`config_dir ""`}},
-		{"relative.conf", 0x2, 1, []string{`config_dir "drop" used`, `config_dir "drop" is not an absolute path`}},
-		{"set.conf", 0xd, 3, []string{"config_dir", "b.conf:2: config_dir is only read from the main configuration file"}},
-		{"missing.conf", 0x4, 1, []string{"config_dir"}},
+	c, err := Load(filepath.Join(root, "multipath.conf"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.main, func(t *testing.T) {
-			c, err := Load(filepath.Join(root, tt.main))
-			if err != nil {
-				t.Fatalf("Load: %v", err)
-			}
-			if v, _ := c.ReservationKey(wwidA).FixedKey(); v != tt.want {
-				t.Errorf("key = %#x, want %#x", v, tt.want)
-			}
-			if len(c.Files) != tt.files {
-				t.Errorf("Files = %q, want %d", c.Files, tt.files)
-			}
-			if len(c.Warnings) != len(tt.warnings) {
-				t.Fatalf("Warnings = %q, want %d", c.Warnings, len(tt.warnings))
-			}
-			for i, w := range tt.warnings {
-				if !strings.Contains(c.Warnings[i], w) {
-					t.Errorf("Warnings[%d] = %q, want it to contain %q", i, c.Warnings[i], w)
-				}
-			}
-		})
+	for _, f := range c.Files {
+		if strings.HasPrefix(f, drop) {
+			t.Errorf("Load read %s from config_dir", f)
+		}
+	}
+	if c.Files[0] != filepath.Join(root, "multipath.conf") {
+		t.Errorf("Files = %q, want the main file first", c.Files)
+	}
+	if len(c.Files) == 1 { // no /etc/multipath/conf.d on this machine
+		if v, _ := c.ReservationKey(wwidA).FixedKey(); v != 0x3 {
+			t.Errorf("key = %#x, want 0x3 from the main file", v)
+		}
+	}
+	if len(c.Warnings) == 0 || !strings.Contains(c.Warnings[0], "multipath.conf:2: config_dir ignored") {
+		t.Errorf("Warnings = %q, want one about config_dir", c.Warnings)
+	}
+	// LoadDir reads the directory an older release would.
+	c, err = LoadDir(filepath.Join(root, "multipath.conf"), drop)
+	if err != nil {
+		t.Fatalf("LoadDir: %v", err)
+	}
+	if v, _ := c.ReservationKey(wwidA).FixedKey(); v != 0xd || len(c.Files) != 2 {
+		t.Errorf("LoadDir: key %#x from %q, want 0xd from drop/a.conf", v, c.Files)
+	}
+	// A relative directory is ignored, as libmultipath ignores a relative config_dir.
+	c, err = LoadDir(filepath.Join(root, "multipath.conf"), "drop")
+	if err != nil {
+		t.Fatalf("LoadDir: %v", err)
+	}
+	if len(c.Files) != 1 || len(c.Warnings) != 2 || !strings.Contains(c.Warnings[1], `"drop" is not an absolute path`) {
+		t.Errorf("relative dir: Files %q, Warnings %q", c.Files, c.Warnings)
 	}
 }
 
@@ -142,7 +159,7 @@ func TestLoadErrors(t *testing.T) {
 		"good.conf":            "defaults {\n reservation_key 0x1\n}\n",
 		"bad.conf":             "defaults {\n reservation_key nope\n}\n",
 		"conf.d/10-fine.conf":  "defaults {\n}\n",
-		"conf.d/20-break.conf": "multipaths {\n multipath {\n  wwid x\n",
+		"conf.d/20-break.conf": "multipaths {\n multipath { wwid x\n",
 	})
 	_, err := LoadDir(filepath.Join(root, "bad.conf"), "")
 	var se *SyntaxError

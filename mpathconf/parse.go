@@ -22,22 +22,19 @@ func (e *SyntaxError) Error() string {
 
 // Config is what this package reads of multipath-tools' configuration: the
 // reservation keys of the defaults section and of the multipaths section,
-// and the defaults that say where the drop-in directory and the prkeys file
-// are. Build it with Parse, Load or LoadDir; the zero value is an empty
-// configuration (no key anywhere).
+// and where the prkeys file is. Build it with Parse, Load or LoadDir; the
+// zero value is an empty configuration (no key anywhere).
 type Config struct {
 	// Files are the files read, in the order read (Parse records its name).
 	Files []string
-	// Warnings are lines multipath-tools ignores or treats differently
-	// across releases, as "file:line: text", for the log.
+	// Warnings are lines multipath-tools ignores or reads loosely, and
+	// settings releases read differently, as "file:line: text", for the log.
 	Warnings []string
 
 	defaults   Key            // last reservation_key of any defaults section
 	multipaths map[string]Key // by exact WWID: last reservation_key of its multipath sections
 
-	configDir    string // config_dir of the main file's defaults
-	configDirSet bool
-	prkeysFile   string // prkeys_file of any defaults section
+	prkeysFile string // last prkeys_file of any defaults section
 }
 
 // ReservationKey returns the reservation key multipath-tools applies to the
@@ -53,7 +50,7 @@ type Config struct {
 // match exactly, as the man page says of the multipaths section.
 //
 // A Key of Source File still has to be looked up in the prkeys file
-// (PRKeysFile, ParsePRKeys) or asked of multipathd ("map M getprkey").
+// (PRKeysFile, ParsePRKeys) or asked of multipathd (its getprkey command).
 func (c *Config) ReservationKey(wwid string) Key {
 	if k, ok := c.multipaths[wwid]; ok {
 		return k
@@ -62,10 +59,10 @@ func (c *Config) ReservationKey(wwid string) Key {
 }
 
 // PRKeysFile returns the file multipathd keeps "file" keys in: the defaults
-// section's prkeys_file if set, else DefaultPRKeysFile. Releases up to 0.9.4
-// (Debian 12) honour prkeys_file; later ones deprecate it and always use the
-// built-in path (multipath.conf(5): "(Deprecated) This option is deprecated,
-// and will be removed in a future release").
+// section's prkeys_file if set, else DefaultPRKeysFile. multipath-tools
+// 0.9.4 (Debian 12) honours prkeys_file with a deprecation warning (lab:
+// setprkey wrote the configured file); multipath.conf(5) says it "will be
+// removed in a future release", after which the built-in path is used.
 func (c *Config) PRKeysFile() string {
 	if c.prkeysFile != "" {
 		return c.prkeysFile
@@ -78,7 +75,7 @@ func (c *Config) PRKeysFile() string {
 // read.
 func Parse(r io.Reader, name string) (*Config, error) {
 	c := &Config{}
-	if err := c.parse(r, name, true); err != nil {
+	if err := c.parse(r, name); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -87,10 +84,6 @@ func Parse(r io.Reader, name string) (*Config, error) {
 // maxLine bounds one configuration line. multipath-tools reads lines into a
 // 1024-byte buffer (parser.h MAXBUF); longer lines are not configuration.
 const maxLine = 64 << 10
-
-// maxDepth bounds section nesting; the deepest real nesting is 2
-// (devices/device, multipaths/multipath, overrides/protocol).
-const maxDepth = 32
 
 type section int
 
@@ -103,11 +96,12 @@ const (
 	secMultipath
 	secOverrides
 	secProtocol
-	secUnknown // skipped: a section multipath.conf(5) does not describe here
 )
 
 // childSection returns the kind of the section name opens inside parent (nil
 // for the top level) and whether multipath.conf(5) describes it there.
+// libmultipath looks keywords up per level the same way: "device" opens a
+// section inside devices, blacklist and blacklist_exceptions only.
 func childSection(parent *frame, name string) (section, bool) {
 	if parent == nil {
 		switch name {
@@ -122,7 +116,7 @@ func childSection(parent *frame, name string) (section, bool) {
 		case "overrides":
 			return secOverrides, true
 		}
-		return secUnknown, false
+		return 0, false
 	}
 	switch {
 	case parent.kind == secBlacklist && name == "device",
@@ -133,7 +127,7 @@ func childSection(parent *frame, name string) (section, bool) {
 	case parent.kind == secOverrides && name == "protocol":
 		return secProtocol, true
 	}
-	return secUnknown, false
+	return 0, false
 }
 
 type frame struct {
@@ -155,11 +149,10 @@ type token struct {
 
 func (t token) is(s string) bool { return !t.quoted && t.text == s }
 
-// parse reads one file into c. main says whether it is the main file, the
-// only one whose config_dir counts.
-func (c *Config) parse(r io.Reader, name string, main bool) error {
+// parse reads one file into c.
+func (c *Config) parse(r io.Reader, name string) error {
 	c.Files = append(c.Files, name)
-	p := parser{c: c, file: name, main: main}
+	p := parser{c: c, file: name}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	for sc.Scan() {
@@ -174,9 +167,12 @@ func (c *Config) parse(r io.Reader, name string, main bool) error {
 		}
 		return fmt.Errorf("read %s: %w", name, err)
 	}
-	if n := len(p.stack); n > 0 {
-		f := p.stack[n-1]
-		return &SyntaxError{name, f.line, fmt.Sprintf("section %q is not closed: '}' missing before end of file", f.name)}
+	// libmultipath: "missing '}' at end of <file>"; each file starts at
+	// the top level again.
+	for i := len(p.stack) - 1; i >= 0; i-- {
+		f := p.stack[i]
+		p.warnf("section %q opened at line %d not closed before end of file", f.name, f.line)
+		p.close()
 	}
 	return nil
 }
@@ -184,7 +180,6 @@ func (c *Config) parse(r io.Reader, name string, main bool) error {
 type parser struct {
 	c     *Config
 	file  string
-	main  bool
 	line  int
 	stack []*frame
 }
@@ -211,9 +206,9 @@ func (p *parser) top() *frame {
 // outside quotes starts a comment; a double-quoted string is one value in
 // which whitespace, '#' and '!' are ordinary and "" stands for one '"'.
 // Bytes outside ASCII separate words, as libmultipath's alloc_strvec treats
-// them like whitespace.
-func tokenize(line string) ([]token, error) {
-	var toks []token
+// them like whitespace. A string left open runs to the end of the line, as
+// libmultipath reads it ("missing closing quotes"); unclosed reports that.
+func tokenize(line string) (toks []token, unclosed bool) {
 	i := 0
 	for i < len(line) {
 		ch := line[i]
@@ -221,7 +216,7 @@ func tokenize(line string) ([]token, error) {
 		case ch == ' ' || ch == '\t' || ch == '\v' || ch == '\f' || ch >= 0x80:
 			i++
 		case ch == '#' || ch == '!':
-			return toks, nil
+			return toks, false
 		case ch == '{' || ch == '}':
 			toks = append(toks, token{text: line[i : i+1]})
 			i++
@@ -231,7 +226,8 @@ func tokenize(line string) ([]token, error) {
 			for {
 				j := strings.IndexByte(line[i:], '"')
 				if j < 0 {
-					return nil, errors.New("missing closing '\"'")
+					b.WriteString(line[i:])
+					return append(toks, token{text: b.String(), quoted: true}), true
 				}
 				b.WriteString(line[i : i+j])
 				i += j + 1
@@ -252,7 +248,7 @@ func tokenize(line string) ([]token, error) {
 			i = j
 		}
 	}
-	return toks, nil
+	return toks, false
 }
 
 func isSep(ch byte) bool {
@@ -263,6 +259,14 @@ func isSep(ch byte) bool {
 	return ch >= 0x80
 }
 
+// parseLine reads one line the way libmultipath's process_stream does
+// (verified against multipath-tools 0.9.4 in the storage lab): a line
+// starting with '}' ends the current section; a section name known at this
+// level opens its section; anything else is an attribute of the current
+// section, or an unknown keyword that is ignored. Where that reading and the
+// evident intent of the line part ways in a way that moves or drops
+// settings, it returns a *SyntaxError instead; where they agree, it reads
+// the line as libmultipath does and notes it in Warnings.
 func (p *parser) parseLine(line string) error {
 	// libmultipath's read_line ends a line at '\r' (strtok on "\n\r").
 	if i := strings.IndexByte(line, '\r'); i >= 0 {
@@ -271,84 +275,91 @@ func (p *parser) parseLine(line string) error {
 	if strings.IndexByte(line, 0) >= 0 {
 		return p.errorf("NUL byte: not a text file")
 	}
-	toks, err := tokenize(line)
-	if err != nil {
-		return p.errorf("%v", err)
-	}
+	toks, unclosed := tokenize(line)
 	if len(toks) == 0 {
 		return nil
 	}
-	// Braces: "name {" opens, a lone "}" closes (multipath.conf(5):
-	// "Opening braces ('{') must follow the (sub)section name on the same
-	// line. Closing braces ('}') … must be the only non-whitespace
-	// character on the line"). libmultipath ignores anything after them
-	// with a warning, so "multipath { wwid X }" on one line would leave the
-	// section open and drop the wwid: refuse what it would misread.
+	if unclosed {
+		p.warnf("missing closing '\"': the value runs to the end of the line")
+	}
+	// multipath.conf(5): "Opening braces ('{') must follow the (sub)section
+	// name on the same line. Closing braces ('}') … must be the only
+	// non-whitespace character on the line." libmultipath ignores whatever
+	// follows a brace and any brace after the value, so "multipath { wwid
+	// X }" on one line leaves the section open without its wwid, and
+	// "} defaults {" never opens the second section: refuse those.
 	for i, t := range toks {
 		switch {
-		case t.is("}") && i > 0:
-			return p.errorf("'}' must be alone on its line")
-		case t.is("}") && len(toks) > 1:
+		case !t.is("{") && !t.is("}"):
+		case t.is("}") && i == 0 && len(toks) > 1:
 			return p.errorf("unexpected %q after '}': a closing brace must be alone on its line", toks[1].text)
-		case t.is("{") && i != 1:
-			if i == 0 {
-				return p.errorf("'{' must follow a section name on the same line")
-			}
-			return p.errorf("'{' must directly follow the section name %q", toks[0].text)
-		case t.is("{") && len(toks) > 2:
+		case t.is("{") && i == 1 && len(toks) > 2:
 			return p.errorf("unexpected %q after '{': put each attribute on its own line", toks[2].text)
+		case i > 1 || (i == 1 && t.is("}")):
+			return p.errorf("%q after %q: a brace must be alone on its line ('}') or follow a section name ('{')", t.text, toks[0].text)
 		}
 	}
-	if toks[0].is("}") {
-		return p.close()
+	first := toks[0]
+	switch {
+	case first.is("}"):
+		p.close()
+		return nil
+	case first.is("{"):
+		// libmultipath: "invalid keyword '{'"; a section name on the line
+		// before has opened its section already.
+		p.warnf("'{' alone on a line ignored (it belongs after a section name, on the same line)")
+		return nil
+	case first.quoted:
+		p.warnf("quoted keyword %q ignored", first.text)
+		return nil
 	}
-	if toks[0].quoted {
-		return p.errorf("a keyword cannot be quoted: %q", toks[0].text)
+	opens := len(toks) == 2 && toks[1].is("{")
+	parent := p.top()
+	if kind, known := childSection(parent, first.text); known {
+		if !opens && len(toks) > 1 {
+			return p.errorf("section %q must be followed by '{', found %q", first.text, toks[1].text)
+		}
+		if !opens {
+			// libmultipath: "missing '{'", and it enters the section anyway.
+			p.warnf("section %q without '{' on its line; read as opened here, as multipath-tools does", first.text)
+		}
+		p.stack = append(p.stack, &frame{kind: kind, name: first.text, line: p.line})
+		return nil
 	}
-	if len(toks) == 2 && toks[1].is("{") {
-		return p.open(toks[0].text)
+	if opens {
+		if parent != nil {
+			// libmultipath does not enter a section it does not know, so
+			// that section's '}' ends the enclosing one and the rest of it
+			// is read at the level above (its reservation_key ignored).
+			return p.errorf("unknown section %q in section %s: multipath-tools does not enter it, and its '}' would end %s early", first.text, parent.name, parent.name)
+		}
+		p.warnf("unknown section %q at the top level: not entered; its lines are read at the top level, as multipath-tools does", first.text)
+		return nil
 	}
 	return p.attribute(toks)
 }
 
-func (p *parser) open(name string) error {
-	if len(p.stack) >= maxDepth {
-		return p.errorf("sections nested more than %d deep", maxDepth)
-	}
-	parent := p.top()
-	kind, known := childSection(parent, name)
-	if !known && (parent == nil || parent.kind != secUnknown) {
-		where := "at the top level"
-		if parent != nil {
-			where = "in section " + parent.name
-		}
-		// libmultipath logs "invalid keyword" and does not enter the
-		// section; skipping it as a whole is the reading that cannot move
-		// later attributes into another section.
-		p.warnf("unknown section %q %s skipped", name, where)
-	}
-	p.stack = append(p.stack, &frame{kind: kind, name: name, line: p.line})
-	return nil
-}
-
-func (p *parser) close() error {
+// close ends the innermost open section; a multipath section's entry takes
+// effect then.
+func (p *parser) close() {
 	f := p.top()
 	if f == nil {
-		return p.errorf("'}' without an open section")
+		p.warnf("'}' without an open section ignored")
+		return
 	}
 	p.stack = p.stack[:len(p.stack)-1]
 	if f.kind != secMultipath {
-		return nil
+		return
 	}
 	if !f.wwidSet {
-		// multipath.conf(5): wwid is mandatory; an entry without one
-		// matches no map.
+		// multipath.conf(5): wwid is mandatory; libmultipath drops the entry
+		// ("multipaths config section missing wwid").
 		if f.keySet {
 			p.warnf("multipath section opened at line %d has no wwid: its reservation_key applies to no map", f.line)
 		} else {
 			p.warnf("multipath section opened at line %d has no wwid", f.line)
 		}
-		return nil
+		return
 	}
 	// multipath.conf(5): "If there are multiple multipath subsections
 	// matching a given WWID, the contents of these sections are merged, and
@@ -360,10 +371,11 @@ func (p *parser) close() error {
 		}
 		p.c.multipaths[f.wwid] = f.key
 	}
-	return nil
 }
 
 // value returns the single value of an attribute this package interprets.
+// libmultipath skips an attribute without a value and uses the first of
+// several; both are more likely typos than intent, so they are errors here.
 func (p *parser) value(toks []token) (string, error) {
 	switch {
 	case len(toks) < 2:
@@ -380,8 +392,8 @@ func (p *parser) key(toks []token) (Key, error) {
 		return Key{}, err
 	}
 	// libmultipath rejects the whole main file for a reservation_key it
-	// cannot parse ("error parsing config file") and skips it in a
-	// drop-in; either way it is the operator's to fix, not ours to guess.
+	// cannot parse ("error parsing config file", multipath -t exits 1) and
+	// skips it in a drop-in; either way it is the operator's to fix.
 	k, err := ParseKey(v)
 	if err != nil {
 		return Key{}, p.errorf("%v", err)
@@ -393,9 +405,6 @@ func (p *parser) key(toks []token) (Key, error) {
 func (p *parser) attribute(toks []token) error {
 	name := toks[0].text
 	f := p.top()
-	if _, known := childSection(f, name); known {
-		return p.errorf("section %q must be followed by '{' on the same line", name)
-	}
 	if f == nil {
 		p.warnf("unknown keyword %q at the top level ignored", name)
 		return nil
@@ -410,15 +419,12 @@ func (p *parser) attribute(toks []token) error {
 			}
 			p.c.defaults = k
 		case "config_dir":
-			v, err := p.value(toks)
-			if err != nil {
+			if _, err := p.value(toks); err != nil {
 				return err
 			}
-			if !p.main {
-				p.warnf("config_dir is only read from the main configuration file; ignored here")
-				return nil
-			}
-			p.c.configDir, p.c.configDirSet = v, true
+			// multipath-tools 0.9.4 (lab): "ignoring deprecated option
+			// \"config_dir\"".
+			p.warnf("config_dir ignored, as multipath-tools 0.9.4 and later ignore it (LoadDir reads another directory)")
 		case "prkeys_file":
 			v, err := p.value(toks)
 			if err != nil {
@@ -441,11 +447,9 @@ func (p *parser) attribute(toks []token) error {
 			}
 			f.key, f.keySet = k, true
 		}
-	case secUnknown:
-		// inside a skipped section
 	default:
 		if name == "reservation_key" {
-			p.warnf("reservation_key in section %s is ignored: multipath-tools reads it only in defaults and multipaths/multipath (multipath.conf(5), propsel.c select_reservation_key)", f.name)
+			p.warnf("reservation_key in section %s ignored: multipath-tools reads it only in defaults and multipaths/multipath (multipath.conf(5), propsel.c select_reservation_key)", f.name)
 		}
 	}
 	return nil

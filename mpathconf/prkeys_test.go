@@ -116,3 +116,34 @@ func TestParsePRKeysErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestParsePRKeysLab replays the prkeys file multipathd 0.9.4 left in the
+// storage lab after each step (header lines replaced by prkeysHeader):
+// "setprkey map mpatha key 0x5566", "… key 0x77:aptpl", "unsetprkey map
+// mpatha", "… key 0x88"; getprkey answered 0x5566, 0x77:aptpl, none, 0x88.
+func TestParsePRKeysLab(t *testing.T) {
+	const w = "36001405abd0000000000000000000000"
+	steps := []struct {
+		line string
+		want string // Key.String() of w's entry, "" for none
+	}{
+		{"0x0000000000005566 " + w, "0x5566"},
+		{"0X0000000000000077 " + w, "0x77:aptpl"},
+		{"#X0000000000000077 " + w, ""},
+		{"0x0000000000000088 " + w, "0x88"},
+	}
+	for _, s := range steps {
+		keys, err := ParsePRKeys(strings.NewReader(prkeysHeader+s.line+"\n"), "prkeys")
+		if err != nil {
+			t.Fatalf("%q: %v", s.line, err)
+		}
+		k, ok := keys[w]
+		got := ""
+		if ok {
+			got = k.String()
+		}
+		if got != s.want || len(keys) > 1 {
+			t.Errorf("%q: key %q (%d entries), want %q", s.line, got, len(keys), s.want)
+		}
+	}
+}
