@@ -11,6 +11,7 @@
 #
 # Env: LAB_NESTED_TEST=0  leave out the nested-QEMU tests (c, d; ~4 minutes)
 #      LAB_ONLY="a b"     run only the named tests (names as printed)
+#      LAB_NVME_TEST=0    leave out the NVMe tests (two more images, ~3 minutes)
 set -uo pipefail
 LAB=$(cd "$(dirname "$0")" && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
@@ -58,9 +59,35 @@ run_one emulate-vs-lio -c 1 -t 600 "$LAB/tests/emulate-vs-lio.sh"
 run_one linuxpr-multipath -t 300 "$LAB/tests/linuxpr-multipath.sh"
 run_one linuxpr-vs-sgio -c 1 -t 300 "$LAB/tests/linuxpr-vs-sgio.sh"
 run_one linuxpr-unprivileged -t 300 "$LAB/tests/linuxpr-unprivileged.sh"
+run_one mpath -t 500 "$LAB/tests/mpath.sh"
+# NVMe (issue 4): linuxpr on an nvmet namespace that two hosts share over
+# nvme-loop. nvmet reservations need Linux 6.13+, so each test has its own image
+# (build.sh LAB_NVME=1) with a kernel from trixie-backports: the newest one
+# (PR IN through IOC_PR_READ_*, 6.19+) and 6.18.15 (PR IN through the NVMe
+# Reservation Report fallback). A kernel the archive no longer has is a SKIP;
+# any other build failure is a FAIL.
+nvme_one() { # nvme_one NAME BUILD-DIR report|ioctl [KERNEL-PKG]
+	local name=$1 dir=$2 path=$3 pkg=${4:-} log
+	if [ -n "${LAB_ONLY:-}" ] && ! echo " $LAB_ONLY " | grep -q " $name "; then return; fi
+	log=$RUNS/build-$name.log
+	if ! LAB_BUILD=$dir LAB_NVME=1 LAB_KERNEL_SUITE=trixie-backports LAB_KERNEL_PKG=$pkg "$LAB/build.sh" > "$log" 2>&1; then
+		if grep -qE 'ERROR: (cannot download linux-image-|apt-get update of trixie-backports failed|cannot resolve the kernel)' "$log"; then
+			echo "SKIP $name: $(grep ERROR "$log" | tail -n1) (see $log)"
+		else
+			fail=$((fail + 1)); echo "FAIL $name: image build failed, see $log"; tail -n 5 "$log" | sed 's/^/    /'
+		fi
+		return
+	fi
+	LAB_BUILD=$dir run_one "$name" -t 600 -b "$BUILD/gobin" "$LAB/tests/linuxpr-nvme.sh" "$path"
+}
+if [ "${LAB_NVME_TEST:-1}" = 1 ]; then
+	nvme_one linuxpr-nvme "$BUILD/nvme" ioctl
+	nvme_one linuxpr-nvme-report "$BUILD/nvme-6.18" report linux-image-6.18.15+deb13-amd64
+fi
 if [ "$NESTED" = 1 ]; then
 	run_one nested-qemu -n -m 2048 -t 900 "$LAB/tests/nested-qemu.sh"
 	run_one two-vms-peer -n -m 2048 -t 1500 "$LAB/tests/two-vms-peer.sh"
+	run_one mpath-nested -n -m 2048 -t 900 "$LAB/tests/mpath-nested.sh"
 fi
 echo "== lab took $(( $(date +%s) - T0 ))s"
 echo "$pass passed, $fail failed"
