@@ -199,6 +199,9 @@ func FuzzDecodeNVMeReport(f *testing.F) {
 	f.Add(nvmeReportBytes(true, 7, 6, 0xffff, 0, []nvmeEntry{{rcsts: 1, key: 4}}), true, 0)
 	f.Add([]byte{1, 2, 3}, true, 5)
 	f.Add(make([]byte, 24), false, -1)
+	for _, r := range labNVMeReports { // recorded from nvmet in the lab
+		f.Add(r.report(), true, 3)
+	}
 	f.Fuzz(func(t *testing.T, b []byte, ext bool, maxKeys int) {
 		r, err := DecodeNVMeReport(b, ext)
 		if err != nil {
