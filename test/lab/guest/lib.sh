@@ -274,3 +274,25 @@ CONF
 	udevadm settle -t 30
 	LAB_MPATH=/dev/mapper/mpatha
 }
+
+# lab_inner_qemu TAG IODIR SOCKET DISK [QEMU ARGS...] : runs an inner QEMU (the
+#   nested image) in the foreground until it powers off or INNER_TIMEOUT: IODIR
+#   is its /lab/io (cmd.sh in, out/ back), /lab/bin is shared, DISK is a
+#   scsi-block disk whose PR commands go to the pr-manager-helper at SOCKET.
+#   Console to /tmp/inner-TAG.console, QEMU's output to /tmp/inner-TAG.qemu.
+#   LAB_INNER_MEM (384), LAB_INNER_DRIVE (extra -drive options, e.g.
+#   ",file.locking=off") and LAB_INNER_DEVICE (extra scsi-block options) adjust it.
+lab_inner_qemu() {
+	_tag=$1 _io=$2 _sock=$3 _disk=$4; shift 4
+	timeout -s KILL ${INNER_TIMEOUT:-420} qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
+		-machine pc -accel tcg,tb-size=64 -m ${LAB_INNER_MEM:-384} "$@" \
+		-kernel /lab/src/vmlinux -initrd /lab/src/initramfs.cpio \
+		-append "console=ttyS0 quiet loglevel=4 panic=-1 lab.timeout=$((${INNER_TIMEOUT:-420} - 30))" \
+		-virtfs local,path=$_io,mount_tag=labio,security_model=none,id=labio \
+		-virtfs local,path=/lab/bin,mount_tag=labbin,security_model=none,readonly=on,id=labbin \
+		-object pr-manager-helper,id=pr0,path=$_sock \
+		-device virtio-scsi-pci,id=scsi0 \
+		-drive if=none,id=d0,file=$_disk,format=raw,cache=none${LAB_INNER_DRIVE:-},file.pr-manager=pr0 \
+		-device scsi-block,drive=d0,bus=scsi0.0${LAB_INNER_DEVICE:-} \
+		-serial file:/tmp/inner-$_tag.console < /dev/null > /tmp/inner-$_tag.qemu 2>&1
+}

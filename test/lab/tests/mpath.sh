@@ -113,6 +113,15 @@ lab_expect_out 0 'none|^0x0*$' multipathd getprkey map mpatha
 lab_out_lacks 'def' "prhelper saw the key gone in READ KEYS and told multipathd (prkeys no longer holds 0xdef)"
 lab_expect_out 0 '^(0|unregistered)$' multipathd getprstatus map mpatha
 
+echo "== REGISTER AND MOVE: the map's reservation moves to C (relative target port 3); with UNREG the map leaves"
+lab_expect 0 $P --out --register --param-sark=0x321 $M
+lab_expect 0 $P --out --reserve --param-rk=0x321 --prout-type=1 $M
+lab_expect 0 $P --out -M --unreg --param-rk=0x321 --param-sark=0xc0c --prout-type=1 --transport-id=sas,5001405b00000003 --relative-target-port=3 $M
+lab_expect_out 0 'Key=0xc0c' other -i -r
+lab_ok "with UNREG every path of the map left (no 0x321)" [ "$(regs 0x321)" = 0 ]
+lab_expect_out 0 'none|^0x0*$' multipathd getprkey map mpatha
+lab_expect 0 sg_persist -n --out --clear --param-rk=0xc0c $C
+
 echo "== the same sequence through mpathpersist and through prhelper"
 # run_seq TOOL : register 0x123, reserve (type 5), snapshot, change the key to
 #   0x456, snapshot, release, snapshot, unregister, snapshot
@@ -140,4 +149,66 @@ lab_ok "every step succeeded through both" sh -c "! grep -q 'rc=[1-9]' /tmp/seq-
 lab_helper_stop $PRH
 echo "== prhelper log:"; cat /tmp/prh.sock.log
 lab_ok "no panic in the prhelper log" sh -c "! grep -qi panic /tmp/prh.sock.log"
+
+echo "== -u nobody -g disk: the map is served, multipathd refuses to listen"
+# the lab's device nodes are root:root 0600; Debian's udev makes them root:disk 0660
+G=6
+for p in $(ls /sys/block/$(basename $(readlink -f $M))/slaves); do chgrp $G /dev/$p; chmod 0660 /dev/$p; done
+ls -l /dev/sd*
+mkdir -p /run/prh-nobody; chown 65534:$G /run/prh-nobody
+S2=/run/prh-nobody/prh.sock
+lab_helper_start prhelper $S2 -u nobody -g $G -v
+P2="/lab/bin/prpersist --socket $S2"
+lab_expect 0 $P2 --out --register --param-sark=0x777 $M
+lab_ok "every path of the map registered 0x777 (3)" [ "$(regs 0x777)" = 3 ]
+lab_expect 0 $P2 --out --reserve --param-rk=0x777 --prout-type=6 $M
+lab_expect_out 0 'Key=0x777' other -i -r
+lab_expect 0 $P2 --out --clear --param-rk=0x777 $M
+lab_expect_out 0 'NO registered reservation keys' other -i -k
+lab_helper_stop $LAB_HELPER_PID
+cat /tmp/prh.sock.log
+lab_ok "the log says multipathd was not told (it takes PR commands from root only)" grep -q 'multipathd not told' /tmp/prh.sock.log
+
+echo "== a multipath map multipathd did not make (no mpath- uuid) is found by its table's target type"
+CM=$(cat /sys/block/$(basename $C)/dev)
+lab_expect 0 dmsetup create labmap --table "0 $(blockdev --getsz $C) multipath 0 0 1 1 round-robin 0 1 1 $CM 1"
+dmsetup info -c -o name,uuid labmap; dmsetup table labmap
+lab_expect_out 0 'kind: +dm-multipath' /lab/bin/prhelper --explain /dev/mapper/labmap
+lab_out_has 'backend: +mpath'
+lab_expect 0 dmsetup remove labmap
+
+echo "== no reservation_key in multipath.conf: multipathd cannot keep a key; prhelper registers a returning path itself"
+sed -i '/reservation_key/d' /etc/multipath.conf
+multipathd reconfigure; lab_wait 30 sh -c 'multipathd show daemon | grep -q idle'
+lab_helper_start prhelper $S -v
+lab_expect 0 $P --out --register --param-sark=0x555 $M
+lab_ok "every path of the map registered 0x555 (3)" [ "$(regs 0x555)" = 3 ]
+echo offline > /sys/block/$D1/device/state
+lab_wait 30 sh -c "multipathd show paths format '%d %t' | grep -q '^$D1 *failed'"
+lab_expect 0 $P --out --register --param-rk=0x555 --param-sark=0x556 $M
+echo running > /sys/block/$D1/device/state
+lab_wait 30 sh -c "multipathd show paths format '%d %t' | grep -q '^$D1 *active'"
+sleep 5
+lab_ok "multipathd did not register the returning path (it has no key): 0x555 still on it" [ "$(regs 0x555)" = 1 ]
+lab_expect 0 $P --in -k $M
+lab_ok "prhelper's next command registered it: 0x556 on every path (3)" sh -c "[ $(regs 0x556) = 3 ] && [ $(regs 0x555) = 0 ]"
+lab_expect 0 $P --out --register --param-rk=0x556 --param-sark=0 $M
+lab_helper_stop $LAB_HELPER_PID
+lab_ok "the log tells multipathd refused the key and prhelper registered the path" sh -c "grep -q 'multipathd not told' /tmp/prh.sock.log && grep -q 'registered a new or returning path' /tmp/prh.sock.log"
+
+echo "== multipath.conf fixes reservation_key 0xabc1: another key is refused as libmpathpersist refuses it"
+awk '{print} /^defaults \{/{print "\treservation_key 0xabc1"}' /etc/multipath.conf > /tmp/mp.conf && cat /tmp/mp.conf > /etc/multipath.conf
+grep reservation_key /etc/multipath.conf
+lab_helper_start prhelper $S -v
+lab_expect_out 11 'Aborted command' $P --out --register --param-sark=0x999 $M
+lab_ok "nothing reached the LU" [ "$(regs 0x999)" = 0 ]
+lab_expect 1 mpathpersist --out --register --param-sark=0x999 $M   # MPATH_PR_SYNTAX_ERROR: it refuses too
+lab_expect 0 $P --out --register --param-sark=0xabc1 $M
+lab_ok "the configured key registers on every path (3)" [ "$(regs 0xabc1)" = 3 ]
+lab_expect 11 $P --out --reserve --param-rk=0x999 --prout-type=5 $M
+lab_expect 0 $P --out --register --param-rk=0xabc1 --param-sark=0 $M
+lab_expect_out 0 'NO registered reservation keys' other -i -k
+lab_helper_stop $LAB_HELPER_PID
+grep 'multipath.conf' /tmp/prh.sock.log
+lab_ok "the log says why: the key is not multipath.conf's reservation_key" grep -q 'is not the reservation_key 0xabc1 that multipath.conf sets' /tmp/prh.sock.log
 lab_summary

@@ -55,17 +55,7 @@ inner_run() {
 	lab_helper_start $kind $S
 	HPID=$LAB_HELPER_PID
 	echo "== starting inner QEMU at $(lab_uptime)s"
-	timeout -s KILL $INNER_TIMEOUT qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
-		-machine pc -accel tcg,tb-size=64 -m 384 \
-		-kernel /lab/src/vmlinux -initrd /lab/src/initramfs.cpio \
-		-append "console=ttyS0 quiet loglevel=4 panic=-1 lab.timeout=$((INNER_TIMEOUT - 30))" \
-		-virtfs local,path=$I,mount_tag=labio,security_model=none,id=labio \
-		-virtfs local,path=/lab/bin,mount_tag=labbin,security_model=none,readonly=on,id=labbin \
-		-object pr-manager-helper,id=pr0,path=$S \
-		-device virtio-scsi-pci,id=scsi0 \
-		-drive if=none,id=d0,file=$db,format=raw,cache=none,file.pr-manager=pr0 \
-		-device scsi-block,drive=d0,bus=scsi0.0 \
-		-serial file:/tmp/inner-$tag.console < /dev/null > /tmp/inner-$tag.qemu 2>&1 &
+	lab_inner_qemu $tag $I $S $db &
 	QPID=$!
 	lab_ok "$kind: inner guest reached phase 1" lab_wait $((INNER_TIMEOUT - 60)) test -e $I/out/phase1.done
 	echo "== phase 1 reached at $(lab_uptime)s"

@@ -63,17 +63,8 @@ inner_start() {
 	I=/tmp/inner-$tag
 	rm -rf $I; mkdir -p $I/out
 	{ echo "MODE=$MODE"; cat /tmp/inner-common.sh /tmp/inner-$vm.sh; } > $I/cmd.sh
-	timeout -s KILL $INNER_TIMEOUT qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
-		-machine pc -accel tcg,tb-size=64 -m 320 -uuid $uuid -name $tag \
-		-kernel /lab/src/vmlinux -initrd /lab/src/initramfs.cpio \
-		-append "console=ttyS0 quiet loglevel=4 panic=-1 lab.timeout=$((INNER_TIMEOUT - 30))" \
-		-virtfs local,path=$I,mount_tag=labio,security_model=none,id=labio \
-		-virtfs local,path=/lab/bin,mount_tag=labbin,security_model=none,readonly=on,id=labbin \
-		-object pr-manager-helper,id=pr0,path=$sock \
-		-device virtio-scsi-pci,id=scsi0 \
-		-drive if=none,id=d0,file=$dev,format=raw,cache=none,file.locking=off,file.pr-manager=pr0 \
-		-device scsi-block,drive=d0,bus=scsi0.0,share-rw=on \
-		-serial file:/tmp/inner-$tag.console < /dev/null > /tmp/inner-$tag.qemu 2>&1 &
+	LAB_INNER_MEM=320 LAB_INNER_DRIVE=,file.locking=off LAB_INNER_DEVICE=,share-rw=on \
+		lab_inner_qemu $tag $I $sock $dev -uuid $uuid -name $tag &
 	QPID=$!
 	echo "== inner $tag ($vm, -uuid $uuid) started at $(lab_uptime)s, pid $QPID"
 }
