@@ -10,7 +10,8 @@ multipath -ll
 S=/run/prh.sock
 lab_helper_start prhelper $S --backend=linuxpr -v
 PRH=$LAB_HELPER_PID
-lab_expect_out 0 "backend:  linuxpr" /lab/bin/prhelper --backend=auto --explain $M
+lab_expect_out 0 "backend:  linuxpr" /lab/bin/prhelper --backend=linuxpr --explain $M
+lab_expect_out 0 "backend:  mpath" /lab/bin/prhelper --explain $M   # the default, auto, picks the multipath backend
 P="/lab/bin/prpersist --socket $S"
 # read a PR IN through the other host's path, once more after a unit attention
 other() { sg_persist -n "$@" $C >/dev/null 2>&1; sg_persist -n "$@" $C; }
