@@ -146,5 +146,33 @@ ioctl) lab_ok "PR IN took IOC_PR_READ_KEYS/IOC_PR_READ_RESERVATION" grep -q 'ker
 esac
 lab_ok "no request failed but the two expected conflicts" \
 	[ "$(grep -c 'request failed' /tmp/prh.sock.log)" = 2 ]
+
+if [ $WANT_PATH = ioctl ]; then
+	# Linux >= 6.5 lets a writable descriptor do PR OUT without CAP_SYS_ADMIN,
+	# and the read ioctls (6.19+) make PR IN need no SG_IO or NVMe passthrough:
+	# prhelper can run with no capability at all (Linux 6.1 refuses that, see
+	# linuxpr-unprivileged). QEMU (here prpersist, as root) opens the disk O_RDWR
+	# and passes the descriptor; prhelper opens nothing itself.
+	echo "== Linux $(uname -r): prhelper as nobody, without any capability"
+	mkdir -p /tmp/unpriv && chown nobody:nogroup /tmp/unpriv
+	S2=/tmp/unpriv/prh.sock LOG2=/tmp/unpriv.log
+	su -s /bin/sh -c 'exec "$@"' -- nobody sh /lab/bin/prhelper -k $S2 --backend=linuxpr -v >> $LOG2 2>&1 &
+	UPID=$!
+	lab_wait 20 test -S $S2 || lab_die "the unprivileged prhelper did not start"
+	grep -E '^(Uid|CapEff|CapPrm):' /proc/$UPID/status
+	lab_ok "it runs as nobody" [ "$(lab_status_field /proc/$UPID/status Uid)" = "65534 65534 65534 65534" ]
+	lab_ok "with no effective or permitted capability" sh -c "[ $(lab_status_field /proc/$UPID/status CapEff) = 0000000000000000 ] && [ $(lab_status_field /proc/$UPID/status CapPrm) = 0000000000000000 ]"
+	P="/lab/bin/prpersist --socket $S2"
+	lab_expect 0 $P --out --register --param-sark=0x123 $A
+	lab_expect 0 $P --out --register --param-sark=0x456 $B
+	lab_expect 0 $P --out --reserve --param-rk=0x123 --prout-type=5 $A
+	check_state "REGISTER by A and B, RESERVE by A, through the unprivileged prhelper" "gen=6 rtype=3 keys=123,456 holder=123"
+	lab_expect 24 $P --out --reserve --param-rk=0x456 --prout-type=5 $B
+	lab_expect 0 $P --out --clear --param-rk=0x456 $B
+	check_state "CLEAR by B through the unprivileged prhelper" "gen=7 rtype=0 keys= holder="
+	kill $UPID; wait $UPID
+	echo "== unprivileged prhelper log:"; cat $LOG2
+	lab_ok "no request failed but the expected conflict" [ "$(grep -c 'request failed' $LOG2)" = 1 ]
+fi
 dmesg | grep -E 'nvme|nvmet' | sed 's/^/dmesg: /'
 lab_summary
