@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -136,6 +137,11 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 		return checkCondition(scsi.SenseLUNCommFailure), fmt.Errorf("mpath: %w", err)
 	}
 	st := b.state(m.Name)
+	if req.CDB[0] == scsi.OpPersistentReserveIn {
+		if o, ok := b.quietPRIn(ctx, m, st, req); ok {
+			return o.Reply, o.Err
+		}
+	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	c := &command{b: b, ctx: ctx, m: m, st: st, cdb: req.CDB, param: req.Param}
@@ -157,6 +163,39 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 		return c.prOut()
 	}
 	return checkCondition(scsi.SenseInvalidOpcode), fmt.Errorf("mpath: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", req.CDB[0])
+}
+
+// quietPRIn runs a PR IN without holding the map's lock while it waits for the
+// device, when there is nothing to keep up: no key, or every usable path known
+// to hold it. Parallel PR IN (a guest's polling, several guests on one map)
+// then goes to the paths at once. It works on a copy of the map's state; only
+// a READ KEYS that shows the key gone takes the lock, to forget the key. ok is
+// false when the command needs the locked path (a path to catch up).
+func (b *Backend) quietPRIn(ctx context.Context, m Map, st *mapState, req *backend.Request) (o sgio.Outcome, ok bool) {
+	st.mu.Lock()
+	snap := &mapState{key: st.key, aptpl: st.aptpl, registered: maps.Clone(st.registered)}
+	st.mu.Unlock()
+	c := &command{b: b, ctx: ctx, m: m, st: snap, cdb: req.CDB, param: req.Param}
+	c.forgetUnusable()
+	if snap.key != 0 {
+		for _, dev := range c.usable() {
+			if !snap.registered[dev] {
+				return o, false
+			}
+		}
+	}
+	if len(c.usable()) == 0 {
+		return o, false // the locked path answers it
+	}
+	o, _ = c.onePath(c.cdb, c.param)
+	if snap.key != 0 && keyMissing(o.Reply, c.cdb, snap.key) {
+		st.mu.Lock()
+		if st.key == snap.key {
+			(&command{b: b, ctx: ctx, m: m, st: st, cdb: req.CDB}).keyGone()
+		}
+		st.mu.Unlock()
+	}
+	return o, true
 }
 
 func (b *Backend) state(name string) *mapState {

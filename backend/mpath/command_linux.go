@@ -204,14 +204,18 @@ func (c *command) catchUp() {
 // is unregistered from now on (multipathd is told too, so that neither it nor
 // libmpathpersist keeps a stale key).
 func (c *command) noteKeys(rep wire.Reply) {
-	if c.st.key == 0 || rep.Status != scsi.StatusGood || scsi.ServiceAction(c.cdb[:]) != scsi.SAReadKeys {
-		return
+	if c.st.key != 0 && keyMissing(rep, c.cdb, c.st.key) {
+		c.keyGone()
+	}
+}
+
+// keyMissing reports whether rep is complete READ KEYS data without key.
+func keyMissing(rep wire.Reply, cdb [wire.CDBSize]byte, key uint64) bool {
+	if rep.Status != scsi.StatusGood || cdb[0] != scsi.OpPersistentReserveIn || scsi.ServiceAction(cdb[:]) != scsi.SAReadKeys {
+		return false
 	}
 	keys, err := scsi.DecodeKeys(rep.Data)
-	if err != nil || keys.Truncated || slices.Contains(keys.Keys, c.st.key) {
-		return
-	}
-	c.keyGone()
+	return err == nil && !keys.Truncated && !slices.Contains(keys.Keys, key)
 }
 
 // keyGone forgets the map's key after it disappeared from the LU.

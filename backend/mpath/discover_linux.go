@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/prhelper/prhelper/device"
 )
@@ -23,10 +25,25 @@ type Discoverer struct {
 	// Failed, when not nil, returns the path devices dm-multipath has failed in
 	// the map (from its status line). An error leaves the decision to sysfs.
 	Failed func(info device.Info) (map[string]bool, error)
+	// TTL is how long a map's paths are reused without a new look (0: every
+	// command looks). A path that failed since is found out by the command
+	// itself (its SG_IO fails and the next path is tried); one that came back
+	// or was added is used at most TTL later.
+	TTL time.Duration
+	// Now is the clock for TTL; nil means time.Now.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[[2]uint32]cachedMap
+}
+
+type cachedMap struct {
+	m  Map
+	at time.Time
 }
 
 // Discover implements Options.Discover.
-func (d Discoverer) Discover(fd int) (Map, error) {
+func (d *Discoverer) Discover(fd int) (Map, error) {
 	info, err := d.Classify(fd)
 	if err != nil {
 		return Map{}, fmt.Errorf("classify: %w", err)
@@ -34,6 +51,40 @@ func (d Discoverer) Discover(fd int) (Map, error) {
 	if info.Kind != device.DMMultipath {
 		return Map{}, fmt.Errorf("%s is not a dm-multipath map", info)
 	}
+	if d.TTL <= 0 {
+		return d.look(info)
+	}
+	now := time.Now
+	if d.Now != nil {
+		now = d.Now
+	}
+	key := [2]uint32{info.Major, info.Minor}
+	d.mu.Lock()
+	c, ok := d.cache[key]
+	d.mu.Unlock()
+	if t := now(); ok && t.Sub(c.at) < d.TTL && !t.Before(c.at) {
+		return c.m.clone(), nil
+	}
+	m, err := d.look(info)
+	if err != nil {
+		return m, err
+	}
+	d.mu.Lock()
+	if d.cache == nil {
+		d.cache = map[[2]uint32]cachedMap{}
+	}
+	d.cache[key] = cachedMap{m: m.clone(), at: now()}
+	d.mu.Unlock()
+	return m, nil
+}
+
+func (m Map) clone() Map {
+	m.Paths = slices.Clone(m.Paths)
+	return m
+}
+
+// look reads the map's paths from sysfs (and device-mapper).
+func (d *Discoverer) look(info device.Info) (Map, error) {
 	root := d.SysfsRoot
 	if root == "" {
 		root = device.DefaultSysfsRoot

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/prhelper/prhelper/device"
 )
@@ -20,7 +21,7 @@ func TestDiscoverer(t *testing.T) {
 	}
 	mpathInfo := device.Info{Kind: device.DMMultipath, Name: "dm-0", DMName: "mpatha", DMUUID: "mpath-36001405abc"}
 	info := mpathInfo
-	d := Discoverer{SysfsRoot: root,
+	d := &Discoverer{SysfsRoot: root,
 		Classify: func(int) (device.Info, error) { return info, nil },
 		Failed:   func(device.Info) (map[string]bool, error) { return map[string]bool{"sdd": true}, nil }}
 	m, err := d.Discover(3)
@@ -54,6 +55,23 @@ func TestDiscoverer(t *testing.T) {
 	info.Name = "dm-9"
 	if _, err := d.Discover(3); err == nil {
 		t.Fatal("a map without slaves/ accepted")
+	}
+
+	// With a TTL, a map is looked at again only once the TTL has passed.
+	info = mpathInfo
+	now := time.Unix(1000, 0)
+	d.TTL, d.Now, d.Failed = time.Second, func() time.Time { return now }, nil
+	if m, err := d.Discover(3); err != nil || len(m.Paths) != 3 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	must(t, os.MkdirAll(filepath.Join(root, "block", "dm-0", "slaves", "sde"), 0o755))
+	now = now.Add(500 * time.Millisecond)
+	if m, _ := d.Discover(3); len(m.Paths) != 3 {
+		t.Fatalf("looked again within the TTL: %+v", m)
+	}
+	now = now.Add(600 * time.Millisecond)
+	if m, _ := d.Discover(3); len(m.Paths) != 4 || m.Paths[3].Usable {
+		t.Fatalf("not looked again after the TTL: %+v", m)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"time"
 
 	"github.com/prhelper/prhelper/backend/mpath"
 	"github.com/prhelper/prhelper/device"
@@ -10,12 +11,17 @@ import (
 	"github.com/prhelper/prhelper/multipathd"
 )
 
+// pathsTTL is how long a map's paths are reused without a new look at sysfs
+// and device-mapper: a busy guest's PR IN then costs no directory walk, and a
+// path that fails meanwhile is found out by the command itself.
+const pathsTTL = time.Second
+
 // newMpath builds the dm-multipath backend: paths from sysfs (and from
 // device-mapper's status where the control node may be used), SG_IO to each
 // path, multipathd at its default sockets, and multipath.conf's
 // reservation_key.
 func newMpath(devices *device.Cache, log *slog.Logger) (*mpath.Backend, error) {
-	disc := mpath.Discoverer{Classify: classifier(devices), Failed: dmFailed}
+	disc := &mpath.Discoverer{Classify: classifier(devices), Failed: dmFailed, TTL: pathsTTL}
 	return mpath.New(mpath.Options{
 		Discover: disc.Discover,
 		Open:     mpath.OpenPath,
