@@ -2,7 +2,8 @@
 # bench.sh - READ KEYS latency/throughput through prhelper, through
 # qemu-pr-helper and with direct SG_IO, in one lab VM (tools/prbench). A
 # measurement, not a test: it never fails on numbers. Args go to run.sh's
-# command file: bench.sh [REQUESTS_PER_ROW] (default 1600).
+# command file: bench.sh [REQUESTS_PER_ROW] (default 1600). BENCH=mpath runs
+# the same on a dm-multipath map (tests/bench-mpath.sh).
 set -uo pipefail
 LAB=$(cd "$(dirname "$0")" && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
@@ -11,7 +12,7 @@ export LAB_BUILD=$BUILD
 "$LAB/gobuild.sh" || exit 1
 out=$BUILD/runs/bench
 rm -rf "$out"
-LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 -o "$out" "$LAB/tests/bench.sh" "${1:-1600}"
+LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 -o "$out" "$LAB/tests/bench${BENCH:+-$BENCH}.sh" "${1:-1600}"
 rc=$?
 sed -n '/^READ KEYS round trips/,/^# ->/p' "$out/out/guest.log"
 exit $rc
