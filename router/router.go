@@ -57,7 +57,8 @@ const Auto = "auto"
 // refuseFile is the reason given when auto meets a regular file without emulation.
 const refuseFile = "auto: refused: a regular file can only be served by emulation, which is not enabled (--backend=emulate, --db or a rule); it gets qemu-pr-helper's answer (SG_IO: ENOTTY)"
 
-// byKind resolves Auto for one device. An empty name is a refusal, explained by why.
+// byKind resolves Auto for one device; why says what it chose and why (refuseFile
+// for a disk image without emulation).
 func (r *Router) byKind(info device.Info) (name, why string) {
 	has := func(b string) bool { _, ok := r.Backends[b]; return ok }
 	switch info.Kind {
