@@ -54,6 +54,17 @@ lab_expect 24 sg_persist -n --out --reserve --param-rk=0xf00 --prout-type=5 $C
 lab_expect_out 0 'Key=0xf00' $P --in -s $M
 lab_ok "READ FULL STATUS through prhelper lists 3 registrations" [ "$(printf '%s\n' "$LAB_OUT" | grep -c 'Key=')" = 3 ]
 lab_out_has 'Reservation holder'
+echo "== PR IN through the map is the device's own reply: the same bytes as SG_IO passthrough on one path"
+lab_helper_start prhelper /run/prh-sgio.sock --backend=sgio; PSG=$LAB_HELPER_PID
+# data DEV SOCKET ARGS : the \"data\" of prpersist --json (raw parameter data, hex)
+data() { _d=$1 _s=$2; shift 2; /lab/bin/prpersist --socket $_s "$@" --json $_d | sed -n 's/.*"data":"\([0-9a-f]*\)".*/\1/p'; }
+for a in -k -r -s -c; do
+	data $LAB_DEV2 /run/prh-sgio.sock $a >/dev/null 2>&1 # a unit attention pending on the path's nexus
+	x=$(data $M $S $a); y=$(data $LAB_DEV2 /run/prh-sgio.sock $a)
+	echo "# PR IN $a: map $x"; echo "#            path $y"
+	lab_ok "PR IN $a: the map's reply equals the path's (${#x} hex digits, not padded to the allocation length)" sh -c "[ -n '$x' ] && [ '$x' = '$y' ] && [ ${#x} -lt 16384 ]"
+done
+lab_helper_stop $PSG
 
 echo "== a third path joins the map: multipathd registers it (no prhelper command meanwhile)"
 lab_lio_path 4 $LAB_BS; LAB_DEV4=$LAB_DEV; D4=$(basename $LAB_DEV)
