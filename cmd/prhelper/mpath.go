@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/prhelper/prhelper/backend/mpath"
@@ -20,8 +21,8 @@ const pathsTTL = time.Second
 // device-mapper's status where the control node may be used), SG_IO to each
 // path, multipathd at its default sockets, and multipath.conf's
 // reservation_key.
-func newMpath(devices *device.Cache, log *slog.Logger) (*mpath.Backend, error) {
-	disc := &mpath.Discoverer{Classify: classifier(devices), Failed: dmFailed, TTL: pathsTTL}
+func newMpath(classify func(fd int) (device.Info, error), log *slog.Logger) (*mpath.Backend, error) {
+	disc := &mpath.Discoverer{Classify: classify, Failed: dmFailed, TTL: pathsTTL}
 	return mpath.New(mpath.Options{
 		Discover: disc.Discover,
 		Open:     mpath.OpenPath,
@@ -89,13 +90,35 @@ func refineDM(info device.Info) device.Info {
 	return info
 }
 
-// classifier is devices.Classify with refineDM applied.
-func classifier(devices *device.Cache) func(fd int) (device.Info, error) {
+// classifier is classify with refine applied to device-mapper
+// devices. refine's answer is kept for ttl per device number, so that a busy
+// guest on a dm device costs no control-node ioctl per command.
+func classifier(classify func(fd int) (device.Info, error), refine func(device.Info) device.Info, ttl time.Duration) func(fd int) (device.Info, error) {
+	type seen struct {
+		kind device.Kind
+		at   time.Time
+	}
+	var (
+		mu    sync.Mutex
+		kinds = map[[2]uint32]seen{}
+	)
 	return func(fd int) (device.Info, error) {
-		info, err := devices.Classify(fd)
-		if err != nil {
+		info, err := classify(fd)
+		if err != nil || info.Kind != device.DM {
 			return info, err
 		}
-		return refineDM(info), nil
+		key, now := [2]uint32{info.Major, info.Minor}, time.Now()
+		mu.Lock()
+		s, ok := kinds[key]
+		mu.Unlock()
+		if ok && now.Sub(s.at) < ttl && !now.Before(s.at) {
+			info.Kind = s.kind
+			return info, nil
+		}
+		info = refine(info)
+		mu.Lock()
+		kinds[key] = seen{info.Kind, now}
+		mu.Unlock()
+		return info, nil
 	}
 }

@@ -112,6 +112,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		return nil, nil, err
 	}
 	devices := device.NewCache(device.Sysfs{}, classifyTTL, nil)
+	classify := classifier(devices.Classify, refineDM, classifyTTL)
 	lp, err := linuxpr.New(linuxpr.Options{Kind: func(fd int) linuxpr.DeviceKind { return linuxprKind(devices, fd) }, Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -119,7 +120,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 	backends := map[string]backend.Backend{"sgio": sg, "linuxpr": lp}
 	closer := func() {}
 	if s.mayRoute("mpath", "auto") {
-		mp, err := newMpath(devices, log)
+		mp, err := newMpath(classify, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -148,7 +149,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		Default:  s.backend,
 		Rules:    s.rules,
 		Backends: backends,
-		Classify: classifier(devices),
+		Classify: classify,
 		Path:     fdPath,
 		Log:      log,
 	}, closer, nil
