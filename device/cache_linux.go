@@ -14,9 +14,10 @@ import (
 // after the TTL: a device number reused by a newly attached disk is seen within
 // that time. Safe for concurrent use.
 type Cache struct {
-	sys Sysfs
-	ttl time.Duration
-	now func() time.Time
+	sys    Sysfs
+	ttl    time.Duration
+	now    func() time.Time
+	refine func(Info) Info
 
 	mu      sync.Mutex
 	entries map[cacheKey]cacheEntry
@@ -37,12 +38,15 @@ type cacheEntry struct {
 const maxCacheEntries = 4096
 
 // NewCache returns a cache over sys whose entries live for ttl, timed by now
-// (time.Now when nil).
-func NewCache(sys Sysfs, ttl time.Duration, now func() time.Time) *Cache {
+// (time.Now when nil). refine, when not nil, amends each fresh classification
+// before it is cached: it adds what sysfs cannot tell, such as a device-mapper
+// table's target type, which takes the control node (package dm, which imports
+// this package and so cannot be called from it).
+func NewCache(sys Sysfs, ttl time.Duration, now func() time.Time, refine func(Info) Info) *Cache {
 	if now == nil {
 		now = time.Now
 	}
-	return &Cache{sys: sys, ttl: ttl, now: now, entries: make(map[cacheKey]cacheEntry)}
+	return &Cache{sys: sys, ttl: ttl, now: now, refine: refine, entries: make(map[cacheKey]cacheEntry)}
 }
 
 // Classify is Classify(fd, sys) through the cache. Failures are not cached.
@@ -66,6 +70,9 @@ func (c *Cache) Classify(fd int) (Info, error) {
 	info, err := classify(fileStat{mode: st.Mode, dev: st.Dev, rdev: st.Rdev, ino: st.Ino}, c.sys)
 	if err != nil {
 		return info, fmt.Errorf("classify fd %d: %w", fd, err)
+	}
+	if c.refine != nil {
+		info = c.refine(info)
 	}
 	c.mu.Lock()
 	if len(c.entries) >= maxCacheEntries {

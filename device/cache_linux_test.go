@@ -14,20 +14,25 @@ func TestCache(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	now := time.Unix(1000, 0)
-	c := NewCache(Sysfs{}, 2*time.Second, func() time.Time { return now })
+	refined := 0
+	c := NewCache(Sysfs{}, 2*time.Second, func() time.Time { return now }, func(i Info) Info {
+		refined++
+		i.Name = "refined"
+		return i
+	})
 	ia, err := c.Classify(int(a.Fd()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ib, _ := c.Classify(int(b.Fd()))
-	if ia.ID == "" || ia.ID == ib.ID || ia.Kind != RegularFile {
+	if ia.ID == "" || ia.ID == ib.ID || ia.Kind != RegularFile || ia.Name != "refined" {
 		t.Fatalf("a %+v b %+v", ia, ib)
 	}
 	// A second descriptor of the same file hits the entry.
 	a2, _ := os.Open(a.Name())
 	defer a2.Close()
-	if got, _ := c.Classify(int(a2.Fd())); got.ID != ia.ID || len(c.entries) != 2 {
-		t.Fatalf("same file via another fd: %+v, %d entries", got, len(c.entries))
+	if got, _ := c.Classify(int(a2.Fd())); got.ID != ia.ID || got.Name != "refined" || len(c.entries) != 2 || refined != 2 {
+		t.Fatalf("same file via another fd: %+v, %d entries, refined %d times", got, len(c.entries), refined)
 	}
 	// A file replaced at the same path is another inode: another entry.
 	os.Remove(a.Name())

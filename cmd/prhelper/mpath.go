@@ -2,7 +2,6 @@ package main
 
 import (
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prhelper/prhelper/backend/mpath"
@@ -88,37 +87,4 @@ func refineDM(info device.Info) device.Info {
 		info.Kind = device.DMMultipath
 	}
 	return info
-}
-
-// classifier is classify with refine applied to device-mapper
-// devices. refine's answer is kept for ttl per device number, so that a busy
-// guest on a dm device costs no control-node ioctl per command.
-func classifier(classify func(fd int) (device.Info, error), refine func(device.Info) device.Info, ttl time.Duration) func(fd int) (device.Info, error) {
-	type seen struct {
-		kind device.Kind
-		at   time.Time
-	}
-	var (
-		mu    sync.Mutex
-		kinds = map[[2]uint32]seen{}
-	)
-	return func(fd int) (device.Info, error) {
-		info, err := classify(fd)
-		if err != nil || info.Kind != device.DM {
-			return info, err
-		}
-		key, now := [2]uint32{info.Major, info.Minor}, time.Now()
-		mu.Lock()
-		s, ok := kinds[key]
-		mu.Unlock()
-		if ok && now.Sub(s.at) < ttl && !now.Before(s.at) {
-			info.Kind = s.kind
-			return info, nil
-		}
-		info = refine(info)
-		mu.Lock()
-		kinds[key] = seen{info.Kind, now}
-		mu.Unlock()
-		return info, nil
-	}
 }

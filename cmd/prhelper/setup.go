@@ -111,8 +111,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	devices := device.NewCache(device.Sysfs{}, classifyTTL, nil)
-	classify := classifier(devices.Classify, refineDM, classifyTTL)
+	devices := device.NewCache(device.Sysfs{}, classifyTTL, nil, refineDM)
 	lp, err := linuxpr.New(linuxpr.Options{Kind: func(fd int) linuxpr.DeviceKind { return linuxprKind(devices, fd) }, Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -120,7 +119,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 	backends := map[string]backend.Backend{"sgio": sg, "linuxpr": lp}
 	closer := func() {}
 	if s.mayRoute("mpath", "auto") {
-		mp, err := newMpath(classify, log)
+		mp, err := newMpath(devices.Classify, log)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -149,7 +148,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		Default:  s.backend,
 		Rules:    s.rules,
 		Backends: backends,
-		Classify: classify,
+		Classify: devices.Classify,
 		Path:     fdPath,
 		Log:      log,
 	}, closer, nil
