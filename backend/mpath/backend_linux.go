@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -239,7 +240,7 @@ func (b *Backend) forget(dev string) {
 // CAP_SYS_RAWIO, SG_IO accepts PR OUT on a read-only descriptor. O_NONBLOCK
 // keeps the open from waiting on a path that is going away.
 func OpenPath(dev string) (int, error) {
-	if dev == "" || dev == "." || dev == ".." || containsSlash(dev) {
+	if dev == "" || dev == "." || dev == ".." || strings.ContainsRune(dev, '/') {
 		return -1, fmt.Errorf("open path: bad device name %q", dev)
 	}
 	fd, err := unix.Open("/dev/"+dev, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
@@ -247,15 +248,6 @@ func OpenPath(dev string) (int, error) {
 		return -1, fmt.Errorf("open /dev/%s: %w", dev, err)
 	}
 	return fd, nil
-}
-
-func containsSlash(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			return true
-		}
-	}
-	return false
 }
 
 func checkCondition(s scsi.Sense) wire.Reply {

@@ -2,7 +2,6 @@ package mpath
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"sync"
@@ -134,7 +133,7 @@ func (c *command) fanOut(devs []string, cdb [wire.CDBSize]byte, param []byte) []
 // §6.16.2.3): what a path gets to join, leave (key 0) or catch up with the map.
 func registerIgnore(key uint64, aptpl bool) ([wire.CDBSize]byte, []byte) {
 	p := make([]byte, scsi.PROutParamLen)
-	binary.BigEndian.PutUint64(p[8:16], key)
+	putKeys(p, 0, key)
 	if aptpl {
 		p[20] = scsi.ParamAPTPL
 	}

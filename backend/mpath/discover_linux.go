@@ -1,7 +1,6 @@
 package mpath
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/device"
+	"github.com/prhelper/prhelper/dm"
 )
 
 // Discoverer finds a map's paths in sysfs, which needs no privilege: the map's
@@ -101,14 +101,14 @@ func (d *Discoverer) look(info device.Info) (Map, error) {
 	if d.Failed != nil {
 		failed, _ = d.Failed(info)
 	}
+	sys := device.Sysfs{Root: root}
 	for _, e := range ents {
 		p := Path{Dev: e.Name(), Usable: true}
-		state, err := os.ReadFile(filepath.Join(root, "block", p.Dev, "device", "state"))
-		switch s := string(bytes.TrimSpace(state)); {
+		switch state, err := dm.PathState(sys, p.Dev); {
 		case err != nil:
 			p.Usable, p.Why = false, "(no SCSI device state: not a SCSI path)"
-		case s != "running":
-			p.Usable, p.Why = false, "(SCSI device "+s+")"
+		case state != "running":
+			p.Usable, p.Why = false, "(SCSI device "+state+")"
 		case failed[p.Dev]:
 			p.Usable, p.Why = false, "(failed by dm-multipath)"
 		}
