@@ -8,11 +8,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/prhelper/prhelper/activation"
-	"github.com/prhelper/prhelper/detach"
-	"github.com/prhelper/prhelper/pidfile"
-	"github.com/prhelper/prhelper/privilege"
-	"github.com/prhelper/prhelper/server"
+	"github.com/prhelper/prhelper/internal/daemon/activation"
+	"github.com/prhelper/prhelper/internal/daemon/detach"
+	"github.com/prhelper/prhelper/internal/daemon/pidfile"
+	"github.com/prhelper/prhelper/internal/daemon/privilege"
+	"github.com/prhelper/prhelper/internal/daemon/server"
 )
 
 // readyTimeout bounds how long "prhelper -d" waits for its detached child.

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/client"
-	"github.com/prhelper/prhelper/privilege"
+	"github.com/prhelper/prhelper/internal/daemon/privilege"
 	"github.com/prhelper/prhelper/scsi"
 )
 

@@ -3,7 +3,7 @@ package main
 import (
 	"net"
 
-	"github.com/prhelper/prhelper/identity"
+	"github.com/prhelper/prhelper/internal/daemon/identity"
 )
 
 // identifier returns the function that names the initiator of a connection

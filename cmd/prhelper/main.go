@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/prhelper/prhelper/detach"
+	"github.com/prhelper/prhelper/internal/daemon/detach"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".

@@ -4,11 +4,11 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prhelper/prhelper/backend/mpath"
-	"github.com/prhelper/prhelper/device"
-	"github.com/prhelper/prhelper/dm"
-	"github.com/prhelper/prhelper/mpathconf"
-	"github.com/prhelper/prhelper/multipathd"
+	"github.com/prhelper/prhelper/internal/backend/mpath"
+	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/dm"
+	"github.com/prhelper/prhelper/internal/multipath/mpathconf"
+	"github.com/prhelper/prhelper/internal/multipath/multipathd"
 )
 
 // pathsTTL is how long a map's paths are reused without a new look at sysfs

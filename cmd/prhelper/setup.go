@@ -8,15 +8,15 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prhelper/prhelper/backend"
-	"github.com/prhelper/prhelper/backend/emulate"
-	"github.com/prhelper/prhelper/backend/linuxpr"
-	"github.com/prhelper/prhelper/backend/sgio"
-	"github.com/prhelper/prhelper/config"
-	"github.com/prhelper/prhelper/device"
+	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/backend/emulate"
+	"github.com/prhelper/prhelper/internal/backend/linuxpr"
+	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/daemon/config"
+	"github.com/prhelper/prhelper/internal/daemon/router"
+	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
-	"github.com/prhelper/prhelper/router"
-	"github.com/prhelper/prhelper/store/sqlite"
 )
 
 // classifyTTL is how long what a device is stays known without a new look at

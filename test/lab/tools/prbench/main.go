@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prhelper/prhelper/backend/sgio"
 	"github.com/prhelper/prhelper/client"
+	"github.com/prhelper/prhelper/internal/backend/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )

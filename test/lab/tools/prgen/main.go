@@ -49,9 +49,9 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/client"
+	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/store/sqlite"
 	"github.com/prhelper/prhelper/wire"
 )
 

@@ -15,9 +15,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/store/sqlite"
 	"github.com/prhelper/prhelper/wire"
 )
 

@@ -1,0 +1,138 @@
+package emulate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/store"
+	"github.com/prhelper/prhelper/pr"
+	"github.com/prhelper/prhelper/scsi"
+	"github.com/prhelper/prhelper/wire"
+)
+
+// keyPrefix namespaces the logical units' states in the store, so the store can
+// later hold other records.
+const keyPrefix = "lu/"
+
+// Backend executes PR commands on emulated logical units.
+type Backend struct {
+	store   store.Store
+	profile pr.Profile
+}
+
+var _ backend.Backend = (*Backend)(nil)
+
+// New returns a backend keeping its state in st, answering as profile says
+// (pr.LIO() for LIO-exact answers).
+func New(st store.Store, profile pr.Profile) *Backend {
+	return &Backend{store: st, profile: profile}
+}
+
+// Name returns "emulate".
+func (b *Backend) Name() string { return "emulate" }
+
+// Execute runs req against the state of req.LU as one store update: the engine
+// reads the state, answers, and the new state is durable before the answer is
+// returned.
+func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+	if req.LU == "" {
+		return checkCondition(scsi.SenseTargetFailure), errors.New("emulate: no logical-unit identity for this device")
+	}
+	if req.Initiator == "" {
+		err := req.IdentityErr
+		if err == nil {
+			err = errors.New("no initiator name")
+		}
+		return checkCondition(scsi.SenseIOError), fmt.Errorf("emulate: initiator unknown: %w", err)
+	}
+	init, err := ParseInitiator(req.Initiator)
+	if err != nil {
+		return checkCondition(scsi.SenseIOError), fmt.Errorf("emulate: %w", err)
+	}
+	port := req.TargetPort
+	if port == 0 {
+		port = 1
+	}
+	nexus := pr.Nexus{Initiator: init, RTPI: port}
+
+	var res pr.Result
+	err = b.store.Update(ctx, keyPrefix+req.LU, func(cur []byte) ([]byte, bool, error) {
+		var st pr.State
+		if cur != nil {
+			if err := st.UnmarshalBinary(cur); err != nil {
+				return nil, false, err
+			}
+		}
+		res = pr.Execute(b.profile, &st, nexus, req.CDB[:], req.Param)
+		next, err := st.MarshalBinary()
+		if err != nil {
+			return nil, false, err
+		}
+		return next, !bytes.Equal(next, cur), nil
+	})
+	if err != nil {
+		// A busy store is transient: ABORTED COMMAND makes guests retry. A state
+		// that cannot be read is not: HARDWARE ERROR, and nothing is changed.
+		sense := scsi.SenseTargetFailure
+		if errors.Is(err, store.ErrBusy) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			sense = scsi.SenseIOError
+		}
+		return checkCondition(sense), fmt.Errorf("emulate: state of %s: %w", req.LU, err)
+	}
+	rep := wire.Reply{Status: res.Status, Data: res.Data}
+	if res.Status == scsi.StatusCheckCondition {
+		rep.SetSense(res.Sense.Fixed())
+	}
+	if res.Status != scsi.StatusGood {
+		return rep, fmt.Errorf("emulate: %s from %s on %s: %s", scsi.CommandName(req.CDB[:]), nexus, req.LU, describe(res))
+	}
+	return rep, nil
+}
+
+func describe(r pr.Result) string {
+	if r.Status == scsi.StatusCheckCondition {
+		return "CHECK CONDITION " + r.Sense.String()
+	}
+	return scsi.StatusName(r.Status)
+}
+
+func checkCondition(s scsi.Sense) wire.Reply {
+	rep := wire.Reply{Status: scsi.StatusCheckCondition}
+	rep.SetSense(s.Fixed())
+	return rep
+}
+
+// ParseInitiator turns an initiator name into the engine's initiator port:
+// naa.<16 hex digits> is a SAS address (as LIO's tcm_loop and SAS fabrics name
+// initiator ports); anything else is an iSCSI name, lower-cased as RFC 3722
+// normalises them, optionally followed by ",i,0x<ISID>" for one port of it.
+func ParseInitiator(name string) (pr.Initiator, error) {
+	if name == "" {
+		return pr.Initiator{}, errors.New("empty initiator name")
+	}
+	if hex, ok := strings.CutPrefix(strings.ToLower(name), "naa."); ok && len(hex) == 16 {
+		addr, err := strconv.ParseUint(hex, 16, 64)
+		if err != nil {
+			return pr.Initiator{}, fmt.Errorf("initiator %q: bad NAA address: %w", name, err)
+		}
+		return pr.SASInitiator(addr), nil
+	}
+	n, isid, _ := strings.Cut(strings.ToLower(name), ",i,0x")
+	if n == "" || len(n) > 223 {
+		return pr.Initiator{}, fmt.Errorf("initiator %q: an iSCSI name is 1 to 223 bytes", name)
+	}
+	if isid != "" {
+		if len(isid) != 12 {
+			return pr.Initiator{}, fmt.Errorf("initiator %q: ISID must be 12 hex digits", name)
+		}
+		if _, err := strconv.ParseUint(isid, 16, 64); err != nil {
+			return pr.Initiator{}, fmt.Errorf("initiator %q: bad ISID: %w", name, err)
+		}
+	}
+	return pr.ISCSIInitiator(n, isid), nil
+}

@@ -1,0 +1,119 @@
+package mpath
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/dm"
+)
+
+// Discoverer finds a map's paths in sysfs, which needs no privilege: the map's
+// dm name and uuid, its slaves/ (read afresh on every command, so that a path
+// added a moment ago is seen) and each path's SCSI device state. When Failed is
+// set it also asks device-mapper which paths it has failed.
+type Discoverer struct {
+	// SysfsRoot is where sysfs is mounted; "" means /sys.
+	SysfsRoot string
+	// Classify tells what a descriptor is (device.Cache.Classify).
+	Classify func(fd int) (device.Info, error)
+	// Failed, when not nil, returns the path devices dm-multipath has failed in
+	// the map (from its status line). An error leaves the decision to sysfs.
+	Failed func(info device.Info) (map[string]bool, error)
+	// TTL is how long a map's paths are reused without a new look (0: every
+	// command looks). A path that failed since is found out by the command
+	// itself (its SG_IO fails and the next path is tried); one that came back
+	// or was added is used at most TTL later.
+	TTL time.Duration
+	// Now is the clock for TTL; nil means time.Now.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[[2]uint32]cachedMap
+}
+
+type cachedMap struct {
+	m  Map
+	at time.Time
+}
+
+// Discover implements Options.Discover.
+func (d *Discoverer) Discover(fd int) (Map, error) {
+	info, err := d.Classify(fd)
+	if err != nil {
+		return Map{}, fmt.Errorf("classify: %w", err)
+	}
+	if info.Kind != device.DMMultipath {
+		return Map{}, fmt.Errorf("%s is not a dm-multipath map", info)
+	}
+	if d.TTL <= 0 {
+		return d.look(info)
+	}
+	now := time.Now
+	if d.Now != nil {
+		now = d.Now
+	}
+	key := [2]uint32{info.Major, info.Minor}
+	d.mu.Lock()
+	c, ok := d.cache[key]
+	d.mu.Unlock()
+	if t := now(); ok && t.Sub(c.at) < d.TTL && !t.Before(c.at) {
+		return c.m.clone(), nil
+	}
+	m, err := d.look(info)
+	if err != nil {
+		return m, err
+	}
+	d.mu.Lock()
+	if d.cache == nil {
+		d.cache = map[[2]uint32]cachedMap{}
+	}
+	d.cache[key] = cachedMap{m: m.clone(), at: now()}
+	d.mu.Unlock()
+	return m, nil
+}
+
+func (m Map) clone() Map {
+	m.Paths = slices.Clone(m.Paths)
+	return m
+}
+
+// look reads the map's paths from sysfs (and device-mapper).
+func (d *Discoverer) look(info device.Info) (Map, error) {
+	root := d.SysfsRoot
+	if root == "" {
+		root = device.DefaultSysfsRoot
+	}
+	m := Map{Name: info.DMName, WWID: strings.TrimPrefix(info.DMUUID, "mpath-")}
+	if m.Name == "" {
+		return Map{}, fmt.Errorf("%s has no dm name", info)
+	}
+	ents, err := os.ReadDir(filepath.Join(root, "block", info.Name, "slaves"))
+	if err != nil {
+		return Map{}, fmt.Errorf("paths of %s: %w", m.Name, err)
+	}
+	var failed map[string]bool
+	if d.Failed != nil {
+		failed, _ = d.Failed(info)
+	}
+	sys := device.Sysfs{Root: root}
+	for _, e := range ents {
+		p := Path{Dev: e.Name(), Usable: true}
+		switch state, err := dm.PathState(sys, p.Dev); {
+		case err != nil:
+			p.Usable, p.Why = false, "(no SCSI device state: not a SCSI path)"
+		case state != "running":
+			p.Usable, p.Why = false, "(SCSI device "+state+")"
+		case failed[p.Dev]:
+			p.Usable, p.Why = false, "(failed by dm-multipath)"
+		}
+		m.Paths = append(m.Paths, p)
+	}
+	slices.SortFunc(m.Paths, func(a, b Path) int { return strings.Compare(a.Dev, b.Dev) })
+	return m, nil
+}

@@ -1,0 +1,185 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/daemon/config"
+	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/scsi"
+	"github.com/prhelper/prhelper/wire"
+)
+
+// Router is a backend.Backend that delegates each request to the backend its
+// device's rule names.
+type Router struct {
+	// Default names the backend for devices no rule matches.
+	Default string
+	Rules   []config.Rule
+	// Backends holds every backend a rule or Default may name.
+	Backends map[string]backend.Backend
+	// Classify tells what a descriptor is; Path names the file it was opened as
+	// (for path= rules), "" when unknown.
+	Classify func(fd int) (device.Info, error)
+	Path     func(fd int) string
+	Log      *slog.Logger
+}
+
+var _ backend.Backend = (*Router)(nil)
+
+// Name returns "router".
+func (r *Router) Name() string { return "router" }
+
+// Decision is which backend serves a device, with what logical-unit identity, and why.
+type Decision struct {
+	Backend string
+	LU      string // "" when the device has no stable identity
+	Rule    *config.Rule
+	Why     string
+	// Refused is set when auto refuses the device: Backend then only produces
+	// the refusal qemu-pr-helper would send (see Auto).
+	Refused bool
+}
+
+// Auto is the backend name that picks a backend by the kind of device: SCSI →
+// sgio, NVMe and device-mapper → linuxpr, a multipath map → mpath when there is
+// one (else linuxpr, whose REGISTER the kernel sends down every path), a regular
+// file → emulate when emulation is enabled, else a refusal.
+//
+// The refusal of a regular file goes out as qemu-pr-helper's: the file is handed
+// to SG_IO and the kernel's ENOTTY becomes the same CHECK CONDITION qemu-pr-helper
+// sends for it, so that prhelper stays a byte-exact drop-in under its default
+// backend; the log says why and what would serve the file.
+const Auto = "auto"
+
+// refuseFile is the reason given when auto meets a regular file without emulation.
+const refuseFile = "auto: refused: a regular file can only be served by emulation, which is not enabled (--backend=emulate, --db or a rule); it gets qemu-pr-helper's answer (SG_IO: ENOTTY)"
+
+// byKind resolves Auto for one device; why says what it chose and why (refuseFile
+// for a disk image without emulation).
+func (r *Router) byKind(info device.Info) (name, why string) {
+	has := func(b string) bool { _, ok := r.Backends[b]; return ok }
+	switch info.Kind {
+	case device.SCSIDisk, device.SCSIGeneric:
+		return "sgio", "auto: SCSI device, SG_IO passthrough"
+	case device.NVMeNamespace:
+		return "linuxpr", "auto: NVMe namespace, <linux/pr.h> ioctls"
+	case device.DMMultipath:
+		if has("mpath") {
+			return "mpath", "auto: dm-multipath map, multipath backend"
+		}
+		return "linuxpr", "auto: dm-multipath map, <linux/pr.h> ioctls (the kernel registers on every path)"
+	case device.DM:
+		return "linuxpr", "auto: device-mapper device, <linux/pr.h> ioctls"
+	case device.RegularFile:
+		if has("emulate") {
+			return "emulate", "auto: regular file, emulated reservations"
+		}
+		return "sgio", refuseFile
+	}
+	return "sgio", "auto: " + info.Kind.String() + " device, SG_IO passthrough as qemu-pr-helper"
+}
+
+// Decide applies the rules to a device. It is pure: the same info and path give
+// the same decision.
+func (r *Router) Decide(info device.Info, path string) Decision {
+	d := Decision{Backend: r.Default, Why: "no rule matches: default backend"}
+	lu, _ := info.Key()
+	wwid := info.LUID
+	if wwid == "" {
+		wwid = info.ID
+	}
+	for i := range r.Rules {
+		rule := &r.Rules[i]
+		if !rule.Matches(info.Kind.String(), wwid, path) {
+			continue
+		}
+		d.Rule = rule
+		d.Why = fmt.Sprintf("line %d: %s", rule.Line, rule)
+		if rule.Backend != "" {
+			d.Backend = rule.Backend
+		}
+		if rule.ID != "" {
+			lu = rule.ID
+		}
+		break
+	}
+	d.LU = lu
+	if d.Backend == Auto {
+		var why string
+		d.Backend, why = r.byKind(info)
+		d.Why += "; " + why
+		d.Refused = why == refuseFile
+	}
+	return d
+}
+
+// Execute classifies the request's descriptor, decides, and runs the request on
+// the chosen backend with the LU identity filled in.
+func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+	if r.Default == "sgio" && len(r.Rules) == 0 {
+		// The qemu-pr-helper set-up: nothing to decide, so no look at the
+		// device (SG_IO needs neither its kind nor its identity).
+		if b, ok := r.Backends["sgio"]; ok {
+			return b.Execute(ctx, req)
+		}
+	}
+	info, err := r.Classify(req.FD)
+	if err != nil {
+		// An unknown device can still be passed through; the backends that
+		// need an identity refuse it themselves.
+		info = device.Info{Kind: device.Other}
+		r.log().Debug("cannot classify device", "fd", req.FD, "err", err)
+	}
+	path := ""
+	if r.Path != nil && r.rulesUsePath() {
+		path = r.Path(req.FD)
+	}
+	d := r.Decide(info, path)
+	if d.Backend == "" {
+		// Like a device without PR support: INVALID COMMAND OPERATION CODE.
+		rep := wire.Reply{Status: scsi.StatusCheckCondition}
+		rep.SetSense(scsi.SenseInvalidOpcode.Fixed())
+		return rep, fmt.Errorf("router: %s refused: %s", describe(info, path), d.Why)
+	}
+	b, ok := r.Backends[d.Backend]
+	if !ok {
+		rep := wire.Reply{Status: scsi.StatusCheckCondition}
+		rep.SetSense(scsi.SenseTargetFailure.Fixed())
+		return rep, fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, d.Why)
+	}
+	req.LU = d.LU
+	rep, err := b.Execute(ctx, req)
+	if err != nil {
+		err = fmt.Errorf("%s on %s: %w", d.Backend, describe(info, path), err)
+		if d.Refused {
+			err = fmt.Errorf("router: %s refused: %s: %w", describe(info, path), refuseFile, err)
+		}
+	}
+	return rep, err
+}
+
+func (r *Router) rulesUsePath() bool {
+	for _, rule := range r.Rules {
+		if rule.Path != "" {
+			return true
+		}
+	}
+	return false
+}
+
+func describe(info device.Info, path string) string {
+	if path != "" {
+		return path
+	}
+	return info.String()
+}
+
+func (r *Router) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}

@@ -1,0 +1,193 @@
+package router
+
+import (
+	"os"
+
+	"context"
+	"errors"
+	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"strings"
+	"testing"
+
+	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/daemon/config"
+	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/scsi"
+	"github.com/prhelper/prhelper/wire"
+)
+
+type named struct {
+	name string
+	got  []backend.Request
+}
+
+func (n *named) Name() string { return n.name }
+func (n *named) Execute(ctx context.Context, r *backend.Request) (wire.Reply, error) {
+	n.got = append(n.got, *r)
+	return wire.Reply{Status: scsi.StatusGood}, nil
+}
+
+const rules = `
+rule path=/var/lib/images/shared.img backend=emulate id=shared-1
+rule kind=file backend=emulate
+rule wwid=naa.6001405* backend=emulate
+rule kind=dm-multipath backend=sgio
+`
+
+func newRouter(t *testing.T, def string, infos map[int]device.Info, paths map[int]string) (*Router, map[string]*named) {
+	t.Helper()
+	c, err := config.Parse(strings.NewReader(rules), "test.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := map[string]*named{"sgio": {name: "sgio"}, "emulate": {name: "emulate"}}
+	r := &Router{
+		Default:  def,
+		Rules:    c.Rules,
+		Backends: map[string]backend.Backend{"sgio": bs["sgio"], "emulate": bs["emulate"]},
+		Classify: func(fd int) (device.Info, error) {
+			if i, ok := infos[fd]; ok {
+				return i, nil
+			}
+			return device.Info{}, errors.New("no such fd")
+		},
+		Path: func(fd int) string { return paths[fd] },
+	}
+	return r, bs
+}
+
+func TestDecide(t *testing.T) {
+	r, _ := newRouter(t, "sgio", nil, nil)
+	file := device.Info{Kind: device.RegularFile, ID: "file:8:1:1234", LUID: "file:8:1:1234"}
+	lio := device.Info{Kind: device.SCSIDisk, ID: "naa.6001405abd", LUID: "naa.6001405abd"}
+	other := device.Info{Kind: device.SCSIDisk, ID: "naa.5000c500", LUID: "naa.5000c500"}
+	mpath := device.Info{Kind: device.DMMultipath, ID: "mpath-36001405abd", LUID: "naa.6001405abd"}
+	for _, tc := range []struct {
+		name     string
+		info     device.Info
+		path     string
+		backend  string
+		lu       string
+		ruleLine int
+	}{
+		{"image with a configured id", file, "/var/lib/images/shared.img", "emulate", "shared-1", 2},
+		{"any other file", file, "/tmp/x.img", "emulate", "file:8:1:1234", 3},
+		{"LIO disk by wwid", lio, "/dev/sdb", "emulate", "naa.6001405abd", 4},
+		{"multipath map of a LIO LU: wwid rule comes first", mpath, "/dev/dm-0", "emulate", "naa.6001405abd", 4},
+		{"other disk: default", other, "/dev/sdc", "sgio", "naa.5000c500", 0},
+	} {
+		d := r.Decide(tc.info, tc.path)
+		line := 0
+		if d.Rule != nil {
+			line = d.Rule.Line
+		}
+		if d.Backend != tc.backend || d.LU != tc.lu || line != tc.ruleLine {
+			t.Errorf("%s: %+v, want backend %s lu %s line %d", tc.name, d, tc.backend, tc.lu, tc.ruleLine)
+		}
+		if d.Why == "" {
+			t.Errorf("%s: no reason given", tc.name)
+		}
+	}
+}
+
+func TestExecuteDelegatesWithLU(t *testing.T) {
+	infos := map[int]device.Info{
+		3: {Kind: device.RegularFile, ID: "file:8:1:9", LUID: "file:8:1:9"},
+		4: {Kind: device.SCSIDisk, ID: "naa.5000c500", LUID: "naa.5000c500"},
+	}
+	r, bs := newRouter(t, "sgio", infos, map[int]string{3: "/var/lib/images/shared.img"})
+	for _, fd := range []int{3, 4, 99} {
+		if _, err := r.Execute(context.Background(), &backend.Request{FD: fd, CDB: scsi.PRInCDB(0, 8)}); err != nil {
+			t.Fatalf("fd %d: %v", fd, err)
+		}
+	}
+	if e := bs["emulate"].got; len(e) != 1 || e[0].LU != "shared-1" || e[0].FD != 3 {
+		t.Fatalf("emulate got %+v", e)
+	}
+	// fd 99 cannot be classified: the default backend still gets it, without an LU.
+	if s := bs["sgio"].got; len(s) != 2 || s[0].LU != "naa.5000c500" || s[1].FD != 99 || s[1].LU != "" {
+		t.Fatalf("sgio got %+v", s)
+	}
+}
+
+func TestUnconfiguredBackend(t *testing.T) {
+	r, _ := newRouter(t, "sgio", map[int]device.Info{3: {Kind: device.RegularFile, ID: "f"}}, nil)
+	delete(r.Backends, "emulate")
+	rep, err := r.Execute(context.Background(), &backend.Request{FD: 3, CDB: scsi.PRInCDB(0, 8)})
+	if err == nil || rep.Status != scsi.StatusCheckCondition {
+		t.Fatalf("status %#x err %v", rep.Status, err)
+	}
+}
+
+func TestAuto(t *testing.T) {
+	r := &Router{Default: Auto, Backends: map[string]backend.Backend{"sgio": &named{}, "linuxpr": &named{}}}
+	for _, tc := range []struct {
+		kind    device.Kind
+		want    string
+		withEmu string
+		withMP  string
+	}{
+		{device.SCSIDisk, "sgio", "sgio", "sgio"},
+		{device.SCSIGeneric, "sgio", "sgio", "sgio"},
+		{device.NVMeNamespace, "linuxpr", "linuxpr", "linuxpr"},
+		{device.DMMultipath, "linuxpr", "linuxpr", "mpath"},
+		{device.DM, "linuxpr", "linuxpr", "linuxpr"},
+		{device.RegularFile, "sgio", "emulate", "sgio"},
+		{device.Partition, "sgio", "sgio", "sgio"},
+		{device.Other, "sgio", "sgio", "sgio"},
+	} {
+		info := device.Info{Kind: tc.kind, ID: "x"}
+		if d := r.Decide(info, ""); d.Backend != tc.want || !strings.Contains(d.Why, "auto:") || d.Refused != (tc.kind == device.RegularFile) {
+			t.Errorf("%v: %+v, want %q", tc.kind, d, tc.want)
+		}
+		r.Backends["emulate"] = &named{}
+		if d := r.Decide(info, ""); d.Backend != tc.withEmu {
+			t.Errorf("%v with emulation: %+v, want %q", tc.kind, d, tc.withEmu)
+		}
+		delete(r.Backends, "emulate")
+		r.Backends["mpath"] = &named{}
+		if d := r.Decide(info, ""); d.Backend != tc.withMP {
+			t.Errorf("%v with mpath: %+v, want %q", tc.kind, d, tc.withMP)
+		}
+		delete(r.Backends, "mpath")
+	}
+}
+
+// TestAutoRefusesFileAsQEMU: without emulation, auto refuses a disk image with
+// exactly the reply qemu-pr-helper gives (its SG_IO fails with ENOTTY), and the
+// log error says why and what would serve the file.
+func TestAutoRefusesFileAsQEMU(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "disk.img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sg, err := sgio.New(sgio.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := int(f.Fd())
+	cdb := scsi.PRInCDB(0, 8)
+	want, _ := sg.Execute(context.Background(), &backend.Request{FD: fd, CDB: cdb})
+	r := &Router{Default: Auto, Backends: map[string]backend.Backend{"sgio": sg, "linuxpr": &named{}},
+		Classify: func(int) (device.Info, error) { return device.Info{Kind: device.RegularFile}, nil }}
+	rep, err := r.Execute(context.Background(), &backend.Request{FD: fd, CDB: cdb})
+	if rep.Status != scsi.StatusCheckCondition || rep.Sense != want.Sense || len(rep.Data) != 0 {
+		t.Fatalf("reply %#x %x, want qemu-pr-helper's %#x %x", rep.Status, rep.Sense[:18], want.Status, want.Sense[:18])
+	}
+	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "--backend=emulate") {
+		t.Fatalf("log error %v", err)
+	}
+}
+
+// TestPassthroughLooksAtNothing: the qemu-pr-helper set-up (sgio, no rules) does
+// not classify the device at all: a busy guest costs no sysfs walk.
+func TestPassthroughLooksAtNothing(t *testing.T) {
+	sg := &named{name: "sgio"}
+	r := &Router{Default: "sgio", Backends: map[string]backend.Backend{"sgio": sg},
+		Classify: func(int) (device.Info, error) { t.Fatal("classified"); return device.Info{}, nil },
+		Path:     func(int) string { t.Fatal("path looked up"); return "" }}
+	if _, err := r.Execute(context.Background(), &backend.Request{FD: 3}); err != nil || len(sg.got) != 1 {
+		t.Fatalf("%v %d", err, len(sg.got))
+	}
+}

@@ -1,0 +1,291 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/scsi"
+	"github.com/prhelper/prhelper/wire"
+)
+
+// Server serves the helper protocol on one or more listeners.
+type Server struct {
+	backend backend.Backend
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	closing  bool
+	conns    map[*conn]struct{}
+	wg       sync.WaitGroup
+	nextID   atomic.Uint64
+	requests atomic.Uint64
+}
+
+// New returns a server that executes every request on b and logs to log.
+func New(b backend.Backend, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{backend: b, log: log, conns: make(map[*conn]struct{})}
+}
+
+// Requests is the number of requests executed so far.
+func (s *Server) Requests() uint64 { return s.requests.Load() }
+
+// Listener is a listening socket with what the server tells backends about the
+// connections it accepts.
+type Listener struct {
+	*net.UnixListener
+	// Identify names the initiator behind a new connection (the listener's
+	// identity policy: the host, the QEMU peer, or a fixed name). It runs once per
+	// connection; nil leaves backend.Request.Initiator empty.
+	Identify func(*net.UnixConn) (string, error)
+	// TargetPort is the relative target port identifier reported for requests
+	// on this listener; 0 means 1.
+	TargetPort uint16
+}
+
+// Serve accepts connections on every listener until ctx is done, then shuts down
+// gracefully: the listeners are closed (which removes a socket file the listener
+// created), idle connections are closed, and Serve returns once every request in
+// flight has been answered. A listener failing for another reason also stops the
+// server and is returned as the error.
+func (s *Server) Serve(ctx context.Context, listeners ...Listener) error {
+	if len(listeners) == 0 {
+		return errors.New("serve: no listener")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, len(listeners))
+	var accepting sync.WaitGroup
+	for _, l := range listeners {
+		accepting.Add(1)
+		go func() {
+			defer accepting.Done()
+			errc <- s.acceptLoop(ctx, l)
+		}()
+	}
+	<-ctx.Done()
+	for _, l := range listeners {
+		l.Close()
+	}
+	accepting.Wait()
+	close(errc)
+	var err error
+	for e := range errc {
+		if e != nil && err == nil {
+			err = e
+		}
+	}
+	s.shutdown()
+	return err
+}
+
+func (s *Server) acceptLoop(ctx context.Context, l Listener) error {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ECONNABORTED) {
+				s.log.Warn("accept failed, continuing", "listener", l.Addr().String(), "err", err)
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
+		}
+		s.start(ctx, c, l)
+	}
+}
+
+// start registers and runs a connection; after shutdown began it is refused.
+func (s *Server) start(ctx context.Context, nc *net.UnixConn, l Listener) {
+	c := &conn{UnixConn: nc, id: s.nextID.Add(1), listener: l}
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+			nc.Close()
+		}()
+		s.serveConn(ctx, c)
+	}()
+}
+
+// shutdown closes idle connections and waits for busy ones to finish.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	s.closing = true
+	for c := range s.conns {
+		if !c.busy {
+			c.Close()
+		}
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+type conn struct {
+	*net.UnixConn
+	id       uint64
+	listener Listener
+	busy     bool // guarded by Server.mu
+
+	initiator   string // from listener.Identify, set before the first request
+	identityErr error
+}
+
+// setBusy marks c busy; it reports false when the server is shutting down, in
+// which case the request must not run.
+func (s *Server) setBusy(c *conn, busy bool) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if busy && s.closing {
+		return false
+	}
+	c.busy = busy
+	return true
+}
+
+func (s *Server) serveConn(ctx context.Context, c *conn) {
+	log := s.log.With("conn", c.id)
+	if pid, uid, ok := peerCred(c.UnixConn); ok {
+		log = log.With("peer_pid", pid, "peer_uid", uid)
+	}
+	if c.listener.Identify != nil {
+		c.initiator, c.identityErr = c.listener.Identify(c.UnixConn)
+		if c.identityErr != nil {
+			log.Warn("initiator identity unknown; backends that need it will refuse", "err", c.identityErr)
+		} else {
+			log = log.With("initiator", c.initiator)
+		}
+	}
+	log.Debug("connection accepted")
+	if err := wire.ServerHandshake(c.UnixConn); err != nil {
+		s.logConnErr(log, "handshake", err)
+		return
+	}
+	for {
+		req, err := wire.ReadRequest(c.UnixConn)
+		if err != nil {
+			s.logConnErr(log, "read request", err)
+			return
+		}
+		if !s.setBusy(c, true) {
+			unix.Close(req.FD)
+			return
+		}
+		rep := s.execute(context.WithoutCancel(ctx), log, c, req)
+		err = wire.WriteReply(c.UnixConn, req.CDB[:], &rep)
+		s.setBusy(c, false)
+		if err != nil {
+			log.Warn("reply not delivered", "cmd", scsi.CommandName(req.CDB[:]), "err", err)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// execute runs one request and closes its descriptor, whatever happens.
+func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request) (rep wire.Reply) {
+	defer unix.Close(req.FD)
+	s.requests.Add(1)
+	name := scsi.CommandName(req.CDB[:])
+	defer func() {
+		// A backend must not panic; if one does, the guest gets an error
+		// instead of the whole helper going down.
+		if p := recover(); p != nil {
+			log.Error("backend panic", "cmd", name, "panic", p)
+			rep = checkCondition(scsi.SenseTargetFailure)
+		}
+	}()
+	if !req.IsPRIn() && readOnly(req.FD) {
+		// qemu-pr-helper refuses PR OUT on a read-only descriptor with
+		// INVALID COMMAND OPERATION CODE, and keeps the connection.
+		log.Warn("request failed", "cmd", name, "status", "CHECK CONDITION", "sense", scsi.SenseInvalidOpcode.String(),
+			"err", "PR OUT on a descriptor opened read-only")
+		return checkCondition(scsi.SenseInvalidOpcode)
+	}
+	breq := &backend.Request{CDB: req.CDB, Param: req.Param, FD: req.FD,
+		Initiator: c.initiator, IdentityErr: c.identityErr, TargetPort: c.listener.TargetPort}
+	rep, err := s.backend.Execute(ctx, breq)
+	if err != nil || rep.Status != scsi.StatusGood {
+		attrs := []any{"cmd", name, "backend", s.backend.Name(), "status", scsi.StatusName(rep.Status)}
+		if sn, ok := scsi.ParseSense(rep.Sense[:]); ok && rep.Status == scsi.StatusCheckCondition {
+			attrs = append(attrs, "sense", sn.String())
+		}
+		if err != nil {
+			attrs = append(attrs, "err", err)
+		}
+		log.Warn("request failed", attrs...)
+	} else {
+		log.Debug("request done", "cmd", name, "data", len(rep.Data))
+	}
+	return rep
+}
+
+func checkCondition(s scsi.Sense) wire.Reply {
+	rep := wire.Reply{Status: scsi.StatusCheckCondition}
+	rep.SetSense(s.Fixed())
+	return rep
+}
+
+// readOnly reports whether fd was opened O_RDONLY. Like qemu-pr-helper, a failing
+// fcntl does not count as read-only.
+func readOnly(fd int) bool {
+	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
+	return err == nil && fl&unix.O_ACCMODE == unix.O_RDONLY
+}
+
+func (s *Server) logConnErr(log *slog.Logger, what string, err error) {
+	switch {
+	case errors.Is(err, io.EOF):
+		log.Debug("connection closed by peer")
+	case errors.Is(err, wire.ErrProtocol):
+		log.Warn("closing connection", "during", what, "err", err)
+	case errors.Is(err, net.ErrClosed):
+		log.Debug("connection closed at shutdown")
+	default:
+		log.Info("connection ended", "during", what, "err", err)
+	}
+}
+
+func peerCred(c *net.UnixConn) (pid, uid int32, ok bool) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, 0, false
+	}
+	var cred *unix.Ucred
+	cerr := rc.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if cerr != nil || err != nil {
+		return 0, 0, false
+	}
+	return cred.Pid, int32(cred.Uid), true
+}
