@@ -6,7 +6,7 @@ import (
 	"github.com/prhelper/prhelper/scsi"
 )
 
-// Operation codes the access check (spc-pr.md §10) and the SPC-2 reservation
+// Operation codes the access check (docs/spc4-pr.md §10) and the SPC-2 reservation
 // logic (§12) know by name.
 const (
 	opReserve6        = 0x16
@@ -236,7 +236,7 @@ func readLike(cdb []byte) bool {
 
 // CheckAccess is the target's gate for a command other than the engine's own:
 // it answers whether nexus n may run cdb now, without running it. In order
-// (spc-pr.md §6): a pending unit attention is reported and cleared (CHECK
+// (docs/spc4-pr.md §6): a pending unit attention is reported and cleared (CHECK
 // CONDITION 06h; REQUEST SENSE instead returns it as GOOD data, INQUIRY and
 // REPORT LUNS leave it pending); a nexus other than the SPC-2 reserver gets
 // RESERVATION CONFLICT except for INQUIRY and RELEASE; a non-holder of the

@@ -5,7 +5,7 @@
 // no goroutines; a store (SQLite, etcd, memory) keeps State's MarshalBinary
 // bytes and runs Execute inside one atomic read-modify-write.
 //
-// The behaviour follows /work/shared/reference/spc-pr.md, which records what the
+// The behaviour follows docs/spc4-pr.md, which records what the
 // Linux target (LIO, drivers/target/target_core_pr.c), SCST and tgt do. Comments
 // cite its sections (§n) and the SPC-4 clauses. By default (LIO()) the answers
 // are byte-exact to current LIO, including its quirks: CHECK CONDITION 02/08/00

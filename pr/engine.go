@@ -8,7 +8,7 @@ import (
 
 // Result is the outcome of one command: a SAM status, the sense data when
 // Status is CHECK CONDITION, and for a GOOD PR IN the parameter data. Data is
-// already cut to the allocation length, with LIO's quirks applied (spc-pr.md §4):
+// already cut to the allocation length, with LIO's quirks applied (docs/spc4-pr.md §4):
 // it is exactly what the target would transfer.
 type Result struct {
 	Status byte
@@ -26,7 +26,7 @@ const cdbLen = 10
 // use, but param is never read beyond its own length: a list shorter than
 // announced answers PARAMETER LIST LENGTH ERROR once its bytes are needed.
 //
-// Checks run in LIO's order (spc-pr.md §6): a pending unit attention, the SPC-2
+// Checks run in LIO's order (docs/spc4-pr.md §6): a pending unit attention, the SPC-2
 // RESERVE conflict, the reservation check for non-holders (§10), then the
 // service action's own checks (§3.1, §7). st changes only when the command
 // succeeds, except that reporting a unit attention consumes it. Execute never
@@ -67,7 +67,7 @@ func Execute(p Profile, st *State, n Nexus, cdb []byte, param []byte) Result {
 	return r
 }
 
-// prOutParams is the decoded PR OUT parameter list (spc-pr.md §3.1, §3.2).
+// prOutParams is the decoded PR OUT parameter list (docs/spc4-pr.md §3.1, §3.2).
 type prOutParams struct {
 	key, sark uint64
 	specIPT   bool
@@ -83,7 +83,7 @@ type prOutParams struct {
 func (pp *prOutParams) full() bool { return uint64(len(pp.list)) >= pp.length }
 
 // prOut checks the parameter list the way LIO target_scsi3_emulate_pr_out does
-// (spc-pr.md §3.1 rules 1-3, §6 step 4) and dispatches on the service action.
+// (docs/spc4-pr.md §3.1 rules 1-3, §6 step 4) and dispatches on the service action.
 func prOut(p Profile, st *State, n Nexus, cdb, param []byte) Result {
 	sa := cdb[1] & 0x1f
 	scope := cdb[2] >> 4

@@ -8,7 +8,7 @@ import (
 )
 
 // registerAndMove implements REGISTER AND MOVE (07h) in the order of LIO
-// core_scsi3_emulate_register_and_move (SPC-4 §5.7.8; spc-pr.md §3.2, §7.6): the
+// core_scsi3_emulate_register_and_move (SPC-4 §5.7.8; docs/spc4-pr.md §3.2, §7.6): the
 // holder hands its reservation, type and scope unchanged, to another I_T nexus,
 // registering it with SARK (or overwriting its key). No unit attention is raised.
 func registerAndMove(p Profile, st *State, n Nexus, pp *prOutParams) Result {

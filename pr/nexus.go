@@ -9,7 +9,7 @@ import (
 )
 
 // Initiator identifies an initiator port by the contents of its TransportID
-// (SPC-4 §7.6.4; spc-pr.md §3.3). Protocol is a scsi.Proto* value; Name and ISID
+// (SPC-4 §7.6.4; docs/spc4-pr.md §3.3). Protocol is a scsi.Proto* value; Name and ISID
 // are used for iSCSI (the ISID as 12 hex digits, "" for a registration made
 // from a format 00b TransportID, which names the initiator device and so matches
 // every one of its ports), Addr for FC (N_Port name) and SAS (SAS address).
@@ -21,7 +21,7 @@ type Initiator struct {
 }
 
 // ISCSIInitiator returns the iSCSI initiator port name + ISID. LIO stores and
-// reports ISIDs in lower case (spc-pr.md §3.3), so the ISID is lower-cased here.
+// reports ISIDs in lower case (docs/spc4-pr.md §3.3), so the ISID is lower-cased here.
 func ISCSIInitiator(name, isid string) Initiator {
 	return Initiator{Protocol: scsi.ProtoISCSI, Name: name, ISID: strings.ToLower(isid)}
 }
@@ -43,14 +43,14 @@ func (a Initiator) SameNode(b Initiator) bool {
 
 // Equal reports whether a and b are the same initiator port: the same node and
 // the same ISID. ISIDs are numbers written in hex, so their digits compare
-// ignoring case (LIO lower-cases a received ISID, spc-pr.md §3.3).
+// ignoring case (LIO lower-cases a received ISID, docs/spc4-pr.md §3.3).
 func (a Initiator) Equal(b Initiator) bool {
 	return a.SameNode(b) && strings.EqualFold(a.ISID, b.ISID)
 }
 
 // covers reports whether a registration made for initiator a identifies the
 // initiator port b. LIO core_scsi3_locate_pr_reg matches the node ACL, plus the
-// ISID only when one was present at registration (spc-pr.md §5).
+// ISID only when one was present at registration (docs/spc4-pr.md §5).
 func (a Initiator) covers(b Initiator) bool {
 	return a.SameNode(b) && (a.ISID == "" || strings.EqualFold(a.ISID, b.ISID))
 }
@@ -72,7 +72,7 @@ func (a Initiator) String() string {
 }
 
 // TransportID returns the TransportID LIO reports for the initiator in READ FULL
-// STATUS (spc-pr.md §4.4, LIO iscsi_get_pr_transport_id): for iSCSI the name,
+// STATUS (docs/spc4-pr.md §4.4, LIO iscsi_get_pr_transport_id): for iSCSI the name,
 // ",i,0x" and the ISID when one is present (format 01b, byte 0 = 45h), then a
 // NUL, padded with NULs to a multiple of 4 only. SPC-4 §7.6.4.6 also asks for an
 // ADDITIONAL LENGTH of at least 20, which scsi.TransportID.Encode applies and LIO

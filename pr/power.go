@@ -1,7 +1,7 @@
 package pr
 
 // PowerOn applies a power cycle (or target restart) to st, for a store that
-// kept the state bytes across it (SPC-4 §5.7.5; spc-pr.md §7.8, §11). Without
+// kept the state bytes across it (SPC-4 §5.7.5; docs/spc4-pr.md §7.8, §11). Without
 // PTPL_A everything is lost and the generation returns to 0. With PTPL_A the
 // registrations and the reservation survive; the generation restarts at the
 // number of registrations under RestoreCountsGeneration (LIO re-adds each one

@@ -4,7 +4,7 @@ import "github.com/prhelper/prhelper/scsi"
 
 // preempt implements PREEMPT (04h) and PREEMPT AND ABORT (05h) with LIO's
 // decision procedure (core_scsi3_pro_preempt; SPC-4 §5.7.11.4, figure 9;
-// spc-pr.md §7.5). PREEMPT AND ABORT differs only in aborting the preempted
+// docs/spc4-pr.md §7.5). PREEMPT AND ABORT differs only in aborting the preempted
 // nexuses' outstanding commands, which is the task manager's business: the
 // engine has no task set, so both service actions change the state alike.
 func preempt(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Result {

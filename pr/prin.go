@@ -9,7 +9,7 @@ import (
 // prInHeaderLen is PRGENERATION + ADDITIONAL LENGTH (SPC-4 §6.15.2).
 const prInHeaderLen = 8
 
-// prIn answers PERSISTENT RESERVE IN (SPC-4 §6.15; spc-pr.md §4). PR IN never
+// prIn answers PERSISTENT RESERVE IN (SPC-4 §6.15; docs/spc4-pr.md §4). PR IN never
 // changes the state. An unknown service action (04h-1Fh) is INVALID FIELD IN CDB.
 func prIn(p Profile, st *State, cdb []byte) Result {
 	alloc := int(binary.BigEndian.Uint16(cdb[7:9]))

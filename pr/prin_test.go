@@ -39,14 +39,14 @@ var (
 	nx3 = Nexus{Initiator: ISCSIInitiator("iqn.1994-05.com.example:i3", "00023d000003"), RTPI: 1}
 )
 
-// tidI1 is I1's LIO TransportID from spc-pr.md §4.4: 45 00 00 2C, the name,
+// tidI1 is I1's LIO TransportID from docs/spc4-pr.md §4.4: 45 00 00 2C, the name,
 // ",i,0x", the ISID in lower case, a NUL; 48 bytes.
 const tidI1 = `45 00 00 2c 'iqn.1994-05.com.example:i1,i,0x00023d000001' 00`
 
 func reg(n Nexus, key uint64) Registration { return Registration{Nexus: n, Key: key} }
 
 // TestPRInPayloads checks PR IN data byte for byte against layouts derived by
-// hand from spc-pr.md §4 (and the SPC-4 truncation rules for the spc4 profile).
+// hand from docs/spc4-pr.md §4 (and the SPC-4 truncation rules for the spc4 profile).
 func TestPRInPayloads(t *testing.T) {
 	one := State{Generation: 1, Registrations: []Registration{reg(nx1, k1)}}
 	three := State{Generation: 3, Registrations: []Registration{reg(nx1, k1), reg(nx2, k2), reg(nx3, k3)}}

@@ -3,7 +3,7 @@ package pr
 import "github.com/prhelper/prhelper/scsi"
 
 // Profile selects, point by point, whose behaviour the engine reproduces where
-// LIO, SCST and SPC-4 disagree (spc-pr.md §14, D1-D25). Every deviation the
+// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D25). Every deviation the
 // engine makes reads one of these fields; there is no other switch. LIO() is the
 // default and is byte-exact to the Linux target (current, ≥ 6.12); SPC4() takes
 // the standard's side (SCST's where the standard is silent).
@@ -17,7 +17,7 @@ type Profile struct {
 
 	// ReportUnitAttentions makes Execute and CheckAccess report a pending unit
 	// attention as CHECK CONDITION 06h/ASC/ASCQ on the nexus's next command and
-	// then clear it (spc-pr.md §6 step 1, §9). Unit attentions are recorded in
+	// then clear it (docs/spc4-pr.md §6 step 1, §9). Unit attentions are recorded in
 	// State whatever this says. LIO: true.
 	ReportUnitAttentions bool
 
@@ -157,7 +157,7 @@ type Profile struct {
 }
 
 // lioCapabilities is LIO's REPORT CAPABILITIES answer 00 08 1D 90 EA 01 00 00
-// (core_scsi3_pri_report_capabilities, spc-pr.md §4.3).
+// (core_scsi3_pri_report_capabilities, docs/spc4-pr.md §4.3).
 var lioCapabilities = scsi.Capabilities{
 	CRH: true, SIPC: true, ATPC: true, PTPLC: true, TMV: true, AllowCommands: 1,
 	TypeMask: scsi.MaskWriteExclusiveAllRegs | scsi.MaskExclusiveAccessRegOnly |
@@ -169,7 +169,7 @@ var lioCapabilities = scsi.Capabilities{
 var senseInvalidRelease = scsi.Sense{Key: scsi.KeyIllegalRequest, ASC: 0x26, ASCQ: 0x04}
 
 // senseLUCommFailure is LIO's TCM_LOGICAL_UNIT_COMMUNICATION_FAILURE: NOT READY,
-// ASC 08h (spc-pr.md §1). It differs from scsi.SenseLUNCommFailure (QEMU's,
+// ASC 08h (docs/spc4-pr.md §1). It differs from scsi.SenseLUNCommFailure (QEMU's,
 // ABORTED COMMAND).
 var senseLUCommFailure = scsi.Sense{Key: scsi.KeyNotReady, ASC: 0x08, ASCQ: 0x00}
 
@@ -208,7 +208,7 @@ func LIO() Profile {
 	}
 }
 
-// SPC4 returns the standard's choices at every point of spc-pr.md §14 (SCST's
+// SPC4 returns the standard's choices at every point of docs/spc4-pr.md §14 (SCST's
 // where the standard is ambiguous: D6 keeps LIO's, D9 SCST's).
 func SPC4() Profile {
 	return Profile{

@@ -8,7 +8,7 @@ import (
 
 // register implements REGISTER (00h) and REGISTER AND IGNORE EXISTING KEY (06h),
 // in the order of LIO core_scsi3_emulate_pro_register (SPC-4 §5.7.7 and the
-// register behaviours table; spc-pr.md §7.1).
+// register behaviours table; docs/spc4-pr.md §7.1).
 func register(p Profile, st *State, n Nexus, sa byte, pp *prOutParams) Result {
 	i := st.regFor(n)
 	if i < 0 {
@@ -130,7 +130,7 @@ func (st *State) withAllTgPt(n Nexus, r Registration, regs []Registration) []Reg
 }
 
 // specIPT decodes the SPEC_I_PT TransportID list (SPC-4 §6.16.3; LIO
-// core_scsi3_decode_spec_i_port, spc-pr.md §3.1 rule 4 and §7.1) and returns
+// core_scsi3_decode_spec_i_port, docs/spc4-pr.md §3.1 rule 4 and §7.1) and returns
 // regs extended with a registration for every TransportID, each at the first
 // target port of its protocol that has the logical unit mapped for it.
 // TransportIDs already registered are skipped. Any error rejects the whole

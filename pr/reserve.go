@@ -3,7 +3,7 @@ package pr
 import "github.com/prhelper/prhelper/scsi"
 
 // reserve implements RESERVE (01h) in the order of LIO core_scsi3_pro_reserve
-// (SPC-4 §5.7.9; spc-pr.md §7.2). The generation never changes and no unit
+// (SPC-4 §5.7.9; docs/spc4-pr.md §7.2). The generation never changes and no unit
 // attention is raised.
 func reserve(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Result {
 	// The type is checked first, before the registration.
@@ -33,7 +33,7 @@ func reserve(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 }
 
 // release implements RELEASE (02h) in the order of LIO
-// core_scsi3_emulate_pro_release (SPC-4 §5.7.11.2; spc-pr.md §7.3). LIO does not
+// core_scsi3_emulate_pro_release (SPC-4 §5.7.11.2; docs/spc4-pr.md §7.3). LIO does not
 // validate the TYPE code here.
 func release(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Result {
 	i := st.regFor(n)
@@ -71,7 +71,7 @@ func release(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 }
 
 // clearAll implements CLEAR (03h) as LIO core_scsi3_emulate_pro_clear does (SPC-4
-// §5.7.11.6; spc-pr.md §7.4): any registrant with its key releases the
+// §5.7.11.6; docs/spc4-pr.md §7.4): any registrant with its key releases the
 // reservation and removes every registration; the others get 2Ah/03h
 // RESERVATIONS PREEMPTED; the generation goes up by one.
 func clearAll(p Profile, st *State, n Nexus, pp *prOutParams) Result {

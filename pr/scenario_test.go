@@ -16,7 +16,7 @@ import (
 )
 
 // The scenario files under testdata/scenarios hold the conformance scenarios of
-// spc-pr.md §16, one file per section (A.txt ... M.txt). Format, line by line:
+// docs/spc4-pr.md §16, one file per section (A.txt ... M.txt). Format, line by line:
 //
 //	scenario <id> <title>     starts a scenario; <id> is the §16 number, or a
 //	                          number plus a suffix (91spc4) for a profile variant

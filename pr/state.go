@@ -13,7 +13,7 @@ import (
 const StateVersion = 1
 
 // State is everything one logical unit keeps for persistent reservations
-// (spc-pr.md §5): the registrations in registration order (READ KEYS and READ
+// (docs/spc4-pr.md §5): the registrations in registration order (READ KEYS and READ
 // FULL STATUS list them in that order), the reservation, PRgeneration, PTPL_A,
 // the SPC-2 RESERVE holder (for CRH, §12), the pending unit attentions (§9) and
 // the logical unit's target ports (configuration, never changed by the engine).
@@ -74,7 +74,7 @@ func (u UA) Sense() scsi.Sense {
 	return scsi.Sense{Key: scsi.KeyUnitAttention, ASC: u.ASC, ASCQ: u.ASCQ}
 }
 
-// Unit attention ASCQs under ASC 2Ah (SPC-4 Annex D; spc-pr.md §1).
+// Unit attention ASCQs under ASC 2Ah (SPC-4 Annex D; docs/spc4-pr.md §1).
 const (
 	ascqReservationsPreempted  = 0x03
 	ascqReservationsReleased   = 0x04
@@ -235,7 +235,7 @@ func writeExclusiveFamily(t byte) bool {
 
 // regFor returns the index of the registration that identifies nexus n, or -1:
 // LIO core_scsi3_locate_pr_reg, the first registration of n's initiator device at
-// n's port whose ISID is absent or equal (spc-pr.md §5).
+// n's port whose ISID is absent or equal (docs/spc4-pr.md §5).
 func (st *State) regFor(n Nexus) int {
 	for i, r := range st.Registrations {
 		if r.Nexus.covers(n) {

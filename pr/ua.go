@@ -3,7 +3,7 @@ package pr
 import "github.com/prhelper/prhelper/scsi"
 
 // Opcodes that neither report nor clear a unit attention (SAM-5 §5.14, LIO
-// target_scsi3_ua_check; spc-pr.md §6 step 1). REQUEST SENSE reports it as data.
+// target_scsi3_ua_check; docs/spc4-pr.md §6 step 1). REQUEST SENSE reports it as data.
 const (
 	opInquiry      = 0x12
 	opReportLUNs   = 0xa0
@@ -12,7 +12,7 @@ const (
 
 // uaTarget returns the queue a unit attention for nexus n goes to: the nexus
 // itself, or with NodeACLGranularity its initiator device at its target port
-// (LIO keys UAs per node ACL + mapped LUN, spc-pr.md §9, D16).
+// (LIO keys UAs per node ACL + mapped LUN, docs/spc4-pr.md §9, D16).
 func uaTarget(p Profile, n Nexus) Nexus {
 	if p.NodeACLGranularity {
 		n.Initiator.ISID = ""
@@ -77,7 +77,7 @@ func (st *State) takeUA(p Profile, n Nexus) (UA, bool) {
 	return u, true
 }
 
-// reportUA implements spc-pr.md §6 step 1: when the profile reports unit
+// reportUA implements docs/spc4-pr.md §6 step 1: when the profile reports unit
 // attentions and one is pending for n, the command (unless it is INQUIRY,
 // REPORT LUNS or REQUEST SENSE) ends in CHECK CONDITION with it and the
 // condition is cleared.

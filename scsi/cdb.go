@@ -48,7 +48,7 @@ const CDBLen = 16
 // socket: BE16 of CDB bytes 7-8, exactly what QEMU's scsi_cdb_xfer computes for
 // group-2 (10-byte) opcodes. For PR IN this is the ALLOCATION LENGTH; for PR OUT it
 // is the low 16 bits of the 32-bit PARAMETER LIST LENGTH (bytes 5-8), because QEMU
-// frames on those two bytes only (reference §2.3).
+// frames on those two bytes only (docs/pr-helper-protocol.md §2.3).
 func TransferLength(cdb []byte) int {
 	if len(cdb) < 9 {
 		return 0

@@ -244,7 +244,7 @@ type StatusDescriptor struct {
 // FullStatus is READ FULL STATUS parameter data (SPC-4 §6.15.5).
 //
 // The standard's ADDITIONAL LENGTH counts every descriptor; LIO counts only those
-// that fit in the allocation length (spc-pr.md §4.4), so Truncated (fewer bytes
+// that fit in the allocation length (docs/spc4-pr.md §4.4), so Truncated (fewer bytes
 // than announced, or a descriptor cut short) is the reliable signal.
 type FullStatus struct {
 	Generation       uint32             `json:"generation"`

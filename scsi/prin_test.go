@@ -164,7 +164,7 @@ func TestCapabilitiesEncodeMasksFields(t *testing.T) {
 	}
 }
 
-// lioFullStatus is the 80-byte READ FULL STATUS of spc-pr.md §4.4 / scenario 122.
+// lioFullStatus is the 80-byte READ FULL STATUS of docs/spc4-pr.md §4.4 / scenario 122.
 const lioFullStatus = `00 00 00 01 00 00 00 48 ` + lioDesc
 
 // lioDesc is its one 72-byte descriptor: key K1, R_HOLDER, type WE, RTPI 1,

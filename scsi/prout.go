@@ -78,7 +78,7 @@ func (p PROutParams) Encode() ([]byte, error) {
 
 // DecodePROutParams decodes a basic PR OUT parameter list. It applies only the
 // layout's own rules, the ones LIO checks before looking at the service action
-// (spc-pr.md §3.1): at least 24 bytes; exactly 24 without SPEC_I_PT; with
+// (docs/spc4-pr.md §3.1): at least 24 bytes; exactly 24 without SPEC_I_PT; with
 // SPEC_I_PT at least 28 bytes and 28 + TRANSPORTID PARAMETER DATA LENGTH equal to
 // the list length, and TransportIDs that decode. Errors wrap ErrMalformed; the
 // decoded fields are returned as far as they could be read, so a caller can

@@ -30,7 +30,7 @@ func hx(t testing.TB, s string) []byte {
 
 func zeros(n int) string { return strings.Repeat("00 ", n) }
 
-// The LIO worked example of spc-pr.md §4.4 / scenario 122: iSCSI initiator port
+// The LIO worked example of docs/spc4-pr.md §4.4 / scenario 122: iSCSI initiator port
 // iqn.1994-05.com.example:i1 with ISID 00 02 3d 00 00 01. 26 + 5 + 12 + NUL = 44
 // bytes, already a multiple of 4, so ADDITIONAL LENGTH = 2Ch and 48 bytes in all.
 const lioISCSIPortTID = `45 00 00 2c "iqn.1994-05.com.example:i1,i,0x00023d000001" 00`

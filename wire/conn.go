@@ -34,7 +34,7 @@ func ServerHandshake(c *net.UnixConn) error {
 
 // ReadRequest reads one request from c. It returns io.EOF when the peer closed the
 // connection before sending anything, and an error wrapping ErrProtocol for every
-// violation of reference §2.7 (no fd, more than one fd, bad opcode, length above
+// violation of docs/pr-helper-protocol.md §2.7 (no fd, more than one fd, bad opcode, length above
 // 8192, short parameter list). On any error no descriptor is left open.
 func ReadRequest(c *net.UnixConn) (*Request, error) {
 	req := &Request{FD: -1}

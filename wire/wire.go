@@ -47,7 +47,7 @@ func (r *Reply) SetSense(b []byte) {
 }
 
 // ErrProtocol marks a request the helper must answer by closing the connection
-// without a reply, as qemu-pr-helper does (reference §2.7).
+// without a reply, as qemu-pr-helper does (docs/pr-helper-protocol.md §2.7).
 var ErrProtocol = errors.New("protocol violation")
 
 func protocolErr(format string, a ...any) error {
@@ -70,7 +70,7 @@ func ValidateCDB(cdb []byte) error {
 }
 
 // EncodeReply encodes rep as the answer to a request with cdb. It enforces the
-// rules QEMU's client asserts on (reference §2.4): data is sent only for PR IN with
+// rules QEMU's client asserts on (docs/pr-helper-protocol.md §2.4): data is sent only for PR IN with
 // GOOD status, and never more than the allocation length or 8192 bytes. Breaking
 // them would abort the VM, so they are applied here, in one place, whatever the
 // backend returned.

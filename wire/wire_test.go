@@ -19,7 +19,7 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// TestEncodeReplyReadKeys is the READ KEYS example of reference §2.5.
+// TestEncodeReplyReadKeys is the READ KEYS example of docs/pr-helper-protocol.md §2.5.
 func TestEncodeReplyReadKeys(t *testing.T) {
 	cdb := unhex(t, "5e 00 00 00 00 00 00 20 00 00 00 00 00 00 00 00")
 	data := unhex(t, "00 00 00 05 00 00 00 08 11 22 33 44 55 66 77 88")
@@ -108,7 +108,7 @@ func TestValidateCDB(t *testing.T) {
 	}
 }
 
-// TestFramingIgnoresHighLengthBytes pins quirk 1 of reference §4.13: PR OUT is
+// TestFramingIgnoresHighLengthBytes pins quirk 1 of docs/pr-helper-protocol.md §4.13: PR OUT is
 // framed on CDB bytes 7-8 only, as QEMU does, even when bytes 5-6 are set.
 func TestFramingIgnoresHighLengthBytes(t *testing.T) {
 	c := scsi.PROutCDB(0, 0, 0, 0x00010018)

@@ -18,7 +18,7 @@ import (
 // readyTimeout bounds how long "prhelper -d" waits for its detached child.
 const readyTimeout = 30 * time.Second
 
-// daemon starts the helper in qemu-pr-helper's order (reference §4.2): sockets
+// daemon starts the helper in qemu-pr-helper's order (docs/pr-helper-protocol.md §4.2): sockets
 // (activated or created), pid file, privilege drop, then serve until ctx is done.
 func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	uid, gid, err := lookupIDs(o)

@@ -77,7 +77,7 @@ func senseCategory(s scsi.Sense) int {
 // replyCategory is the exit status for a helper reply. It departs from
 // sg_persist in one place: sg_ll_persistent_reserve_in/out treat CHECK CONDITION
 // with NO SENSE or RECOVERED ERROR as success, but a helper sends no data with
-// CHECK CONDITION (reference §2.4), so there is nothing to show and prpersist
+// CHECK CONDITION (docs/pr-helper-protocol.md §2.4), so there is nothing to show and prpersist
 // reports 20 or 21 instead of printing an empty payload. CHECK CONDITION without
 // parsable sense is SG_LIB_CAT_OTHER, as sg_cmds_process_resp makes it.
 func replyCategory(rep *wire.Reply) (cat int, sense scsi.Sense, hasSense bool) {

@@ -25,7 +25,7 @@ const (
 )
 
 // The golden strings are sg_persist's output in the lab transcripts
-// (/work/shared/lab/transcripts), and the bytes are what LIO sent for them.
+// (test/lab/transcripts, testdata/lab-compare.txt), and the bytes are what LIO sent for them.
 func TestHumanOutput(t *testing.T) {
 	tests := []struct {
 		name string

@@ -1,5 +1,5 @@
 # Lab command file: prpersist side by side with sg_persist (sg3_utils 1.46) against
-# Debian's qemu-pr-helper and LIO, in the storage lab VM (test/lab or the shared lab).
+# Debian's qemu-pr-helper and LIO, in the storage lab VM (test/lab).
 # Every "same" line runs both tools with the same options and requires identical
 # stdout, stderr (modulo "sg_persist failed:" vs "prpersist failed:") and exit status.
 # Run it (static binary shared read-only at /lab/src):

@@ -4,7 +4,7 @@
 // instead of passing the CDB through with SG_IO. The ioctls work on any block
 // device whose driver has pr_ops: sd, NVMe namespaces and device-mapper
 // (including multipath, where the kernel sends IOC_PR_REGISTER down every path
-// and rolls back on failure). The translation follows reference §7.4.
+// and rolls back on failure). The translation follows docs/linux-pr.md §4.
 //
 // # PR OUT
 //

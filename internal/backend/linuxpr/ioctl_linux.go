@@ -69,7 +69,7 @@ type ReadReservation struct {
 
 // The <linux/pr.h> ioctl numbers, written as the _IOW/_IOR/_IOWR expansions of
 // include/uapi/linux/pr.h (_IOC: direction, size<<16, type<<8, number) so they
-// are right on every architecture's encoding; reference §7.1 lists the
+// are right on every architecture's encoding; docs/linux-pr.md §1 lists the
 // x86/arm64 values, which the tests check.
 const (
 	IOC_PR_REGISTER         = iocWrite<<iocDirShift | uint(unsafe.Sizeof(Registration{}))<<16 | 'p'<<8 | 200

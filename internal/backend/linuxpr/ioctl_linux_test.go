@@ -30,7 +30,7 @@ func checkFields(t *testing.T, what string, size, wantSize uintptr, fields []fie
 }
 
 // TestStructLayout checks every struct against include/uapi/linux/pr.h and
-// include/uapi/linux/nvme_ioctl.h (reference §7.1). The layouts have only
+// include/uapi/linux/nvme_ioctl.h (docs/linux-pr.md §1). The layouts have only
 // naturally aligned fixed-size fields, so they are the same on every
 // architecture.
 func TestStructLayout(t *testing.T) {
@@ -93,8 +93,8 @@ func TestStructLayout(t *testing.T) {
 	})
 }
 
-// TestIoctlNumbers checks the request numbers against the values reference
-// §7.1 computes for x86/arm64, and NVME_IOCTL_* against nvme-cli's.
+// TestIoctlNumbers checks the request numbers against the values docs/linux-pr.md
+// §1 lists for x86/arm64, and NVME_IOCTL_* against nvme-cli's.
 func TestIoctlNumbers(t *testing.T) {
 	switch runtime.GOARCH {
 	case "amd64", "arm64", "386", "arm", "riscv64", "s390x", "loong64":

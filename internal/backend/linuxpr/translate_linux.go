@@ -52,7 +52,7 @@ func refuse(s scsi.Sense, format string, a ...any) *refusal {
 }
 
 // translateOut maps a PERSISTENT RESERVE OUT CDB and its parameter list to the
-// ioctl that does the same (reference §7.4), or to the CHECK CONDITION a device
+// ioctl that does the same (docs/linux-pr.md §4), or to the CHECK CONDITION a device
 // would answer or that says the ioctls cannot do it. The checks, in order:
 //
 //  1. REGISTER AND MOVE, REPLACE LOST RESERVATION and reserved service actions:

@@ -6,7 +6,7 @@ import (
 )
 
 // TestHdrLayout checks Hdr against struct sg_io_hdr of include/scsi/sg.h as laid
-// out on LP64 Linux (amd64, arm64): 88 bytes, offsets per reference §4.8.
+// out on LP64 Linux (amd64, arm64): 88 bytes, offsets per docs/pr-helper-protocol.md §4.8.
 func TestHdrLayout(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("offsets below are for 64-bit Linux")

@@ -24,7 +24,7 @@ const (
 // descriptor space; systemd itself refuses more than a few thousand per unit.
 const maxFDs = 1 << 16
 
-// The errors qemu-pr-helper prints for activation it refuses (reference §4.2).
+// The errors qemu-pr-helper prints for activation it refuses (docs/pr-helper-protocol.md §4.2).
 const (
 	ErrSocketPathSet = constError("Unix socket can't be set when using socket activation")
 	ErrTooManyFDs    = constError("does not support socket activation with LISTEN_FDS > 1")

@@ -1,5 +1,5 @@
 // Package detach implements -d/--daemon for a Go program, which cannot fork:
-// qemu-pr-helper calls daemon(0, 0) (reference §4.1, §4.2 step 6), i.e. it moves
+// qemu-pr-helper calls daemon(0, 0) (docs/pr-helper-protocol.md §4.1, §4.2 step 6), i.e. it moves
 // into the background in a new session with its working directory at "/" and its
 // standard streams on /dev/null.
 //

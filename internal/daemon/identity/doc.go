@@ -3,7 +3,7 @@
 // for the commands that connection sends.
 //
 // With real storage every VM on a host shares the host's initiator port
-// (qemu-pr-helper.md §5.1): the target cannot tell two VMs apart. Emulation can
+// (docs/pr-helper-protocol.md §5.1): the target cannot tell two VMs apart. Emulation can
 // do better, and a Policy says how far to go:
 //
 //   - "host": every connection from this host is one initiator, named after
@@ -12,7 +12,7 @@
 //     initiator, named after its -uuid, else its -name (FromCmdline). Two VMs
 //     on one host are two initiators, and a VM keeps its initiator across live
 //     migration because libvirt and KubeVirt start the destination QEMU with
-//     the same -uuid and -name (qemu-pr-helper.md §5.6-§5.8).
+//     the same -uuid and -name (docs/pr-helper-protocol.md §5.2-§5.4).
 //   - "name:NAME": one fixed initiator for the listener (FixedInitiator).
 //
 // Names are iSCSI names (RFC 3720 §3.2.6), because READ FULL STATUS reports

@@ -1,5 +1,5 @@
 // Package pidfile writes the daemon's pid file the way qemu-pr-helper does
-// (qemu_write_pidfile in QEMU's util/oslib-posix.c, reference §4.2 step 7): the file
+// (qemu_write_pidfile in QEMU's util/oslib-posix.c, docs/pr-helper-protocol.md §4.2 step 7): the file
 // is created 0600, locked with a whole-file fcntl(F_SETLK, F_WRLCK) write lock so a
 // second instance fails at once, re-checked to still be the file the path names,
 // truncated, and filled with "<pid>\n".

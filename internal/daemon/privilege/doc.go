@@ -1,5 +1,5 @@
 // Package privilege drops the daemon's privileges after start-up the way
-// qemu-pr-helper's drop_privileges does with libcap-ng (reference §4.3): keep only
+// qemu-pr-helper's drop_privileges does with libcap-ng (docs/pr-helper-protocol.md §4.3): keep only
 // the listed capabilities (CAP_SYS_RAWIO, which SG_IO needs for PERSISTENT RESERVE
 // commands) in the effective and permitted sets, clear the inheritable and ambient
 // sets and every other capability from the bounding set, drop the supplementary

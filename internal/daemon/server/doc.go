@@ -3,6 +3,6 @@
 // any number of connections. It owns every received file descriptor and closes it
 // when its request ends, on every path.
 //
-// Shutdown follows qemu-pr-helper (reference §4.4): stop accepting, close idle
+// Shutdown follows qemu-pr-helper (docs/pr-helper-protocol.md §4.4): stop accepting, close idle
 // connections, let requests in flight finish and answer, then return.
 package server

@@ -194,7 +194,7 @@ func expectClosed(t *testing.T, c *net.UnixConn) {
 	}
 }
 
-// TestViolations is reference §2.7: every protocol violation closes the
+// TestViolations is docs/pr-helper-protocol.md §2.7: every protocol violation closes the
 // connection without a reply, and the server keeps serving others.
 func TestViolations(t *testing.T) {
 	fb := &fakeBackend{}

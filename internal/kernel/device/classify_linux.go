@@ -9,7 +9,7 @@ import (
 // Classify tells what fd refers to and which logical unit it reaches, from
 // fstat(2) and the sysfs tree sys (the zero Sysfs is /sys). It issues no SCSI
 // command and no ioctl: unlike qemu-pr-helper's DM_TABLE_STATUS probe
-// (qemu-pr-helper.md §4.11), it needs no CAP_SYS_ADMIN, and an fstat failure is
+// (docs/pr-helper-protocol.md §4.11), it needs no CAP_SYS_ADMIN, and an fstat failure is
 // an error for this request, not the end of the process.
 func Classify(fd int, sys Sysfs) (Info, error) {
 	var st unix.Stat_t

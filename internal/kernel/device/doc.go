@@ -5,7 +5,7 @@
 // The answer drives two decisions in prhelper: which backend may serve the fd
 // (SG_IO needs a SCSI device, IOC_PR_* refuses partitions — block/ioctl.c
 // blkdev_pr_allowed — and dm-multipath wants the multipath backend, see
-// qemu-pr-helper.md §4.6, §4.11, §7.2), and under which key the software
+// docs/pr-helper-protocol.md §4.6, §4.11; docs/linux-pr.md §2), and under which key the software
 // emulation keeps the SPC-4 persistent-reservation state of the LU. That key,
 // Info.ID and Info.LUID, must be the same on every host that sees the LU, so it
 // is taken from identifiers the storage itself reports (the kernel's wwid

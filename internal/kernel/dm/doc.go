@@ -7,7 +7,7 @@
 // paths, which ones the kernel considers usable, and what the disks behind
 // them are called. qemu-pr-helper asks the kernel the same question the same
 // way: DM_TABLE_STATUS on the fd's device number, and a map is multipath when
-// its first target is of type "multipath" (qemu-pr-helper.md §4.11).
+// its first target is of type "multipath" (docs/pr-helper-protocol.md §4.11).
 //
 // The package has three layers:
 //

@@ -200,7 +200,7 @@ func cString(b []byte) string {
 
 // IsMultipath reports whether a table is a dm-multipath map: its first target
 // is of type "multipath". qemu-pr-helper decides the same way and only on the
-// first target (qemu-pr-helper.md §4.11); the multipath target is a singleton
+// first target (docs/pr-helper-protocol.md §4.11); the multipath target is a singleton
 // (DM_TARGET_SINGLETON), so a multipath table has exactly one target anyway.
 func IsMultipath(targets []Target) bool {
 	return len(targets) > 0 && targets[0].Type == "multipath"

@@ -16,7 +16,7 @@
 // reference, so a script that stopped exercising what it claims is noticed.
 //
 // One documented exception: qemu-pr-helper answers PR OUT on a read-only fd
-// from an uninitialized response buffer (reference §4.10, §4.13 item 7), so for
+// from an uninitialized response buffer (docs/pr-helper-protocol.md §4.10, §4.13 item 7), so for
 // those steps only sense bytes 0-17 are compared, and the helper under test must
 // send zeros in bytes 18-95.
 //
