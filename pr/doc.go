@@ -49,4 +49,10 @@
 //     reload (§11, scenario 128).
 //   - REPLACE LOST RESERVATION is rejected like LIO (RLR_C = 0).
 //   - There is no cap on registrations (05/55/04 is never returned).
+//
+// Use it to give persistent reservations to storage that has none (a disk
+// image, a software target, a test double): keep one State per logical unit,
+// call Execute for each PR command with the nexus it came from, and store the
+// State between commands; the example shows REGISTER, RESERVE and READ KEYS.
+// docs/spc4-pr.md describes the behaviour and the 132 scenarios the tests run.
 package pr

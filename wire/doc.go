@@ -5,4 +5,10 @@
 //
 // The encoding functions are pure. The conn functions work on *net.UnixConn and only
 // move bytes and descriptors; they never interpret SCSI beyond what framing needs.
+//
+// Use it to write a helper that QEMU can talk to, or a client that drives one
+// at the level of single requests (package client adds QEMU's reconnection
+// rules on top). EncodeReply applies the rules QEMU's client asserts on, so a
+// helper built on it cannot make QEMU abort. The protocol, byte by byte, is in
+// docs/pr-helper-protocol.md §2.
 package wire
