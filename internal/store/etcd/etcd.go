@@ -117,7 +117,7 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stats struct{ transactions, updates, conflicts, resubmits, unknown atomic.Uint64 }
+	stats struct{ transactions, updates, conflicts, resubmits, recovered, unknown atomic.Uint64 }
 }
 
 var _ store.Store = (*Store)(nil)
@@ -128,6 +128,7 @@ type Stats struct {
 	Updates      uint64 // Update calls answered after their fn ran
 	Conflicts    uint64 // batches recomputed because another writer changed the key
 	Resubmits    uint64 // transactions submitted again because their outcome was unknown
+	Recovered    uint64 // of those, found committed by an earlier copy (its record)
 	Unknown      uint64 // batches whose outcome stayed unknown until Timeout
 }
 
@@ -138,6 +139,7 @@ func (s *Store) Stats() Stats {
 		Updates:      s.stats.updates.Load(),
 		Conflicts:    s.stats.conflicts.Load(),
 		Resubmits:    s.stats.resubmits.Load(),
+		Recovered:    s.stats.recovered.Load(),
 		Unknown:      s.stats.unknown.Load(),
 	}
 }
@@ -357,7 +359,9 @@ func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch
 		}
 		if conflicts > 0 {
 			s.stats.conflicts.Add(1)
-			if err := sleep(ctx, backoff(conflicts-1)); err != nil {
+			// The Else branch brought the current value: retry at once, with a
+			// little jitter so that two helpers racing for one key interleave.
+			if err := sleep(ctx, mrand.N(time.Millisecond*time.Duration(min(conflicts, 4)))); err != nil {
 				return s.unavailable(err, false)
 			}
 		}
@@ -506,6 +510,7 @@ func (s *Store) commit(ctx context.Context, ek string, kq *keyQueue, next []byte
 		if recs := resp.Responses[1].GetResponseRange().Kvs; len(recs) > 0 {
 			// An earlier copy committed; its answer is the one fn gave.
 			s.stats.transactions.Add(1)
+			s.stats.recovered.Add(1)
 			kq.setFrom(resp.Responses[0].GetResponseRange().Kvs)
 			return true, nil
 		}
