@@ -3,6 +3,7 @@ module github.com/prhelper/prhelper
 go 1.26.8
 
 require (
+	github.com/anishathalye/porcupine v1.3.1
 	github.com/spf13/pflag v1.1.0
 	go.etcd.io/etcd/api/v3 v3.6.17
 	go.etcd.io/etcd/client/pkg/v3 v3.6.17

@@ -33,9 +33,11 @@ func (e *etcdSettings) load(c *config.Config, o *options) error {
 	if len(c.EtcdEndpoints) > 0 && c.DB != "" && o.db == "" && o.etcdEndpoints == "" {
 		return errors.New("config: db and etcd-endpoints: give one store")
 	}
-	if o.db == "" {
-		e.endpoints = c.EtcdEndpoints
+	file := *c
+	if o.db != "" {
+		file = config.Config{} // the command line's SQLite file replaces the file's etcd store
 	}
+	e.endpoints = file.EtcdEndpoints
 	if o.etcdEndpoints != "" {
 		eps, err := config.ParseEndpoints(o.etcdEndpoints)
 		if err != nil {
@@ -49,10 +51,10 @@ func (e *etcdSettings) load(c *config.Config, o *options) error {
 		}
 		return file
 	}
-	e.prefix = pick(c.EtcdPrefix, o.etcdPrefix)
-	e.cacert = pick(c.EtcdCACert, o.etcdCACert)
-	e.cert = pick(c.EtcdCert, o.etcdCert)
-	e.keyFile = pick(c.EtcdKey, o.etcdKey)
+	e.prefix = pick(file.EtcdPrefix, o.etcdPrefix)
+	e.cacert = pick(file.EtcdCACert, o.etcdCACert)
+	e.cert = pick(file.EtcdCert, o.etcdCert)
+	e.keyFile = pick(file.EtcdKey, o.etcdKey)
 	if e.prefix != "" && !strings.HasSuffix(e.prefix, "/") {
 		return fmt.Errorf("--etcd-prefix %q must end with /", e.prefix)
 	}

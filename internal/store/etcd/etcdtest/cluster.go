@@ -20,7 +20,7 @@ import (
 // Member is one etcd server process of a Cluster.
 type Member struct {
 	Name      string
-	ID        string // hex member id, as in X-Server-From
+	ID        string // hex member id
 	ClientURL string // direct, not proxied
 	peerAddr  string // where the member listens for peers
 	dataDir   string
@@ -57,7 +57,7 @@ func Start(t testing.TB, n int) *Cluster {
 		m := &Member{Name: fmt.Sprintf("m%d", i), dataDir: filepath.Join(c.dir, fmt.Sprintf("m%d.etcd", i))}
 		m.ClientURL = "http://" + freeAddr(t)
 		m.peerAddr = freeAddr(t)
-		p, err := NewProxy(m.peerAddr, true)
+		p, err := NewProxy(m.peerAddr, c.owner)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -128,7 +128,9 @@ func (c *Cluster) launch(m *Member, initial, state string) error {
 		logf.Close()
 		return fmt.Errorf("start etcd %s: %w", m.Name, err)
 	}
+	c.mu.Lock()
 	m.cmd, m.log, m.stopped = cmd, logf, false
+	c.mu.Unlock()
 	m.exited = make(chan struct{})
 	go func(done chan struct{}) {
 		_ = cmd.Wait()
@@ -211,7 +213,7 @@ func (c *Cluster) blockFunc(dst *Member) func(src string) bool {
 		defer c.mu.Unlock()
 		var from *Member
 		for _, m := range c.Members {
-			if m.ID == src {
+			if m.Name == src {
 				from = m
 			}
 		}
@@ -253,7 +255,9 @@ func (c *Cluster) Kill(m *Member) {
 	_ = m.cmd.Process.Kill()
 	<-m.exited
 	m.log.Close()
+	c.mu.Lock()
 	m.cmd = nil
+	c.mu.Unlock()
 }
 
 // Restart starts a killed member again on its data directory.
@@ -300,4 +304,13 @@ func (c *Cluster) LogTail() string {
 		fmt.Fprintf(&b, "--- %s\n%s\n", m.Name, data)
 	}
 	return b.String()
+}
+
+// PeerConnsCut counts the peer connections the partition proxies cut or refused.
+func (c *Cluster) PeerConnsCut() int {
+	n := 0
+	for _, m := range c.Members {
+		n += m.proxy.Dropped()
+	}
+	return n
 }

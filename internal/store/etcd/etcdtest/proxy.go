@@ -1,8 +1,6 @@
 package etcdtest
 
 import (
-	"bufio"
-	"bytes"
 	"io"
 	"net"
 	"sync"
@@ -15,7 +13,7 @@ import (
 type Proxy struct {
 	ln       net.Listener
 	target   string
-	identify bool
+	identify func(remote net.Addr) string
 
 	mu      sync.Mutex
 	conns   map[*pconn]struct{}
@@ -31,11 +29,11 @@ type pconn struct {
 	src      string
 }
 
-// NewProxy listens on a free loopback port and forwards to target. With identify the
-// proxy reads the X-Server-From header of the first HTTP request on each connection:
-// etcd members name themselves that way on their peer connections, so a partition can
-// cut the connections of one member to another.
-func NewProxy(target string, identify bool) (*Proxy, error) {
+// NewProxy listens on a free loopback port and forwards to target. identify, when not
+// nil, names the source of each accepted connection (for the cluster: the member
+// whose process owns the connecting socket), so a partition can cut the connections
+// of one member to another.
+func NewProxy(target string, identify func(remote net.Addr) string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -57,8 +55,8 @@ func (p *Proxy) Dropped() int {
 }
 
 // SetBlocked cuts, now and until the next call, every connection whose source
-// blocked(src) reports (src is the X-Server-From member id, "" when unknown). nil
-// blocks nothing.
+// blocked(src) reports (src as identify named it, "" when unknown). nil blocks
+// nothing.
 func (p *Proxy) SetBlocked(blocked func(src string) bool) {
 	p.mu.Lock()
 	p.blocked = blocked
@@ -141,10 +139,9 @@ func (p *Proxy) accept() {
 }
 
 func (p *Proxy) serve(down net.Conn) {
-	br := bufio.NewReaderSize(down, 16<<10)
 	src := ""
-	if p.identify {
-		src = peekServerFrom(down, br)
+	if p.identify != nil {
+		src = p.identify(down.RemoteAddr())
 	}
 	p.mu.Lock()
 	refuse := p.closed || (p.blocked != nil && p.blocked(src))
@@ -172,7 +169,7 @@ func (p *Proxy) serve(down net.Conn) {
 	p.conns[c] = struct{}{}
 	p.mu.Unlock()
 	go func() {
-		_, _ = io.Copy(up, br)
+		_, _ = io.Copy(up, down)
 		p.drop(c)
 	}()
 	buf := make([]byte, 32<<10)
@@ -188,33 +185,4 @@ func (p *Proxy) serve(down net.Conn) {
 		}
 	}
 	p.drop(c)
-}
-
-// peekServerFrom reads, without consuming, the header of the first HTTP request on a
-// connection and returns its X-Server-From value ("" when there is none in time).
-func peekServerFrom(c net.Conn, br *bufio.Reader) string {
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	defer c.SetReadDeadline(time.Time{})
-	want := 1
-	for want <= br.Size() {
-		if _, err := br.Peek(want); err != nil {
-			return ""
-		}
-		b, _ := br.Peek(br.Buffered())
-		if i := bytes.Index(b, []byte("\r\n\r\n")); i >= 0 {
-			return headerValue(b[:i], "X-Server-From")
-		}
-		want = len(b) + 1
-	}
-	return ""
-}
-
-func headerValue(head []byte, name string) string {
-	for _, line := range bytes.Split(head, []byte("\r\n")) {
-		k, v, ok := bytes.Cut(line, []byte(":"))
-		if ok && bytes.EqualFold(bytes.TrimSpace(k), []byte(name)) {
-			return string(bytes.TrimSpace(v))
-		}
-	}
-	return ""
 }
