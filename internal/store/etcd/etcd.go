@@ -27,6 +27,7 @@ const (
 	DefaultAttemptTimeout = 2 * time.Second
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultMaxBatch       = 256
+	DefaultMaxKeysPerTxn  = 32
 	DefaultMaxConflicts   = 100
 	DefaultRecordTTL      = 10 * time.Minute
 )
@@ -61,6 +62,10 @@ type Options struct {
 	// DefaultMaxBatch; NoGroupCommit sets it to 1.
 	MaxBatch      int
 	NoGroupCommit bool
+	// MaxKeysPerTxn bounds how many keys' writes share one etcd transaction (each
+	// takes two operations; etcd's default --max-txn-ops is 128). Zero means
+	// DefaultMaxKeysPerTxn; NoGroupCommit sets it to 1.
+	MaxKeysPerTxn int
 	// MaxConflicts bounds how often one batch is recomputed because another helper
 	// changed the key first, before its Updates fail with store.ErrBusy. Zero means
 	// DefaultMaxConflicts.
@@ -87,8 +92,11 @@ func (o *Options) setDefaults() {
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = DefaultMaxBatch
 	}
+	if o.MaxKeysPerTxn <= 0 {
+		o.MaxKeysPerTxn = DefaultMaxKeysPerTxn
+	}
 	if o.NoGroupCommit {
-		o.MaxBatch = 1
+		o.MaxBatch, o.MaxKeysPerTxn = 1, 1
 	}
 	if o.MaxConflicts <= 0 {
 		o.MaxConflicts = DefaultMaxConflicts
@@ -110,6 +118,9 @@ type Store struct {
 	closed bool
 	wg     sync.WaitGroup // running key workers
 
+	writes chan *write    // to the committers
+	cwg    sync.WaitGroup // running committers
+
 	leaseMu   sync.Mutex
 	lease     clientv3.LeaseID
 	leaseTime time.Time
@@ -124,7 +135,7 @@ var _ store.Store = (*Store)(nil)
 
 // Stats counts what the store did since Open.
 type Stats struct {
-	Transactions uint64 // committed transactions that changed a key
+	Transactions uint64 // committed etcd transactions (each may change several keys)
 	Updates      uint64 // Update calls answered after their fn ran
 	Conflicts    uint64 // batches recomputed because another writer changed the key
 	Resubmits    uint64 // transactions submitted again because their outcome was unknown
@@ -209,11 +220,12 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcd store: client for %s: %w", strings.Join(opts.Endpoints, ","), err)
 	}
 	s := &Store{
-		opts:  opts,
-		cli:   cli,
-		state: opts.Prefix + "state/",
-		rec:   opts.Prefix + "applied/",
-		keys:  map[string]*keyQueue{},
+		opts:   opts,
+		cli:    cli,
+		state:  opts.Prefix + "state/",
+		rec:    opts.Prefix + "applied/",
+		keys:   map[string]*keyQueue{},
+		writes: make(chan *write),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
 	defer cancel()
@@ -225,6 +237,10 @@ func Open(opts Options) (*Store, error) {
 	if _, err := s.currentLease(ctx); err != nil {
 		cli.Close()
 		return nil, fmt.Errorf("etcd store: %s: %w", strings.Join(opts.Endpoints, ","), err)
+	}
+	for range committers {
+		s.cwg.Add(1)
+		go s.committer()
 	}
 	return s, nil
 }
@@ -456,11 +472,12 @@ func (s *Store) confirm(ctx context.Context, ek string, kq *keyQueue) (bool, err
 // the same id while its outcome is unknown. It returns true when the transaction
 // committed (now or by an earlier copy), false on a conflict (the cache then holds the
 // current value, and the transaction can never commit any more).
+//
+// The write goes through the committers, which put the writes of several keys that
+// are ready at the same time into one etcd transaction; each write keeps its own
+// compares and record, so combining them changes nothing of the above.
 func (s *Store) commit(ctx context.Context, ek string, kq *keyQueue, next []byte) (bool, error) {
-	id := newID()
-	rk := s.rec + id
-	val := encode(next)
-	var lease clientv3.LeaseID
+	w := &write{key: ek, rev: kq.rev, val: string(encode(next)), rec: s.rec + newID(), done: make(chan writeResult, 1)}
 	var lastErr error
 	sent := false // a copy may have reached etcd: the outcome is unknown until learnt
 	for attempt := 0; ; attempt++ {
@@ -472,51 +489,161 @@ func (s *Store) commit(ctx context.Context, ek string, kq *keyQueue, next []byte
 				return false, s.unavailable(lastErr, sent)
 			}
 		}
-		if lease == 0 {
-			actx, cancel := context.WithTimeout(ctx, s.opts.AttemptTimeout)
-			l, err := s.currentLease(actx)
-			cancel()
-			if err != nil {
-				lastErr = err
-				continue
-			}
-			lease = l
+		select {
+		case s.writes <- w:
+		case <-ctx.Done():
+			return false, s.unavailable(errors.Join(lastErr, ctx.Err()), sent)
 		}
-		actx, cancel := context.WithTimeout(ctx, s.opts.AttemptTimeout)
-		resp, err := s.cli.Txn(actx).
-			If(clientv3.Compare(clientv3.ModRevision(ek), "=", kq.rev),
-				clientv3.Compare(clientv3.CreateRevision(rk), "=", 0)).
-			Then(clientv3.OpPut(ek, string(val)), clientv3.OpPut(rk, "", clientv3.WithLease(lease))).
-			Else(clientv3.OpGet(ek), clientv3.OpGet(rk)).
-			Commit()
-		cancel()
-		if err != nil {
-			if isLeaseNotFound(err) && !sent {
-				// Refused before applying anything: the lease expired (a helper
-				// paused for long). Take a new one; no copy of this id was applied.
-				s.dropLease(lease)
-				lease = 0
-				lastErr = err
-				continue
-			}
-			sent, lastErr = true, err
-			continue
+		var r writeResult
+		select {
+		case r = <-w.done:
+		case <-ctx.Done():
+			// The committer answers within AttemptTimeout; wait for it so the
+			// write is never left behind in a transaction nobody resolves.
+			r = <-w.done
 		}
-		if resp.Succeeded {
-			s.stats.transactions.Add(1)
-			kq.valid, kq.val, kq.rev = true, next, resp.Header.Revision
+		switch r.outcome {
+		case outcomeCommitted:
+			kq.valid, kq.val, kq.rev = true, next, r.rev
 			return true, nil
-		}
-		if recs := resp.Responses[1].GetResponseRange().Kvs; len(recs) > 0 {
+		case outcomeRecovered:
 			// An earlier copy committed; its answer is the one fn gave.
-			s.stats.transactions.Add(1)
 			s.stats.recovered.Add(1)
-			kq.setFrom(resp.Responses[0].GetResponseRange().Kvs)
+			kq.setFrom(r.kvs)
 			return true, nil
+		case outcomeConflict:
+			kq.setFrom(r.kvs)
+			return false, nil
+		default:
+			lastErr = r.err
+			if r.outcome == outcomeUnknown {
+				sent = true
+			}
 		}
-		kq.setFrom(resp.Responses[0].GetResponseRange().Kvs)
-		return false, nil
 	}
+}
+
+// write is one key's change waiting for a committer.
+type write struct {
+	key  string // etcd key
+	rev  int64  // ModRevision the value was computed from
+	val  string // encoded value
+	rec  string // record key: exists iff this write committed
+	done chan writeResult
+}
+
+type writeOutcome int
+
+const (
+	outcomeCommitted writeOutcome = iota // committed by this transaction
+	outcomeRecovered                     // committed earlier by a copy (record found)
+	outcomeConflict                      // the key moved on; can never commit
+	outcomeRefused                       // not applied (e.g. lease expired): submit again
+	outcomeUnknown                       // maybe applied: submit the same write again
+)
+
+type writeResult struct {
+	outcome writeOutcome
+	rev     int64              // outcomeCommitted: the transaction's revision
+	kvs     []*mvccpb.KeyValue // recovered, conflict: the key's current value
+	err     error              // refused, unknown
+}
+
+// committers is how many combined transactions one process keeps in flight.
+const committers = 4
+
+// committer takes the writes that are ready and commits them together: one
+// transaction whose compares are every write's (ModRevision and record absent) and
+// whose Else branch reads every key and record back. When it fails, each write is
+// classified from those reads; the writes that were not the reason go again at once.
+func (s *Store) committer() {
+	defer s.cwg.Done()
+	for {
+		w, ok := <-s.writes
+		if !ok {
+			return
+		}
+		batch := []*write{w}
+	drain:
+		for len(batch) < s.opts.MaxKeysPerTxn {
+			select {
+			case w, ok := <-s.writes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, w)
+			default:
+				break drain
+			}
+		}
+		for len(batch) > 0 {
+			batch = s.commitWrites(batch)
+		}
+	}
+}
+
+// commitWrites runs one transaction for batch, answers the writes it decided and
+// returns those to run again at once.
+func (s *Store) commitWrites(batch []*write) []*write {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.AttemptTimeout)
+	defer cancel()
+	lease, err := s.currentLease(ctx)
+	if err != nil {
+		for _, w := range batch {
+			w.done <- writeResult{outcome: outcomeRefused, err: err}
+		}
+		return nil
+	}
+	cmps := make([]clientv3.Cmp, 0, 2*len(batch))
+	then := make([]clientv3.Op, 0, 2*len(batch))
+	els := make([]clientv3.Op, 0, 2*len(batch))
+	for _, w := range batch {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(w.key), "=", w.rev),
+			clientv3.Compare(clientv3.CreateRevision(w.rec), "=", 0))
+		then = append(then, clientv3.OpPut(w.key, w.val), clientv3.OpPut(w.rec, "", clientv3.WithLease(lease)))
+		els = append(els, clientv3.OpGet(w.key), clientv3.OpGet(w.rec))
+	}
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if err != nil {
+		outcome := outcomeUnknown
+		if isLeaseNotFound(err) {
+			// Refused before applying anything: the lease expired (the helper
+			// was paused for long). Take a new one.
+			s.dropLease(lease)
+			outcome = outcomeRefused
+		}
+		for _, w := range batch {
+			w.done <- writeResult{outcome: outcome, err: err}
+		}
+		return nil
+	}
+	if resp.Succeeded {
+		s.stats.transactions.Add(1)
+		for _, w := range batch {
+			w.done <- writeResult{outcome: outcomeCommitted, rev: resp.Header.Revision}
+		}
+		return nil
+	}
+	var again []*write
+	for i, w := range batch {
+		kvs := resp.Responses[2*i].GetResponseRange().Kvs
+		switch {
+		case len(resp.Responses[2*i+1].GetResponseRange().Kvs) > 0:
+			w.done <- writeResult{outcome: outcomeRecovered, kvs: kvs}
+		case modRevision(kvs) != w.rev:
+			w.done <- writeResult{outcome: outcomeConflict, kvs: kvs}
+		default:
+			again = append(again, w) // failed only because of another write
+		}
+	}
+	return again
+}
+
+func modRevision(kvs []*mvccpb.KeyValue) int64 {
+	if len(kvs) == 0 {
+		return 0
+	}
+	return kvs[0].ModRevision
 }
 
 // unavailable is the error of a batch that ran out of time: the cluster has no quorum
@@ -655,6 +782,8 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		s.wg.Wait()
+		close(s.writes)
+		s.cwg.Wait()
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			s.closeErr = fmt.Errorf("close etcd store: %w", err)
 		}
