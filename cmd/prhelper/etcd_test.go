@@ -216,17 +216,26 @@ func randomCommand(rng *rand.Rand, c, n int) prInput {
 
 // workload runs clients concurrently against their sockets until stop is closed and
 // returns the history.
-func (h *etcdHosts) workload(seed int64, clients int, stop <-chan struct{}, disk *os.File) []porcupine.Operation {
-	start := time.Now()
-	var mu sync.Mutex
-	var ops []porcupine.Operation
+// history collects the operations of every round on one time base, so that rounds
+// that continue one state are checked as one history.
+type history struct {
+	start time.Time
+	mu    sync.Mutex
+	ops   []porcupine.Operation
+	pend  int64 // operations with an unknown outcome so far
+}
+
+func (h *etcdHosts) workload(hist *history, seed int64, clients int, stop <-chan struct{}, disk *os.File) []porcupine.Operation {
+	start := hist.start
+	mu := &hist.mu
+	first := len(hist.ops)
 	var wg sync.WaitGroup
 	for c := range clients {
 		wg.Go(func() {
 			rng := rand.New(rand.NewSource(seed + int64(c)))
 			cl := client.New(h.sock(c), client.WithReconnect(20, 100*time.Millisecond))
 			defer cl.Close()
-			for n := int64(0); ; n++ {
+			for {
 				select {
 				case <-stop:
 					return
@@ -239,16 +248,17 @@ func (h *etcdHosts) workload(seed int64, clients int, stop <-chan struct{}, disk
 				cancel()
 				ret := time.Since(start).Nanoseconds()
 				var out prOutput
+				mu.Lock()
 				if err != nil || isRetryable(rep) {
 					// Maybe applied, at any time from now on.
 					out.unknown = true
-					ret = math.MaxInt64 - int64(c)<<32 - n
+					hist.pend++
+					ret = math.MaxInt64 - hist.pend
 				} else {
 					out = prOutput{status: rep.Status, sense: rep.Sense, data: bytes.Clone(rep.Data)}
 				}
-				mu.Lock()
-				in.id = len(ops)
-				ops = append(ops, porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret})
+				in.id = len(hist.ops)
+				hist.ops = append(hist.ops, porcupine.Operation{ClientId: c, Input: in, Call: call, Output: out, Return: ret})
 				mu.Unlock()
 				if out.unknown {
 					time.Sleep(50 * time.Millisecond)
@@ -257,7 +267,7 @@ func (h *etcdHosts) workload(seed int64, clients int, stop <-chan struct{}, disk
 		})
 	}
 	wg.Wait()
-	return ops
+	return hist.ops[first:]
 }
 
 // isRetryable reports the ABORTED COMMAND a helper answers when its store could not
@@ -338,10 +348,11 @@ func TestEtcdLinearizableUnderFaults(t *testing.T) {
 		}
 		return l
 	}
+	hist := &history{start: time.Now()}
 	for round := range rounds {
 		stop := make(chan struct{})
 		done := make(chan []porcupine.Operation)
-		go func() { done <- h.workload(seed+int64(round)*1000, hosts*perHost, stop, disk) }()
+		go func() { done <- h.workload(hist, seed+int64(round)*1000, hosts*perHost, stop, disk) }()
 		time.Sleep(time.Second)
 
 		l := leader()
@@ -380,8 +391,10 @@ func TestEtcdLinearizableUnderFaults(t *testing.T) {
 
 		close(stop)
 		ops := <-done
-		checkLinearizable(t, fmt.Sprintf("round%d", round), ops)
+		t.Logf("round %d: %d operations", round, len(ops))
 	}
+	// Every round continues the state of the one before: one history.
+	checkLinearizable(t, fmt.Sprintf("%d-rounds", rounds), hist.ops)
 	t.Logf("faults: %v", faults)
 }
 
