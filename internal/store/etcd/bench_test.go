@@ -3,6 +3,7 @@ package etcd_test
 import (
 	"context"
 	"encoding/binary"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -40,6 +41,14 @@ func prOut(st store.Store, lu string, n pr.Nexus, key uint64) (pr.Result, error)
 	return res, err
 }
 
+// benchCommitters is etcd.Options.Committers in BenchmarkPROut (0: the default);
+// -committers changes it to compare.
+var benchCommitters int
+
+func init() {
+	flag.IntVar(&benchCommitters, "committers", 0, "etcd store committers for BenchmarkPROut")
+}
+
 // BenchmarkPROut measures acknowledged PR OUT commands per second and their latency
 // (p50, p99) through the etcd store on a 3-member loopback cluster and through the
 // SQLite store in the same run, with 1, 16 and 64 concurrent clients (each its own
@@ -57,7 +66,7 @@ func BenchmarkPROut(b *testing.B) {
 					if kind == "sqlite" {
 						st, err = sqlite.Open(filepath.Join(b.TempDir(), "pr.db"), sqlite.Options{})
 					} else {
-						st, err = etcd.Open(etcd.Options{Endpoints: c.Endpoints(), Prefix: freshPrefix()})
+						st, err = etcd.Open(etcd.Options{Endpoints: c.Endpoints(), Prefix: freshPrefix(), Committers: benchCommitters})
 					}
 					if err != nil {
 						b.Fatal(err)

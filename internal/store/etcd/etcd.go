@@ -28,6 +28,7 @@ const (
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultMaxBatch       = 256
 	DefaultMaxKeysPerTxn  = 32
+	DefaultCommitters     = 2
 	DefaultMaxConflicts   = 100
 	DefaultRecordTTL      = 10 * time.Minute
 )
@@ -66,6 +67,9 @@ type Options struct {
 	// takes two operations; etcd's default --max-txn-ops is 128). Zero means
 	// DefaultMaxKeysPerTxn; NoGroupCommit sets it to 1.
 	MaxKeysPerTxn int
+	// Committers is how many combined transactions one process keeps in flight.
+	// Zero means DefaultCommitters.
+	Committers int
 	// MaxConflicts bounds how often one batch is recomputed because another helper
 	// changed the key first, before its Updates fail with store.ErrBusy. Zero means
 	// DefaultMaxConflicts.
@@ -91,6 +95,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBatch <= 0 {
 		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Committers <= 0 {
+		o.Committers = DefaultCommitters
 	}
 	if o.MaxKeysPerTxn <= 0 {
 		o.MaxKeysPerTxn = DefaultMaxKeysPerTxn
@@ -238,7 +245,7 @@ func Open(opts Options) (*Store, error) {
 		cli.Close()
 		return nil, fmt.Errorf("etcd store: %s: %w", strings.Join(opts.Endpoints, ","), err)
 	}
-	for range committers {
+	for range opts.Committers {
 		s.cwg.Add(1)
 		go s.committer()
 	}
@@ -548,9 +555,6 @@ type writeResult struct {
 	kvs     []*mvccpb.KeyValue // recovered, conflict: the key's current value
 	err     error              // refused, unknown
 }
-
-// committers is how many combined transactions one process keeps in flight.
-const committers = 4
 
 // committer takes the writes that are ready and commits them together: one
 // transaction whose compares are every write's (ModRevision and record absent) and
