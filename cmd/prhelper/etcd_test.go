@@ -379,8 +379,13 @@ func TestEtcdLinearizableUnderFaults(t *testing.T) {
 		if c.PeerConnsCut() == cut {
 			t.Fatal("the partition cut no peer connection")
 		}
-		if nl := leader(); nl == l {
-			t.Fatalf("isolated %s is still the leader the others follow", l.Name)
+		// The other two elect a leader among themselves (randomized election
+		// timeouts of 1-2 s, more on a loaded machine).
+		for wait := time.Now().Add(15 * time.Second); leader() == l; {
+			if time.Now().After(wait) {
+				t.Fatalf("isolated %s is still the leader the others follow\n%s", l.Name, c.LogTail())
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
 		c.Heal()
 		time.Sleep(time.Second)

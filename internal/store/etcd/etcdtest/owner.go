@@ -8,12 +8,23 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // owner names the member whose process owns the socket at the other end of a
 // loopback connection: the socket's inode from /proc/net/tcp by its local port, then
 // the member whose /proc/<pid>/fd holds that inode. "" when not found.
 func (c *Cluster) owner(remote net.Addr) string {
+	for range 5 {
+		if name := c.ownerOnce(remote); name != "" {
+			return name
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return ""
+}
+
+func (c *Cluster) ownerOnce(remote net.Addr) string {
 	ta, ok := remote.(*net.TCPAddr)
 	if !ok {
 		return ""

@@ -144,7 +144,9 @@ func (p *Proxy) serve(down net.Conn) {
 		src = p.identify(down.RemoteAddr())
 	}
 	p.mu.Lock()
-	refuse := p.closed || (p.blocked != nil && p.blocked(src))
+	// A connection whose source cannot be named could cross a partition unseen:
+	// refuse it; the member dials again.
+	refuse := p.closed || (p.identify != nil && src == "") || (p.blocked != nil && p.blocked(src))
 	if refuse {
 		p.dropped++
 	}
