@@ -25,7 +25,7 @@
 // compares are "the key's ModRevision is still the one fn saw" and "no record of this
 // transaction exists yet". When another helper wrote the key in between, the
 // transaction's Else branch returns the current value and fn runs again on it (bounded
-// by Options.MaxConflicts). A deleted value is kept as a tombstone, so a key's
+// by Options.MaxConflicts and by Options.Timeout). A deleted value is kept as a tombstone, so a key's
 // ModRevision never goes back and a compare can never succeed on a value it was not
 // computed from.
 //
@@ -36,7 +36,13 @@
 // Updates of one key from one process are grouped: while a transaction for the key is
 // in flight, the Updates that arrive queue up and the next transaction runs all their
 // fns in order, each on the value the previous one left (group commit, as the SQLite
-// store does); the keys are independent and commit in parallel.
+// store does). Those fns already run while the transaction is in flight, on the value
+// it writes, and their results are used only if it committed (pipelining); while
+// another helper competes for the key (a conflict in the last 500 ms) there is no
+// pipelining and a small random pause before each transaction, so that neither helper
+// starves the other. The writes of several keys that are ready at the same time share
+// one etcd transaction, each with its own compares (Options.Committers such
+// transactions in flight).
 //
 // # Exactly once
 //

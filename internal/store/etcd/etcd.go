@@ -29,7 +29,7 @@ const (
 	DefaultMaxBatch       = 256
 	DefaultMaxKeysPerTxn  = 32
 	DefaultCommitters     = 2
-	DefaultMaxConflicts   = 100
+	DefaultMaxConflicts   = 1000
 	DefaultRecordTTL      = 10 * time.Minute
 )
 
@@ -135,7 +135,7 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stats struct{ transactions, updates, conflicts, resubmits, recovered, unknown atomic.Uint64 }
+	stats struct{ transactions, updates, conflicts, resubmits, recovered, unknown, specUsed, specDropped atomic.Uint64 }
 }
 
 var _ store.Store = (*Store)(nil)
@@ -148,6 +148,8 @@ type Stats struct {
 	Resubmits    uint64 // transactions submitted again because their outcome was unknown
 	Recovered    uint64 // of those, found committed by an earlier copy (its record)
 	Unknown      uint64 // batches whose outcome stayed unknown until Timeout
+	SpecUsed     uint64 // batches whose fns ran during the previous commit, results used
+	SpecDropped  uint64 // such batches run again because that commit did not write their base
 }
 
 // Stats returns the counters.
@@ -159,6 +161,8 @@ func (s *Store) Stats() Stats {
 		Resubmits:    s.stats.resubmits.Load(),
 		Recovered:    s.stats.recovered.Load(),
 		Unknown:      s.stats.unknown.Load(),
+		SpecUsed:     s.stats.specUsed.Load(),
+		SpecDropped:  s.stats.specDropped.Load(),
 	}
 }
 
@@ -174,6 +178,9 @@ type keyQueue struct {
 	valid bool
 	val   []byte
 	rev   int64
+	exact bool // val is the value this process's last transaction wrote
+
+	contended time.Time // last conflict with another writer; worker only
 }
 
 // request states, as in the SQLite store: a queued request is taken by the worker just
@@ -320,26 +327,87 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 	return nil
 }
 
-// worker runs the batches of one key until its queue is empty.
+// worker runs the batches of one key until its queue is empty. While a batch's
+// transaction is in flight it already runs the fns of the next batch on the value
+// being committed (pipelining: the engine's work overlaps the round trip); that work
+// is used only if the transaction committed, else the next batch runs again on the
+// value etcd returned.
 func (s *Store) worker(key string, kq *keyQueue) {
 	defer s.wg.Done()
+	var spec *speculation
 	for {
-		s.mu.Lock()
-		n := min(len(kq.queue), s.opts.MaxBatch)
-		if n == 0 {
-			kq.running = false
-			s.mu.Unlock()
+		var batch []*request
+		if spec != nil {
+			batch = spec.batch
+		} else if batch = s.take(kq, true); batch == nil {
 			return
 		}
-		batch := kq.queue[:n:n]
-		kq.queue = kq.queue[n:]
-		if len(kq.queue) == 0 {
-			kq.queue = nil
-		}
-		s.mu.Unlock()
-		s.runBatch(key, kq, batch)
+		spec = s.runBatch(key, kq, batch, spec)
 	}
 }
+
+// take removes up to MaxBatch queued requests of the key; with last, an empty queue
+// ends the worker (under the same lock, so no request is left behind).
+func (s *Store) take(kq *keyQueue, last bool) []*request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(len(kq.queue), s.opts.MaxBatch)
+	if n == 0 {
+		if last {
+			kq.running = false
+		}
+		return nil
+	}
+	batch := kq.queue[:n:n]
+	kq.queue = kq.queue[n:]
+	if len(kq.queue) == 0 {
+		kq.queue = nil
+	}
+	return batch
+}
+
+// speculation is a batch whose fns already ran on the value of a transaction that was
+// in flight; valid once that transaction committed.
+type speculation struct {
+	batch   []*request
+	valid   bool
+	cur     []byte
+	changed bool
+	live    int
+}
+
+// apply runs the fns of batch in order on base: each sees the value the previous one
+// left. It returns the final value, whether any fn changed it, and how many requests
+// are live (not abandoned by their callers).
+func apply(batch []*request, base []byte) (cur []byte, changed bool, live int) {
+	cur = base
+	for _, r := range batch {
+		switch r.state.Load() {
+		case stateAbandoned:
+			continue
+		case stateQueued:
+			if !r.state.CompareAndSwap(stateQueued, stateTaken) {
+				continue
+			}
+		}
+		live++
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		next, ch, err := call(r.fn, clone(cur))
+		r.err = err
+		if err != nil || !ch {
+			continue
+		}
+		cur, changed = clone(next), true
+	}
+	return cur, changed, live
+}
+
+// contendedFor is how long after a conflict a key counts as contended by another
+// helper.
+const contendedFor = 500 * time.Millisecond
 
 // errUnknown marks a batch whose transaction's outcome could not be learnt in time.
 var errUnknown = errors.New("outcome unknown")
@@ -348,7 +416,7 @@ var errUnknown = errors.New("outcome unknown")
 // value and commits the result in one transaction, again on a fresh value after a
 // conflict, until the commit succeeds, the conflicts exceed MaxConflicts, or the
 // earliest request's deadline passes.
-func (s *Store) runBatch(key string, kq *keyQueue, batch []*request) {
+func (s *Store) runBatch(key string, kq *keyQueue, batch []*request, pre *speculation) *speculation {
 	deadline := batch[0].deadline
 	for _, r := range batch[1:] {
 		if r.deadline.Before(deadline) {
@@ -357,7 +425,7 @@ func (s *Store) runBatch(key string, kq *keyQueue, batch []*request) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	err := s.commitBatch(ctx, key, kq, batch)
+	next, err := s.commitBatch(ctx, key, kq, batch, pre)
 	if err != nil {
 		kq.valid = false
 	}
@@ -372,66 +440,92 @@ func (s *Store) runBatch(key string, kq *keyQueue, batch []*request) {
 			r.done <- r.err
 		}
 	}
+	return next
 }
 
-func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch []*request) error {
+func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch []*request, pre *speculation) (*speculation, error) {
 	ek := s.state + key
+	var next *speculation
+	if time.Since(kq.contended) < contendedFor {
+		// Leave the other helper a moment to commit between two of ours.
+		if err := sleep(ctx, mrand.N(2*time.Millisecond)); err != nil {
+			return nil, s.unavailable(err, false)
+		}
+	}
 	for conflicts := 0; ; conflicts++ {
 		if conflicts > s.opts.MaxConflicts {
-			return fmt.Errorf("%w: %d conflicting writers in a row on %q", store.ErrBusy, conflicts-1, key)
+			return next, fmt.Errorf("%w: %d conflicting writers in a row on %q", store.ErrBusy, conflicts-1, key)
 		}
 		if conflicts > 0 {
 			s.stats.conflicts.Add(1)
+			kq.contended = time.Now()
 			// The Else branch brought the current value: retry at once, with a
 			// little jitter so that two helpers racing for one key interleave.
 			if err := sleep(ctx, mrand.N(time.Millisecond*time.Duration(min(conflicts, 4)))); err != nil {
-				return s.unavailable(err, false)
+				return next, s.unavailable(err, false)
 			}
 		}
+		usePre := pre != nil && pre.valid && conflicts == 0 && kq.valid
 		if !kq.valid {
 			if err := s.refresh(ctx, ek, kq); err != nil {
-				return err
+				return next, err
 			}
 		}
-		live := 0
-		cur, changed := kq.val, false
-		for _, r := range batch {
-			switch r.state.Load() {
-			case stateAbandoned:
-				continue
-			case stateQueued:
-				if !r.state.CompareAndSwap(stateQueued, stateTaken) {
-					continue
-				}
+		var cur []byte
+		var changed bool
+		var live int
+		if usePre {
+			// The fns ran on exactly this value while it was being committed.
+			s.stats.specUsed.Add(1)
+			cur, changed, live = pre.cur, pre.changed, pre.live
+		} else {
+			if pre != nil && conflicts == 0 {
+				s.stats.specDropped.Add(1)
 			}
-			live++
-			if err := r.ctx.Err(); err != nil {
-				r.err = err
-				continue
-			}
-			next, ch, err := call(r.fn, clone(cur))
-			r.err = err
-			if err != nil || !ch {
-				continue
-			}
-			cur, changed = clone(next), true
+			cur, changed, live = apply(batch, kq.val)
 		}
 		if live == 0 {
-			return nil
+			return next, nil
 		}
 		var ok bool
 		var err error
 		if changed {
-			ok, err = s.commit(ctx, ek, kq, cur)
+			type result struct {
+				ok  bool
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				ok, err := s.commit(ctx, ek, kq, cur)
+				done <- result{ok, err}
+			}()
+			fresh := false
+			// While another helper competes for the key, no pipelining: a helper
+			// whose next transaction is always ready would starve the other.
+			if next == nil && time.Since(kq.contended) > contendedFor {
+				if nb := s.take(kq, false); nb != nil {
+					next = &speculation{batch: nb}
+					next.cur, next.changed, next.live = apply(nb, cur)
+					fresh = true
+				}
+			}
+			r := <-done
+			ok, err = r.ok, r.err
+			if next != nil {
+				// Valid only if the cache now holds exactly the value the next
+				// batch ran on: this transaction committed it (not an earlier
+				// copy found later, after which the key may have moved on).
+				next.valid = fresh && err == nil && ok && kq.exact
+			}
 		} else {
 			ok, err = s.confirm(ctx, ek, kq)
 		}
 		if err != nil {
-			return err
+			return next, err
 		}
 		if ok {
 			s.stats.updates.Add(uint64(live))
-			return nil
+			return next, nil
 		}
 	}
 }
@@ -511,7 +605,7 @@ func (s *Store) commit(ctx context.Context, ek string, kq *keyQueue, next []byte
 		}
 		switch r.outcome {
 		case outcomeCommitted:
-			kq.valid, kq.val, kq.rev = true, next, r.rev
+			kq.valid, kq.val, kq.rev, kq.exact = true, next, r.rev, true
 			return true, nil
 		case outcomeRecovered:
 			// An earlier copy committed; its answer is the one fn gave.
@@ -668,7 +762,7 @@ func isLeaseNotFound(err error) bool {
 
 // setFrom fills the cache from a range response of the key (empty: absent).
 func (kq *keyQueue) setFrom(kvs []*mvccpb.KeyValue) {
-	kq.valid = true
+	kq.valid, kq.exact = true, false
 	if len(kvs) == 0 {
 		kq.val, kq.rev = nil, 0
 		return

@@ -222,5 +222,38 @@ func TestTwoHostsManyKeys(t *testing.T) {
 			t.Errorf("%s = %q (%v), want %d", k, v, err, n)
 		}
 	}
-	t.Logf("stats %+v %+v", stores[0].Stats(), stores[1].Stats())
+	s0, s1 := stores[0].Stats(), stores[1].Stats()
+	t.Logf("stats %+v %+v", s0, s1)
+	if s0.Conflicts+s1.Conflicts == 0 {
+		t.Errorf("the run did not exercise conflicts: %+v %+v", s0, s1)
+	}
+}
+
+// TestPipelined: 64 goroutines incrementing one key through one store: the fns of the
+// next batch run while a transaction is in flight, and no increment is lost or doubled.
+func TestPipelined(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	s := open(t, c, nil)
+	const workers, per = 64, 20
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range per {
+				if err := s.Update(context.Background(), "lu", storetest.Increment); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	v, err := s.Get(context.Background(), "lu")
+	if err != nil || string(v) != strconv.Itoa(workers*per) {
+		t.Fatalf("counter %q (%v), want %d", v, err, workers*per)
+	}
+	st := s.Stats()
+	t.Logf("stats %+v", st)
+	if st.SpecUsed == 0 {
+		t.Fatalf("no batch was pipelined: %+v", st)
+	}
 }
