@@ -245,7 +245,7 @@ func Open(opts Options) (*Store, error) {
 	defer cancel()
 	if _, err := cli.Get(ctx, s.state, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("etcd store: cannot reach etcd at %s (a linearizable read needs a quorum) within %v: %w",
+		return nil, fmt.Errorf("etcd store: cannot reach etcd at %s within %v (endpoints down or wrong, TLS files or client certificate refused, or no quorum for a linearizable read): %w",
 			strings.Join(opts.Endpoints, ","), opts.DialTimeout, err)
 	}
 	if _, err := s.currentLease(ctx); err != nil {

@@ -257,3 +257,34 @@ func TestPipelined(t *testing.T) {
 		t.Fatalf("no batch was pipelined: %+v", st)
 	}
 }
+
+// TestTLSClientCertificates: against members that require client certificates, the
+// store works with the CA, certificate and key (as --etcd-cacert, --etcd-cert and
+// --etcd-key give them), and Open fails clearly without a client certificate.
+func TestTLSClientCertificates(t *testing.T) {
+	c := etcdtest.StartTLS(t, 3)
+	s := open(t, c, func(o *etcd.Options) {
+		o.CACert, o.Cert, o.Key = c.Certs.CA, c.Certs.ClientCert, c.Certs.ClientKey
+	})
+	if err := s.Update(context.Background(), "lu", storetest.Increment); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get(context.Background(), "lu"); err != nil || string(v) != "1" {
+		t.Fatalf("Get = %q, %v", v, err)
+	}
+	for name, mod := range map[string]func(*etcd.Options){
+		"CA only":   func(o *etcd.Options) { o.CACert = c.Certs.CA },
+		"no TLS":    func(o *etcd.Options) {},
+		"cert only": func(o *etcd.Options) { o.Cert = c.Certs.ClientCert },
+	} {
+		opts := etcd.Options{Endpoints: c.Endpoints(), Prefix: freshPrefix(), DialTimeout: 2 * time.Second}
+		mod(&opts)
+		st, err := etcd.Open(opts)
+		if err == nil {
+			st.Close()
+			t.Errorf("%s: Open succeeded against members requiring client certificates", name)
+			continue
+		}
+		t.Logf("%s: %v", name, err)
+	}
+}

@@ -2,6 +2,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 )
@@ -43,19 +45,48 @@ type Cluster struct {
 	mu        sync.Mutex
 	isolated  map[string]bool // member names cut off from the others
 	partition bool
+
+	// Certs, when set (StartTLS), make the client URLs https:// with client
+	// certificates required.
+	Certs  *Certs
+	tlsCfg *tls.Config
 }
 
 // Start starts an n-member cluster and waits until it has a leader. It is stopped
 // when the test ends.
 func Start(t testing.TB, n int) *Cluster {
 	t.Helper()
+	return start(t, n, false)
+}
+
+// StartTLS is Start with https:// client URLs that require a client certificate
+// signed by the cluster's test CA (c.Certs).
+func StartTLS(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return start(t, n, true)
+}
+
+func start(t testing.TB, n int, withTLS bool) *Cluster {
+	t.Helper()
 	bin := Binary(t)
 	c := &Cluster{t: t, bin: bin, dir: t.TempDir(), token: fmt.Sprintf("prhelper-test-%d", time.Now().UnixNano()), isolated: map[string]bool{}}
 	t.Cleanup(c.Stop)
+	scheme := "http://"
+	if withTLS {
+		certs, err := MakeCerts(c.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := transport.TLSInfo{CertFile: certs.ClientCert, KeyFile: certs.ClientKey, TrustedCAFile: certs.CA}
+		if c.tlsCfg, err = info.ClientConfig(); err != nil {
+			t.Fatal(err)
+		}
+		c.Certs, scheme = certs, "https://"
+	}
 	var initial []string
 	for i := range n {
 		m := &Member{Name: fmt.Sprintf("m%d", i), dataDir: filepath.Join(c.dir, fmt.Sprintf("m%d.etcd", i))}
-		m.ClientURL = "http://" + freeAddr(t)
+		m.ClientURL = scheme + freeAddr(t)
 		m.peerAddr = freeAddr(t)
 		p, err := NewProxy(m.peerAddr, c.owner)
 		if err != nil {
@@ -122,6 +153,10 @@ func (c *Cluster) launch(m *Member, initial, state string) error {
 		"--election-timeout", "1000",
 		"--log-level", "warn",
 	)
+	if c.Certs != nil {
+		cmd.Args = append(cmd.Args, "--cert-file", c.Certs.ServerCert, "--key-file", c.Certs.ServerKey,
+			"--trusted-ca-file", c.Certs.CA, "--client-cert-auth")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -150,7 +185,7 @@ func (c *Cluster) Endpoints() []string {
 
 // Client returns a client of the whole cluster, closed when the test ends.
 func (c *Cluster) Client(t testing.TB) *clientv3.Client {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: c.tlsCfg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +195,7 @@ func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 
 // Leader returns the member that a running member reports as leader, or nil.
 func (c *Cluster) Leader(ctx context.Context) *Member {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: time.Second, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: time.Second, Logger: zap.NewNop(), TLS: c.tlsCfg})
 	if err != nil {
 		return nil
 	}
