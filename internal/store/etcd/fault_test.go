@@ -44,9 +44,15 @@ func TestExactlyOnceLostReply(t *testing.T) {
 		if runs.Add(1) == 1 {
 			// The transaction this run produces goes out now; its reply is lost,
 			// and while the store does not know, another host increments.
-			p.LoseReplies(700 * time.Millisecond)
+			p.LoseReplies(1500 * time.Millisecond)
 			go func() {
-				time.Sleep(200 * time.Millisecond)
+				// Once this transaction is applied (seen through the other
+				// host's own connection), the other host increments.
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+					if v, err := b.Get(context.Background(), "lu"); err == nil && string(v) == "2" {
+						break
+					}
+				}
 				other <- b.Update(context.Background(), "lu", storetest.Increment)
 			}()
 		}
