@@ -39,6 +39,13 @@ type options struct {
 	listen     []string
 	configFile string
 	explain    string
+
+	// The etcd store (instead of db), named as etcdctl names them.
+	etcdEndpoints string
+	etcdPrefix    string
+	etcdCACert    string
+	etcdCert      string
+	etcdKey       string
 }
 
 // Defaults of prhelper's own options.
@@ -72,6 +79,11 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringArrayVar(&o.listen, "listen", nil, "")
 	fs.StringVar(&o.configFile, "config", "", "")
 	fs.StringVar(&o.explain, "explain", "", "")
+	fs.StringVar(&o.etcdEndpoints, "etcd-endpoints", "", "")
+	fs.StringVar(&o.etcdPrefix, "etcd-prefix", "", "")
+	fs.StringVar(&o.etcdCACert, "etcd-cacert", "", "")
+	fs.StringVar(&o.etcdCert, "etcd-cert", "", "")
+	fs.StringVar(&o.etcdKey, "etcd-key", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -146,6 +158,16 @@ prhelper's own options:
                             emulate (reservations kept by prhelper in --db)
       --db=PATH             SQLite file of emulated reservations, shared by every
                             prhelper of the host (default '%[4]s')
+      --etcd-endpoints=URL[,URL...]
+                            keep emulated reservations in etcd instead of --db,
+                            shared by the helpers of every host using the same
+                            cluster and prefix (http:// or https:// client URLs)
+      --etcd-prefix=PREFIX  key prefix in etcd (default '/prhelper/')
+      --etcd-cacert=FILE    CA certificate of the etcd members (PEM)
+      --etcd-cert=FILE      client certificate for etcd (PEM); with --etcd-key,
+                            the documented way: write access to the prefix is
+                            control of every reservation stored there
+      --etcd-key=FILE       client certificate's key (PEM)
       --initiator=POLICY    who the initiator of a -k connection is, for emulation:
                             host (default: one initiator for the whole host, as
                             real storage sees it), peer (the QEMU process on the

@@ -15,7 +15,6 @@ import (
 	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/daemon/router"
 	"github.com/prhelper/prhelper/internal/kernel/device"
-	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
 )
 
@@ -32,7 +31,8 @@ type settings struct {
 	listen    []config.Listen
 	rules     []config.Rule
 	primary   bool // serve the -k socket (or the activated one)
-	dbSet     bool // --db or db given: emulation is enabled for auto
+	dbSet     bool // --db, db or an etcd store given: emulation is enabled for auto
+	etcd      etcdSettings
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -61,6 +61,12 @@ func loadSettings(o *options) (*settings, error) {
 		}
 	}
 	s.dbSet = c.DB != "" || o.db != ""
+	if err := s.etcd.load(c, o); err != nil {
+		return nil, err
+	}
+	if s.etcd.enabled() {
+		s.dbSet = true
+	}
 	if err := config.CheckBackend(s.backend); err != nil {
 		return nil, fmt.Errorf("--backend: %w", err)
 	}
@@ -131,7 +137,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		}
 	}
 	if s.needsEmulation() {
-		st, err := sqlite.Open(s.db, sqlite.Options{})
+		st, err := openStore(s, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("emulation state: %w", err)
 		}

@@ -9,6 +9,7 @@
 // GOOD status always names a state that is already durable. The store never interprets
 // the bytes and does not import package pr.
 //
-// Implementations: store/memory (tests) and store/sqlite (one file shared by every helper
-// process on a host). The shared behavioural test suite is store/storetest.
+// Implementations: store/memory (tests), store/sqlite (one file shared by every helper
+// process on a host) and store/etcd (one etcd cluster shared by the helpers of several
+// hosts). The shared behavioural test suite is store/storetest.
 package store

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -22,6 +23,12 @@ type Config struct {
 	Initiator string
 	Listen    []Listen
 	Rules     []Rule
+
+	// The etcd store, instead of DB: client URLs (comma-separated in the file, as
+	// etcdctl takes them), key prefix, and the TLS files named as etcdctl names them.
+	EtcdEndpoints                 []string
+	EtcdPrefix                    string
+	EtcdCACert, EtcdCert, EtcdKey string
 }
 
 // Listen is one extra listening socket.
@@ -108,6 +115,28 @@ func (c *Config) directive(f []string, line int) error {
 		}
 	case "initiator":
 		c.Initiator, err = one()
+	case "etcd-endpoints":
+		var v string
+		if v, err = one(); err == nil {
+			c.EtcdEndpoints, err = ParseEndpoints(v)
+		}
+	case "etcd-prefix":
+		if c.EtcdPrefix, err = one(); err == nil && !strings.HasSuffix(c.EtcdPrefix, "/") {
+			err = fmt.Errorf("etcd-prefix %q must end with /", c.EtcdPrefix)
+		}
+	case "etcd-cacert", "etcd-cert", "etcd-key":
+		var v string
+		if v, err = one(); err == nil && !strings.HasPrefix(v, "/") {
+			err = fmt.Errorf("%s path %q must be absolute", f[0], v)
+		}
+		switch f[0] {
+		case "etcd-cacert":
+			c.EtcdCACert = v
+		case "etcd-cert":
+			c.EtcdCert = v
+		default:
+			c.EtcdKey = v
+		}
 	case "listen":
 		if len(f) < 2 {
 			return fmt.Errorf("listen needs a socket path")
@@ -216,4 +245,25 @@ func parseListen(p string, opts []string) (Listen, error) {
 		}
 	}
 	return l, nil
+}
+
+// ParseEndpoints splits a comma-separated list of etcd client URLs and checks that
+// each is http:// or https:// with a host.
+func ParseEndpoints(v string) ([]string, error) {
+	var eps []string
+	for _, e := range strings.Split(v, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("etcd endpoint %q: want http://HOST:PORT or https://HOST:PORT", e)
+		}
+		eps = append(eps, e)
+	}
+	if len(eps) == 0 {
+		return nil, fmt.Errorf("no etcd endpoint in %q", v)
+	}
+	return eps, nil
 }

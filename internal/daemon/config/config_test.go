@@ -123,3 +123,19 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestEtcdKeys(t *testing.T) {
+	c, err := Parse(strings.NewReader("etcd-endpoints https://a:2379,http://b:2379\netcd-prefix /x/\netcd-cacert /ca.pem\netcd-cert /c.pem\netcd-key /k.pem\n"), "f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.EtcdEndpoints) != 2 || c.EtcdEndpoints[1] != "http://b:2379" || c.EtcdPrefix != "/x/" ||
+		c.EtcdCACert != "/ca.pem" || c.EtcdCert != "/c.pem" || c.EtcdKey != "/k.pem" {
+		t.Fatalf("%+v", c)
+	}
+	for _, bad := range []string{"etcd-endpoints ftp://a", "etcd-endpoints a:2379", "etcd-prefix /x", "etcd-cert rel.pem", "etcd-endpoints"} {
+		if _, err := Parse(strings.NewReader(bad+"\n"), "f"); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -7,6 +7,8 @@
 //
 //	backend auto                     # for devices no rule matches: auto | sgio | linuxpr | mpath | emulate
 //	db /var/lib/prhelper/pr.db       # state of emulated reservations (SQLite)
+//	etcd-endpoints https://e1:2379,https://e2:2379   # or: state in etcd, shared across hosts
+//	etcd-prefix /prhelper/           # with etcd-cacert, etcd-cert, etcd-key (absolute paths)
 //	initiator host                   # identity of -k connections: host | peer | name:NAME
 //	listen /run/prhelper/vm1.sock initiator=peer port=1
 //	rule kind=file backend=emulate

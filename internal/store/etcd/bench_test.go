@@ -1,0 +1,111 @@
+package etcd_test
+
+import (
+	"context"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prhelper/prhelper/internal/store"
+	"github.com/prhelper/prhelper/internal/store/etcd"
+	"github.com/prhelper/prhelper/internal/store/etcd/etcdtest"
+	"github.com/prhelper/prhelper/internal/store/sqlite"
+	"github.com/prhelper/prhelper/pr"
+	"github.com/prhelper/prhelper/scsi"
+)
+
+// prOut runs one PR OUT REGISTER AND IGNORE EXISTING KEY through st exactly as the
+// emulate backend does: the pr engine on the LU's state inside one Update.
+func prOut(st store.Store, lu string, n pr.Nexus, key uint64) (pr.Result, error) {
+	cdb := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
+	param := make([]byte, 24)
+	binary.BigEndian.PutUint64(param[8:], key)
+	var res pr.Result
+	err := st.Update(context.Background(), "lu/"+lu, func(cur []byte) ([]byte, bool, error) {
+		var s pr.State
+		if cur != nil {
+			if err := s.UnmarshalBinary(cur); err != nil {
+				return nil, false, err
+			}
+		}
+		res = pr.Execute(pr.LIO(), &s, n, cdb[:], param)
+		next, err := s.MarshalBinary()
+		return next, err == nil, err
+	})
+	return res, err
+}
+
+// benchCommitters is etcd.Options.Committers in BenchmarkPROut (0: the default);
+// -committers changes it to compare.
+var benchCommitters int
+
+func init() {
+	flag.IntVar(&benchCommitters, "committers", 0, "etcd store committers for BenchmarkPROut")
+}
+
+// BenchmarkPROut measures acknowledged PR OUT commands per second and their latency
+// (p50, p99) through the etcd store on a 3-member loopback cluster and through the
+// SQLite store in the same run, with 1, 16 and 64 concurrent clients (each its own
+// initiator) on one logical unit and spread over 16.
+//
+//	go test -run '^$' -bench PROut -benchtime 3000x ./internal/store/etcd/
+func BenchmarkPROut(b *testing.B) {
+	c := etcdtest.Start(b, 3)
+	for _, kind := range []string{"sqlite", "etcd"} {
+		for _, lus := range []int{1, 16} {
+			for _, clients := range []int{1, 16, 64} {
+				b.Run(fmt.Sprintf("store=%s/lus=%d/clients=%d", kind, lus, clients), func(b *testing.B) {
+					var st store.Store
+					var err error
+					if kind == "sqlite" {
+						st, err = sqlite.Open(filepath.Join(b.TempDir(), "pr.db"), sqlite.Options{})
+					} else {
+						st, err = etcd.Open(etcd.Options{Endpoints: c.Endpoints(), Prefix: freshPrefix(), Committers: benchCommitters})
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer st.Close()
+					lat := make([]time.Duration, b.N)
+					var next atomic.Int64
+					b.ResetTimer()
+					var wg sync.WaitGroup
+					for cl := range clients {
+						wg.Go(func() {
+							n := pr.Nexus{Initiator: pr.ISCSIInitiator(fmt.Sprintf("iqn.2025-01.bench:client%d", cl), ""), RTPI: 1}
+							lu := fmt.Sprintf("bench-lu-%d", cl%lus)
+							for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+								t0 := time.Now()
+								res, err := prOut(st, lu, n, uint64(i))
+								lat[i-1] = time.Since(t0)
+								if err != nil || res.Status != scsi.StatusGood {
+									b.Errorf("client %d: %v %#x", cl, err, res.Status)
+									return
+								}
+							}
+						})
+					}
+					wg.Wait()
+					b.StopTimer()
+					slices.Sort(lat)
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "PROUT/s")
+					b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+					b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+					b.ReportMetric(0, "ns/op")
+					if es, ok := st.(*etcd.Store); ok {
+						s := es.Stats()
+						if s.Transactions > 0 {
+							b.ReportMetric(float64(s.Updates)/float64(s.Transactions), "cmds/txn")
+						}
+					}
+				})
+			}
+		}
+	}
+}

@@ -1,0 +1,890 @@
+package etcd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/prhelper/prhelper/internal/store"
+)
+
+// Default option values.
+const (
+	DefaultPrefix         = "/prhelper/"
+	DefaultTimeout        = 10 * time.Second
+	DefaultAttemptTimeout = 2 * time.Second
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultMaxBatch       = 256
+	DefaultMaxKeysPerTxn  = 32
+	DefaultCommitters     = 2
+	DefaultMaxConflicts   = 1000
+	DefaultRecordTTL      = 10 * time.Minute
+)
+
+// Value format markers, the first byte of every state value in etcd.
+const (
+	markDeleted = 0
+	markValue   = 1
+)
+
+// Options configures a Store. Endpoints is required; the zero value of every other
+// field is the recommended setting.
+type Options struct {
+	// Endpoints are the etcd client URLs (https://host:2379, ...).
+	Endpoints []string
+	// Prefix is prepended to every key; several independent stores can share a
+	// cluster under different prefixes. Zero means DefaultPrefix.
+	Prefix string
+	// CACert, Cert and Key are PEM files, named as etcdctl names them: the CA that
+	// signed the members' certificates, and this client's certificate and key.
+	CACert, Cert, Key string
+	// Timeout bounds an Update from its call to its answer, including retries through
+	// leader elections; it stays below the usual 30 s guest SCSI command timeout so
+	// that the guest gets an answer it retries, not a reset. Zero means DefaultTimeout.
+	Timeout time.Duration
+	// AttemptTimeout bounds one etcd request. Zero means DefaultAttemptTimeout.
+	AttemptTimeout time.Duration
+	// DialTimeout bounds Open's first contact with the cluster. Zero means
+	// DefaultDialTimeout.
+	DialTimeout time.Duration
+	// MaxBatch bounds how many Updates of one key share one transaction. Zero means
+	// DefaultMaxBatch; NoGroupCommit sets it to 1.
+	MaxBatch      int
+	NoGroupCommit bool
+	// MaxKeysPerTxn bounds how many keys' writes share one etcd transaction (each
+	// takes two operations; etcd's default --max-txn-ops is 128). Zero means
+	// DefaultMaxKeysPerTxn; NoGroupCommit sets it to 1.
+	MaxKeysPerTxn int
+	// Committers is how many combined transactions one process keeps in flight.
+	// Zero means DefaultCommitters.
+	Committers int
+	// MaxConflicts bounds how often one batch is recomputed because another helper
+	// changed the key first, before its Updates fail with store.ErrBusy. Zero means
+	// DefaultMaxConflicts.
+	MaxConflicts int
+	// RecordTTL is how long the record of a committed transaction is kept for
+	// exactly-once resolution; it must exceed Timeout by far. Zero means
+	// DefaultRecordTTL.
+	RecordTTL time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.AttemptTimeout <= 0 {
+		o.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = DefaultDialTimeout
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.Committers <= 0 {
+		o.Committers = DefaultCommitters
+	}
+	if o.MaxKeysPerTxn <= 0 {
+		o.MaxKeysPerTxn = DefaultMaxKeysPerTxn
+	}
+	if o.NoGroupCommit {
+		o.MaxBatch, o.MaxKeysPerTxn = 1, 1
+	}
+	if o.MaxConflicts <= 0 {
+		o.MaxConflicts = DefaultMaxConflicts
+	}
+	if o.RecordTTL <= 0 {
+		o.RecordTTL = DefaultRecordTTL
+	}
+}
+
+// Store is a store.Store on an etcd cluster. Its methods are safe for concurrent use.
+type Store struct {
+	opts  Options
+	cli   *clientv3.Client
+	state string // opts.Prefix + "state/"
+	rec   string // opts.Prefix + "applied/"
+
+	mu     sync.Mutex
+	keys   map[string]*keyQueue
+	closed bool
+	wg     sync.WaitGroup // running key workers
+
+	writes chan *write    // to the committers
+	cwg    sync.WaitGroup // running committers
+
+	leaseMu   sync.Mutex
+	lease     clientv3.LeaseID
+	leaseTime time.Time
+
+	closeOnce sync.Once
+	closeErr  error
+
+	stats struct{ transactions, updates, conflicts, resubmits, recovered, unknown, specUsed, specDropped atomic.Uint64 }
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Stats counts what the store did since Open.
+type Stats struct {
+	Transactions uint64 // committed etcd transactions (each may change several keys)
+	Updates      uint64 // Update calls answered after their fn ran
+	Conflicts    uint64 // batches recomputed because another writer changed the key
+	Resubmits    uint64 // transactions submitted again because their outcome was unknown
+	Recovered    uint64 // of those, found committed by an earlier copy (its record)
+	Unknown      uint64 // batches whose outcome stayed unknown until Timeout
+	SpecUsed     uint64 // batches whose fns ran during the previous commit, results used
+	SpecDropped  uint64 // such batches run again because that commit did not write their base
+}
+
+// Stats returns the counters.
+func (s *Store) Stats() Stats {
+	return Stats{
+		Transactions: s.stats.transactions.Load(),
+		Updates:      s.stats.updates.Load(),
+		Conflicts:    s.stats.conflicts.Load(),
+		Resubmits:    s.stats.resubmits.Load(),
+		Recovered:    s.stats.recovered.Load(),
+		Unknown:      s.stats.unknown.Load(),
+		SpecUsed:     s.stats.specUsed.Load(),
+		SpecDropped:  s.stats.specDropped.Load(),
+	}
+}
+
+// keyQueue is the pending Updates of one key and what this process last knew of it.
+// All fields are guarded by Store.mu except the cache, owned by the running worker.
+type keyQueue struct {
+	queue   []*request
+	running bool
+
+	// cache: the value and ModRevision after this process's last transaction on the
+	// key (or its last read). A stale cache costs one failed compare, never a wrong
+	// answer.
+	valid bool
+	val   []byte
+	rev   int64
+	exact bool // val is the value this process's last transaction wrote
+
+	contended time.Time // last conflict with another writer; worker only
+}
+
+// request states, as in the SQLite store: a queued request is taken by the worker just
+// before its fn runs, or abandoned by its caller whose ctx ended first.
+const (
+	stateQueued int32 = iota
+	stateTaken
+	stateAbandoned
+)
+
+type request struct {
+	ctx      context.Context
+	deadline time.Time
+	fn       store.UpdateFunc
+	state    atomic.Int32
+	done     chan error
+	err      error // result of the latest fn run, worker only
+}
+
+// Open connects to the cluster and checks that it answers a linearizable read (which
+// needs a quorum) within DialTimeout, so that a helper that cannot reach etcd says so at
+// start instead of failing its first guest command.
+func Open(opts Options) (*Store, error) {
+	opts.setDefaults()
+	if len(opts.Endpoints) == 0 {
+		return nil, errors.New("etcd store: no endpoints")
+	}
+	if !strings.HasSuffix(opts.Prefix, "/") {
+		return nil, fmt.Errorf("etcd store: prefix %q must end with /", opts.Prefix)
+	}
+	cfg := clientv3.Config{
+		Endpoints:            opts.Endpoints,
+		DialTimeout:          opts.DialTimeout,
+		DialKeepAliveTime:    5 * time.Second,
+		DialKeepAliveTimeout: 2 * time.Second,
+		Logger:               zap.NewNop(),
+	}
+	if opts.CACert != "" || opts.Cert != "" || opts.Key != "" {
+		if (opts.Cert == "") != (opts.Key == "") {
+			return nil, errors.New("etcd store: a client certificate needs both cert and key")
+		}
+		info := transport.TLSInfo{CertFile: opts.Cert, KeyFile: opts.Key, TrustedCAFile: opts.CACert}
+		tc, err := info.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("etcd store: TLS: %w", err)
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd store: client for %s: %w", strings.Join(opts.Endpoints, ","), err)
+	}
+	s := &Store{
+		opts:   opts,
+		cli:    cli,
+		state:  opts.Prefix + "state/",
+		rec:    opts.Prefix + "applied/",
+		keys:   map[string]*keyQueue{},
+		writes: make(chan *write),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
+	defer cancel()
+	if _, err := cli.Get(ctx, s.state, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("etcd store: cannot reach etcd at %s within %v (endpoints down or wrong, TLS files or client certificate refused, or no quorum for a linearizable read): %w",
+			strings.Join(opts.Endpoints, ","), opts.DialTimeout, err)
+	}
+	if _, err := s.currentLease(ctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("etcd store: %s: %w", strings.Join(opts.Endpoints, ","), err)
+	}
+	for range opts.Committers {
+		s.cwg.Add(1)
+		go s.committer()
+	}
+	return s, nil
+}
+
+// Client returns the etcd client, for tools and tests.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// currentLease returns the lease that new transaction records are attached to. A lease
+// is used for half its TTL, so a record outlives its transaction's resolution (bounded
+// by Timeout) by far; old leases expire by themselves and take their records with them.
+func (s *Store) currentLease(ctx context.Context) (clientv3.LeaseID, error) {
+	s.leaseMu.Lock()
+	defer s.leaseMu.Unlock()
+	if s.lease != 0 && time.Since(s.leaseTime) < s.opts.RecordTTL/2 {
+		return s.lease, nil
+	}
+	resp, err := s.cli.Grant(ctx, int64(s.opts.RecordTTL/time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("grant lease for transaction records: %w", err)
+	}
+	s.lease, s.leaseTime = resp.ID, time.Now()
+	return s.lease, nil
+}
+
+func (s *Store) dropLease(id clientv3.LeaseID) {
+	s.leaseMu.Lock()
+	if s.lease == id {
+		s.lease = 0
+	}
+	s.leaseMu.Unlock()
+}
+
+// Update implements store.Store.
+func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("store: update %q: %w", key, err)
+	}
+	r := &request{ctx: ctx, fn: fn, done: make(chan error, 1), deadline: time.Now().Add(s.opts.Timeout)}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("store: update %q: %w", key, store.ErrClosed)
+	}
+	kq := s.keys[key]
+	if kq == nil {
+		kq = &keyQueue{}
+		s.keys[key] = kq
+	}
+	kq.queue = append(kq.queue, r)
+	if !kq.running {
+		kq.running = true
+		s.wg.Add(1)
+		go s.worker(key, kq)
+	}
+	s.mu.Unlock()
+	var err error
+	select {
+	case err = <-r.done:
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
+			err = ctx.Err()
+		} else {
+			// fn already ran: the caller must learn whether the change committed.
+			err = <-r.done
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("store: update %q: %w", key, err)
+	}
+	return nil
+}
+
+// worker runs the batches of one key until its queue is empty. While a batch's
+// transaction is in flight it already runs the fns of the next batch on the value
+// being committed (pipelining: the engine's work overlaps the round trip); that work
+// is used only if the transaction committed, else the next batch runs again on the
+// value etcd returned.
+func (s *Store) worker(key string, kq *keyQueue) {
+	defer s.wg.Done()
+	var spec *speculation
+	for {
+		var batch []*request
+		if spec != nil {
+			batch = spec.batch
+		} else if batch = s.take(kq, true); batch == nil {
+			return
+		}
+		spec = s.runBatch(key, kq, batch, spec)
+	}
+}
+
+// take removes up to MaxBatch queued requests of the key; with last, an empty queue
+// ends the worker (under the same lock, so no request is left behind).
+func (s *Store) take(kq *keyQueue, last bool) []*request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := min(len(kq.queue), s.opts.MaxBatch)
+	if n == 0 {
+		if last {
+			kq.running = false
+		}
+		return nil
+	}
+	batch := kq.queue[:n:n]
+	kq.queue = kq.queue[n:]
+	if len(kq.queue) == 0 {
+		kq.queue = nil
+	}
+	return batch
+}
+
+// speculation is a batch whose fns already ran on the value of a transaction that was
+// in flight; valid once that transaction committed.
+type speculation struct {
+	batch   []*request
+	valid   bool
+	cur     []byte
+	changed bool
+	live    int
+}
+
+// apply runs the fns of batch in order on base: each sees the value the previous one
+// left. It returns the final value, whether any fn changed it, and how many requests
+// are live (not abandoned by their callers).
+func apply(batch []*request, base []byte) (cur []byte, changed bool, live int) {
+	cur = base
+	for _, r := range batch {
+		switch r.state.Load() {
+		case stateAbandoned:
+			continue
+		case stateQueued:
+			if !r.state.CompareAndSwap(stateQueued, stateTaken) {
+				continue
+			}
+		}
+		live++
+		if err := r.ctx.Err(); err != nil {
+			r.err = err
+			continue
+		}
+		next, ch, err := call(r.fn, clone(cur))
+		r.err = err
+		if err != nil || !ch {
+			continue
+		}
+		cur, changed = clone(next), true
+	}
+	return cur, changed, live
+}
+
+// contendedFor is how long after a conflict a key counts as contended by another
+// helper.
+const contendedFor = 500 * time.Millisecond
+
+// errUnknown marks a batch whose transaction's outcome could not be learnt in time.
+var errUnknown = errors.New("outcome unknown")
+
+// runBatch answers every request of batch: it runs their fns in order on the key's
+// value and commits the result in one transaction, again on a fresh value after a
+// conflict, until the commit succeeds, the conflicts exceed MaxConflicts, or the
+// earliest request's deadline passes.
+func (s *Store) runBatch(key string, kq *keyQueue, batch []*request, pre *speculation) *speculation {
+	deadline := batch[0].deadline
+	for _, r := range batch[1:] {
+		if r.deadline.Before(deadline) {
+			deadline = r.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	next, err := s.commitBatch(ctx, key, kq, batch, pre)
+	if err != nil {
+		kq.valid = false
+	}
+	for _, r := range batch {
+		switch {
+		case err != nil && r.state.Load() == stateTaken:
+			r.done <- err
+		case err != nil:
+			r.state.CompareAndSwap(stateQueued, stateTaken)
+			r.done <- err
+		default:
+			r.done <- r.err
+		}
+	}
+	return next
+}
+
+func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch []*request, pre *speculation) (*speculation, error) {
+	ek := s.state + key
+	var next *speculation
+	if time.Since(kq.contended) < contendedFor {
+		// Leave the other helper a moment to commit between two of ours.
+		if err := sleep(ctx, mrand.N(2*time.Millisecond)); err != nil {
+			return nil, s.unavailable(err, false)
+		}
+	}
+	for conflicts := 0; ; conflicts++ {
+		if conflicts > s.opts.MaxConflicts {
+			return next, fmt.Errorf("%w: %d conflicting writers in a row on %q", store.ErrBusy, conflicts-1, key)
+		}
+		if conflicts > 0 {
+			s.stats.conflicts.Add(1)
+			kq.contended = time.Now()
+			// The Else branch brought the current value: retry at once, with a
+			// little jitter so that two helpers racing for one key interleave.
+			if err := sleep(ctx, mrand.N(time.Millisecond*time.Duration(min(conflicts, 4)))); err != nil {
+				return next, s.unavailable(err, false)
+			}
+		}
+		usePre := pre != nil && pre.valid && conflicts == 0 && kq.valid
+		if !kq.valid {
+			if err := s.refresh(ctx, ek, kq); err != nil {
+				return next, err
+			}
+		}
+		var cur []byte
+		var changed bool
+		var live int
+		if usePre {
+			// The fns ran on exactly this value while it was being committed.
+			s.stats.specUsed.Add(1)
+			cur, changed, live = pre.cur, pre.changed, pre.live
+		} else {
+			if pre != nil && conflicts == 0 {
+				s.stats.specDropped.Add(1)
+			}
+			cur, changed, live = apply(batch, kq.val)
+		}
+		if live == 0 {
+			return next, nil
+		}
+		var ok bool
+		var err error
+		if changed {
+			type result struct {
+				ok  bool
+				err error
+			}
+			done := make(chan result, 1)
+			go func() {
+				ok, err := s.commit(ctx, ek, kq, cur)
+				done <- result{ok, err}
+			}()
+			fresh := false
+			// While another helper competes for the key, no pipelining: a helper
+			// whose next transaction is always ready would starve the other.
+			if next == nil && time.Since(kq.contended) > contendedFor {
+				if nb := s.take(kq, false); nb != nil {
+					next = &speculation{batch: nb}
+					next.cur, next.changed, next.live = apply(nb, cur)
+					fresh = true
+				}
+			}
+			r := <-done
+			ok, err = r.ok, r.err
+			if next != nil {
+				// Valid only if the cache now holds exactly the value the next
+				// batch ran on: this transaction committed it (not an earlier
+				// copy found later, after which the key may have moved on).
+				next.valid = fresh && err == nil && ok && kq.exact
+			}
+		} else {
+			ok, err = s.confirm(ctx, ek, kq)
+		}
+		if err != nil {
+			return next, err
+		}
+		if ok {
+			s.stats.updates.Add(uint64(live))
+			return next, nil
+		}
+	}
+}
+
+// refresh reads the key into the cache, retrying until ctx ends.
+func (s *Store) refresh(ctx context.Context, ek string, kq *keyQueue) error {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, s.opts.AttemptTimeout)
+		resp, err := s.cli.Get(actx, ek)
+		cancel()
+		if err == nil {
+			kq.setFrom(resp.Kvs)
+			return nil
+		}
+		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+			return s.unavailable(fmt.Errorf("read: %w", err), false)
+		}
+	}
+}
+
+// confirm checks with a read-only transaction that the cached value is current; on a
+// conflict the cache is refreshed from the answer and confirm returns false.
+func (s *Store) confirm(ctx context.Context, ek string, kq *keyQueue) (bool, error) {
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, s.opts.AttemptTimeout)
+		resp, err := s.cli.Txn(actx).
+			If(clientv3.Compare(clientv3.ModRevision(ek), "=", kq.rev)).
+			Else(clientv3.OpGet(ek)).
+			Commit()
+		cancel()
+		if err == nil {
+			if resp.Succeeded {
+				return true, nil
+			}
+			kq.setFrom(resp.Responses[0].GetResponseRange().Kvs)
+			return false, nil
+		}
+		if serr := sleep(ctx, backoff(attempt)); serr != nil {
+			return false, s.unavailable(err, false)
+		}
+	}
+}
+
+// commit writes next as the key's value with one transaction, submitted again with
+// the same id while its outcome is unknown. It returns true when the transaction
+// committed (now or by an earlier copy), false on a conflict (the cache then holds the
+// current value, and the transaction can never commit any more).
+//
+// The write goes through the committers, which put the writes of several keys that
+// are ready at the same time into one etcd transaction; each write keeps its own
+// compares and record, so combining them changes nothing of the above.
+func (s *Store) commit(ctx context.Context, ek string, kq *keyQueue, next []byte) (bool, error) {
+	w := &write{key: ek, rev: kq.rev, val: string(encode(next)), rec: s.rec + newID(), done: make(chan writeResult, 1)}
+	var lastErr error
+	sent := false // a copy may have reached etcd: the outcome is unknown until learnt
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			if sent {
+				s.stats.resubmits.Add(1)
+			}
+			if err := sleep(ctx, backoff(attempt-1)); err != nil {
+				return false, s.unavailable(lastErr, sent)
+			}
+		}
+		select {
+		case s.writes <- w:
+		case <-ctx.Done():
+			return false, s.unavailable(errors.Join(lastErr, ctx.Err()), sent)
+		}
+		var r writeResult
+		select {
+		case r = <-w.done:
+		case <-ctx.Done():
+			// The committer answers within AttemptTimeout; wait for it so the
+			// write is never left behind in a transaction nobody resolves.
+			r = <-w.done
+		}
+		switch r.outcome {
+		case outcomeCommitted:
+			kq.valid, kq.val, kq.rev, kq.exact = true, next, r.rev, true
+			return true, nil
+		case outcomeRecovered:
+			// An earlier copy committed; its answer is the one fn gave.
+			s.stats.recovered.Add(1)
+			kq.setFrom(r.kvs)
+			return true, nil
+		case outcomeConflict:
+			kq.setFrom(r.kvs)
+			return false, nil
+		default:
+			lastErr = r.err
+			if r.outcome == outcomeUnknown {
+				sent = true
+			}
+		}
+	}
+}
+
+// write is one key's change waiting for a committer.
+type write struct {
+	key  string // etcd key
+	rev  int64  // ModRevision the value was computed from
+	val  string // encoded value
+	rec  string // record key: exists iff this write committed
+	done chan writeResult
+}
+
+type writeOutcome int
+
+const (
+	outcomeCommitted writeOutcome = iota // committed by this transaction
+	outcomeRecovered                     // committed earlier by a copy (record found)
+	outcomeConflict                      // the key moved on; can never commit
+	outcomeRefused                       // not applied (e.g. lease expired): submit again
+	outcomeUnknown                       // maybe applied: submit the same write again
+)
+
+type writeResult struct {
+	outcome writeOutcome
+	rev     int64              // outcomeCommitted: the transaction's revision
+	kvs     []*mvccpb.KeyValue // recovered, conflict: the key's current value
+	err     error              // refused, unknown
+}
+
+// committer takes the writes that are ready and commits them together: one
+// transaction whose compares are every write's (ModRevision and record absent) and
+// whose Else branch reads every key and record back. When it fails, each write is
+// classified from those reads; the writes that were not the reason go again at once.
+func (s *Store) committer() {
+	defer s.cwg.Done()
+	for {
+		w, ok := <-s.writes
+		if !ok {
+			return
+		}
+		batch := []*write{w}
+	drain:
+		for len(batch) < s.opts.MaxKeysPerTxn {
+			select {
+			case w, ok := <-s.writes:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, w)
+			default:
+				break drain
+			}
+		}
+		for len(batch) > 0 {
+			batch = s.commitWrites(batch)
+		}
+	}
+}
+
+// commitWrites runs one transaction for batch, answers the writes it decided and
+// returns those to run again at once.
+func (s *Store) commitWrites(batch []*write) []*write {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.AttemptTimeout)
+	defer cancel()
+	lease, err := s.currentLease(ctx)
+	if err != nil {
+		for _, w := range batch {
+			w.done <- writeResult{outcome: outcomeRefused, err: err}
+		}
+		return nil
+	}
+	cmps := make([]clientv3.Cmp, 0, 2*len(batch))
+	then := make([]clientv3.Op, 0, 2*len(batch))
+	els := make([]clientv3.Op, 0, 2*len(batch))
+	for _, w := range batch {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(w.key), "=", w.rev),
+			clientv3.Compare(clientv3.CreateRevision(w.rec), "=", 0))
+		then = append(then, clientv3.OpPut(w.key, w.val), clientv3.OpPut(w.rec, "", clientv3.WithLease(lease)))
+		els = append(els, clientv3.OpGet(w.key), clientv3.OpGet(w.rec))
+	}
+	resp, err := s.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...).Commit()
+	if err != nil {
+		outcome := outcomeUnknown
+		if isLeaseNotFound(err) {
+			// Refused before applying anything: the lease expired (the helper
+			// was paused for long). Take a new one.
+			s.dropLease(lease)
+			outcome = outcomeRefused
+		}
+		for _, w := range batch {
+			w.done <- writeResult{outcome: outcome, err: err}
+		}
+		return nil
+	}
+	if resp.Succeeded {
+		s.stats.transactions.Add(1)
+		for _, w := range batch {
+			w.done <- writeResult{outcome: outcomeCommitted, rev: resp.Header.Revision}
+		}
+		return nil
+	}
+	var again []*write
+	for i, w := range batch {
+		kvs := resp.Responses[2*i].GetResponseRange().Kvs
+		switch {
+		case len(resp.Responses[2*i+1].GetResponseRange().Kvs) > 0:
+			w.done <- writeResult{outcome: outcomeRecovered, kvs: kvs}
+		case modRevision(kvs) != w.rev:
+			w.done <- writeResult{outcome: outcomeConflict, kvs: kvs}
+		default:
+			again = append(again, w) // failed only because of another write
+		}
+	}
+	return again
+}
+
+func modRevision(kvs []*mvccpb.KeyValue) int64 {
+	if len(kvs) == 0 {
+		return 0
+	}
+	return kvs[0].ModRevision
+}
+
+// unavailable is the error of a batch that ran out of time: the cluster has no quorum
+// or cannot be reached. It wraps store.ErrBusy so that callers answer with a sense
+// guests retry.
+func (s *Store) unavailable(err error, unknown bool) error {
+	if unknown {
+		s.stats.unknown.Add(1)
+		return fmt.Errorf("%w: etcd did not answer within %v, %w: the change was not acknowledged and may or may not be applied: %v",
+			store.ErrBusy, s.opts.Timeout, errUnknown, err)
+	}
+	return fmt.Errorf("%w: etcd did not answer within %v: %v", store.ErrBusy, s.opts.Timeout, err)
+}
+
+func isLeaseNotFound(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "requested lease not found")
+}
+
+// setFrom fills the cache from a range response of the key (empty: absent).
+func (kq *keyQueue) setFrom(kvs []*mvccpb.KeyValue) {
+	kq.valid, kq.exact = true, false
+	if len(kvs) == 0 {
+		kq.val, kq.rev = nil, 0
+		return
+	}
+	kq.val, kq.rev = decode(kvs[0].Value), kvs[0].ModRevision
+}
+
+// encode and decode turn a store value into its etcd value and back: a marker byte
+// keeps a deleted key as a tombstone so that ModRevision never goes back to 0.
+func encode(v []byte) []byte {
+	if v == nil {
+		return []byte{markDeleted}
+	}
+	return append([]byte{markValue}, v...)
+}
+
+func decode(b []byte) []byte {
+	if len(b) == 0 || b[0] != markValue {
+		return nil
+	}
+	return append([]byte{}, b[1:]...)
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// clone copies v, keeping nil (absent) distinct from empty.
+func clone(v []byte) []byte {
+	if v == nil {
+		return nil
+	}
+	return append(make([]byte, 0, len(v)), v...)
+}
+
+// call runs fn, turning a panic into an error so that one bad fn cannot take down the
+// key's worker and with it every other Update of the key.
+func call(fn store.UpdateFunc, cur []byte) (next []byte, changed bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			next, changed, err = nil, false, fmt.Errorf("update function panicked: %v", p)
+		}
+	}()
+	return fn(cur)
+}
+
+// backoff is the pause before retry attempt+1: short at first (a conflict or a leader
+// change resolves in milliseconds), at most about 200 ms, with jitter so competing
+// helpers spread apart.
+func backoff(attempt int) time.Duration {
+	base := time.Millisecond << min(attempt, 7) // 1 ms .. 128 ms
+	return base/2 + mrand.N(base)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Get implements store.Store with a linearizable read.
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("store: get %q: %w", key, store.ErrClosed)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.state+key)
+	if err != nil {
+		return nil, fmt.Errorf("store: get %q: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, nil
+	}
+	return decode(resp.Kvs[0].Value), nil
+}
+
+// Keys implements store.Store. It reads the values to leave tombstones out.
+func (s *Store) Keys(ctx context.Context) ([]string, error) {
+	if s.isClosed() {
+		return nil, fmt.Errorf("store: keys: %w", store.ErrClosed)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, s.state, clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend))
+	if err != nil {
+		return nil, fmt.Errorf("store: keys: %w", err)
+	}
+	var keys []string
+	for _, kv := range resp.Kvs {
+		if len(kv.Value) > 0 && kv.Value[0] == markValue {
+			keys = append(keys, strings.TrimPrefix(string(kv.Key), s.state))
+		}
+	}
+	return keys, nil
+}
+
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// Close implements store.Store: queued Updates finish first, then the client closes.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		s.wg.Wait()
+		close(s.writes)
+		s.cwg.Wait()
+		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			s.closeErr = fmt.Errorf("close etcd store: %w", err)
+		}
+	})
+	return s.closeErr
+}
