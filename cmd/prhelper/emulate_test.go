@@ -181,12 +181,23 @@ func TestCrashSafetyUnderLoad(t *testing.T) {
 	disk := diskImage(t)
 	stored := make([]uint64, clients) // registrations each client has applied
 	totalAcked := 0
+	// The killed helpers leave their socket files behind; waitSocket would take
+	// such a stale file for the new helper's socket and the clients would find
+	// nobody listening. Remove them before each start.
+	removeSockets := func() {
+		for i := 0; i < clients; i++ {
+			os.Remove(sock(i))
+		}
+	}
 	for round := 0; round < rounds; round++ {
+		removeSockets()
 		helpers := []*proc{startHelper(t, helperArgs(0)...), startHelper(t, helperArgs(clients/2)...)}
 		for i := 0; i < clients; i++ {
 			waitSocket(t, sock(i))
 		}
 		acked := append([]uint64(nil), stored...)
+		firstAck := make(chan struct{})
+		var firstOnce sync.Once
 		var wg sync.WaitGroup
 		for i := 0; i < clients; i++ {
 			wg.Add(1)
@@ -209,8 +220,16 @@ func TestCrashSafetyUnderLoad(t *testing.T) {
 					}
 					n++
 					acked[i] = n
+					firstOnce.Do(func() { close(firstAck) })
 				}
 			}(i)
+		}
+		// The kill's random delay counts from the first acknowledged command, not
+		// from the helpers' start, so a loaded machine still kills a working helper.
+		select {
+		case <-firstAck:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("round %d: no client was acknowledged in 2 minutes", round)
 		}
 		time.Sleep(time.Duration(20+rng.Intn(250)) * time.Millisecond)
 		helpers[0].cmd.Process.Signal(syscall.SIGKILL)
@@ -222,6 +241,7 @@ func TestCrashSafetyUnderLoad(t *testing.T) {
 		wg.Wait()
 
 		// A fresh helper reads the state the killed ones left.
+		removeSockets()
 		check := startHelper(t, helperArgs(0)...)
 		waitSocket(t, sock(0))
 		st, sn, data := do(t, sock(0), disk, scsi.PRInCDB(scsi.SAReadFullStatus, 8192), nil)

@@ -146,9 +146,15 @@ func TestCrashSafety(t *testing.T) {
 			t.Fatal(err)
 		}
 		readDone := make(chan int)
+		firstAck := make(chan struct{})
 		roundAcked := acked
 		go func() {
 			n := 0
+			defer func() {
+				if n == 0 {
+					close(firstAck)
+				}
+			}()
 			sc := bufio.NewScanner(stdout)
 			for sc.Scan() {
 				var w int
@@ -161,10 +167,20 @@ func TestCrashSafety(t *testing.T) {
 					t.Errorf("round %d: worker %d acknowledged %d after %d", round, w, v, roundAcked[w])
 				}
 				roundAcked[w] = v
-				n++
+				if n++; n == 1 {
+					close(firstAck)
+				}
 			}
 			readDone <- n
 		}()
+		// The random delay counts from the child's first acknowledged update, not
+		// from its start: a loaded machine (go test runs packages side by side)
+		// can take longer than the delay to start a -race child.
+		select {
+		case <-firstAck:
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("round %d: the child acknowledged nothing in 2 minutes:\n%s", round, stderr.String())
+		}
 		delay := time.Duration(20+rng.IntN(280)) * time.Millisecond
 		time.Sleep(delay)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
