@@ -72,7 +72,7 @@ func start(t *testing.T, b backend.Backend) *harness {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{path: path, cancel: cancel, done: make(chan error, 1),
-		srv: New(b, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+		srv: New(b, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})}
 	go func() { h.done <- h.srv.Serve(ctx, Listener{UnixListener: l}) }()
 	t.Cleanup(func() { h.stop(t) })
 	return h
@@ -360,7 +360,7 @@ func (r *recordingBackend) Execute(ctx context.Context, req *backend.Request) (w
 // its connections, once per connection, and its target port reaches the backend.
 func TestListenerIdentity(t *testing.T) {
 	rb := &recordingBackend{got: make(chan backend.Request, 10)}
-	srv := New(rb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := New(rb, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
 	dir := t.TempDir()
 	var calls atomic.Int32
 	mk := func(name string, port uint16, id func(*net.UnixConn) (string, error)) Listener {
