@@ -180,10 +180,6 @@ func (s *Server) shutdown(cancelExec context.CancelFunc) error {
 	}
 
 	cut := s.closeAll()
-	if cut > 0 {
-		s.log.Warn(fmt.Sprintf("shutdown: %s still running after %v grace; closing", requests(cut), s.opts.Grace),
-			"cut", cut)
-	}
 	cancelExec()
 	wait := time.NewTimer(s.opts.CancelWait)
 	defer wait.Stop()
@@ -210,16 +206,22 @@ func (s *Server) shutdown(cancelExec context.CancelFunc) error {
 func (s *Server) closeAll() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cut := 0
-	now := time.Now()
+	var cut []*conn
 	for c := range s.conns {
 		c.Close()
-		if c.phase == phaseIdle {
-			continue
+		if c.phase != phaseIdle {
+			cut = append(cut, c)
 		}
-		cut++
+	}
+	if len(cut) == 0 {
+		return 0
+	}
+	s.log.Warn(fmt.Sprintf("shutdown: %s still running after %v grace; closing", requests(len(cut)), s.opts.Grace),
+		"cut", len(cut))
+	now := time.Now()
+	for _, c := range cut {
 		s.log.Warn("shutdown: request cut", "conn", c.id, "cmd", c.cmd, "during", c.phase.String(),
 			"running", now.Sub(c.since).Round(time.Millisecond))
 	}
-	return cut
+	return len(cut)
 }
