@@ -18,6 +18,12 @@ import (
 // readyTimeout bounds how long "prhelper -d" waits for its detached child.
 const readyTimeout = 30 * time.Second
 
+// closeBound bounds the closing of the backends at exit. Closing the state
+// store waits for its writer, which may still be retrying a database another
+// process holds locked; a request cut at shutdown may still be inside a
+// backend. Neither may keep the helper from exiting.
+const closeBound = 2 * time.Second
+
 // daemon starts the helper in qemu-pr-helper's order (docs/pr-helper-protocol.md §4.2): sockets
 // (activated or created), pid file, privilege drop, then serve until ctx is done.
 func daemon(ctx context.Context, o *options, log *slog.Logger) error {
@@ -33,7 +39,7 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer closeBackends()
+	defer closeWithin(closeBound, log, closeBackends)
 
 	listeners, sockets, err := openSockets(o, set, log)
 	if err != nil {
@@ -85,7 +91,7 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 
-	srv := server.New(rt, log)
+	srv := server.New(rt, log, server.Options{Grace: o.shutdownGrace})
 	for _, l := range listeners {
 		log.Info("listening", "socket", l.name, "initiator", l.policy, "port", l.TargetPort)
 	}
@@ -114,6 +120,22 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	err = srv.Serve(serveCtx, sl...)
 	log.Info("prhelper stopped", "requests", srv.Requests())
 	return err
+}
+
+// closeWithin runs closeFn and waits for it at most d.
+func closeWithin(d time.Duration, log *slog.Logger, closeFn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		closeFn()
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Error("backends not closed after " + d.String() + "; exiting without waiting for them")
+	}
 }
 
 // listener is a server.Listener with what the logs say about it.

@@ -14,9 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/prhelper/prhelper/client"
 	"github.com/prhelper/prhelper/internal/daemon/privilege"
 	"github.com/prhelper/prhelper/scsi"
+	"github.com/prhelper/prhelper/wire"
 )
 
 // binary is prhelper built once, without cgo, as it ships: the privilege drop
@@ -387,4 +390,94 @@ func TestLinuxPRKeepsSysAdmin(t *testing.T) {
 		}
 		p.stop(t)
 	}
+}
+
+// TestSIGTERMClientNeverReads: a client that sends requests and never reads the
+// replies fills the helper's socket buffer, and the helper's write of the next
+// reply blocks. SIGTERM must still end the helper within its grace period
+// (1 s here) and a short bound, with its socket and pid file removed, and its
+// exit status and log saying whether a request was cut.
+func TestSIGTERMClientNeverReads(t *testing.T) {
+	dir := t.TempDir()
+	sock, pid := filepath.Join(dir, "prh.sock"), filepath.Join(dir, "prh.pid")
+	p := startHelper(t, "-k", sock, "-f", pid, "--backend=sgio", "--shutdown-grace=1s")
+	waitSocket(t, sock)
+	disk, err := os.Create(filepath.Join(t.TempDir(), "disk.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer disk.Close()
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := wire.ClientHandshake(c); err != nil {
+		t.Fatal(err)
+	}
+	sent := make(chan int, 1)
+	go func() {
+		n := 0
+		// Until the helper stops reading (its write is blocked), then until it
+		// is gone (EPIPE) or the test closes c.
+		for ; n < 1_000_000; n++ {
+			if wire.WriteRequest(c, scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), int(disk.Fd()), nil) != nil {
+				break
+			}
+		}
+		sent <- n
+	}()
+	// Replies pile up unread. Once their count stops growing the helper is
+	// blocked in a write; SIGTERM is sent then, or after 15 s regardless (a
+	// machine too busy to show it: the test's assertions hold either way).
+	queued := func() int {
+		n := -1
+		if rc, err := c.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { n, _ = unix.IoctlGetInt(int(fd), unix.SIOCINQ) })
+		}
+		return n
+	}
+	last, stable := -1, 0
+	for end := time.Now().Add(15 * time.Second); stable < 10 && time.Now().Before(end); {
+		time.Sleep(50 * time.Millisecond)
+		if n := queued(); n > 0 && n == last {
+			stable++
+		} else {
+			last, stable = n, 0
+		}
+	}
+	t.Logf("%d reply bytes unread at SIGTERM", last)
+
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	code := p.wait(t) // fails the test if the helper has not exited after 20 s
+	for _, f := range []string{sock, pid} {
+		if _, err := os.Stat(f); !os.IsNotExist(err) {
+			t.Errorf("%s left behind after stop", f)
+		}
+	}
+	log := p.stderr.String()
+	cut := strings.Contains(log, "shutdown: 1 request still running after 1s grace; closing")
+	switch {
+	case cut && (code != 1 || !strings.Contains(log, "prhelper: shutdown: 1 request cut after 1s grace")):
+		t.Errorf("a request was cut but the exit status is %d (want 1), or the last line does not say so:\n%s", code, tail(log))
+	case !cut && code != 0:
+		t.Errorf("no request cut, exit status %d (want 0):\n%s", code, tail(log))
+	}
+	t.Logf("request cut: %v; exit status %d; %d requests sent", cut, code, recvInt(t, sent))
+}
+
+func recvInt(t *testing.T, ch <-chan int) int {
+	select {
+	case n := <-ch:
+		return n
+	case <-time.After(20 * time.Second):
+		t.Fatal("the client's writes did not end after the helper exited")
+		return 0
+	}
+}
+
+// tail is the end of a log, for a failure message.
+func tail(log string) string {
+	lines := strings.Split(strings.TrimSpace(log), "\n")
+	return strings.Join(lines[max(0, len(lines)-8):], "\n")
 }

@@ -6,8 +6,11 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/prhelper/prhelper/internal/daemon/server"
 )
 
 // Default paths, as qemu-pr-helper computes them from its local state directory.
@@ -46,6 +49,9 @@ type options struct {
 	etcdCACert    string
 	etcdCert      string
 	etcdKey       string
+	// shutdownGrace is how long requests in flight at SIGTERM may still run;
+	// 0 means the server's default.
+	shutdownGrace time.Duration
 }
 
 // Defaults of prhelper's own options.
@@ -84,6 +90,7 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringVar(&o.etcdCACert, "etcd-cacert", "", "")
 	fs.StringVar(&o.etcdCert, "etcd-cert", "", "")
 	fs.StringVar(&o.etcdKey, "etcd-key", "", "")
+	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 0, "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -103,6 +110,9 @@ func parseOptions(name string, args []string) (*options, error) {
 	}
 	if o.pidSet && o.pidfile == "" {
 		return nil, fmt.Errorf("%w: empty --pidfile", errUsage)
+	}
+	if fs.Changed("shutdown-grace") && o.shutdownGrace <= 0 {
+		return nil, fmt.Errorf("%w: --shutdown-grace must be a positive duration, such as 10s", errUsage)
 	}
 	return o, nil
 }
@@ -181,14 +191,19 @@ prhelper's own options:
                             kind (see the README); flags override it
       --explain=DEVICE      print what DEVICE is and which backend would serve it,
                             and why, then exit
+      --shutdown-grace=DURATION
+                            how long requests in flight at SIGTERM may still
+                            run and be answered (default %[5]v)
 
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops
-accepting, answers the requests in flight and removes its socket.
+accepting, removes its socket, closes idle connections and answers the requests
+in flight; those still running after the grace period are cut (their
+connections closed without a reply) and the helper exits 1.
 
 After start-up the helper keeps only CAP_SYS_RAWIO (PR commands through SG_IO
 need it), plus CAP_SYS_ADMIN when the linuxpr or auto backend may serve a device
 (the <linux/pr.h> ioctls need it before Linux 6.5), and clears its bounding set. FILE is accepted and ignored, like
 qemu-pr-helper's.
-`, name, defaultPidfile, defaultSocket, defaultDB)
+`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace)
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseOptions(t *testing.T) {
@@ -37,6 +38,11 @@ func TestParseOptions(t *testing.T) {
 		{[]string{"-k"}, nil, "needs an argument"},
 		{[]string{"a", "b"}, nil, "unexpected arguments"},
 		{[]string{"-f", ""}, nil, "empty --pidfile"},
+		{nil, func(o *options) bool { return o.shutdownGrace == 0 }, ""}, // the server's default
+		{[]string{"--shutdown-grace=1m30s"}, func(o *options) bool { return o.shutdownGrace == 90*time.Second }, ""},
+		{[]string{"--shutdown-grace", "0"}, nil, "--shutdown-grace must be a positive duration"},
+		{[]string{"--shutdown-grace=-1s"}, nil, "--shutdown-grace must be a positive duration"},
+		{[]string{"--shutdown-grace=10"}, nil, "must be a duration"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -70,7 +76,7 @@ func TestUsageErrorsAreMarked(t *testing.T) {
 
 func TestUsageNamesEveryFlag(t *testing.T) {
 	u := usage("qemu-pr-helper")
-	for _, f := range []string{"--help", "--version", "--daemon", "--pidfile", "--socket", "--trace", "--user", "--group", "--verbose", "--quiet", defaultSocket, defaultPidfile} {
+	for _, f := range []string{"--help", "--version", "--daemon", "--pidfile", "--socket", "--trace", "--user", "--group", "--verbose", "--quiet", "--shutdown-grace", defaultSocket, defaultPidfile} {
 		if !strings.Contains(u, f) {
 			t.Errorf("usage does not mention %s", f)
 		}

@@ -42,6 +42,9 @@ type Backend interface {
 	Name() string
 	// Execute runs req and returns the reply to send. Reply.Data may be longer than
 	// the allocation length; the wire layer truncates it. A non-nil error is for the
-	// log only (what failed and why); the reply is sent either way.
+	// log only (what failed and why); the reply is sent either way. ctx is
+	// cancelled when the server's shutdown grace period ends: the reply will not
+	// be delivered then, so waits that can end early (a store, a daemon's
+	// socket) should; a blocking ioctl cannot, and is not waited for.
 	Execute(ctx context.Context, req *Request) (wire.Reply, error)
 }

@@ -3,6 +3,7 @@ package mpath
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -619,4 +620,36 @@ func FuzzExecute(f *testing.F) {
 			t.Fatalf("state invalid after %x %x: %v", cdb, param, err)
 		}
 	})
+}
+
+// TestCancelledSendsNothing: once the request's context is cancelled (the
+// server's shutdown gave up on it) no SG_IO is started on any path, and the
+// paths are not taken for failed: the next request registers on all of them.
+func TestCancelledSendsNothing(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, cdb := range [][wire.CDBSize]byte{scsi.PRInCDB(scsi.SAReadKeys, 8), scsi.PROutCDB(scsi.SARegister, 0, 0, scsi.PROutParamLen)} {
+		var param []byte
+		if cdb[0] == scsi.OpPersistentReserveOut {
+			param = params(0, 0xabc, 0)
+		}
+		rep, err := r.b.Execute(ctx, &backend.Request{FD: 3, CDB: cdb, Param: param})
+		if rep.Status == scsi.StatusGood || !errors.Is(err, context.Canceled) {
+			t.Fatalf("%s with a cancelled context: status %#x, err %v", scsi.CommandName(cdb[:]), rep.Status, err)
+		}
+	}
+	if len(r.l.cmds) != 0 {
+		t.Fatalf("SG_IO sent after cancellation: %v", r.l.cmds)
+	}
+	r.mustOut(scsi.SARegister, 0, params(0, 0xabc, 0))
+	if want := []string{"sdb PR OUT REGISTER", "sdc PR OUT REGISTER"}; !slices.Equal(sortedCopy(r.l.cmds), want) {
+		t.Fatalf("after cancellation, a new request sent %v; want %v", r.l.cmds, want)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
 }

@@ -66,6 +66,12 @@ func (c *command) send(dev string, cdb [wire.CDBSize]byte, param []byte) sgio.Ou
 	}
 	var o sgio.Outcome
 	for try := 0; ; try++ {
+		if err := c.ctx.Err(); err != nil {
+			// The server gave up on this request (the shutdown's grace period
+			// ended): start no more device I/O for it, since an SG_IO cannot be
+			// interrupted once sent. Not a path failure: path state is kept.
+			return sgio.Outcome{Reply: checkCondition(scsi.SenseIOError), Err: fmt.Errorf("path %s: not sent: %w", dev, err)}
+		}
 		o = c.b.sg.Do(fd, cdb, param)
 		if o.IoctlErr != nil {
 			c.b.forget(dev)

@@ -3,6 +3,41 @@
 // any number of connections. It owns every received file descriptor and closes it
 // when its request ends, on every path.
 //
-// Shutdown follows qemu-pr-helper (docs/pr-helper-protocol.md §4.4): stop accepting, close idle
-// connections, let requests in flight finish and answer, then return.
+// # Shutdown
+//
+// Like qemu-pr-helper (docs/pr-helper-protocol.md §4.4), the server stops accepting at once, closes the idle
+// connections (those waiting for a request) and lets the requests in flight
+// finish and be answered. Unlike qemu-pr-helper it does not wait for them without
+// limit: after Options.Grace the backends' context is cancelled and the remaining
+// connections are closed without a reply, and Serve returns at the latest
+// Options.CancelWait later, with a ShutdownError counting the requests it cut.
+// QEMU fails the one command whose reply never came and reconnects for the next,
+// as it does when a helper is killed.
+//
+// The grace period defaults to 10 s. A PR command on a healthy device takes
+// milliseconds; one still running after seconds waits for a device in trouble,
+// which the SG_IO timeout (30 s, QEMU's scsi-block I/O timeout) will end. Waiting
+// for that timeout at every stop would outlast the time supervisors give a
+// process before SIGKILL (Kubernetes' default grace period is 30 s), which would
+// lose the log of what was cut; 10 s also covers every command qemu-pr-helper
+// itself completes, since the block layer raises its SG_IO timeout to 7 s.
+//
+// A backend that honours its context (the state store while a request is
+// queued, multipathd's client) returns on cancellation. An ioctl cannot be
+// interrupted: a goroutine inside SG_IO or a <linux/pr.h> ioctl returns when its
+// command ends, and Serve does not wait for it beyond CancelWait (2 s). The
+// process can then exit; the kernel reaps a thread that sleeps in a block-device
+// SG_IO only when that command completes or times out, but the socket is gone and
+// nothing more is answered.
+//
+// # Write deadline
+//
+// Each reply, and the handshake, must be written within Options.WriteTimeout
+// (10 s), in normal operation too. A reply is at most 8296 bytes and a client has
+// one request outstanding at a time, so for a client that reads, the reply fits
+// in the empty socket buffer and the write returns at once; only a client that
+// sends requests without reading the replies fills the buffer. The deadline
+// closes its connection rather than let it pin a goroutine; 10 s is far beyond
+// any scheduling delay of a client that does read. Reads have no deadline: QEMU
+// keeps its connection open and idle between commands.
 package server

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -21,6 +22,7 @@ import (
 type Server struct {
 	backend backend.Backend
 	log     *slog.Logger
+	opts    Options
 
 	mu       sync.Mutex
 	closing  bool
@@ -30,12 +32,13 @@ type Server struct {
 	requests atomic.Uint64
 }
 
-// New returns a server that executes every request on b and logs to log.
-func New(b backend.Backend, log *slog.Logger) *Server {
+// New returns a server that executes every request on b and logs to log; zero
+// fields of opts take their defaults.
+func New(b backend.Backend, log *slog.Logger, opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{backend: b, log: log, conns: make(map[*conn]struct{})}
+	return &Server{backend: b, log: log, opts: opts.withDefaults(), conns: make(map[*conn]struct{})}
 }
 
 // Requests is the number of requests executed so far.
@@ -55,14 +58,21 @@ type Listener struct {
 }
 
 // Serve accepts connections on every listener until ctx is done, then shuts down
-// gracefully: the listeners are closed (which removes a socket file the listener
-// created), idle connections are closed, and Serve returns once every request in
-// flight has been answered. A listener failing for another reason also stops the
-// server and is returned as the error.
+// within a bound: the listeners are closed (which removes a socket file the
+// listener created), idle connections are closed, requests in flight get
+// Options.Grace to finish and be answered; then their backends' context is
+// cancelled, their connections are closed, and Serve returns at the latest
+// Options.CancelWait later, with a *ShutdownError saying how many requests were
+// cut. A listener failing for another reason also stops the server and is
+// returned as the error.
 func (s *Server) Serve(ctx context.Context, listeners ...Listener) error {
 	if len(listeners) == 0 {
 		return errors.New("serve: no listener")
 	}
+	// Backends run under a context of their own: the stop only ends accepting;
+	// a request in flight keeps its context until the grace period is over.
+	execCtx, cancelExec := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelExec()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, len(listeners))
@@ -71,7 +81,7 @@ func (s *Server) Serve(ctx context.Context, listeners ...Listener) error {
 		accepting.Add(1)
 		go func() {
 			defer accepting.Done()
-			errc <- s.acceptLoop(ctx, l)
+			errc <- s.acceptLoop(ctx, execCtx, l)
 		}()
 	}
 	<-ctx.Done()
@@ -86,11 +96,13 @@ func (s *Server) Serve(ctx context.Context, listeners ...Listener) error {
 			err = e
 		}
 	}
-	s.shutdown()
+	if serr := s.shutdown(cancelExec); serr != nil {
+		err = errors.Join(err, serr)
+	}
 	return err
 }
 
-func (s *Server) acceptLoop(ctx context.Context, l Listener) error {
+func (s *Server) acceptLoop(ctx, execCtx context.Context, l Listener) error {
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
@@ -107,12 +119,12 @@ func (s *Server) acceptLoop(ctx context.Context, l Listener) error {
 			}
 			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
 		}
-		s.start(ctx, c, l)
+		s.start(ctx, execCtx, c, l)
 	}
 }
 
 // start registers and runs a connection; after shutdown began it is refused.
-func (s *Server) start(ctx context.Context, nc *net.UnixConn, l Listener) {
+func (s *Server) start(ctx, execCtx context.Context, nc *net.UnixConn, l Listener) {
 	c := &conn{UnixConn: nc, id: s.nextID.Add(1), listener: l}
 	s.mu.Lock()
 	if s.closing {
@@ -131,46 +143,27 @@ func (s *Server) start(ctx context.Context, nc *net.UnixConn, l Listener) {
 			s.mu.Unlock()
 			nc.Close()
 		}()
-		s.serveConn(ctx, c)
+		s.serveConn(ctx, execCtx, c)
 	}()
-}
-
-// shutdown closes idle connections and waits for busy ones to finish.
-func (s *Server) shutdown() {
-	s.mu.Lock()
-	s.closing = true
-	for c := range s.conns {
-		if !c.busy {
-			c.Close()
-		}
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
 }
 
 type conn struct {
 	*net.UnixConn
 	id       uint64
 	listener Listener
-	busy     bool // guarded by Server.mu
+
+	// What the connection is doing, for the shutdown; guarded by Server.mu.
+	phase phase
+	cmd   string    // the request's command, while one runs
+	since time.Time // when the request was read
 
 	initiator   string // from listener.Identify, set before the first request
 	identityErr error
 }
 
-// setBusy marks c busy; it reports false when the server is shutting down, in
-// which case the request must not run.
-func (s *Server) setBusy(c *conn, busy bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if busy && s.closing {
-		return false
-	}
-	c.busy = busy
-	return true
-}
-
-func (s *Server) serveConn(ctx context.Context, c *conn) {
+// serveConn runs c's requests one at a time. ctx ends when the server stops
+// accepting, execCtx when the grace period of the shutdown is over.
+func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 	log := s.log.With("conn", c.id)
 	if pid, uid, ok := peerCred(c.UnixConn); ok {
 		log = log.With("peer_pid", pid, "peer_uid", uid)
@@ -184,6 +177,7 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 		}
 	}
 	log.Debug("connection accepted")
+	s.writeDeadline(c)
 	if err := wire.ServerHandshake(c.UnixConn); err != nil {
 		s.logConnErr(log, "handshake", err)
 		return
@@ -194,15 +188,17 @@ func (s *Server) serveConn(ctx context.Context, c *conn) {
 			s.logConnErr(log, "read request", err)
 			return
 		}
-		if !s.setBusy(c, true) {
+		if !s.setPhase(c, phaseBackend, req) {
 			unix.Close(req.FD)
 			return
 		}
-		rep := s.execute(context.WithoutCancel(ctx), log, c, req)
+		rep := s.execute(execCtx, log, c, req)
+		s.setPhase(c, phaseReply, req)
+		s.writeDeadline(c)
 		err = wire.WriteReply(c.UnixConn, req.CDB[:], &rep)
-		s.setBusy(c, false)
+		s.setPhase(c, phaseIdle, nil)
 		if err != nil {
-			log.Warn("reply not delivered", "cmd", scsi.CommandName(req.CDB[:]), "err", err)
+			s.logReplyErr(log, req, err)
 			return
 		}
 		if ctx.Err() != nil {

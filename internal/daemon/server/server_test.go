@@ -65,14 +65,23 @@ type harness struct {
 
 func start(t *testing.T, b backend.Backend) *harness {
 	t.Helper()
+	return startWith(t, context.Background(), b, Options{}, nil)
+}
+
+// startWith serves b under a context derived from base, with opts, logging to
+// log (nil: nowhere).
+func startWith(t *testing.T, base context.Context, b backend.Backend, opts Options, log *slog.Logger) *harness {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "prh.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	h := &harness{path: path, cancel: cancel, done: make(chan error, 1),
-		srv: New(b, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	ctx, cancel := context.WithCancel(base)
+	h := &harness{path: path, cancel: cancel, done: make(chan error, 1), srv: New(b, log, opts)}
 	go func() { h.done <- h.srv.Serve(ctx, Listener{UnixListener: l}) }()
 	t.Cleanup(func() { h.stop(t) })
 	return h
@@ -296,7 +305,9 @@ func TestConcurrentConnections(t *testing.T) {
 // still answered; idle connections are closed; the socket file is removed.
 func TestGracefulShutdown(t *testing.T) {
 	fb := &fakeBackend{entered: make(chan struct{}, 1), gate: make(chan struct{})}
-	h := start(t, fb)
+	// A grace period far longer than the test: the request is answered
+	// however slow the machine is.
+	h := startWith(t, context.Background(), fb, Options{Grace: time.Hour}, nil)
 	disk := openFile(t, os.O_RDWR)
 	idle := rawConn(t, h.path, []byte{0, 0, 0, 0})
 	c := client.New(h.path)
@@ -360,7 +371,7 @@ func (r *recordingBackend) Execute(ctx context.Context, req *backend.Request) (w
 // its connections, once per connection, and its target port reaches the backend.
 func TestListenerIdentity(t *testing.T) {
 	rb := &recordingBackend{got: make(chan backend.Request, 10)}
-	srv := New(rb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := New(rb, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
 	dir := t.TempDir()
 	var calls atomic.Int32
 	mk := func(name string, port uint16, id func(*net.UnixConn) (string, error)) Listener {
