@@ -33,12 +33,14 @@ type options struct {
 	version   bool
 
 	// prhelper's own options (not in qemu-pr-helper).
-	backend    string
-	db         string
-	initiator  string
-	listen     []string
-	configFile string
-	explain    string
+	backend      string
+	db           string
+	initiator    string
+	listen       []string
+	configFile   string
+	explain      string
+	fence        string
+	fenceTimeout string
 }
 
 // Defaults of prhelper's own options.
@@ -72,6 +74,8 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringArrayVar(&o.listen, "listen", nil, "")
 	fs.StringVar(&o.configFile, "config", "", "")
 	fs.StringVar(&o.explain, "explain", "", "")
+	fs.StringVar(&o.fence, "fence", "", "")
+	fs.StringVar(&o.fenceTimeout, "fence-timeout", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -159,6 +163,18 @@ prhelper's own options:
                             kind (see the README); flags override it
       --explain=DEVICE      print what DEVICE is and which backend would serve it,
                             and why, then exit
+      --fence=POLICY        what happens to a VM whose registration on an emulated
+                            LU another VM's PREEMPT, PREEMPT AND ABORT (or CLEAR,
+                            REGISTER AND MOVE) removed while a reservation keeps
+                            it from writing: none (default: nothing; emulation
+                            then arbitrates but does not stop its writes), kill
+                            (SIGKILL to its QEMU processes, known from their
+                            connections, and wait until they exited), or
+                            exec:PATH (run PATH with the VM's identity in
+                            PRHELPER_FENCE_* variables; exit 0 = fenced). The
+                            evictor gets GOOD only once the VM is fenced, else
+                            CHECK CONDITION 04/44/00 (docs/fencing.md)
+      --fence-timeout=DUR   how long a command waits for its fences (default 10s)
 
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops

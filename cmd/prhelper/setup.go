@@ -33,6 +33,7 @@ type settings struct {
 	rules     []config.Rule
 	primary   bool // serve the -k socket (or the activated one)
 	dbSet     bool // --db or db given: emulation is enabled for auto
+	fencing   *fencing
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -61,6 +62,10 @@ func loadSettings(o *options) (*settings, error) {
 		}
 	}
 	s.dbSet = c.DB != "" || o.db != ""
+	var err error
+	if s.fencing, err = newFencing(firstSet(o.fence, c.Fence), firstSet(o.fenceTimeout, c.FenceTimeout)); err != nil {
+		return nil, err
+	}
 	if err := config.CheckBackend(s.backend); err != nil {
 		return nil, fmt.Errorf("--backend: %w", err)
 	}
@@ -135,7 +140,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		if err != nil {
 			return nil, nil, fmt.Errorf("emulation state: %w", err)
 		}
-		backends["emulate"] = emulate.New(st, pr.LIO())
+		backends["emulate"] = emulate.New(st, pr.LIO()).WithFencing(s.fencing.attach(st, pr.LIO(), log))
 		closeMpath := closer
 		closer = func() {
 			closeMpath()

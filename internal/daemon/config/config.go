@@ -22,6 +22,11 @@ type Config struct {
 	Initiator string
 	Listen    []Listen
 	Rules     []Rule
+	// Fence is the fencing policy of emulated logical units (none, kill,
+	// exec:PATH; checked by the daemon) and FenceTimeout its time limit as a
+	// Go duration ("10s").
+	Fence        string
+	FenceTimeout string
 }
 
 // Listen is one extra listening socket.
@@ -108,6 +113,10 @@ func (c *Config) directive(f []string, line int) error {
 		}
 	case "initiator":
 		c.Initiator, err = one()
+	case "fence":
+		c.Fence, err = one()
+	case "fence-timeout":
+		c.FenceTimeout, err = one()
 	case "listen":
 		if len(f) < 2 {
 			return fmt.Errorf("listen needs a socket path")
@@ -122,7 +131,7 @@ func (c *Config) directive(f []string, line int) error {
 			c.Rules = append(c.Rules, r)
 		}
 	default:
-		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule)", f[0])
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout)", f[0])
 	}
 	return err
 }
