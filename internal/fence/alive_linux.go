@@ -5,6 +5,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // SelfID names this helper process on this host: "<pid>.<start time>", so that
@@ -25,6 +26,34 @@ func ProcessAlive(id string) bool {
 	}
 	now, err := startTime(pid)
 	return err == nil && now == st
+}
+
+// userHZ is the unit of /proc/<pid>/stat's start time (sysconf(_SC_CLK_TCK),
+// 100 on every Linux architecture).
+const userHZ = 100
+
+// processStart returns when pid started, as a wall-clock time: its start time
+// after boot (ticks) and the system's uptime now, both on the boot clock.
+func processStart(pid int, now time.Time) (time.Time, error) {
+	st, err := startTime(pid)
+	if err != nil {
+		return time.Time{}, err
+	}
+	ticks, err := strconv.ParseInt(st, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("/proc/%d/stat: start time %q", pid, st)
+	}
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return time.Time{}, err
+	}
+	up, _, _ := strings.Cut(string(b), " ")
+	secs, err := strconv.ParseFloat(up, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("/proc/uptime: %q", b)
+	}
+	age := time.Duration(secs*float64(time.Second)) - time.Duration(ticks)*time.Second/userHZ
+	return now.Add(-age), nil
 }
 
 // startTime returns field 22 of /proc/<pid>/stat, counted after the last ')'

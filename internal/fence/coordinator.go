@@ -169,8 +169,11 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, w *Wait) error {
 	if w == nil || len(w.IDs) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	// The policies run under the deadline; the store is read and written
+	// outside it, so that the answer says what was waited for.
+	fctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
+	ctx = context.WithoutCancel(ctx)
 	key := c.o.KeyPrefix + lu
 	for {
 		recs, err := c.records(ctx, key)
@@ -185,8 +188,8 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, w *Wait) error {
 		}
 		// This helper's own part first: fence the victims it serves.
 		for _, r := range open {
-			if !r.doneBy(c.o.HelperID) {
-				c.fenceLocal(ctx, lu, r)
+			if !r.doneBy(c.o.HelperID) && fctx.Err() == nil {
+				c.fenceLocal(fctx, lu, r)
 			}
 		}
 		if len(open) > 0 {
@@ -227,7 +230,7 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, w *Wait) error {
 			return nil
 		}
 		select {
-		case <-ctx.Done():
+		case <-fctx.Done():
 			return fmt.Errorf("%w within %s: waiting for %s", ErrNotConfirmed, c.o.Timeout, strings.Join(waiting, ", "))
 		case <-time.After(c.o.Poll):
 		}

@@ -21,7 +21,11 @@ type Proc struct {
 	// UUID and Name are the VM's -uuid and -name from its command line, when
 	// it could be read.
 	UUID, Name string
-	// Since is when the connection was accepted.
+	// Since is when the process started (from /proc, to about 10 ms), or when
+	// its connection was accepted if that could not be read. A fence record
+	// applies to processes that started before the eviction: a QEMU that
+	// reconnects to a restarted helper is still the evicted VM, one started
+	// after the eviction is a new start of it.
 	Since time.Time
 
 	pidfd int // -1 when pidfds are unavailable
@@ -72,6 +76,9 @@ func (r *Registry) TrackPID(initiator string, pid int) (func(), error) {
 		fd = -1
 	}
 	p := &Proc{PID: pid, Since: r.now(), pidfd: fd}
+	if t, err := processStart(pid, r.now()); err == nil && t.Before(p.Since) {
+		p.Since = t
+	}
 	if b, err := identity.ReadCmdline("/proc", pid); err == nil {
 		if vm, err := identity.ParseCmdline(b); err == nil {
 			p.UUID, p.Name = vm.UUID, vm.Name
