@@ -336,7 +336,6 @@ func TestRestartBetweenCommitAndFence(t *testing.T) {
 	}
 }
 
-
 // TestTwoHelpersOneDatabase: libvirt's managed mode, one helper per VM on one
 // SQLite file. vm2's helper cannot reach vm1's process; vm1's helper sees the
 // record, kills vm1 and confirms; only then does vm2 get GOOD.
@@ -357,7 +356,7 @@ func TestTwoHelpersOneDatabase(t *testing.T) {
 	h2.track(t, vm2, q2.Process.Pid)
 	h1.run(t)
 	h2.run(t)
-	setupWERO(t, h1.be) // through vm1's helper; vm2's registration too (shared state)
+	setupWERO(t, h1.be)               // through vm1's helper; vm2's registration too (shared state)
 	time.Sleep(50 * time.Millisecond) // both announcements written
 	start := time.Now()
 	mustGood(t, h2.be, vm2, scsi.SAPreempt, scsi.TypeWriteExclusiveRegOnly, 0xb2, 0xa1)
