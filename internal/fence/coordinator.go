@@ -175,6 +175,7 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, w *Wait) error {
 	defer cancel()
 	ctx = context.WithoutCancel(ctx)
 	key := c.o.KeyPrefix + lu
+	c.o.Log.Info("committed; fencing before the answer", "lu", lu, "records", w.IDs)
 	for {
 		recs, err := c.records(ctx, key)
 		if err != nil {
@@ -222,6 +223,7 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, w *Wait) error {
 			return fmt.Errorf("%w: %s", ErrNotConfirmed, strings.Join(failed, "; "))
 		}
 		if len(waiting) == 0 {
+			c.o.Log.Info("fences confirmed", "lu", lu, "records", complete)
 			if len(complete) > 0 {
 				if err := c.remove(context.WithoutCancel(ctx), key, complete); err != nil {
 					c.o.Log.Warn("fence: confirmed records not removed", "lu", lu, "err", err)

@@ -229,6 +229,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 	defer unix.Close(req.FD)
 	s.requests.Add(1)
 	name := scsi.CommandName(req.CDB[:])
+	log.Debug("request received", "cmd", name)
 	defer func() {
 		// A backend must not panic; if one does, the guest gets an error
 		// instead of the whole helper going down.
