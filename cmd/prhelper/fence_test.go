@@ -289,3 +289,43 @@ func TestFenceExecFails(t *testing.T) {
 		t.Errorf("the agent's output is not in the log:\n%s", p.stderr)
 	}
 }
+
+// TestFenceSettings: --fence and --fence-timeout, from flags and the
+// configuration file (flags win), and their errors.
+func TestFenceSettings(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "prhelper.conf")
+	os.WriteFile(conf, []byte("backend emulate\nfence exec:/bin/true\nfence-timeout 3s\n"), 0o644)
+	for _, tc := range []struct {
+		args    []string
+		policy  string
+		timeout time.Duration
+		err     string
+	}{
+		{nil, "none", 10 * time.Second, ""},
+		{[]string{"--fence=kill"}, "kill", 10 * time.Second, ""},
+		{[]string{"--fence=exec:/usr/bin/agent", "--fence-timeout=500ms"}, "exec:/usr/bin/agent", 500 * time.Millisecond, ""},
+		{[]string{"--config=" + conf}, "exec:/bin/true", 3 * time.Second, ""},
+		{[]string{"--config=" + conf, "--fence=kill"}, "kill", 3 * time.Second, ""},
+		{[]string{"--fence=exec:relative"}, "", 0, "absolute path"},
+		{[]string{"--fence=shoot"}, "", 0, "want none, kill or exec:PATH"},
+		{[]string{"--fence-timeout=0"}, "", 0, "positive duration"},
+	} {
+		o, err := parseOptions("prhelper", tc.args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := loadSettings(o)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: err %v, want %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if s.fencing.String() != tc.policy || s.fencing.timeout != tc.timeout {
+			t.Errorf("%v: fence %s timeout %v, want %s %v", tc.args, s.fencing, s.fencing.timeout, tc.policy, tc.timeout)
+		}
+	}
+}

@@ -1,7 +1,9 @@
 package fence
 
 import (
+	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"testing"
 
@@ -220,6 +222,37 @@ func FuzzEvicted(f *testing.F) {
 					}
 				}
 			}
+		}
+	})
+}
+
+func compact(b []byte) string {
+	var out bytes.Buffer
+	if json.Compact(&out, b) != nil {
+		return string(b)
+	}
+	return out.String()
+}
+
+// FuzzDecode: any stored value decodes without panic, and what decodes
+// re-encodes to a value that decodes to the same.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"v":1,"generation":3}`))
+	f.Add([]byte(`{"fence":1,"pending":[{"id":"a/1/x","victim":"x","evictor":"y","created":1,"done":["a"]}],"state":{"v":1}}`))
+	f.Add([]byte(`{"fence":2}`))
+	f.Add([]byte(`{"fence":1,"pending":[],"state":null}`))
+	f.Fuzz(func(t *testing.T, v []byte) {
+		st, recs, err := Decode(v)
+		if err != nil {
+			return
+		}
+		b, err := Encode(st, recs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st2, recs2, err := Decode(b)
+		if err != nil || len(recs2) != len(recs) || (len(recs) > 0 && compact(st2) != compact(st)) {
+			t.Fatalf("round trip of %q: %q %v, %d records, %v", v, st2, recs2, len(recs), err)
 		}
 	})
 }
