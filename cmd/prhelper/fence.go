@@ -63,12 +63,14 @@ func (f *fencing) track() func(string, *net.UnixConn) (func(), error) {
 	if f.policy == nil || f.coord == nil {
 		return nil
 	}
-	return f.reg.Track
+	return f.coord.Track
 }
 
 // run watches the store for fences this helper must carry out, until ctx ends.
+// A helper with --fence=none fences nothing and so announces nothing; its
+// commands still wait for other helpers' records (Coordinator.Fence reads them).
 func (f *fencing) run(ctx context.Context) {
-	if f.coord != nil {
+	if f.coord != nil && f.policy != nil {
 		f.coord.Run(ctx)
 	}
 }

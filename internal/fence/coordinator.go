@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -68,6 +69,9 @@ type Coordinator struct {
 	mu       sync.Mutex
 	inflight map[string]chan struct{} // record ID -> closed when this helper's attempt ends
 	lastTry  map[string]time.Time     // record ID -> last failed attempt
+
+	annMu     sync.Mutex
+	announced uint64 // registry version last announced; guarded by annMu
 }
 
 // New returns a coordinator; Run must run for other helpers' records to be
@@ -94,7 +98,45 @@ func New(o Options) *Coordinator {
 	if o.Registry == nil {
 		o.Registry = NewRegistry()
 	}
-	return &Coordinator{o: o, inflight: make(map[string]chan struct{}), lastTry: make(map[string]time.Time)}
+	return &Coordinator{o: o, inflight: make(map[string]chan struct{}), lastTry: make(map[string]time.Time), announced: ^uint64(0)}
+}
+
+// Track registers a new connection of initiator (Registry.Track) and announces
+// it in the store before returning, so that the connection's VM cannot send a
+// command, and so be registered and evicted, before the other helpers know
+// that this helper serves it. An ended connection is announced by Run.
+func (c *Coordinator) Track(initiator string, conn *net.UnixConn) (func(), error) {
+	return c.tracked(c.o.Registry.Track(initiator, conn))
+}
+
+// TrackPID is Track for a known pid (Registry.TrackPID).
+func (c *Coordinator) TrackPID(initiator string, pid int) (func(), error) {
+	return c.tracked(c.o.Registry.TrackPID(initiator, pid))
+}
+
+func (c *Coordinator) tracked(release func(), err error) (func(), error) {
+	if err != nil {
+		return release, err
+	}
+	if err := c.sync(context.Background()); err != nil {
+		c.o.Log.Warn("fence: announcement not written", "err", err)
+	}
+	return release, nil
+}
+
+// sync writes this helper's announcement if the registry changed since.
+func (c *Coordinator) sync(ctx context.Context) error {
+	c.annMu.Lock()
+	defer c.annMu.Unlock()
+	serves, v := c.o.Registry.served()
+	if v == c.announced {
+		return nil
+	}
+	if err := c.announce(ctx, serves); err != nil {
+		return err
+	}
+	c.announced = v
+	return nil
 }
 
 // HelperID returns the name of this helper in records.
@@ -468,22 +510,17 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			c.o.Log.Warn("fence: announcement not removed", "err", err)
 		}
 	}()
-	var announced uint64 = ^uint64(0)
 	tick := time.NewTicker(c.o.Poll)
 	defer tick.Stop()
 	lastSweep := time.Time{}
 	for {
-		serves, v := c.o.Registry.served()
-		if v != announced {
-			if err := c.announce(ctx, serves); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				c.o.Log.Warn("fence: announcement not written", "err", err)
-			} else {
-				announced = v
+		if err := c.sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
 			}
+			c.o.Log.Warn("fence: announcement not written", "err", err)
 		}
+		serves, _ := c.o.Registry.served()
 		sweep := c.o.Now().Sub(lastSweep) >= time.Second
 		if len(serves) > 0 || sweep {
 			if err := c.scan(ctx, serves, sweep); err != nil && ctx.Err() == nil {

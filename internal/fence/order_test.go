@@ -103,7 +103,7 @@ func (h *helper) run(t *testing.T) {
 
 func (h *helper) track(t *testing.T, init string, pid int) func() {
 	t.Helper()
-	rel, err := h.reg.TrackPID(init, pid)
+	rel, err := h.coord.TrackPID(init, pid)
 	if err != nil {
 		t.Fatal(err)
 	}
