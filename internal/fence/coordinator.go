@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
@@ -207,7 +209,14 @@ func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.Sta
 // is confirmed; confirmed records are then removed from the store. On failure
 // the records stay: helpers keep retrying them, and later PR OUT commands on
 // the logical unit wait for them.
-func (c *Coordinator) Fence(ctx context.Context, lu string, w *Wait) error {
+//
+// fd, the evicting command's descriptor of the logical unit (-1: none), is
+// flushed (fdatasync) once the fences are confirmed: a killed QEMU that wrote
+// through the host's page cache (cache=writeback) leaves dirty pages that the
+// kernel would write back later, after GOOD, over what the evictor writes then.
+// The page cache of a file or block device is shared by all its descriptors,
+// so flushing the evictor's writes the victim's pages back before the answer.
+func (c *Coordinator) Fence(ctx context.Context, lu string, fd int, w *Wait) error {
 	if w == nil || len(w.IDs) == 0 {
 		return nil
 	}
@@ -266,6 +275,11 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, w *Wait) error {
 		}
 		if len(waiting) == 0 {
 			c.o.Log.Info("fences confirmed", "lu", lu, "records", complete)
+			if fd >= 0 {
+				if err := unix.Fdatasync(fd); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EROFS) {
+					return fmt.Errorf("%w: fenced, but flushing %s's cached writes failed: %v", ErrNotConfirmed, lu, err)
+				}
+			}
 			if len(complete) > 0 {
 				if err := c.remove(context.WithoutCancel(ctx), key, complete); err != nil {
 					c.o.Log.Warn("fence: confirmed records not removed", "lu", lu, "err", err)

@@ -273,7 +273,7 @@ func TestFailedFenceNoGood(t *testing.T) {
 // the helper stopped between the commit and the fence.
 type crashed struct{ *fence.Coordinator }
 
-func (crashed) Fence(context.Context, string, *fence.Wait) error {
+func (crashed) Fence(context.Context, string, int, *fence.Wait) error {
 	return context.Canceled
 }
 

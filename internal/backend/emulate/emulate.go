@@ -33,11 +33,11 @@ type Backend struct {
 // runs exec on the engine's state, records the fences the command requires
 // with it, and returns the value to store and what to wait for (nil: nothing).
 // Fence runs after the commit of a GOOD command with something to wait for,
-// and returns nil only when every fence is confirmed: the command is answered
-// GOOD only then.
+// with the command's device descriptor, and returns nil only when every fence
+// is confirmed: the command is answered GOOD only then.
 type Fencing interface {
 	Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
-	Fence(ctx context.Context, lu string, wait *fence.Wait) error
+	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
 }
 
 // WithFencing makes every command of b go through f. Without it the stored
@@ -122,7 +122,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 		// Otherwise HARDWARE ERROR / INTERNAL TARGET FAILURE: not retried by
 		// the initiator's midlayer, and reported as a failed fence by
 		// fence_scsi (docs/fencing.md, "When a fence fails").
-		if err := b.fencing.Fence(ctx, req.LU, wait); err != nil {
+		if err := b.fencing.Fence(ctx, req.LU, req.FD, wait); err != nil {
 			return checkCondition(scsi.SenseTargetFailure), fmt.Errorf("emulate: %s from %s on %s: committed, but %w",
 				scsi.CommandName(req.CDB[:]), nexus, req.LU, err)
 		}
