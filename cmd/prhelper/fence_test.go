@@ -229,7 +229,7 @@ func atoi64(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
 func TestFenceKillOneHelper(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "prh.sock")
-	p := startHelper(t, "--backend=emulate", "--db="+filepath.Join(dir, "pr.db"), "--initiator=peer", "-k", sock, "--fence=kill", "-v")
+	p := startHelper(t, "--backend=emulate", "--db="+filepath.Join(dir, "pr.db"), "--initiator=peer", "-k", sock, "--fence=kill", "-vv")
 	waitSocket(t, sock)
 	disk := diskFile(t)
 	v1, preempt := fenceScenario(t, sock, sock, disk)
@@ -238,6 +238,11 @@ func TestFenceKillOneHelper(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 	log := p.stderr.String()
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "PREEMPT") || strings.Contains(l, "fence") {
+			t.Log(l)
+		}
+	}
 	for _, want := range []string{"fence=kill", "a VM evicted from an emulated LU is killed", `msg=fenced`, "victim=iqn.2025-01.dev.prhelper:vm:" + uuid1} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
