@@ -164,9 +164,9 @@ prhelper's own options:
       --explain=DEVICE      print what DEVICE is and which backend would serve it,
                             and why, then exit
       --fence=POLICY        what happens to a VM whose registration on an emulated
-                            LU another VM's PREEMPT, PREEMPT AND ABORT (or CLEAR,
-                            REGISTER AND MOVE) removed while a reservation keeps
-                            it from writing: none (default: nothing; emulation
+                            LU another VM's PREEMPT (or PREEMPT AND ABORT) removed
+                            while a reservation keeps it from writing (CLEAR
+                            fences nobody): none (default: nothing; emulation
                             then arbitrates but does not stop its writes), kill
                             (SIGKILL to its QEMU processes, known from their
                             connections, and wait until they exited), or
