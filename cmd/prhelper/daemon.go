@@ -13,6 +13,7 @@ import (
 	"github.com/prhelper/prhelper/internal/daemon/pidfile"
 	"github.com/prhelper/prhelper/internal/daemon/privilege"
 	"github.com/prhelper/prhelper/internal/daemon/server"
+	"github.com/prhelper/prhelper/internal/fence"
 )
 
 // readyTimeout bounds how long "prhelper -d" waits for its detached child.
@@ -86,6 +87,10 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		// build keeps it for its DM ioctls.
 		keep = append(keep, privilege.CapSysAdmin)
 	}
+	if _, ok := set.fencing.policy.(fence.Kill); ok && set.needsEmulation() {
+		// --fence=kill signals QEMU processes, which may run as another user.
+		keep = append(keep, privilege.CapKill)
+	}
 	if err := dropPrivileges(log, keep, uid, gid); err != nil {
 		discard()
 		return err
@@ -94,6 +99,9 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	srv := server.New(rt, log, server.Options{Grace: o.shutdownGrace})
 	for _, l := range listeners {
 		log.Info("listening", "socket", l.name, "initiator", l.policy, "port", l.TargetPort)
+	}
+	if set.needsEmulation() {
+		log.Info("fencing", "fence", set.fencing.String(), "timeout", set.fencing.timeout, "means", set.fencing.describe())
 	}
 	log.Info("prhelper ready", "backend", set.backend, "rules", len(set.rules), "pid", os.Getpid(), "version", version)
 	if detach.IsChild() {
@@ -116,7 +124,17 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	sl := make([]server.Listener, len(listeners))
 	for i, l := range listeners {
 		sl[i] = l.Listener
+		sl[i].Track = set.fencing.track()
 	}
+	fenceDone := make(chan struct{})
+	go func() {
+		defer close(fenceDone)
+		set.fencing.run(serveCtx)
+	}()
+	defer func() {
+		cancel()
+		<-fenceDone
+	}()
 	err = srv.Serve(serveCtx, sl...)
 	log.Info("prhelper stopped", "requests", srv.Requests())
 	return err

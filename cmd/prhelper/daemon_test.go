@@ -27,6 +27,9 @@ import (
 var binary string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(fakeQEMUEnv) != "" {
+		os.Exit(fakeQEMU())
+	}
 	dir, err := os.MkdirTemp("", "prhelper-test")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

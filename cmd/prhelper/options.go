@@ -52,6 +52,9 @@ type options struct {
 	// shutdownGrace is how long requests in flight at SIGTERM may still run;
 	// 0 means the server's default.
 	shutdownGrace time.Duration
+	// fence is the fencing policy (none, kill, exec:PATH), fenceTimeout its limit.
+	fence        string
+	fenceTimeout string
 }
 
 // Defaults of prhelper's own options.
@@ -91,6 +94,8 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringVar(&o.etcdCert, "etcd-cert", "", "")
 	fs.StringVar(&o.etcdKey, "etcd-key", "", "")
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 0, "")
+	fs.StringVar(&o.fence, "fence", "", "")
+	fs.StringVar(&o.fenceTimeout, "fence-timeout", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -194,6 +199,18 @@ prhelper's own options:
       --shutdown-grace=DURATION
                             how long requests in flight at SIGTERM may still
                             run and be answered (default %[5]v)
+      --fence=POLICY        what happens to a VM whose registration on an emulated
+                            LU another VM's PREEMPT (or PREEMPT AND ABORT) removed
+                            while a reservation keeps it from writing (CLEAR
+                            fences nobody): none (default: nothing; emulation
+                            then arbitrates but does not stop its writes), kill
+                            (SIGKILL to its QEMU processes, known from their
+                            connections, and wait until they exited), or
+                            exec:PATH (run PATH with the VM's identity in
+                            PRHELPER_FENCE_* variables; exit 0 = fenced). The
+                            evictor gets GOOD only once the VM is fenced, else
+                            CHECK CONDITION 04/44/00 (docs/fencing.md)
+      --fence-timeout=DUR   how long a command waits for its fences (default 10s)
 
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops

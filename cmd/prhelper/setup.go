@@ -33,6 +33,7 @@ type settings struct {
 	primary   bool // serve the -k socket (or the activated one)
 	dbSet     bool // --db, db or an etcd store given: emulation is enabled for auto
 	etcd      etcdSettings
+	fencing   *fencing
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -66,6 +67,16 @@ func loadSettings(o *options) (*settings, error) {
 	}
 	if s.etcd.enabled() {
 		s.dbSet = true
+	}
+	var err error
+	if s.fencing, err = newFencing(firstSet(o.fence, c.Fence), firstSet(o.fenceTimeout, c.FenceTimeout)); err != nil {
+		return nil, err
+	}
+	if s.fencing.policy != nil && s.etcd.enabled() {
+		// A fence record names helpers by process on this host; across hosts it
+		// needs each host's etcd lease as its proof of life, which is not built
+		// yet. Refuse rather than answer GOOD while a VM on another host writes.
+		return nil, fmt.Errorf("--fence=%s with an etcd store: fencing across hosts is not supported yet (use --fence=none, or a SQLite --db on one host)", s.fencing)
 	}
 	if err := config.CheckBackend(s.backend); err != nil {
 		return nil, fmt.Errorf("--backend: %w", err)
@@ -141,7 +152,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 		if err != nil {
 			return nil, nil, fmt.Errorf("emulation state: %w", err)
 		}
-		backends["emulate"] = emulate.New(st, pr.LIO())
+		backends["emulate"] = emulate.New(st, pr.LIO()).WithFencing(s.fencing.attach(st, pr.LIO(), log))
 		closeMpath := closer
 		closer = func() {
 			closeMpath()

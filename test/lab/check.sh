@@ -87,6 +87,7 @@ fi
 if [ "$NESTED" = 1 ]; then
 	run_one nested-qemu -n -m 2048 -t 900 "$LAB/tests/nested-qemu.sh"
 	run_one two-vms-peer -n -m 2048 -t 1500 "$LAB/tests/two-vms-peer.sh"
+	run_one fence-kill -n -m 2048 -t 1500 "$LAB/tests/fence-kill.sh"
 	run_one mpath-nested -n -m 2048 -t 900 "$LAB/tests/mpath-nested.sh"
 fi
 echo "== lab took $(( $(date +%s) - T0 ))s"

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/fence"
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
@@ -23,7 +24,31 @@ const keyPrefix = "lu/"
 type Backend struct {
 	store   store.Store
 	profile pr.Profile
+	fencing Fencing
 }
+
+// Fencing is a fencing policy's part in every command (package fence,
+// docs/fencing.md). Step runs inside the store's read-modify-write with the
+// stored value, and must be as pure as a store.UpdateFunc: it decodes cur,
+// runs exec on the engine's state, records the fences the command requires
+// with it, and returns the value to store and what to wait for (nil: nothing).
+// Fence runs after the commit of a GOOD command with something to wait for,
+// with the command's device descriptor, and returns nil only when every fence
+// is confirmed: the command is answered GOOD only then.
+type Fencing interface {
+	Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
+	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
+}
+
+// WithFencing makes every command of b go through f. Without it the stored
+// value is the engine's state alone and nothing is fenced.
+func (b *Backend) WithFencing(f Fencing) *Backend {
+	b.fencing = f
+	return b
+}
+
+// KeyPrefix is where the logical units' states are in the store.
+const KeyPrefix = keyPrefix
 
 var _ backend.Backend = (*Backend)(nil)
 
@@ -61,7 +86,15 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 	nexus := pr.Nexus{Initiator: init, RTPI: port}
 
 	var res pr.Result
+	var wait *fence.Wait
 	err = b.store.Update(ctx, keyPrefix+req.LU, func(cur []byte) ([]byte, bool, error) {
+		if b.fencing != nil {
+			next, changed, r, w, err := b.fencing.Step(cur, nexus, req.CDB[:], func(st *pr.State) pr.Result {
+				return pr.Execute(b.profile, st, nexus, req.CDB[:], req.Param)
+			})
+			res, wait = r, w
+			return next, changed, err
+		}
 		var st pr.State
 		if cur != nil {
 			if err := st.UnmarshalBinary(cur); err != nil {
@@ -83,6 +116,16 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 			sense = scsi.SenseIOError
 		}
 		return checkCondition(sense), fmt.Errorf("emulate: state of %s: %w", req.LU, err)
+	}
+	if wait != nil && res.Status == scsi.StatusGood {
+		// The eviction is committed; GOOD only once its victims are fenced.
+		// Otherwise HARDWARE ERROR / INTERNAL TARGET FAILURE: not retried by
+		// the initiator's midlayer, and reported as a failed fence by
+		// fence_scsi (docs/fencing.md, "When a fence fails").
+		if err := b.fencing.Fence(ctx, req.LU, req.FD, wait); err != nil {
+			return checkCondition(scsi.SenseTargetFailure), fmt.Errorf("emulate: %s from %s on %s: committed, but %w",
+				scsi.CommandName(req.CDB[:]), nexus, req.LU, err)
+		}
 	}
 	rep := wire.Reply{Status: res.Status, Data: res.Data}
 	if res.Status == scsi.StatusCheckCondition {

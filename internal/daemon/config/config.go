@@ -29,6 +29,11 @@ type Config struct {
 	EtcdEndpoints                 []string
 	EtcdPrefix                    string
 	EtcdCACert, EtcdCert, EtcdKey string
+	// Fence is the fencing policy of emulated logical units (none, kill,
+	// exec:PATH; checked by the daemon) and FenceTimeout its time limit as a
+	// Go duration ("10s").
+	Fence        string
+	FenceTimeout string
 }
 
 // Listen is one extra listening socket.
@@ -137,6 +142,10 @@ func (c *Config) directive(f []string, line int) error {
 		default:
 			c.EtcdKey = v
 		}
+	case "fence":
+		c.Fence, err = one()
+	case "fence-timeout":
+		c.FenceTimeout, err = one()
 	case "listen":
 		if len(f) < 2 {
 			return fmt.Errorf("listen needs a socket path")
@@ -151,7 +160,7 @@ func (c *Config) directive(f []string, line int) error {
 			c.Rules = append(c.Rules, r)
 		}
 	default:
-		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule)", f[0])
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout)", f[0])
 	}
 	return err
 }

@@ -139,3 +139,16 @@ func TestEtcdKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestParseFence(t *testing.T) {
+	c, err := Parse(strings.NewReader("fence exec:/usr/local/libexec/fence-vm\nfence-timeout 20s\n"), "f.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Fence != "exec:/usr/local/libexec/fence-vm" || c.FenceTimeout != "20s" {
+		t.Fatalf("%+v", c)
+	}
+	if _, err := Parse(strings.NewReader("fence kill extra\n"), "f.conf"); err == nil || !strings.Contains(err.Error(), "f.conf:1: fence takes one value") {
+		t.Fatalf("err %v", err)
+	}
+}

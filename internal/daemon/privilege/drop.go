@@ -22,6 +22,8 @@ const (
 	CapSysRawio Cap = unix.CAP_SYS_RAWIO
 	// CapSysAdmin is kept by multipath builds for /dev/mapper/control ioctls.
 	CapSysAdmin Cap = unix.CAP_SYS_ADMIN
+	// CapKill lets --fence=kill signal QEMU processes of other users.
+	CapKill Cap = unix.CAP_KILL
 )
 
 // String returns the kernel name of the well-known capabilities, else "cap_N".
@@ -31,6 +33,8 @@ func (c Cap) String() string {
 		return "cap_sys_rawio"
 	case CapSysAdmin:
 		return "cap_sys_admin"
+	case CapKill:
+		return "cap_kill"
 	}
 	return "cap_" + strconv.Itoa(int(c))
 }

@@ -149,7 +149,7 @@ func TestDropRefusesCgo(t *testing.T) {
 }
 
 func TestCapString(t *testing.T) {
-	for c, want := range map[Cap]string{CapSysRawio: "cap_sys_rawio", CapSysAdmin: "cap_sys_admin", 5: "cap_5"} {
+	for c, want := range map[Cap]string{CapSysRawio: "cap_sys_rawio", CapSysAdmin: "cap_sys_admin", CapKill: "cap_kill", 3: "cap_3"} {
 		if got := c.String(); got != want {
 			t.Errorf("Cap(%d).String() = %q, want %q", int(c), got, want)
 		}

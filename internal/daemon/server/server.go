@@ -55,6 +55,10 @@ type Listener struct {
 	// TargetPort is the relative target port identifier reported for requests
 	// on this listener; 0 means 1.
 	TargetPort uint16
+	// Track, if set, is told each identified connection when it starts (the
+	// fencing registry pins the peer process with a pidfd) and returns what to
+	// call when the connection ends.
+	Track func(initiator string, c *net.UnixConn) (release func(), err error)
 }
 
 // Serve accepts connections on every listener until ctx is done, then shuts down
@@ -174,6 +178,15 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 			log.Warn("initiator identity unknown; backends that need it will refuse", "err", c.identityErr)
 		} else {
 			log = log.With("initiator", c.initiator)
+			if c.listener.Track != nil {
+				release, err := c.listener.Track(c.initiator, c.UnixConn)
+				if err != nil {
+					log.Warn("peer process not tracked: it cannot be fenced", "err", err)
+				}
+				if release != nil {
+					defer release()
+				}
+			}
 		}
 	}
 	log.Debug("connection accepted")
@@ -212,6 +225,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 	defer unix.Close(req.FD)
 	s.requests.Add(1)
 	name := scsi.CommandName(req.CDB[:])
+	log.Debug("request received", "cmd", name)
 	defer func() {
 		// A backend must not panic; if one does, the guest gets an error
 		// instead of the whole helper going down.

@@ -1,0 +1,631 @@
+package fence
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/prhelper/prhelper/internal/store"
+	"github.com/prhelper/prhelper/pr"
+	"github.com/prhelper/prhelper/scsi"
+)
+
+// Defaults of Options.
+const (
+	DefaultTimeout = 10 * time.Second
+	DefaultPoll    = 50 * time.Millisecond
+)
+
+// helperPrefix is where helpers announce the initiators they serve.
+const helperPrefix = "fence/helper/"
+
+// ErrNotConfirmed is returned (wrapped) when an eviction's fences were not all
+// confirmed: a policy failed, or the timeout passed.
+var ErrNotConfirmed = errors.New("fence not confirmed")
+
+// Options configure a Coordinator.
+type Options struct {
+	// Store holds the logical units' states (under KeyPrefix) and the helpers'
+	// announcements; every helper that may serve a VM sharing a logical unit
+	// must use the same store.
+	Store     store.Store
+	KeyPrefix string
+	Profile   pr.Profile
+	// Policy fences this helper's processes of a victim; nil is --fence=none:
+	// nothing is fenced and no fence is recorded, but fences other helpers
+	// recorded are still waited for.
+	Policy   Policy
+	Registry *Registry
+	// Timeout bounds the wait for every fence of one command (DefaultTimeout).
+	Timeout time.Duration
+	// Poll is how often the store is read for records and confirmations
+	// (DefaultPoll).
+	Poll time.Duration
+	// HelperID names this helper in records and announcements; default
+	// SelfID(). Alive reports whether a helper named by an ID is still running
+	// (default: ProcessAlive, a process on this host); a helper that is not
+	// alive is not waited for. Across hosts (etcd) both come from the store's
+	// session and lease instead.
+	HelperID string
+	Alive    func(id string) bool
+	Log      *slog.Logger
+	Now      func() time.Time
+}
+
+// Coordinator records the fences an eviction needs, carries out this helper's
+// part and waits for the other helpers' confirmations through the store. It
+// implements the emulate backend's Fencing hook.
+type Coordinator struct {
+	o Options
+
+	mu       sync.Mutex
+	inflight map[string]chan struct{} // record ID -> closed when this helper's attempt ends
+	lastTry  map[string]time.Time     // record ID -> last failed attempt
+
+	annMu     sync.Mutex
+	announced uint64 // registry version last announced; guarded by annMu
+}
+
+// New returns a coordinator; Run must run for other helpers' records to be
+// seen and for this helper to be announced.
+func New(o Options) *Coordinator {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Poll <= 0 {
+		o.Poll = DefaultPoll
+	}
+	if o.HelperID == "" {
+		o.HelperID = SelfID()
+	}
+	if o.Alive == nil {
+		o.Alive = ProcessAlive
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Registry == nil {
+		o.Registry = NewRegistry()
+	}
+	return &Coordinator{o: o, inflight: make(map[string]chan struct{}), lastTry: make(map[string]time.Time), announced: ^uint64(0)}
+}
+
+// Track registers a new connection of initiator (Registry.Track) and announces
+// it in the store before returning, so that the connection's VM cannot send a
+// command, and so be registered and evicted, before the other helpers know
+// that this helper serves it. An ended connection is announced by Run.
+func (c *Coordinator) Track(initiator string, conn *net.UnixConn) (func(), error) {
+	return c.tracked(c.o.Registry.Track(initiator, conn))
+}
+
+// TrackPID is Track for a known pid (Registry.TrackPID).
+func (c *Coordinator) TrackPID(initiator string, pid int) (func(), error) {
+	return c.tracked(c.o.Registry.TrackPID(initiator, pid))
+}
+
+func (c *Coordinator) tracked(release func(), err error) (func(), error) {
+	if err != nil {
+		return release, err
+	}
+	if err := c.sync(context.Background()); err != nil {
+		c.o.Log.Warn("fence: announcement not written", "err", err)
+	}
+	return release, nil
+}
+
+// sync writes this helper's announcement if the registry changed since.
+func (c *Coordinator) sync(ctx context.Context) error {
+	c.annMu.Lock()
+	defer c.annMu.Unlock()
+	serves, v := c.o.Registry.served()
+	if v == c.announced {
+		return nil
+	}
+	if err := c.announce(ctx, serves); err != nil {
+		return err
+	}
+	c.announced = v
+	return nil
+}
+
+// HelperID returns the name of this helper in records.
+func (c *Coordinator) HelperID() string { return c.o.HelperID }
+
+// Wait is what a command must wait for after its commit: the IDs of the fence
+// records pending on its logical unit.
+type Wait struct {
+	IDs []string
+}
+
+// Step runs one command inside the store's read-modify-write of the logical
+// unit (it is a store.UpdateFunc's body: no I/O). It decodes cur, runs exec on
+// the engine's state, records a fence for every initiator the command evicted
+// (Evicted, under a policy), and returns the value to store. For a GOOD PR OUT
+// the returned Wait lists every record pending on the logical unit, the new
+// ones and those of earlier evictions: no PR OUT is acknowledged while an
+// eviction on its logical unit is not confirmed (docs/fencing.md).
+func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *Wait, err error) {
+	stBytes, pending, err := Decode(cur)
+	if err != nil {
+		return nil, false, res, nil, err
+	}
+	var st pr.State
+	if stBytes != nil {
+		if err := st.UnmarshalBinary(stBytes); err != nil {
+			return nil, false, res, nil, err
+		}
+	}
+	before := copyState(&st)
+	res = exec(&st)
+	nextState, err := st.MarshalBinary()
+	if err != nil {
+		return nil, false, res, nil, err
+	}
+	if res.Status == scsi.StatusGood && len(cdb) > 0 && cdb[0] == scsi.OpPersistentReserveOut {
+		if c.o.Policy != nil {
+			now := c.o.Now().UnixNano()
+			evictor := InitiatorName(n.Initiator)
+			for _, v := range Evicted(c.o.Profile, &before, &st, n) {
+				name := InitiatorName(v.Initiator)
+				if slices.ContainsFunc(pending, func(r Record) bool { return r.Victim == name && r.Created == now }) {
+					continue // two nexuses of one initiator: one fence
+				}
+				pending = append(pending, Record{
+					ID:     fmt.Sprintf("%s/%d/%s", c.o.HelperID, now, name),
+					Victim: name, Evictor: evictor, Created: now,
+				})
+			}
+		}
+		if len(pending) > 0 {
+			wait = &Wait{}
+			for _, r := range pending {
+				wait.IDs = append(wait.IDs, r.ID)
+			}
+		}
+	}
+	next, err = Encode(nextState, pending)
+	if err != nil {
+		return nil, false, res, nil, err
+	}
+	return next, !bytes.Equal(next, cur), res, wait, nil
+}
+
+// Fence carries out this helper's part of the fences w lists on logical unit
+// lu (store key KeyPrefix+lu), then waits until every helper that serves a
+// victim has confirmed, at most Timeout. It returns nil only when every record
+// is confirmed; confirmed records are then removed from the store. On failure
+// the records stay: helpers keep retrying them, and later PR OUT commands on
+// the logical unit wait for them.
+//
+// fd, the evicting command's descriptor of the logical unit (-1: none), is
+// flushed (fdatasync) once the fences are confirmed: a killed QEMU that wrote
+// through the host's page cache (cache=writeback) leaves dirty pages that the
+// kernel would write back later, after GOOD, over what the evictor writes then.
+// The page cache of a file or block device is shared by all its descriptors,
+// so flushing the evictor's writes the victim's pages back before the answer.
+func (c *Coordinator) Fence(ctx context.Context, lu string, fd int, w *Wait) error {
+	if w == nil || len(w.IDs) == 0 {
+		return nil
+	}
+	// The policies run under the deadline; the store is read and written
+	// outside it, so that the answer says what was waited for.
+	fctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	ctx = context.WithoutCancel(ctx)
+	key := c.o.KeyPrefix + lu
+	c.o.Log.Info("committed; fencing before the answer", "lu", lu, "records", w.IDs)
+	for {
+		recs, err := c.records(ctx, key)
+		if err != nil {
+			return fmt.Errorf("%w: read records of %s: %v", ErrNotConfirmed, lu, err)
+		}
+		var open []Record
+		for _, r := range recs {
+			if slices.Contains(w.IDs, r.ID) {
+				open = append(open, r)
+			}
+		}
+		// This helper's own part first: fence the victims it serves.
+		var helpers map[string]announcement
+		for _, r := range open {
+			if !r.doneBy(c.o.HelperID) && fctx.Err() == nil {
+				if helpers == nil {
+					if helpers, err = c.helpers(ctx); err != nil {
+						return fmt.Errorf("%w: read helpers: %v", ErrNotConfirmed, err)
+					}
+				}
+				c.fenceLocal(fctx, lu, r, helpers)
+			}
+		}
+		if len(open) > 0 {
+			if recs, err = c.records(ctx, key); err != nil {
+				return fmt.Errorf("%w: read records of %s: %v", ErrNotConfirmed, lu, err)
+			}
+		}
+		if helpers, err = c.helpers(ctx); err != nil {
+			return fmt.Errorf("%w: read helpers: %v", ErrNotConfirmed, err)
+		}
+		var waiting []string
+		var failed []string
+		var complete []string
+		for _, r := range recs {
+			if !slices.Contains(w.IDs, r.ID) {
+				continue
+			}
+			missing, fails := c.status(r, helpers)
+			switch {
+			case len(missing) == 0:
+				complete = append(complete, r.ID)
+			case len(fails) > 0:
+				failed = append(failed, fmt.Sprintf("%s: %s", r.Victim, strings.Join(fails, "; ")))
+			default:
+				waiting = append(waiting, fmt.Sprintf("%s (helpers %s)", r.Victim, strings.Join(missing, ", ")))
+			}
+		}
+		if len(failed) > 0 {
+			return fmt.Errorf("%w: %s", ErrNotConfirmed, strings.Join(failed, "; "))
+		}
+		if len(waiting) == 0 {
+			c.o.Log.Info("fences confirmed", "lu", lu, "records", complete)
+			if fd >= 0 {
+				if err := unix.Fdatasync(fd); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EROFS) {
+					return fmt.Errorf("%w: fenced, but flushing %s's cached writes failed: %v", ErrNotConfirmed, lu, err)
+				}
+			}
+			if len(complete) > 0 {
+				if err := c.remove(context.WithoutCancel(ctx), key, complete); err != nil {
+					c.o.Log.Warn("fence: confirmed records not removed", "lu", lu, "err", err)
+				}
+			}
+			return nil
+		}
+		select {
+		case <-fctx.Done():
+			return fmt.Errorf("%w within %s: waiting for %s", ErrNotConfirmed, c.o.Timeout, strings.Join(waiting, ", "))
+		case <-time.After(c.o.Poll):
+		}
+	}
+}
+
+// announcement is a helper's record of the initiators it serves: for each, the
+// time its earliest live connection was accepted (Unix nanoseconds).
+type announcement struct {
+	Serves map[string]int64 `json:"serves"`
+}
+
+// status returns the helpers whose confirmation of r is missing, and the
+// failures they reported. A helper must confirm when it is alive and served
+// the victim through a connection accepted before the eviction; the helper
+// that recorded r must confirm while it is alive (it runs an exec: agent for
+// a victim nobody serves).
+func (c *Coordinator) status(r Record, helpers map[string]announcement) (missing, fails []string) {
+	need := func(h string) {
+		if r.doneBy(h) || slices.Contains(missing, h) {
+			return
+		}
+		missing = append(missing, h)
+		if e, ok := r.Failed[h]; ok {
+			fails = append(fails, h+": "+e)
+		}
+	}
+	for h, a := range helpers {
+		if since, ok := a.Serves[r.Victim]; ok && since < r.Created && (h == c.o.HelperID || c.o.Alive(h)) {
+			need(h)
+		}
+	}
+	if owner := ownerOf(r); owner == c.o.HelperID || c.o.Alive(owner) {
+		need(owner)
+	}
+	slices.Sort(missing)
+	return missing, fails
+}
+
+func ownerOf(r Record) string {
+	// ID is "<helper>/<created>/<victim>"; helper IDs have no '/'.
+	h, _, _ := strings.Cut(r.ID, "/")
+	return h
+}
+
+// fenceLocal fences the processes of r.Victim this helper serves (and, for an
+// exec: policy, runs the agent once for a victim no live helper serves, when
+// this helper recorded r), then records the outcome in the store. Concurrent
+// calls for one record share one attempt.
+//
+// With helpers (the announcements, read by the evictor's Fence), a record that
+// this helper's confirmation completes is removed at once instead of being
+// marked: one store write less before the answer.
+func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpers map[string]announcement) {
+	c.mu.Lock()
+	if ch, ok := c.inflight[r.ID]; ok {
+		c.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		return
+	}
+	ch := make(chan struct{})
+	c.inflight[r.ID] = ch
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.inflight, r.ID)
+		c.mu.Unlock()
+		close(ch)
+	}()
+
+	var err error
+	procs := c.o.Registry.procs(r.Victim, time.Unix(0, r.Created))
+	switch {
+	case c.o.Policy == nil:
+		closeProcs(procs)
+		if len(procs) > 0 {
+			err = errors.New("this helper serves the victim and runs with --fence=none")
+		}
+	default:
+		run := len(procs) > 0
+		if !run && ownerOf(r) == c.o.HelperID {
+			if _, ok := c.o.Policy.(Exec); ok {
+				run = !c.servedElsewhere(ctx, r)
+			}
+		}
+		if run {
+			start := c.o.Now()
+			err = c.o.Policy.Fence(ctx, Target{Victim: r.Victim, Evictor: r.Evictor, LU: lu, Procs: procs})
+			pids := make([]int, len(procs))
+			for i, p := range procs {
+				pids[i] = p.PID
+			}
+			if err != nil {
+				c.o.Log.Error("fence failed", "victim", r.Victim, "lu", lu, "policy", c.o.Policy.String(), "pids", pids, "err", err)
+			} else {
+				c.o.Log.Warn("fenced", "victim", r.Victim, "lu", lu, "evictor", r.Evictor, "policy", c.o.Policy.String(), "pids", pids,
+					"took", c.o.Now().Sub(start))
+			}
+		}
+		closeProcs(procs)
+	}
+	c.mu.Lock()
+	if err != nil {
+		c.lastTry[r.ID] = c.o.Now()
+	} else {
+		delete(c.lastTry, r.ID)
+	}
+	c.mu.Unlock()
+	uerr := c.o.Store.Update(context.WithoutCancel(ctx), c.o.KeyPrefix+lu, func(cur []byte) ([]byte, bool, error) {
+		st, pending, err2 := Decode(cur)
+		if err2 != nil {
+			return nil, false, err2
+		}
+		i := slices.IndexFunc(pending, func(p Record) bool { return p.ID == r.ID })
+		if i < 0 {
+			return nil, false, nil // removed meanwhile: nothing to confirm
+		}
+		p := &pending[i]
+		if err == nil && helpers != nil {
+			done := *p
+			done.Done = append(slices.Clone(p.Done), c.o.HelperID)
+			if missing, _ := c.status(done, helpers); len(missing) == 0 {
+				next, err2 := Encode(st, slices.Delete(slices.Clone(pending), i, i+1))
+				return next, err2 == nil, err2
+			}
+		}
+		if err != nil {
+			if p.Failed == nil {
+				p.Failed = map[string]string{}
+			}
+			p.Failed[c.o.HelperID] = err.Error()
+		} else {
+			delete(p.Failed, c.o.HelperID)
+			if len(p.Failed) == 0 {
+				p.Failed = nil
+			}
+			if !p.doneBy(c.o.HelperID) {
+				p.Done = append(p.Done, c.o.HelperID)
+			}
+		}
+		next, err2 := Encode(st, pending)
+		return next, err2 == nil, err2
+	})
+	if uerr != nil {
+		c.o.Log.Error("fence outcome not recorded", "victim", r.Victim, "lu", lu, "err", uerr)
+	}
+}
+
+// servedElsewhere reports whether a live helper other than this one serves
+// r.Victim through a connection older than r.
+func (c *Coordinator) servedElsewhere(ctx context.Context, r Record) bool {
+	hs, err := c.helpers(ctx)
+	if err != nil {
+		return true // unknown: leave it to the helpers (the wait will say)
+	}
+	for h, a := range hs {
+		if since, ok := a.Serves[r.Victim]; ok && h != c.o.HelperID && since < r.Created && c.o.Alive(h) {
+			return true
+		}
+	}
+	return false
+}
+
+// records returns the fence records kept with the state at key.
+func (c *Coordinator) records(ctx context.Context, key string) ([]Record, error) {
+	v, err := c.o.Store.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	_, pending, err := Decode(v)
+	return pending, err
+}
+
+// remove deletes the records ids from the state at key.
+func (c *Coordinator) remove(ctx context.Context, key string, ids []string) error {
+	return c.o.Store.Update(ctx, key, func(cur []byte) ([]byte, bool, error) {
+		st, pending, err := Decode(cur)
+		if err != nil {
+			return nil, false, err
+		}
+		kept := slices.DeleteFunc(slices.Clone(pending), func(r Record) bool { return slices.Contains(ids, r.ID) })
+		if len(kept) == len(pending) {
+			return nil, false, nil
+		}
+		next, err := Encode(st, kept)
+		return next, err == nil, err
+	})
+}
+
+// helpers reads every helper's announcement.
+func (c *Coordinator) helpers(ctx context.Context) (map[string]announcement, error) {
+	keys, err := c.o.Store.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]announcement)
+	for _, k := range keys {
+		id, ok := strings.CutPrefix(k, helperPrefix)
+		if !ok {
+			continue
+		}
+		v, err := c.o.Store.Get(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		var a announcement
+		if v == nil || json.Unmarshal(v, &a) != nil {
+			continue
+		}
+		out[id] = a
+	}
+	return out, nil
+}
+
+// announce writes this helper's announcement (nil serves: remove it).
+func (c *Coordinator) announce(ctx context.Context, serves map[string]int64) error {
+	var v []byte
+	if serves != nil {
+		b, err := json.Marshal(announcement{Serves: serves})
+		if err != nil {
+			return err
+		}
+		v = b
+	}
+	return c.o.Store.Update(ctx, helperPrefix+c.o.HelperID, func(cur []byte) ([]byte, bool, error) {
+		if bytes.Equal(cur, v) {
+			return nil, false, nil
+		}
+		return v, true, nil
+	})
+}
+
+// Run announces this helper's initiators and watches the store until ctx
+// ends: every Poll it fences the victims of other helpers' records that this
+// helper serves and confirms them, retries its failed fences once per
+// Timeout, removes records nobody waits for any more, and removes the
+// announcements of helpers that are gone. On return the announcement is
+// removed.
+func (c *Coordinator) Run(ctx context.Context) error {
+	defer func() {
+		if err := c.announce(context.WithoutCancel(ctx), nil); err != nil {
+			c.o.Log.Warn("fence: announcement not removed", "err", err)
+		}
+	}()
+	tick := time.NewTicker(c.o.Poll)
+	defer tick.Stop()
+	lastSweep := time.Time{}
+	for {
+		if err := c.sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.o.Log.Warn("fence: announcement not written", "err", err)
+		}
+		serves, _ := c.o.Registry.served()
+		sweep := c.o.Now().Sub(lastSweep) >= time.Second
+		if len(serves) > 0 || sweep {
+			if err := c.scan(ctx, serves, sweep); err != nil && ctx.Err() == nil {
+				c.o.Log.Warn("fence: scan of the store failed", "err", err)
+			}
+			if sweep {
+				lastSweep = c.o.Now()
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// scan looks at every logical unit's records: fences the victims this helper
+// serves and has not confirmed; with sweep, also removes complete records
+// older than twice the timeout (their evictor is gone) and announcements of
+// helpers that are not alive.
+func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep bool) error {
+	keys, err := c.o.Store.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	var helpers map[string]announcement
+	for _, k := range keys {
+		if sweep {
+			if id, ok := strings.CutPrefix(k, helperPrefix); ok && id != c.o.HelperID && !c.o.Alive(id) {
+				c.o.Store.Update(ctx, k, func([]byte) ([]byte, bool, error) { return nil, true, nil })
+			}
+		}
+		lu, ok := strings.CutPrefix(k, c.o.KeyPrefix)
+		if !ok {
+			continue
+		}
+		recs, err := c.records(ctx, k)
+		if err != nil || len(recs) == 0 {
+			continue
+		}
+		var stale []string
+		for _, r := range recs {
+			if _, ok := serves[r.Victim]; ok && !r.doneBy(c.o.HelperID) && c.retryDue(r) {
+				go c.fenceLocal(context.WithoutCancel(ctx), lu, r, nil)
+			}
+			if sweep && c.o.Now().Sub(time.Unix(0, r.Created)) > 2*c.o.Timeout {
+				if helpers == nil {
+					if helpers, err = c.helpers(ctx); err != nil {
+						return err
+					}
+				}
+				if missing, _ := c.status(r, helpers); len(missing) == 0 {
+					stale = append(stale, r.ID)
+				}
+			}
+		}
+		if len(stale) > 0 {
+			if err := c.remove(ctx, k, stale); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// retryDue reports whether a fence of r may be attempted now: at once the
+// first time, then once per Timeout after a failure.
+func (c *Coordinator) retryDue(r Record) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, busy := c.inflight[r.ID]; busy {
+		return false
+	}
+	t, failed := c.lastTry[r.ID]
+	return !failed || c.o.Now().Sub(t) >= c.o.Timeout
+}

@@ -1,0 +1,111 @@
+package fence
+
+import (
+	"github.com/prhelper/prhelper/pr"
+	"github.com/prhelper/prhelper/scsi"
+)
+
+// writeCDB is the probe the access table is asked about: WRITE(10) of one block
+// at LBA 0. Every write command (WRITE(6/12/16), WRITE SAME, UNMAP, ...) is in
+// the same class of the SPC-4 conflict table (docs/fencing.md), so one probe
+// answers for all of them.
+var writeCDB = []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}
+
+// MayWrite reports whether real storage with state st lets nexus n write: the
+// access table of the engine (pr.CheckAccess), asked about a WRITE without the
+// unit attentions pending for n (a unit attention is reported once and does not
+// decide access) and without changing st.
+func MayWrite(p pr.Profile, st *pr.State, n pr.Nexus) bool {
+	c := copyState(st)
+	c.UnitAttentions = nil
+	return pr.CheckAccess(p, &c, n, writeCDB).Status == scsi.StatusGood
+}
+
+// copyState returns a deep copy of st through its encoding, so that CheckAccess
+// (which may change an SPC-2 reservation or consume a unit attention) works on
+// a copy.
+func copyState(st *pr.State) pr.State {
+	var c pr.State
+	b, err := st.MarshalBinary()
+	if err == nil && c.UnmarshalBinary(b) == nil {
+		return c
+	}
+	// A state that does not round-trip is one the engine would not have
+	// produced; copy the fields the access check reads.
+	c = *st
+	c.Registrations = append([]pr.Registration(nil), st.Registrations...)
+	if st.Reservation != nil {
+		r := *st.Reservation
+		c.Reservation = &r
+	}
+	if st.SPC2Holder != nil {
+		h := *st.SPC2Holder
+		c.SPC2Holder = &h
+	}
+	c.UnitAttentions = nil
+	return c
+}
+
+// Evicted returns the I_T nexuses that the PR OUT command of nexus by, which
+// changed the logical unit's state from before to after, evicted and that must
+// be fenced (docs/fencing.md, "Who is fenced"): each nexus that had a
+// registration in before and has none in after, whose initiator is not by's
+// initiator (a command never fences its own sender: REGISTER AND MOVE with
+// UNREG, or an initiator unregistering itself, is voluntary), and to which the
+// access table of after refuses writes. It is pure: no I/O, the states are not
+// changed. The result is in before's registration order, each nexus once.
+func Evicted(p pr.Profile, before, after *pr.State, by pr.Nexus) []pr.Nexus {
+	if before == nil || after == nil {
+		return nil
+	}
+	var out []pr.Nexus
+	for _, r := range before.Registrations {
+		n := r.Nexus
+		if n.Initiator.SameNode(by.Initiator) {
+			continue
+		}
+		if registered(after, n) {
+			continue
+		}
+		dup := false
+		for _, o := range out {
+			if o.Equal(n) {
+				dup = true
+			}
+		}
+		if dup || MayWrite(p, after, n) {
+			continue
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// registered reports whether st holds a registration for exactly nexus n.
+func registered(st *pr.State, n pr.Nexus) bool {
+	for _, r := range st.Registrations {
+		if r.Nexus.Equal(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// InitiatorName returns the name under which a connection's identity policy
+// names initiator i (backend.Request.Initiator), so that a fenced nexus can be
+// matched to the connections of its VM: the iSCSI name for iSCSI, naa.<16 hex
+// digits> for SAS.
+func InitiatorName(i pr.Initiator) string {
+	switch i.Protocol {
+	case scsi.ProtoISCSI:
+		return i.Name
+	case scsi.ProtoSAS:
+		const digits = "0123456789abcdef"
+		b := []byte("naa.0000000000000000")
+		for k := 0; k < 16; k++ {
+			b[len(b)-1-k] = digits[(i.Addr>>(4*k))&0xf]
+		}
+		return string(b)
+	}
+	return i.String()
+}
