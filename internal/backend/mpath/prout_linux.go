@@ -148,7 +148,7 @@ func (c *command) registerRest(good []string, first sgio.Outcome, devs []string,
 				}
 			}
 		}
-		joined := c.setKey(conflict, sark, "path joining the registration")
+		joined := c.setKey(conflict, sark, aptpl, "path joining the registration")
 		good = append(good, joined...)
 		for _, dev := range conflict {
 			if !slices.Contains(joined, dev) && !c.failed[dev] {
@@ -169,8 +169,9 @@ func (c *command) registerRest(good []string, first sgio.Outcome, devs []string,
 	}
 	c.st.key, c.st.aptpl = sark, aptpl
 	c.st.registered = map[string]bool{}
-	if sark != 0 {
-		for _, dev := range good {
+	for _, dev := range good {
+		delete(c.st.stale, dev)
+		if sark != 0 {
 			c.st.registered[dev] = true
 		}
 	}
@@ -186,7 +187,7 @@ func (c *command) rollback(devs []string, prev func(string) uint64) {
 		byKey[prev(dev)] = append(byKey[prev(dev)], dev)
 	}
 	for key, ds := range byKey {
-		back := c.setKey(ds, key, "rollback")
+		back := c.setKey(ds, key, c.st.aptpl, "rollback")
 		if len(back) != len(ds) {
 			c.b.log.Error("rollback incomplete: paths of the map may hold different keys", "map", c.m.Name, "paths", ds, "restored", back)
 		}
@@ -194,17 +195,37 @@ func (c *command) rollback(devs []string, prev func(string) uint64) {
 }
 
 // reserve sends RESERVE to one path. A conflict because the map itself holds
-// that reservation through another of its paths (one that failed, usually) is
-// resolved by moving the reservation to this path.
+// that reservation through another of its paths is resolved there: the
+// command goes to that path when it is usable, else the reservation is moved
+// to this one (a path that failed, usually). Only a holder the map has seen
+// itself hold through (heldByMap) counts: another host's reservation with the
+// same key is another host's, and its conflict is the answer.
 func (c *command) reserve() sgio.Outcome {
 	o, dev := c.onePath(c.cdb, c.param)
-	if dev == "" || o.Reply.Status != scsi.StatusReservationConflict {
-		return o
-	}
 	rk, _, _, ok := prOutParams(c.param)
 	typ := c.cdb[2] & 0x0f
-	if !ok || rk == 0 || !c.heldByKey(dev, rk, typ) {
+	if dev == "" || !ok || rk == 0 {
 		return o
+	}
+	if o.Reply.Status == scsi.StatusGood && !allRegistrants(typ) {
+		c.learnHolder(dev, rk, typ)
+	}
+	if o.Reply.Status != scsi.StatusReservationConflict {
+		return o
+	}
+	h, htyp := c.heldByMap(dev, rk)
+	if h == "" {
+		return o
+	}
+	if slices.Contains(c.usable(), h) {
+		ho := c.send(h, c.cdb, c.param)
+		if !ho.PathFailed() {
+			return ho
+		}
+		c.pathFailed(h, ho)
+	}
+	if htyp != typ {
+		return o // the holder's own RESERVE of another type conflicts too
 	}
 	if moved, mo := c.moveReservation(dev, rk, typ); !moved {
 		return mo
@@ -213,17 +234,28 @@ func (c *command) reserve() sgio.Outcome {
 }
 
 // release sends RELEASE to one path. RELEASE from a registered nexus that does
-// not hold the reservation is GOOD and changes nothing (SPC-4 §5.13.11.2); when
-// the map holds the reservation through another path, it is moved here and
-// released.
+// not hold the reservation is GOOD and changes nothing (SPC-4 §5.13.11.2);
+// when the map holds the reservation through another of its paths, the
+// RELEASE goes there, or, when that path is away, the reservation is moved
+// here first, and the device answers the RELEASE as it would the holder.
 func (c *command) release() sgio.Outcome {
 	o, dev := c.onePath(c.cdb, c.param)
 	rk, _, _, ok := prOutParams(c.param)
-	typ := c.cdb[2] & 0x0f
-	if dev == "" || o.Reply.Status != scsi.StatusGood || !ok || rk == 0 || allRegistrants(typ) || !c.heldByKey(dev, rk, typ) {
+	if dev == "" || o.Reply.Status != scsi.StatusGood || !ok || rk == 0 {
 		return o
 	}
-	if moved, mo := c.moveReservation(dev, rk, typ); !moved {
+	h, htyp := c.heldByMap(dev, rk)
+	if h == "" {
+		return o
+	}
+	if slices.Contains(c.usable(), h) {
+		ho := c.send(h, c.cdb, c.param)
+		if !ho.PathFailed() {
+			return ho
+		}
+		c.pathFailed(h, ho)
+	}
+	if moved, mo := c.moveReservation(dev, rk, htyp); !moved {
 		return mo
 	}
 	return c.send(dev, c.cdb, c.param)
@@ -233,15 +265,68 @@ func allRegistrants(typ byte) bool {
 	return typ == scsi.TypeWriteExclusiveAllRegs || typ == scsi.TypeExclusiveAccessAllRegs
 }
 
-// heldByKey reads the reservation through dev and reports whether key holds
-// one of type typ.
-func (c *command) heldByKey(dev string, key uint64, typ byte) bool {
-	o := c.send(dev, scsi.PRInCDB(scsi.SAReadReservation, 24), nil)
+// nexusID is an I_T nexus as READ FULL STATUS names it: the initiator port's
+// TransportID and the RELATIVE TARGET PORT IDENTIFIER.
+type nexusID struct {
+	tid  string
+	rtpi uint16
+}
+
+// holderOf reads READ FULL STATUS through dev and returns the nexus that holds
+// a reservation other than all-registrants, with its key and type; ok is
+// false when there is none or the data cannot say.
+func (c *command) holderOf(dev string) (id nexusID, key uint64, typ byte, ok bool) {
+	o := c.send(dev, scsi.PRInCDB(scsi.SAReadFullStatus, wire.MaxData), nil)
 	if o.Reply.Status != scsi.StatusGood {
-		return false
+		return id, 0, 0, false
 	}
-	r, err := scsi.DecodeReservation(o.Reply.Data)
-	return err == nil && r.Held && r.Key == key && r.Type == typ
+	fs, err := scsi.DecodeFullStatus(o.Reply.Data)
+	if err != nil || fs.Truncated {
+		return id, 0, 0, false
+	}
+	for _, d := range fs.Descriptors {
+		if d.Holder && !allRegistrants(d.Type) && d.TransportIDErr == "" && len(d.TransportID.Raw) > 0 {
+			return nexusID{tid: string(d.TransportID.Raw), rtpi: d.RelativeTargetPort}, d.Key, d.Type, true
+		}
+	}
+	return id, 0, 0, false
+}
+
+// learnHolder records dev's nexus after a command through dev made it the
+// holder of a reservation of type typ with key: READ FULL STATUS then names
+// the holder, and that is dev. (Another host could in theory preempt it in
+// between with the same key; doc.go says why that is accepted.)
+func (c *command) learnHolder(dev string, key uint64, typ byte) {
+	id, k, t, ok := c.holderOf(dev)
+	if !ok || k != key || t != typ {
+		return
+	}
+	if c.st.own == nil {
+		c.st.own = map[string]nexusID{}
+	}
+	for d, o := range c.st.own {
+		if o == id && d != dev {
+			delete(c.st.own, d)
+		}
+	}
+	c.st.own[dev] = id
+}
+
+// heldByMap reports the path of the map, other than dev, whose nexus holds a
+// reservation with key, and its type; "" when the holder is not a nexus the
+// map has seen itself hold through, or holds with another key. A host never
+// acts on a reservation held by another host, even with the same key.
+func (c *command) heldByMap(dev string, key uint64) (string, byte) {
+	id, k, typ, ok := c.holderOf(dev)
+	if !ok || k != key {
+		return "", 0
+	}
+	for d, o := range c.st.own {
+		if o == id && d != dev {
+			return d, typ
+		}
+	}
+	return "", 0
 }
 
 // moveReservation moves the reservation the map holds with key to path dev:
@@ -257,27 +342,62 @@ func (c *command) moveReservation(dev string, key uint64, typ byte) (bool, sgio.
 		o.Err = fmt.Errorf("moving the reservation of %s to %s: %w", c.m.Name, dev, o.Err)
 		return false, o
 	}
+	c.learnHolder(dev, key, typ)
 	c.reRegisterOthers(dev, key)
 	return true, o
 }
 
 // reRegisterOthers registers key again on the usable paths other than dev,
-// after a PREEMPT of the map's own key removed their registrations.
+// after a PREEMPT removed their registrations, with the LU's PTPL_A.
 func (c *command) reRegisterOthers(dev string, key uint64) {
 	c.st.registered = map[string]bool{dev: true}
 	others := slices.DeleteFunc(c.usable(), func(d string) bool { return d == dev })
-	for _, d := range c.setKey(others, key, "after preempting the map's own key") {
+	for _, d := range c.setKey(others, key, c.upkeepAPTPL(), "after a PREEMPT removed the map's other registrations") {
 		c.st.registered[d] = true
 	}
 }
 
-// preempt sends PREEMPT (AND ABORT) to one path; when it names the map's own
-// key, the other paths lost their registrations and get them back.
+// preempt sends PREEMPT (AND ABORT) to one path. A PREEMPT whose SERVICE
+// ACTION RESERVATION KEY is the map's own key, or 0 under an all-registrants
+// reservation, removes the registrations of the map's other paths too; what
+// the issuing path keeps decides what they get back (SPC-4 §5.13.11.4): when
+// SARK named the holder, or the reservation is all-registrants, the issuer
+// stays registered, and so must the map as a whole, so the others register
+// again; otherwise every registration with that key went, the issuer's
+// included, and the map is unregistered, as a host with one nexus would be.
+// READ KEYS afterwards tells the two apart.
 func (c *command) preempt() sgio.Outcome {
-	o, dev := c.onePath(c.cdb, c.param)
 	rk, sark, _, ok := prOutParams(c.param)
-	if dev != "" && o.Reply.Status == scsi.StatusGood && ok && rk == sark && rk != 0 {
+	typ := c.cdb[2] & 0x0f
+	// Whether the issuer becomes the holder (SARK is the holder's key, or SARK
+	// 0 under all-registrants), to learn its nexus afterwards.
+	takes := false
+	if ok && rk != 0 && !allRegistrants(typ) {
+		if o, _ := c.onePath(scsi.PRInCDB(scsi.SAReadReservation, wire.MaxData), nil); o.Reply.Status == scsi.StatusGood {
+			if r, err := scsi.DecodeReservation(o.Reply.Data); err == nil && r.Held {
+				takes = (allRegistrants(r.Type) && sark == 0) || (!allRegistrants(r.Type) && r.Key == sark)
+			}
+		}
+	}
+	o, dev := c.onePath(c.cdb, c.param)
+	if dev == "" || o.Reply.Status != scsi.StatusGood || !ok || rk == 0 {
+		return o
+	}
+	if takes {
+		c.learnHolder(dev, rk, typ)
+	}
+	if sark != rk && sark != 0 {
+		return o
+	}
+	ko, _ := c.onePath(scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), nil)
+	keys, err := scsi.DecodeKeys(ko.Reply.Data)
+	switch {
+	case ko.Reply.Status != scsi.StatusGood || err != nil || keys.Truncated:
+		c.b.log.Warn("cannot read the keys after a PREEMPT that touched the map's registrations", "map", c.m.Name, "err", ko.Err)
+	case slices.Contains(keys.Keys, rk):
 		c.reRegisterOthers(dev, rk)
+	case rk == c.st.key:
+		c.keyGone()
 	}
 	return o
 }
@@ -286,7 +406,7 @@ func (c *command) preempt() sgio.Outcome {
 func (c *command) clear() sgio.Outcome {
 	o, dev := c.onePath(c.cdb, c.param)
 	if dev != "" && o.Reply.Status == scsi.StatusGood {
-		c.st.key, c.st.registered = 0, map[string]bool{}
+		c.st.key, c.st.registered, c.st.stale = 0, map[string]bool{}, map[string]uint64{}
 		c.tellDaemon()
 	}
 	return o
@@ -297,7 +417,7 @@ func (c *command) clear() sgio.Outcome {
 // RESERVATION CONFLICT, so the paths are tried in turn. With UNREG the map
 // as a whole leaves: its other paths are unregistered too.
 func (c *command) registerAndMove() sgio.Outcome {
-	var o sgio.Outcome
+	var o, answer sgio.Outcome
 	dev := ""
 	for _, d := range c.usable() {
 		o = c.send(d, c.cdb, c.param)
@@ -305,7 +425,9 @@ func (c *command) registerAndMove() sgio.Outcome {
 			c.pathFailed(d, o)
 			continue
 		}
-		dev = d
+		if dev == "" || o.Reply.Status != scsi.StatusReservationConflict {
+			dev, answer = d, o // the device's answer, not a failed path's
+		}
 		if o.Reply.Status != scsi.StatusReservationConflict {
 			break
 		}
@@ -316,9 +438,10 @@ func (c *command) registerAndMove() sgio.Outcome {
 		}
 		return o
 	}
+	o = answer
 	if o.Reply.Status == scsi.StatusGood && len(c.param) > 17 && c.param[17]&scsi.MoveUnreg != 0 {
 		others := slices.DeleteFunc(c.usable(), func(d string) bool { return d == dev })
-		c.setKey(others, 0, "REGISTER AND MOVE with UNREG")
+		c.setKey(others, 0, c.upkeepAPTPL(), "REGISTER AND MOVE with UNREG")
 		c.st.key, c.st.registered = 0, map[string]bool{}
 		c.tellDaemon()
 	}
