@@ -185,6 +185,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 			return rep, err
 		}
 		c.catchUp()
+		c.followReservation()
 		return c.prOut()
 	}
 	return checkCondition(scsi.SenseInvalidOpcode), fmt.Errorf("mpath: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", req.CDB[0])

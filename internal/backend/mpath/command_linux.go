@@ -197,7 +197,8 @@ func (c *command) catchUpPaths() []string {
 
 // catchUp registers the map's key on usable paths that are not known to hold
 // it: paths added to the map, or back from a failure. It does so only while
-// READ KEYS shows the key on the LU: a key another host preempted stays gone.
+// the map still holds the key (keyAlive): a key another host preempted stays
+// gone.
 // A path that comes back holding a key the map no longer has (the guest
 // unregistered while it was away) is unregistered: a host with one nexus
 // would hold nothing either. The upkeep registrations carry the LU's current
@@ -208,21 +209,16 @@ func (c *command) catchUp() {
 		return
 	}
 	if c.st.key != 0 {
-		o, _ := c.onePath(scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), nil)
-		if o.Reply.Status != scsi.StatusGood {
-			c.b.log.Warn("cannot read the keys to register new paths", "map", c.m.Name, "err", o.Err)
+		alive, known := c.keyAlive(todo)
+		if !known {
 			return
 		}
-		keys, err := scsi.DecodeKeys(o.Reply.Data)
-		if err != nil {
-			c.b.log.Warn("cannot read the keys to register new paths", "map", c.m.Name, "err", err)
-			return
-		}
-		if !slices.Contains(keys.Keys, c.st.key) {
+		if !alive {
 			c.keyGone()
 			c.catchUp() // the stale paths, if any
 			return
 		}
+		todo = c.catchUpPaths()
 		for _, dev := range c.setKey(todo, c.st.key, c.upkeepAPTPL(), "catch up") {
 			c.st.registered[dev] = true
 			delete(c.st.stale, dev)
@@ -252,6 +248,66 @@ func (c *command) catchUp() {
 		}
 		delete(c.st.stale, dev)
 	}
+}
+
+// keyAlive tells whether the map's nexuses still hold its key, before paths
+// are registered with it again. A path that holds it proves it: REGISTER
+// with the key as both RESERVATION KEY and SERVICE ACTION RESERVATION KEY is
+// GOOD on a nexus registered with it, and changes nothing but the generation
+// (the APTPL bit repeats the LU's), and RESERVATION CONFLICT on one that lost
+// it, which another host's PREEMPT or CLEAR does to every path at once. READ
+// KEYS cannot tell: another host may hold the same key. The probe goes to a
+// usable path known to hold the key, else to a returning path that held it
+// when it went away; only when there is neither (the key changed while every
+// path that has it now is away) does READ KEYS decide. known is false when
+// no answer could be had.
+func (c *command) keyAlive(todo []string) (alive, known bool) {
+	var probes []string
+	for _, dev := range c.usable() {
+		if c.st.registered[dev] {
+			probes = append(probes, dev)
+		}
+	}
+	for _, dev := range todo {
+		if c.st.stale[dev] == c.st.key {
+			probes = append(probes, dev)
+		}
+	}
+	if len(probes) == 0 {
+		o, _ := c.onePath(scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), nil)
+		keys, err := scsi.DecodeKeys(o.Reply.Data)
+		if o.Reply.Status != scsi.StatusGood || err != nil || keys.Truncated {
+			c.b.log.Warn("cannot read the keys to register new paths", "map", c.m.Name, "err", o.Err)
+			return false, false
+		}
+		return slices.Contains(keys.Keys, c.st.key), true
+	}
+	p := make([]byte, scsi.PROutParamLen)
+	putKeys(p, c.st.key, c.st.key)
+	if c.upkeepAPTPL() {
+		p[20] = scsi.ParamAPTPL
+	}
+	cdb := scsi.PROutCDB(scsi.SARegister, 0, 0, scsi.PROutParamLen)
+	for _, dev := range probes {
+		if !slices.Contains(c.usable(), dev) {
+			continue
+		}
+		o := c.send(dev, cdb, p)
+		switch {
+		case o.PathFailed():
+			c.pathFailed(dev, o)
+		case o.Reply.Status == scsi.StatusGood:
+			c.st.registered[dev] = true
+			delete(c.st.stale, dev)
+			return true, true
+		case o.Reply.Status == scsi.StatusReservationConflict:
+			return false, true
+		default:
+			c.b.log.Warn("cannot tell whether the map's key is still registered", "map", c.m.Name, "path", dev, "err", o.Err)
+			return false, false
+		}
+	}
+	return false, false
 }
 
 // upkeepAPTPL is the APTPL bit for registrations prhelper makes on its own

@@ -22,7 +22,7 @@ import (
 // describes (READ KEYS as a set of distinct keys, generations ignored, READ
 // FULL STATUS grouped per host, a unit attention answered by sending again).
 func TestDifferentialSingleNexus(t *testing.T) {
-	for seed := int64(1); seed <= 60; seed++ {
+	for seed := int64(1); seed <= diffSeeds; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			r := newRig(t, "sdb", "sdc")
 			d := &diffRun{r: r, rng: rand.New(rand.NewSource(seed)),
@@ -42,16 +42,31 @@ func TestDifferentialSingleNexus(t *testing.T) {
 	}
 }
 
+// diffSeeds is the number of seeds each differential runs.
+var diffSeeds = int64(60)
+
 type diffRun struct {
 	r    *rig
 	rng  *rand.Rand
 	ref  pr.State
 	a, b pr.Nexus
+	// disjoint keeps the hosts' keys apart (A registers a1/a2, B b1/b2):
+	// with faults, moving a reservation off a path that is away takes
+	// another host's registration of the same key with it (doc.go).
+	disjoint bool
 }
 
 var diffKeys = []uint64{0xa1, 0xa2, 0xb1, 0xb2}
 
 func (d *diffRun) pct(p int) bool { return d.rng.Intn(100) < p }
+
+// newKey is a key for host (0: A, 1: B) to register.
+func (d *diffRun) newKey(host int) uint64 {
+	if d.disjoint {
+		return diffKeys[2*host+d.rng.Intn(2)]
+	}
+	return diffKeys[d.rng.Intn(len(diffKeys))]
+}
 
 func (d *diffRun) refKey(n pr.Nexus) uint64 {
 	for _, r := range d.ref.Registrations {
@@ -92,7 +107,7 @@ func (d *diffRun) next() (host int, cdb [wire.CDBSize]byte, param []byte, desc s
 		if d.pct(50) {
 			sa = scsi.SARegisterAndIgnoreExisting
 		}
-		sark := diffKeys[d.rng.Intn(len(diffKeys))]
+		sark := d.newKey(host)
 		if d.pct(25) {
 			sark = 0
 		}
@@ -130,7 +145,7 @@ func (d *diffRun) next() (host int, cdb [wire.CDBSize]byte, param []byte, desc s
 		if host == 1 {
 			dest = 0x500140500000ee01
 		}
-		mv, _ := scsi.RegisterMoveParams{Key: key(), SAKey: diffKeys[d.rng.Intn(len(diffKeys))], RelativeTargetPort: 1,
+		mv, _ := scsi.RegisterMoveParams{Key: key(), SAKey: d.newKey(1), RelativeTargetPort: 1, // B's keys, for B or X
 			Unreg: d.pct(40), TransportID: scsi.SASTransportID(dest)}.Encode()
 		p = mv
 	}
@@ -189,8 +204,11 @@ func (d *diffRun) fold(cdb [wire.CDBSize]byte, r pr.Result) string {
 		held := map[string]string{}
 		for _, x := range fs.Descriptors {
 			host := "A"
-			if x.TransportID.Addr == d.b.Initiator.Addr {
+			switch x.TransportID.Addr {
+			case d.b.Initiator.Addr:
 				host = "B"
+			case 0x500140500000ee01:
+				host = "X" // host B's REGISTER AND MOVE destination
 			}
 			k := fmt.Sprintf("%s:%x:%v", host, x.Key, x.AllTargetPorts)
 			if v, ok := held[k]; !ok || (x.Holder && v == "-") {
@@ -209,4 +227,55 @@ func (d *diffRun) fold(cdb [wire.CDBSize]byte, r pr.Result) string {
 	default:
 		return s + fmt.Sprintf(" %x", append(binary.BigEndian.AppendUint32(nil, 0), r.Data[4:]...))
 	}
+}
+
+// TestDifferentialWithFaults: the same with a path of the map taken away for
+// 15 of every 30 steps. Steps while it is away may differ (it keeps what it
+// held); after it returns, the map's next command must bring the LU to the
+// reference's state, as host B sees it (doc.go, "Against a single-nexus host").
+func TestDifferentialWithFaults(t *testing.T) {
+	away, differed := 0, 0
+	for seed := int64(1); seed <= diffSeeds; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			r := newRig(t, "sdb", "sdc")
+			d := &diffRun{r: r, rng: rand.New(rand.NewSource(seed)), disjoint: true,
+				a: r.l.nexus[r.l.dev["sdb"]], b: pr.Nexus{Initiator: pr.SASInitiator(0x500140500000ff01), RTPI: 1}}
+			down := ""
+			var trail []string
+			for k := 1; k <= 600; k++ {
+				if k%30 == 0 && down == "" {
+					down = []string{"sdb", "sdc"}[(k/30)%2]
+					r.fail(down)
+					trail = append(trail, down+" away")
+				}
+				host, cdb, param, desc := d.next()
+				mine, ref := d.run(host, cdb, param)
+				f1, f2 := d.fold(cdb, mine), d.fold(cdb, ref)
+				trail = append(trail, fmt.Sprintf("%d %s -> %s / ref %s | keys %x", k, desc, f1, f2, r.l.keysOf("sdb", "sdc")))
+				switch {
+				case down != "":
+					away++
+					if f1 != f2 {
+						differed++
+					}
+				case f1 != f2:
+					t.Fatalf("step %d %s:\n map: %s\n ref: %s\n%s", k, desc, f1, f2, strings.Join(trail[max(0, len(trail)-40):], "\n"))
+				}
+				if down != "" && k%30 == 15 {
+					r.back(down)
+					down = ""
+					d.run(0, scsi.PRInCDB(scsi.SAReadKeys, 8192), nil) // the map's next command
+					for _, sa := range []byte{scsi.SAReadKeys, scsi.SAReadReservation, scsi.SAReadFullStatus, scsi.SAReportCapabilities} {
+						cdb := scsi.PRInCDB(sa, 8192)
+						mine, ref := d.run(1, cdb, nil)
+						if f1, f2 := d.fold(cdb, mine), d.fold(cdb, ref); f1 != f2 {
+							t.Fatalf("after step %d the path returned, the LUs still differ:\n map: %s\n ref: %s\n%s", k, f1, f2,
+								strings.Join(trail[max(0, len(trail)-40):], "\n"))
+						}
+					}
+				}
+			}
+		})
+	}
+	t.Logf("%d steps while a path was away, %d of them differed", away, differed)
 }

@@ -93,6 +93,9 @@ func (c *command) register() sgio.Outcome {
 		return 0
 	}
 
+	if sark != c.st.key {
+		c.sweepAway()
+	}
 	var good []string
 	var first sgio.Outcome
 	rest := c.usable()
@@ -107,6 +110,59 @@ func (c *command) register() sgio.Outcome {
 		return c.registerRest(good, first, rest, cdb, p, sark, aptpl, prev)
 	}
 	return c.registerRest(nil, first, rest, c.cdb, c.param, sark, aptpl, prev)
+}
+
+// sweepAway removes, before the map unregisters or changes its key, the
+// registrations its paths that are away still hold, when an all-registrants
+// reservation is held: every registrant holds it (SPC-4 §5.13.10), so a path
+// that is away would keep it alive after the map, which for the guest is one
+// host, left, and another host's PREEMPT of the old key would still find it
+// (on LIO, as the reservation's representative holder, it would even hand the
+// reservation over); a host with one nexus has no such registration. PREEMPT with a path's key as SERVICE ACTION
+// RESERVATION KEY under an all-registrants reservation removes the other
+// registrations with that key and keeps the issuer's (SPC-4 §5.13.11.4.3).
+// Without such a reservation, a path that is away is unregistered when it
+// returns (catchUp).
+func (c *command) sweepAway() {
+	keys := map[uint64]bool{}
+	for d, k := range c.st.stale {
+		if !slices.Contains(c.usable(), d) {
+			keys[k] = true
+		}
+	}
+	dev := ""
+	for _, d := range c.usable() {
+		if c.st.registered[d] {
+			dev = d
+			break
+		}
+	}
+	if len(keys) == 0 || dev == "" || c.st.key == 0 {
+		return
+	}
+	o := c.send(dev, scsi.PRInCDB(scsi.SAReadReservation, wire.MaxData), nil)
+	r, err := scsi.DecodeReservation(o.Reply.Data)
+	if o.Reply.Status != scsi.StatusGood || err != nil || !r.Held || !allRegistrants(r.Type) {
+		return
+	}
+	for k := range keys {
+		p := make([]byte, scsi.PROutParamLen)
+		putKeys(p, c.st.key, k)
+		po := c.send(dev, scsi.PROutCDB(scsi.SAPreempt, 0, r.Type, scsi.PROutParamLen), p)
+		if po.Reply.Status != scsi.StatusGood {
+			c.b.log.Warn("could not remove the registration of a path that is away", "map", c.m.Name, "key", hexKey(k), "err", po.Err)
+			continue
+		}
+		c.b.log.Info("removed the registrations of paths that are away before the map unregisters (all-registrants reservation)", "map", c.m.Name, "key", hexKey(k))
+		for d, sk := range c.st.stale {
+			if sk == k {
+				delete(c.st.stale, d)
+			}
+		}
+		if k == c.st.key {
+			c.reRegisterOthers(dev, k)
+		}
+	}
 }
 
 // registerRest sends cdb/param to devs in parallel and settles the outcome of
@@ -213,19 +269,15 @@ func (c *command) reserve() sgio.Outcome {
 	if o.Reply.Status != scsi.StatusReservationConflict {
 		return o
 	}
-	h, htyp := c.heldByMap(dev, rk)
+	h, hkey, htyp := c.heldByMap(dev)
 	if h == "" {
 		return o
 	}
-	if slices.Contains(c.usable(), h) {
-		ho := c.send(h, c.cdb, c.param)
-		if !ho.PathFailed() {
-			return ho
-		}
-		c.pathFailed(h, ho)
+	if ho, ok := c.toHolder(h); ok {
+		return ho
 	}
-	if htyp != typ {
-		return o // the holder's own RESERVE of another type conflicts too
+	if hkey != rk || htyp != typ {
+		return o // the holder's own RESERVE with another key or type conflicts too
 	}
 	if moved, mo := c.moveReservation(dev, rk, typ); !moved {
 		return mo
@@ -240,22 +292,19 @@ func (c *command) reserve() sgio.Outcome {
 // here first, and the device answers the RELEASE as it would the holder.
 func (c *command) release() sgio.Outcome {
 	o, dev := c.onePath(c.cdb, c.param)
-	rk, _, _, ok := prOutParams(c.param)
-	if dev == "" || o.Reply.Status != scsi.StatusGood || !ok || rk == 0 {
+	if dev == "" || o.Reply.Status != scsi.StatusGood || len(c.param) < scsi.PROutParamLen {
 		return o
 	}
-	h, htyp := c.heldByMap(dev, rk)
+	h, hkey, htyp := c.heldByMap(dev)
 	if h == "" {
 		return o
 	}
-	if slices.Contains(c.usable(), h) {
-		ho := c.send(h, c.cdb, c.param)
-		if !ho.PathFailed() {
-			return ho
-		}
-		c.pathFailed(h, ho)
+	if ho, ok := c.toHolder(h); ok {
+		return ho
 	}
-	if moved, mo := c.moveReservation(dev, rk, htyp); !moved {
+	// The holder's RELEASE is checked against its key and type by the device:
+	// move the reservation as it is, then send the guest's RELEASE.
+	if moved, mo := c.moveReservation(dev, hkey, htyp); !moved {
 		return mo
 	}
 	return c.send(dev, c.cdb, c.param)
@@ -313,37 +362,101 @@ func (c *command) learnHolder(dev string, key uint64, typ byte) {
 }
 
 // heldByMap reports the path of the map, other than dev, whose nexus holds a
-// reservation with key, and its type; "" when the holder is not a nexus the
-// map has seen itself hold through, or holds with another key. A host never
-// acts on a reservation held by another host, even with the same key.
-func (c *command) heldByMap(dev string, key uint64) (string, byte) {
+// reservation other than all-registrants, with the holder's key and the
+// type; "" when the holder is not a nexus the map has seen itself hold
+// through. A host never acts on a reservation held by another host, even one
+// with the same key.
+func (c *command) heldByMap(dev string) (string, uint64, byte) {
 	id, k, typ, ok := c.holderOf(dev)
-	if !ok || k != key {
-		return "", 0
+	if !ok {
+		return "", 0, 0
 	}
 	for d, o := range c.st.own {
 		if o == id && d != dev {
-			return d, typ
+			return d, k, typ
 		}
 	}
-	return "", 0
+	return "", 0, 0
+}
+
+// followReservation moves the map's reservation to a usable path when the
+// path it is held through is away, before a PR OUT runs: a host with one nexus
+// holds its reservation whatever happens to a path, and the guest's command
+// must meet the device as that host's would (a key change carries the
+// reservation along, a PREEMPT of the map's own key finds the map the holder,
+// the holder's RELEASE or REGISTER AND MOVE is the holder's). It costs a READ
+// FULL STATUS only while a path the map has held through is away.
+func (c *command) followReservation() {
+	if c.st.key == 0 {
+		return
+	}
+	away := false
+	for d := range c.st.own {
+		if !slices.Contains(c.usable(), d) {
+			away = true
+		}
+	}
+	dev := ""
+	for _, d := range c.usable() {
+		if c.st.registered[d] {
+			dev = d
+			break
+		}
+	}
+	if !away || dev == "" {
+		return
+	}
+	h, hkey, htyp := c.heldByMap(dev)
+	if h == "" || slices.Contains(c.usable(), h) || (hkey != c.st.key && hkey != c.st.stale[h]) {
+		return
+	}
+	if moved, o := c.moveReservation(dev, hkey, htyp); !moved {
+		c.b.log.Warn("could not move the map's reservation from a path that is away", "map", c.m.Name, "from", h, "to", dev, "err", o.Err)
+	}
+}
+
+// toHolder sends the guest's command to path h, whose nexus holds the map's
+// reservation, when h is usable; ok is false when it is not, or failed.
+func (c *command) toHolder(h string) (sgio.Outcome, bool) {
+	if !slices.Contains(c.usable(), h) {
+		return sgio.Outcome{}, false
+	}
+	o := c.send(h, c.cdb, c.param)
+	if o.PathFailed() {
+		c.pathFailed(h, o)
+		return o, false
+	}
+	return o, true
 }
 
 // moveReservation moves the reservation the map holds with key to path dev:
-// PREEMPT with the map's own key as SERVICE ACTION RESERVATION KEY makes dev's
+// PREEMPT with the holder's key as SERVICE ACTION RESERVATION KEY makes dev's
 // nexus the holder and removes the key's other registrations (SPC-4
-// §5.13.11.4.3), so the other usable paths register again.
+// §5.13.11.4.3). dev presents the map's key, which is the holder's unless the
+// key changed while the holding path was away; when it is the same, the other
+// usable paths lost theirs and register again.
 func (c *command) moveReservation(dev string, key uint64, typ byte) (bool, sgio.Outcome) {
 	c.b.log.Info("the map holds the reservation through another path: moving it", "map", c.m.Name, "to", dev, "key", hexKey(key), "type", typ)
+	rk := key
+	if c.st.key != 0 && c.st.registered[dev] {
+		rk = c.st.key
+	}
 	p := make([]byte, scsi.PROutParamLen)
-	putKeys(p, key, key)
+	putKeys(p, rk, key)
 	o := c.send(dev, scsi.PROutCDB(scsi.SAPreempt, 0, typ, scsi.PROutParamLen), p)
 	if o.Reply.Status != scsi.StatusGood {
 		o.Err = fmt.Errorf("moving the reservation of %s to %s: %w", c.m.Name, dev, o.Err)
 		return false, o
 	}
-	c.learnHolder(dev, key, typ)
-	c.reRegisterOthers(dev, key)
+	c.learnHolder(dev, rk, typ)
+	for d, k := range c.st.stale {
+		if k == key { // the device removed it with the PREEMPT
+			delete(c.st.stale, d)
+		}
+	}
+	if rk == key {
+		c.reRegisterOthers(dev, key)
+	}
 	return true, o
 }
 
@@ -369,13 +482,17 @@ func (c *command) reRegisterOthers(dev string, key uint64) {
 func (c *command) preempt() sgio.Outcome {
 	rk, sark, _, ok := prOutParams(c.param)
 	typ := c.cdb[2] & 0x0f
-	// Whether the issuer becomes the holder (SARK is the holder's key, or SARK
-	// 0 under all-registrants), to learn its nexus afterwards.
+	// Whether a reservation of type typ held with rk afterwards can only be
+	// the issuer's: it is unless one was held so already (by another path of
+	// the map, or another host with the same key, which this PREEMPT may have
+	// left alone). Which PREEMPTs make the issuer the holder differs between
+	// devices (under all-registrants, LIO's representative holder), so the
+	// state before and after decides, not a prediction.
 	takes := false
 	if ok && rk != 0 && !allRegistrants(typ) {
 		if o, _ := c.onePath(scsi.PRInCDB(scsi.SAReadReservation, wire.MaxData), nil); o.Reply.Status == scsi.StatusGood {
-			if r, err := scsi.DecodeReservation(o.Reply.Data); err == nil && r.Held {
-				takes = (allRegistrants(r.Type) && sark == 0) || (!allRegistrants(r.Type) && r.Key == sark)
+			if r, err := scsi.DecodeReservation(o.Reply.Data); err == nil {
+				takes = !(r.Held && r.Key == rk && r.Type == typ)
 			}
 		}
 	}
@@ -439,6 +556,18 @@ func (c *command) registerAndMove() sgio.Outcome {
 		return o
 	}
 	o = answer
+	if o.Reply.Status == scsi.StatusReservationConflict {
+		// Only the holder may move the reservation (SPC-4 §5.13.8): when it is
+		// a path of the map that is away, the reservation comes to dev first.
+		if rk, _, _, ok := prOutParams(c.param); ok {
+			if h, hkey, htyp := c.heldByMap(dev); h != "" && hkey == rk && !slices.Contains(c.usable(), h) {
+				if moved, mo := c.moveReservation(dev, hkey, htyp); !moved {
+					return mo
+				}
+				o = c.send(dev, c.cdb, c.param)
+			}
+		}
+	}
 	if o.Reply.Status == scsi.StatusGood && len(c.param) > 17 && c.param[17]&scsi.MoveUnreg != 0 {
 		others := slices.DeleteFunc(c.usable(), func(d string) bool { return d == dev })
 		c.setKey(others, 0, c.upkeepAPTPL(), "REGISTER AND MOVE with UNREG")

@@ -59,6 +59,10 @@ var keyPool = []uint64{0xa1, 0xa2, 0xb1, 0xb2}
 // nexuses). It keeps a shadow of the reference LU (the pr engine, LIO
 // profile) to choose plausible keys; the shadow only biases choices.
 type Gen struct {
+	// Disjoint keeps the hosts' registrations apart: host A registers a1 or
+	// a2, host B (and REGISTER AND MOVE destinations) b1 or b2.
+	Disjoint bool
+
 	rng    *rand.Rand
 	ports  Ports
 	shadow pr.State
@@ -84,6 +88,14 @@ func (g *Gen) key(n pr.Nexus) uint64 {
 }
 
 func (g *Gen) pool() uint64 { return keyPool[g.rng.Intn(len(keyPool))] }
+
+// newKey is a key for host to register.
+func (g *Gen) newKey(h Host) uint64 {
+	if g.Disjoint {
+		return keyPool[2*int(h)+g.rng.Intn(2)]
+	}
+	return g.pool()
+}
 
 // Next returns the next step and applies it to the shadow.
 func (g *Gen) Next() Step {
@@ -130,7 +142,7 @@ func (g *Gen) next() Step {
 		if g.pct(45) {
 			sa = scsi.SARegisterAndIgnoreExisting
 		}
-		sark := g.pool()
+		sark := g.newKey(host)
 		if g.pct(25) {
 			sark = 0
 		}
@@ -161,7 +173,7 @@ func (g *Gen) next() Step {
 		putKeys(p, key(), sark)
 	default:
 		sa = scsi.SARegisterAndMove
-		rk, sark, unreg := key(), g.pool(), g.pct(40)
+		rk, sark, unreg := key(), g.newKey(HostB), g.pct(40)
 		if host == HostA {
 			p = moveParam(rk, sark, unreg, g.ports.BMap, initiatorB)
 			q = moveParam(rk, sark, unreg, g.ports.BRef, initiatorB)

@@ -134,7 +134,7 @@ func sh(w io.Writer, args ...string) {
 // setState writes a SCSI device state (offline, running) in sysfs.
 func setState(w io.Writer, dev, state string) {
 	path := "/sys/block/" + dev + "/device/state"
-	if err := os.WriteFile(path, []byte(state), 0); err != nil {
+	if err := os.WriteFile(path, []byte(state+"\n"), 0); err != nil { // the kernel wants the newline
 		cur, _ := os.ReadFile(path)
 		fmt.Fprintf(w, "mpdiff: %s (state was %q)\n", err, strings.TrimSpace(string(cur)))
 	}
@@ -193,6 +193,7 @@ func run(args []string, w, ew io.Writer) int {
 		}
 	}
 	g := NewGen(*seed, Ports{BMap: uint16(*bMap), BRef: uint16(*bRef)})
+	g.Disjoint = *every > 0
 	fmt.Fprintf(w, "mpdiff: seed %d, %d steps, faults every %d steps (%d steps away), paths %v\n", *seed, *steps, *every, *faultSteps, devs)
 
 	var (
