@@ -136,18 +136,27 @@
 //
 // # What mpathpersist 0.9.4 does in these cases
 //
-// From the lab (mpath-diff.sh's informative part, with multipathd 0.9.4 and
-// reservation_key file) and issue 16:
+// From the lab (mpath-diff.sh's informative part: mpathpersist and multipathd
+// 0.9.4 with reservation_key file, the map over two paths, host B a third
+// nexus; transcript in test/lab/transcripts/mpath-diff.txt):
 //
-//   - PREEMPT naming the map's own key with no reservation or another key's:
-//     right (issue 16): the map ends unregistered, a later REGISTER of the key
-//     conflicts.
-//   - another host holding a reservation with the map's key: MPATHPERSIST_CASE2
-//   - PREEMPT with SARK 0 under all-registrants: the same bug prhelper had
-//     (issue 16): the map's other paths stay unregistered.
-//   - REGISTER AND MOVE: MPATHPERSIST_CASE4
-//   - unregister while a path is away: MPATHPERSIST_SEEN1
-//   - a returning path registered again: MPATHPERSIST_SEEN2
+//   - PREEMPT naming the map's own key with no reservation: right, as issue 16
+//     says: the map ends unregistered on both paths, and a later REGISTER of
+//     the key conflicts.
+//   - Host B holds a Write Exclusive reservation with the map's key: the map's
+//     RELEASE is GOOD and removes host B's registration and reservation (the
+//     same defect prhelper had); the map's RESERVE then succeeds, nothing
+//     being held any more.
+//   - PREEMPT with SARK 0 under Write Exclusive All Registrants: the same bug
+//     prhelper had (issue 16): the issuing path holds the new reservation, the
+//     map's other path stays unregistered (and host B is preempted, rightly).
+//   - REGISTER AND MOVE: mpathpersist 0.9.4 has no option for it, so it was
+//     not run.
+//   - Unregister while a path is away: the path comes back still holding the
+//     old key (shared, as issue 16 says).
+//   - A returning path is registered again (by multipathd, which has the key
+//     in its prkeys file) with the map's APTPL: PTPL_A, which host B's APTPL
+//     REGISTER had set, is clear afterwards (shared).
 //
 // Commands on one map are serialised: a registration fan-out or a reservation
 // move is never interleaved with another command on the same map.
