@@ -176,3 +176,21 @@ func TestPathTimeout(t *testing.T) {
 		t.Fatalf("SG_IO timeouts %v ms, want %d", got, PathTimeout.Milliseconds())
 	}
 }
+
+// TestFencedByHostWithSameKey: host B, registered with the map's key,
+// preempts that key (a fence); READ KEYS still shows the key (B's), but the
+// map's returning path must not be registered again: a path that held the key
+// proves the map still holds it, and none does.
+func TestFencedByHostWithSameKey(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.otherOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.fail("sdc")
+	r.in(scsi.SAReadReservation, 8192)
+	r.otherOut(scsi.SAReserve, scsi.TypeWriteExclusiveRegOnly, params(0xa1, 0, 0))
+	r.otherOut(scsi.SAPreempt, scsi.TypeWriteExclusiveRegOnly, params(0xa1, 0xa1, 0))
+	eqKeys(t, "after B's PREEMPT", r.l.keysOf("sdb", "sdc"), 0, 0)
+	r.back("sdc")
+	r.in(scsi.SAReadKeys, 8192)
+	eqKeys(t, "sdc back", r.l.keysOf("sdb", "sdc"), 0, 0)
+}
