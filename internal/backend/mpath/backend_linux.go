@@ -101,9 +101,10 @@ type mapState struct {
 	aptpl bool
 	// registered holds the paths known to hold key.
 	registered map[string]bool
-	// stale holds paths that were away when the map's key changed, with the
-	// key they were left holding; the map's next command brings them in line
-	// (catchUp): the map's key, or, when the map has none, no registration.
+	// stale holds paths that went away (or failed) holding the map's key,
+	// with that key; when they are back, the map's next command brings them in
+	// line (catchUp): the map's key then, or, when it has none, no
+	// registration.
 	stale map[string]uint64
 	// own is the I_T nexus of each path, as READ FULL STATUS shows it, learned
 	// when the path was seen to hold the map's reservation. It is how the map
