@@ -131,6 +131,20 @@ func sh(w io.Writer, args ...string) {
 	}
 }
 
+// pathActive reports whether multipathd uses the path again (dm state active).
+func pathActive(dev string) bool {
+	out, err := exec.Command("multipathd", "show", "paths", "format", "%d %t").Output()
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == dev {
+			return f[1] == "active"
+		}
+	}
+	return false
+}
+
 // setState writes a SCSI device state (offline, running) in sysfs.
 func setState(w io.Writer, dev, state string) {
 	path := "/sys/block/" + dev + "/device/state"
@@ -207,6 +221,15 @@ func run(args []string, w, ew io.Writer) int {
 	for k := 1; k <= *steps; k++ {
 		if *every > 0 && down == "" && k%*every == 0 && k+*faultSteps <= *steps {
 			down = devs[(k / *every)%len(devs)]
+			for _, d := range devs { // the other path must be in use, or the map has none
+				for t := 0; d != down && !pathActive(d) && t < 50; t++ {
+					if t == 0 {
+						fmt.Fprintf(w, "mpdiff: step %d: %s is not active in multipathd; reinstating it first\n", k, d)
+						sh(w, "multipathd", "reinstate", "path", d)
+					}
+					time.Sleep(200 * time.Millisecond)
+				}
+			}
 			faults++
 			fmt.Fprintf(w, "mpdiff: step %d: path %s away (offline, multipathd fail path)\n", k, down)
 			setState(w, down, "offline")
@@ -251,11 +274,18 @@ func run(args []string, w, ew io.Writer) int {
 			var ms, rs string
 			ok := false
 			for time.Since(back) < *converge {
-				l.mapA.do(scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), nil) // the map's next command
+				// the map's next command; it must be answered by the device
+				// (not "no usable path"), and multipathd must use the path again
+				mr, _, _ := l.mapA.do(scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), nil)
 				var err error
 				if ms, rs, err = l.state(); err != nil {
 					fmt.Fprintf(w, "mpdiff: reading the state: %v\n", err)
 					return 1
+				}
+				if mr.Status != scsi.StatusGood {
+					ms = "the map answers " + Fold(scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), mr) + "; " + ms
+				} else if !pathActive(down) {
+					ms = "multipathd does not use " + down + " yet; " + ms
 				}
 				if ms == rs {
 					ok = true
