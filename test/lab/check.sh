@@ -60,6 +60,7 @@ run_one linuxpr-multipath -t 300 "$LAB/tests/linuxpr-multipath.sh"
 run_one linuxpr-vs-sgio -c 1 -t 300 "$LAB/tests/linuxpr-vs-sgio.sh"
 run_one linuxpr-unprivileged -t 300 "$LAB/tests/linuxpr-unprivileged.sh"
 run_one mpath -t 500 "$LAB/tests/mpath.sh"
+run_one mpath-diff -t 900 "$LAB/tests/mpath-diff.sh"
 # NVMe (issue 4): linuxpr on an nvmet namespace that two hosts share over
 # nvme-loop. nvmet reservations need Linux 6.13+, so each test has its own image
 # (build.sh LAB_NVME=1) with a kernel from trixie-backports: the newest one

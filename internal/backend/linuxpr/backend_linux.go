@@ -162,7 +162,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 		if ref != nil {
 			return checkCondition(ref.Sense), fmt.Errorf("linuxpr: PR OUT on fd %d: %w", req.FD, ref)
 		}
-		ret, err := b.ioctl(req.FD, call.Req, call.arg())
+		ret, err := b.outIoctl(req.FD, call)
 		return resultReply(call.Name, req.FD, ret, err, permPR)
 	case scsi.OpPersistentReserveIn:
 		return b.prIn(ctx, req)

@@ -117,10 +117,24 @@
 // serves both: a path-failure host byte gives 0B/29/07, another host byte
 // QEMU's host-status table (0B/00/06 where it would say GOOD), else the status
 // byte: RESERVATION CONFLICT, BUSY and TASK SET FULL pass through, anything
-// else 0B/00/06. A unit attention the device reports to a PR OUT is consumed
-// by the kernel and comes back as CHECK CONDITION, hence 0B/00/06: the
-// initiator retries, and the retry succeeds (one unit attention per path of a
-// multipath map).
+// else 0B/00/06.
+//
+// # Unit attentions
+//
+// A unit attention the device reports to a PR OUT comes back from the ioctl as
+// a CHECK CONDITION without its sense (PR_STS_IOERR, or the raw status 02h
+// before 6.4), and the command was not executed. The guest could not learn of
+// the attention from 0B/00/06 anyway, and would only have retried; so the
+// backend issues the ioctl again, up to three times while the answer is CHECK
+// CONDITION (uaRetries), and the guest gets the device's answer after the
+// attention, as from LIO after its own retry: a REGISTER AND IGNORE EXISTING
+// KEY GOOD, a RESERVE RESERVATION CONFLICT. It cannot pass the attention on:
+// the kernel does not say there was one. A command answered with CHECK
+// CONDITION was not executed (SPC-4 §5.13.1), so repeating one that fails for
+// another reason changes nothing and ends in the same 0B/00/06. Linux 6.10 and
+// later retry unit attentions to PR commands in sd themselves. PR IN through
+// the SG_IO fallback passes the device's unit attention on as it came, as
+// qemu-pr-helper does.
 //
 // # Against SG_IO passthrough
 //

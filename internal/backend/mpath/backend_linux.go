@@ -9,6 +9,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -63,6 +64,17 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// PathTimeout is the SG_IO timeout on each path when Options.SGIO.Timeout is 0.
+// A path that hangs instead of failing holds a command this long before the
+// next path is tried (onePath), so it is short against QEMU's 30 s I/O timeout:
+// a two-path map whose first path hangs still answers in about 10 s, inside
+// the guest's own command timeout. It is five times libmpathpersist's 2 s, because
+// a PR OUT is a durable metadata update on the array (APTPL, replication
+// between controllers) that a loaded but healthy array can take seconds to
+// answer; failing such a path would leave the map's paths with different keys
+// until its next command (see doc.go, "Path timeout").
+const PathTimeout = 10 * time.Second
+
 // uaRetries is how often a command that met a unit attention on a path is sent
 // again there. A PR command reports at most one unit attention per nexus
 // condition (SPC-4 §5.14), and the guest cannot tell which path it came from;
@@ -89,6 +101,16 @@ type mapState struct {
 	aptpl bool
 	// registered holds the paths known to hold key.
 	registered map[string]bool
+	// stale holds paths that went away (or failed) holding the map's key,
+	// with that key; when they are back, the map's next command brings them in
+	// line (catchUp): the map's key then, or, when it has none, no
+	// registration.
+	stale map[string]uint64
+	// own is the I_T nexus of each path, as READ FULL STATUS shows it, learned
+	// when the path was seen to hold the map's reservation. It is how the map
+	// tells its own reservation, held through a path that is away, from
+	// another host's with the same key (heldByMap).
+	own map[string]nexusID
 	// daemonWarned is set once multipathd refused or failed, to log it once.
 	daemonWarned bool
 }
@@ -99,6 +121,9 @@ var _ backend.Backend = (*Backend)(nil)
 func New(opts Options) (*Backend, error) {
 	if opts.Discover == nil || opts.Open == nil {
 		return nil, errors.New("mpath: Discover and Open are required")
+	}
+	if opts.SGIO.Timeout == 0 {
+		opts.SGIO.Timeout = PathTimeout
 	}
 	sg, err := sgio.New(opts.SGIO)
 	if err != nil {
@@ -161,6 +186,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 			return rep, err
 		}
 		c.catchUp()
+		c.followReservation()
 		return c.prOut()
 	}
 	return checkCondition(scsi.SenseInvalidOpcode), fmt.Errorf("mpath: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", req.CDB[0])
@@ -174,16 +200,12 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 // false when the command needs the locked path (a path to catch up).
 func (b *Backend) quietPRIn(ctx context.Context, m Map, st *mapState, req *backend.Request) (o sgio.Outcome, ok bool) {
 	st.mu.Lock()
-	snap := &mapState{key: st.key, aptpl: st.aptpl, registered: maps.Clone(st.registered)}
+	snap := &mapState{key: st.key, aptpl: st.aptpl, registered: maps.Clone(st.registered), stale: maps.Clone(st.stale)}
 	st.mu.Unlock()
 	c := &command{b: b, ctx: ctx, m: m, st: snap, cdb: req.CDB, param: req.Param}
 	c.forgetUnusable()
-	if snap.key != 0 {
-		for _, dev := range c.usable() {
-			if !snap.registered[dev] {
-				return o, false
-			}
-		}
+	if len(c.catchUpPaths()) > 0 {
+		return o, false
 	}
 	if len(c.usable()) == 0 {
 		return o, false // the locked path answers it
@@ -204,7 +226,7 @@ func (b *Backend) state(name string) *mapState {
 	defer b.mu.Unlock()
 	st, ok := b.maps[name]
 	if !ok {
-		st = &mapState{registered: map[string]bool{}}
+		st = &mapState{registered: map[string]bool{}, stale: map[string]uint64{}, own: map[string]nexusID{}}
 		b.maps[name] = st
 	}
 	return st

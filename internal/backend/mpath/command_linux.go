@@ -21,6 +21,8 @@ type command struct {
 	param []byte
 	// failed holds the paths that failed during this command.
 	failed map[string]bool
+	// ptpla caches upkeepAPTPL for the command.
+	ptpla *bool
 }
 
 // usable lists the paths that may be used now, in the map's order.
@@ -35,11 +37,13 @@ func (c *command) usable() []string {
 }
 
 // forgetUnusable drops the paths that are not usable from the registered set:
-// whatever they hold when they come back, they are registered again then.
+// whatever they hold when they come back, they are registered again then. A
+// path that held the map's key is remembered as stale with it, so that it is
+// unregistered on its return if the map has no key by then.
 func (c *command) forgetUnusable() {
 	for _, p := range c.m.Paths {
 		if !p.Usable {
-			delete(c.st.registered, p.Dev)
+			c.leftBehind(p.Dev)
 		}
 	}
 	for dev := range c.st.registered {
@@ -47,6 +51,23 @@ func (c *command) forgetUnusable() {
 			delete(c.st.registered, dev)
 		}
 	}
+	for dev := range c.st.stale {
+		if !c.m.has(dev) {
+			delete(c.st.stale, dev)
+		}
+	}
+}
+
+// leftBehind notes that dev is away: it keeps whatever key it holds until it
+// returns.
+func (c *command) leftBehind(dev string) {
+	if c.st.registered[dev] && c.st.key != 0 {
+		if c.st.stale == nil {
+			c.st.stale = map[string]uint64{}
+		}
+		c.st.stale[dev] = c.st.key
+	}
+	delete(c.st.registered, dev)
 }
 
 func (m Map) has(dev string) bool {
@@ -98,7 +119,7 @@ func (c *command) pathFailed(dev string, o sgio.Outcome) {
 		c.failed = map[string]bool{}
 	}
 	c.failed[dev] = true
-	delete(c.st.registered, dev)
+	c.leftBehind(dev)
 	c.b.log.Warn("path failed, trying another", "map", c.m.Name, "path", dev, "cmd", scsi.CommandName(c.cdb[:]), "err", o.Err)
 }
 
@@ -146,14 +167,14 @@ func registerIgnore(key uint64, aptpl bool) ([wire.CDBSize]byte, []byte) {
 	return scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, scsi.PROutParamLen), p
 }
 
-// setKey registers key (0: unregisters) on each of devs, in parallel, and
-// returns the paths that took it. Failures are logged: this is upkeep, the
-// guest's command has its own answer.
-func (c *command) setKey(devs []string, key uint64, why string) []string {
+// setKey registers key (0: unregisters) on each of devs, in parallel, with
+// the APTPL bit aptpl, and returns the paths that took it. Failures are
+// logged: this is upkeep, the guest's command has its own answer.
+func (c *command) setKey(devs []string, key uint64, aptpl bool, why string) []string {
 	if len(devs) == 0 {
 		return nil
 	}
-	cdb, p := registerIgnore(key, c.st.aptpl)
+	cdb, p := registerIgnore(key, aptpl)
 	var ok []string
 	for i, o := range c.fanOut(devs, cdb, p) {
 		switch {
@@ -168,40 +189,149 @@ func (c *command) setKey(devs []string, key uint64, why string) []string {
 	return ok
 }
 
-// catchUp registers the map's key on usable paths that are not known to hold
-// it: paths added to the map, or back from a failure. It does so only while
-// READ KEYS shows the key on the LU: a key another host preempted stays gone.
-func (c *command) catchUp() {
-	if c.st.key == 0 {
-		return
-	}
+// catchUpPaths lists the usable paths that are not in line with the map: not
+// known to hold its key, or, when the map has none, left holding an old one.
+func (c *command) catchUpPaths() []string {
 	var todo []string
 	for _, dev := range c.usable() {
-		if !c.st.registered[dev] {
+		if (c.st.key != 0 && !c.st.registered[dev]) || (c.st.key == 0 && c.st.stale[dev] != 0) {
 			todo = append(todo, dev)
 		}
 	}
+	return todo
+}
+
+// catchUp registers the map's key on usable paths that are not known to hold
+// it: paths added to the map, or back from a failure. It does so only while
+// the map still holds the key (keyAlive): a key another host preempted stays
+// gone.
+// A path that comes back holding a key the map no longer has (the guest
+// unregistered while it was away) is unregistered: a host with one nexus
+// would hold nothing either. The upkeep registrations carry the LU's current
+// PTPL_A (upkeepAPTPL), so that they do not undo another host's APTPL.
+func (c *command) catchUp() {
+	todo := c.catchUpPaths()
 	if len(todo) == 0 {
 		return
 	}
-	o, _ := c.onePath(scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), nil)
-	if o.Reply.Status != scsi.StatusGood {
-		c.b.log.Warn("cannot read the keys to register new paths", "map", c.m.Name, "err", o.Err)
+	if c.st.key != 0 {
+		alive, known := c.keyAlive(todo)
+		if !known {
+			return
+		}
+		if !alive {
+			c.keyGone()
+			c.catchUp() // the stale paths, if any
+			return
+		}
+		todo = c.catchUpPaths()
+		for _, dev := range c.setKey(todo, c.st.key, c.upkeepAPTPL(), "catch up") {
+			c.st.registered[dev] = true
+			delete(c.st.stale, dev)
+			c.b.log.Info("registered a new or returning path", "map", c.m.Name, "path", dev, "key", hexKey(c.st.key))
+		}
 		return
 	}
-	keys, err := scsi.DecodeKeys(o.Reply.Data)
-	if err != nil {
-		c.b.log.Warn("cannot read the keys to register new paths", "map", c.m.Name, "err", err)
-		return
+	aptpl := c.upkeepAPTPL()
+	for _, dev := range todo {
+		// REGISTER with the key the path was left holding, not REGISTER AND
+		// IGNORE EXISTING KEY: if the path's registration changed since (another
+		// host preempted it), the device refuses and nothing else is touched.
+		p := make([]byte, scsi.PROutParamLen)
+		putKeys(p, c.st.stale[dev], 0)
+		if aptpl {
+			p[20] = scsi.ParamAPTPL
+		}
+		o := c.send(dev, scsi.PROutCDB(scsi.SARegister, 0, 0, scsi.PROutParamLen), p)
+		switch {
+		case o.PathFailed():
+			c.pathFailed(dev, o)
+			continue
+		case o.Reply.Status == scsi.StatusGood:
+			c.b.log.Info("unregistered a returning path that still held the map's old key", "map", c.m.Name, "path", dev, "key", hexKey(c.st.stale[dev]))
+		default:
+			c.b.log.Debug("a returning path no longer holds the map's old key", "map", c.m.Name, "path", dev, "key", hexKey(c.st.stale[dev]), "err", o.Err)
+		}
+		delete(c.st.stale, dev)
 	}
-	if !slices.Contains(keys.Keys, c.st.key) {
-		c.keyGone()
-		return
+}
+
+// keyAlive tells whether the map's nexuses still hold its key, before paths
+// are registered with it again. A path that holds it proves it: REGISTER
+// with the key as both RESERVATION KEY and SERVICE ACTION RESERVATION KEY is
+// GOOD on a nexus registered with it, and changes nothing but the generation
+// (the APTPL bit repeats the LU's), and RESERVATION CONFLICT on one that lost
+// it, which another host's PREEMPT or CLEAR does to every path at once. READ
+// KEYS cannot tell: another host may hold the same key. The probe goes to a
+// usable path known to hold the key, else to a returning path that held it
+// when it went away; only when there is neither (the key changed while every
+// path that has it now is away) does READ KEYS decide. known is false when
+// no answer could be had.
+func (c *command) keyAlive(todo []string) (alive, known bool) {
+	var probes []string
+	for _, dev := range c.usable() {
+		if c.st.registered[dev] {
+			probes = append(probes, dev)
+		}
 	}
-	for _, dev := range c.setKey(todo, c.st.key, "catch up") {
-		c.st.registered[dev] = true
-		c.b.log.Info("registered a new or returning path", "map", c.m.Name, "path", dev, "key", hexKey(c.st.key))
+	for _, dev := range todo {
+		if c.st.stale[dev] == c.st.key {
+			probes = append(probes, dev)
+		}
 	}
+	if len(probes) == 0 {
+		o, _ := c.onePath(scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), nil)
+		keys, err := scsi.DecodeKeys(o.Reply.Data)
+		if o.Reply.Status != scsi.StatusGood || err != nil || keys.Truncated {
+			c.b.log.Warn("cannot read the keys to register new paths", "map", c.m.Name, "err", o.Err)
+			return false, false
+		}
+		return slices.Contains(keys.Keys, c.st.key), true
+	}
+	p := make([]byte, scsi.PROutParamLen)
+	putKeys(p, c.st.key, c.st.key)
+	if c.upkeepAPTPL() {
+		p[20] = scsi.ParamAPTPL
+	}
+	cdb := scsi.PROutCDB(scsi.SARegister, 0, 0, scsi.PROutParamLen)
+	for _, dev := range probes {
+		if !slices.Contains(c.usable(), dev) {
+			continue
+		}
+		o := c.send(dev, cdb, p)
+		switch {
+		case o.PathFailed():
+			c.pathFailed(dev, o)
+		case o.Reply.Status == scsi.StatusGood:
+			c.st.registered[dev] = true
+			delete(c.st.stale, dev)
+			return true, true
+		case o.Reply.Status == scsi.StatusReservationConflict:
+			return false, true
+		default:
+			c.b.log.Warn("cannot tell whether the map's key is still registered", "map", c.m.Name, "path", dev, "err", o.Err)
+			return false, false
+		}
+	}
+	return false, false
+}
+
+// upkeepAPTPL is the APTPL bit for registrations prhelper makes on its own
+// (catching up, re-registering after a PREEMPT): the LU's PTPL_A as REPORT
+// CAPABILITIES shows it. The device keeps one APTPL for the LU and every
+// REGISTER sets it (SPC-4 §5.13.5.3; LIO), so repeating it changes nothing a
+// guest or another host set. When it cannot be read, the map's own last APTPL.
+func (c *command) upkeepAPTPL() bool {
+	if c.ptpla != nil {
+		return *c.ptpla
+	}
+	a := c.st.aptpl
+	o, _ := c.onePath(scsi.PRInCDB(scsi.SAReportCapabilities, scsi.CapabilitiesLen), nil)
+	if caps, err := scsi.DecodeCapabilities(o.Reply.Data); o.Reply.Status == scsi.StatusGood && err == nil && caps.PTPLC {
+		a = caps.PTPLA
+	}
+	c.ptpla = &a
+	return a
 }
 
 // noteKeys looks at READ KEYS data the guest asked for: when the map's key is

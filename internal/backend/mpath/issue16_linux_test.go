@@ -1,0 +1,196 @@
+package mpath
+
+import (
+	"context"
+	"testing"
+
+	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/scsi"
+)
+
+// The cases of the randomized multipath differential (doc.go, "Against a
+// single-nexus host"): host A is the map (two paths, two nexuses), host B a
+// third nexus (lu.other). Each test states what a single-nexus host A gets on
+// LIO, which is what the map must give.
+
+// otherOut runs a PR OUT as host B and fails the test unless it is GOOD.
+func (r *rig) otherOut(sa, typ byte, param []byte) {
+	r.t.Helper()
+	if res := r.l.other(scsi.PROutCDB(sa, 0, typ, uint32(len(param))), param); res.Status != scsi.StatusGood {
+		r.t.Fatalf("host B SA %d: %#x %v", sa, res.Status, res.Sense)
+	}
+}
+
+func (r *rig) wantStatus(what string, want byte, sa, typ byte, param []byte) {
+	r.t.Helper()
+	rep, err := r.out(sa, typ, param)
+	if rep.Status != want {
+		s, _ := scsi.ParseSense(rep.Sense[:])
+		r.t.Fatalf("%s: status %#x (%v, %v), want %#x", what, rep.Status, s, err, want)
+	}
+}
+
+// Defect 1: PREEMPT rk=K sark=K from the map when no reservation is held, or
+// another key holds it, removes every registration with K, the issuer's too
+// (LIO; SPC-4 §5.13.11.4.4 case "SARK does not identify the holder"). A
+// single-nexus host is then unregistered, so the map must be too: its other
+// path must not get K back, and a later REGISTER rk=K conflicts.
+func TestPreemptOwnKeyRemovesIssuer(t *testing.T) {
+	for _, held := range []string{"none", "other key"} {
+		t.Run(held, func(t *testing.T) {
+			r := newRig(t, "sdb", "sdc")
+			r.mustOut(scsi.SARegister, 0, params(0, 0xa2, 0))
+			if held == "other key" {
+				r.otherOut(scsi.SARegister, 0, params(0, 0xb1, 0))
+				r.otherOut(scsi.SAReserve, scsi.TypeWriteExclusive, params(0xb1, 0, 0))
+			}
+			r.mustOut(scsi.SAPreempt, scsi.TypeWriteExclusiveRegOnly, params(0xa2, 0xa2, 0))
+			eqKeys(t, "after PREEMPT of the map's own key", r.l.keysOf("sdb", "sdc"), 0, 0)
+			r.wantStatus("REGISTER rk=a2 after losing the registration", scsi.StatusReservationConflict,
+				scsi.SARegister, 0, params(0xa2, 0xa3, 0))
+			eqKeys(t, "after the refused REGISTER", r.l.keysOf("sdb", "sdc"), 0, 0)
+		})
+	}
+}
+
+// Defect 2: host B holds a reservation with the same key as the map. The map's
+// RELEASE is a no-op (it holds nothing) and its RESERVE conflicts; neither may
+// take B's reservation, whatever the map held before.
+func TestForeignHolderWithTheMapsKey(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	// The map reserves and releases first, so that it has seen itself hold.
+	r.mustOut(scsi.SAReserve, scsi.TypeWriteExclusive, params(0xa1, 0, 0))
+	r.mustOut(scsi.SARelease, scsi.TypeWriteExclusive, params(0xa1, 0, 0))
+	r.otherOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.otherOut(scsi.SAReserve, scsi.TypeWriteExclusive, params(0xa1, 0, 0))
+
+	r.mustOut(scsi.SARelease, scsi.TypeWriteExclusive, params(0xa1, 0, 0))
+	if h, _ := r.l.holder(); h != "other" {
+		t.Fatalf("after the map's RELEASE: holder %q, want host B", h)
+	}
+	r.wantStatus("RESERVE against B's reservation", scsi.StatusReservationConflict, scsi.SAReserve, scsi.TypeWriteExclusive, params(0xa1, 0, 0))
+	if h, _ := r.l.holder(); h != "other" {
+		t.Fatalf("after the map's RESERVE: holder %q, want host B", h)
+	}
+	// Also with the map's holding path failed: B's reservation is still B's.
+	r.fail("sdb")
+	r.wantStatus("RESERVE with sdb failed", scsi.StatusReservationConflict, scsi.SAReserve, scsi.TypeWriteExclusive, params(0xa1, 0, 0))
+	r.mustOut(scsi.SARelease, scsi.TypeWriteExclusive, params(0xa1, 0, 0))
+	if h, _ := r.l.holder(); h != "other" {
+		t.Fatalf("with sdb failed: holder %q, want host B", h)
+	}
+	if n := len(r.l.st.Registrations); n != 3 {
+		t.Fatalf("%d registrations, want 3 (B's was preempted?)", n)
+	}
+}
+
+// Defect 3: PREEMPT with SARK 0 under an all-registrants reservation removes
+// every other registration, the map's other path too (SPC-4 §5.13.11.4.3); a
+// single-nexus host keeps its registration, so the map's other path must get
+// the key back.
+func TestPreemptZeroKeyAllRegistrants(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.otherOut(scsi.SARegister, 0, params(0, 0xb1, 0))
+	r.mustOut(scsi.SAReserve, scsi.TypeWriteExclusiveAllRegs, params(0xa1, 0, 0))
+	r.mustOut(scsi.SAPreempt, scsi.TypeWriteExclusive, params(0xa1, 0, 0))
+	eqKeys(t, "after PREEMPT SARK 0", r.l.keysOf("sdb", "sdc"), 0xa1, 0xa1)
+	if n := len(r.l.st.Registrations); n != 2 {
+		t.Fatalf("%d registrations, want the map's 2 (B preempted)", n)
+	}
+	if h, ty := r.l.holder(); h != "sdb" || ty != scsi.TypeWriteExclusive {
+		t.Fatalf("holder %q type %d", h, ty)
+	}
+}
+
+// Defect 4: REGISTER AND MOVE where one path answers RESERVATION CONFLICT (the
+// map does not hold the reservation) and the next fails on the way: the
+// answer is the device's conflict, not the failed path's error.
+func TestRegisterAndMoveKeepsTheDevicesAnswer(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.otherOut(scsi.SARegister, 0, params(0, 0xb1, 0))
+	r.otherOut(scsi.SAReserve, scsi.TypeWriteExclusive, params(0xb1, 0, 0))
+	r.l.setDown("sdc", true) // fails on the way, still listed usable
+	mv, err := scsi.RegisterMoveParams{Key: 0xa1, SAKey: 0x777, RelativeTargetPort: 1,
+		TransportID: scsi.SASTransportID(0x500140500000ff01)}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.wantStatus("REGISTER AND MOVE by a non-holder", scsi.StatusReservationConflict, scsi.SARegisterAndMove, scsi.TypeWriteExclusive, mv)
+}
+
+// Also seen: the map unregisters while a path is down; the path comes back
+// holding the old key. prhelper knows which key it left there and removes it
+// on the map's next command (a single-nexus host has no registration left).
+func TestUnregisterWhilePathDown(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.fail("sdc")
+	r.mustOut(scsi.SARegister, 0, params(0xa1, 0, 0))
+	eqKeys(t, "sdc down", r.l.keysOf("sdb", "sdc"), 0, 0xa1)
+	r.back("sdc")
+	rep := r.in(scsi.SAReadKeys, 8192)
+	if k, err := scsi.DecodeKeys(rep.Data); err != nil || len(k.Keys) != 0 {
+		t.Fatalf("READ KEYS after sdc came back: %+v %v, want no key", k, err)
+	}
+	eqKeys(t, "sdc back", r.l.keysOf("sdb", "sdc"), 0, 0)
+}
+
+// Also seen: registering a returning path must not change the LU-wide PTPL_A
+// that another host's REGISTER set last (LIO keeps one APTPL for the LU, and
+// every REGISTER sets it): the upkeep registration repeats the LU's own PTPL_A.
+func TestCatchUpKeepsPTPLA(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.fail("sdc")
+	r.mustOut(scsi.SARegister, 0, params(0xa1, 0xa2, 0)) // sdc keeps 0xa1
+	r.otherOut(scsi.SARegister, 0, params(0, 0xb1, scsi.ParamAPTPL))
+	r.back("sdc")
+	caps, err := scsi.DecodeCapabilities(r.in(scsi.SAReportCapabilities, 8192).Data)
+	if err != nil || !caps.PTPLA {
+		t.Fatalf("PTPL_A after sdc came back: %+v %v, want set (B's APTPL)", caps, err)
+	}
+	eqKeys(t, "sdc back", r.l.keysOf("sdb", "sdc"), 0xa2, 0xa2)
+}
+
+// TestPathTimeout: each SG_IO on a path carries PathTimeout, so a path that
+// hangs holds the command that long before the next path is tried.
+func TestPathTimeout(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	var got []uint32
+	ioctl := r.l.ioctl
+	b, err := New(Options{Discover: r.discover, Open: r.l.open, SGIO: sgio.Options{Ioctl: func(fd int, h *sgio.Hdr) error {
+		got = append(got, h.Timeout)
+		return ioctl(fd, h)
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, _ := b.Execute(context.Background(), &backend.Request{FD: 3, CDB: scsi.PRInCDB(scsi.SAReadKeys, 8192)}); rep.Status != scsi.StatusGood {
+		t.Fatalf("status %#x", rep.Status)
+	}
+	if len(got) == 0 || got[0] != uint32(PathTimeout.Milliseconds()) {
+		t.Fatalf("SG_IO timeouts %v ms, want %d", got, PathTimeout.Milliseconds())
+	}
+}
+
+// TestFencedByHostWithSameKey: host B, registered with the map's key,
+// preempts that key (a fence); READ KEYS still shows the key (B's), but the
+// map's returning path must not be registered again: a path that held the key
+// proves the map still holds it, and none does.
+func TestFencedByHostWithSameKey(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.otherOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.fail("sdc")
+	r.mustOut(scsi.SARelease, scsi.TypeWriteExclusiveRegOnly, params(0xa1, 0, 0)) // a PR OUT: sdc is no longer counted registered
+	r.otherOut(scsi.SAReserve, scsi.TypeWriteExclusiveRegOnly, params(0xa1, 0, 0))
+	r.otherOut(scsi.SAPreempt, scsi.TypeWriteExclusiveRegOnly, params(0xa1, 0xa1, 0))
+	eqKeys(t, "after B's PREEMPT", r.l.keysOf("sdb", "sdc"), 0, 0)
+	r.back("sdc")
+	r.in(scsi.SAReadKeys, 8192)
+	eqKeys(t, "sdc back", r.l.keysOf("sdb", "sdc"), 0, 0)
+}

@@ -1,0 +1,119 @@
+# Randomized multipath differential (issue 16, tools/mpdiff): host A reaches
+# LU disk0 through /dev/mapper/mpatha (paths 1 and 2, initiators ...b01 and
+# ...b02) served by prhelper with default options (the mpath backend), host B
+# through path 3 (initiator ...b03); the reference LU disk1 has host A as one
+# nexus (path 4, initiator ...b01) and host B as one (path 5, initiator ...b03).
+# Host B and the reference go through prhelper --backend=sgio (passthrough).
+# Replies are compared after folding host A's nexuses into one host (mpdiff's
+# Fold). Without faults every step must match; with faults (a path of the map
+# offline in sysfs and failed through multipathd, then back) the steps while a
+# path is away are counted apart, and after it returns the map must match the
+# reference within 10 s (mpdiff -converge).
+# Then, informative: what mpathpersist 0.9.4 does in the cases of issue 16
+# (internal/backend/mpath/doc.go quotes it).
+# Arguments: [SEED [STEPS]].
+lab_need_bin prhelper prpersist mpdiff
+SEED=${1:-$(date +%s)}
+STEPS=${2:-400}
+cat > /etc/multipath.conf <<CONF
+defaults {
+	user_friendly_names yes
+	find_multipaths greedy
+	polling_interval 2
+	reservation_key file
+}
+blacklist {
+	devnode "^(vd|nvme|loop|ram|zram|sr)"
+	devnode "^sd[c-z]\$"
+}
+CONF
+lab_udev_start
+lab_lio_backstore disk0 16; BS1=$LAB_BS
+lab_lio_backstore disk1 16; BS2=$LAB_BS
+rtpi() { cat $LAB_TPG/lun/lun_0/statistics/scsi_port/indx; }
+lab_lio_path 1 $BS1; D1=$LAB_DEV
+lab_lio_path 2 $BS1; D2=$LAB_DEV
+udevadm settle -t 30
+lab_multipath_start
+lab_wait 30 sh -c 'multipath -ll | grep -q "active ready"' || lab_die "no multipath map"
+lab_lio_path 3 $BS1; B=$LAB_DEV; RB1=$(rtpi)
+lab_lio_path 4 $BS2 0 1; RA=$LAB_DEV
+lab_lio_path 5 $BS2 0 3; RB=$LAB_DEV; RB2=$(rtpi)
+udevadm settle -t 30
+multipath -ll
+M=/dev/mapper/mpatha
+P1=$(basename $D1) P2=$(basename $D2)
+echo "== map $M over $P1 $P2; host B $B (RTPI $RB1); reference: A $RA, B $RB (RTPI $RB2)"
+lab_helper_start prhelper /run/prh.sock -v; PRH=$LAB_HELPER_PID
+lab_helper_start prhelper /run/sgio.sock --backend=sgio; SG=$LAB_HELPER_PID
+lab_expect_out 0 "backend:  mpath" /lab/bin/prhelper --explain $M
+MP="mpdiff -map /run/prh.sock -map-dev $M -sgio /run/sgio.sock -b-dev $B -ref-a $RA -ref-b $RB -rtpi-b-map $RB1 -rtpi-b-ref $RB2"
+
+for r in 0 1 2; do
+	echo "== run $r: seed $((SEED + r)), $STEPS steps, no faults"
+	$MP -seed $((SEED + r)) -steps $STEPS > /tmp/mpdiff-$r.txt 2>&1; rc=$?
+	cat /tmp/mpdiff-$r.txt
+	lab_ok "run $r (seed $((SEED + r))): every folded reply equal" [ $rc = 0 ]
+done
+for r in 3 4; do
+	echo "== run $r: seed $((SEED + r)), $STEPS steps, a path away every 30 steps for 15 steps"
+	$MP -seed $((SEED + r)) -steps $STEPS -fault-every 30 -fault-steps 15 -paths $P1,$P2 -converge 10s > /tmp/mpdiff-$r.txt 2>&1; rc=$?
+	cat /tmp/mpdiff-$r.txt
+	lab_ok "run $r (seed $((SEED + r)), faults): every step outside a fault equal, the map converged after each return" [ $rc = 0 ]
+done
+lab_ok "prhelper still running" kill -0 $PRH
+lab_helper_stop $PRH
+lab_helper_stop $SG
+lab_ok "no panic in prhelper's log" sh -c "! grep -qi panic /tmp/prh.sock.log /tmp/sgio.sock.log"
+grep -E 'level=(WARN|ERROR)' /tmp/prh.sock.log | sort | uniq -c | sort -rn | head -n 20
+
+echo "== informative: mpathpersist 0.9.4 in the cases of issue 16 (host B = $B)"
+other() { sg_persist -n "$@" $B >/dev/null 2>&1; sg_persist -n "$@" $B; }
+status() { other -i -s | grep -E 'Key=|SAS address|holder|scope|Reservation'; other -i -c | grep -i ptpl_a; }
+# reset : every path of the map running, the LU cleared, multipathd without a key
+reset() {
+	for d in $P1 $P2; do
+		[ "$(cat /sys/block/$d/device/state)" = running ] || { echo running > /sys/block/$d/device/state; multipathd reinstate path $d; }
+	done
+	lab_wait 30 sh -c "! multipathd show paths format '%d %t' | grep -q failed"
+	other --out --register-ignore --param-sark=0xfeed >/dev/null; other --out --clear --param-rk=0xfeed >/dev/null
+	multipathd unsetprstatus map mpatha >/dev/null; multipathd unsetprkey map mpatha >/dev/null
+	echo "-- (reset: $(other -i -k | tail -n1))"
+}
+reset
+echo "-- case 1: PREEMPT rk=a2 sark=a2, no reservation"
+mpathpersist --out --register --param-sark=0xa2 $M; echo "rc=$?"
+mpathpersist --out --preempt --param-rk=0xa2 --param-sark=0xa2 --prout-type=5 $M; echo "rc=$?"
+status
+mpathpersist --out --register --param-rk=0xa2 --param-sark=0xa3 $M; echo "REGISTER rk=a2 after it: rc=$?"
+status; reset
+echo "-- case 2: host B holds type 1 with the map's key a1; the map RELEASEs, then RESERVEs"
+mpathpersist --out --register --param-sark=0xa1 $M; echo "rc=$?"
+other --out --register --param-sark=0xa1 >/dev/null; other --out --reserve --param-rk=0xa1 --prout-type=1 >/dev/null
+mpathpersist --out --release --param-rk=0xa1 --prout-type=1 $M; echo "RELEASE rc=$?"
+status
+mpathpersist --out --reserve --param-rk=0xa1 --prout-type=1 $M; echo "RESERVE rc=$?"
+status; reset
+echo "-- case 3: PREEMPT SARK 0 under Write Exclusive All Registrants"
+mpathpersist --out --register --param-sark=0xa1 $M; other --out --register --param-sark=0xb1 >/dev/null
+mpathpersist --out --reserve --param-rk=0xa1 --prout-type=7 $M; echo "rc=$?"
+mpathpersist --out --preempt --param-rk=0xa1 --param-sark=0 --prout-type=1 $M; echo "PREEMPT rc=$?"
+status; reset
+# case 4 (REGISTER AND MOVE): mpathpersist 0.9.4 has no option for it (its
+# usage lists none), so it is not run here.
+echo "-- also seen 1: unregister while $P2 is away, $P2 back"
+mpathpersist --out --register --param-sark=0xa1 $M
+echo offline > /sys/block/$P2/device/state; multipathd fail path $P2; sleep 1
+mpathpersist --out --register --param-rk=0xa1 --param-sark=0 $M; echo "unregister rc=$?"
+echo running > /sys/block/$P2/device/state; multipathd reinstate path $P2; sleep 6
+status; reset
+echo "-- also seen 2: key change while $P2 is away, B registers with APTPL, $P2 back"
+mpathpersist --out --register --param-sark=0xa1 $M
+echo offline > /sys/block/$P2/device/state; multipathd fail path $P2; sleep 1
+mpathpersist --out --register --param-rk=0xa1 --param-sark=0xa2 $M
+other --out --register --param-sark=0xb1 --param-aptpl >/dev/null
+other -i -c | grep -i ptpl_a
+echo running > /sys/block/$P2/device/state; multipathd reinstate path $P2; sleep 6
+mpathpersist -i -k $M
+status; reset
+lab_summary
