@@ -2,13 +2,16 @@
 // reaches storage (sgio, and later linuxpr, mpath, emulate).
 //
 // A backend gets the 16-byte CDB, the PR OUT parameter list and the open device, and
-// returns a SCSI status, sense and data. It never panics on guest input, never exits
-// the process and does not close the device: the server owns the descriptor.
+// returns a scsi.Result: status, sense and data, as a device would answer. It does
+// not speak the helper protocol: the server alone turns a result into a reply. It
+// never panics on guest input, never exits the process and does not close the
+// device: the server owns the descriptor.
 package backend
 
 import (
 	"context"
 
+	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
 
@@ -40,8 +43,9 @@ type Request struct {
 type Backend interface {
 	// Name is the short name used in logs and --explain output.
 	Name() string
-	// Execute runs req and returns the reply to send. Reply.Data may be longer than
-	// the allocation length; the wire layer truncates it. A non-nil error is for the
-	// log only (what failed and why); the reply is sent either way.
-	Execute(ctx context.Context, req *Request) (wire.Reply, error)
+	// Execute runs req and returns how the command ended. Result.Data may be
+	// longer than the allocation length; the wire layer truncates it. A non-nil
+	// error is for the log only (what failed and why); the result is answered
+	// either way.
+	Execute(ctx context.Context, req *Request) (scsi.Result, error)
 }

@@ -148,31 +148,31 @@ func New(opts Options) (*Backend, error) {
 func (b *Backend) Name() string { return "linuxpr" }
 
 // Execute translates req into <linux/pr.h> ioctls on req.FD and the kernel's
-// answer into a helper reply (doc.go has the full table). It ignores ctx: the
+// answer into a SCSI result (doc.go has the full table). It ignores ctx: the
 // ioctls cannot be interrupted. The error is for the log and is non-nil
-// whenever the reply is not GOOD or a fallback was used and failed.
-func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+// whenever the result is not GOOD or a fallback was used and failed.
+func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	if req == nil {
-		return checkCondition(scsi.SenseInvalidField), errors.New("linuxpr: nil request")
+		return scsi.CheckCondition(scsi.SenseInvalidField), errors.New("linuxpr: nil request")
 	}
 	cdb := req.CDB[:]
 	switch cdb[0] {
 	case scsi.OpPersistentReserveOut:
 		call, ref := translateOut(cdb, req.Param)
 		if ref != nil {
-			return checkCondition(ref.Sense), fmt.Errorf("linuxpr: PR OUT on fd %d: %w", req.FD, ref)
+			return scsi.CheckCondition(ref.Sense), fmt.Errorf("linuxpr: PR OUT on fd %d: %w", req.FD, ref)
 		}
 		ret, err := b.ioctl(req.FD, call.Req, call.arg())
 		return resultReply(call.Name, req.FD, ret, err, permPR)
 	case scsi.OpPersistentReserveIn:
 		return b.prIn(ctx, req)
 	}
-	return checkCondition(scsi.SenseInvalidOpcode),
+	return scsi.CheckCondition(scsi.SenseInvalidOpcode),
 		fmt.Errorf("linuxpr: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", cdb[0])
 }
 
 // prIn serves PERSISTENT RESERVE IN.
-func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+func (b *Backend) prIn(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	sa := scsi.ServiceAction(req.CDB[:])
 	alloc := min(scsi.TransferLength(req.CDB[:]), wire.MaxData)
 	// maxKeys is the number of whole keys the allocation length can hold.
@@ -180,12 +180,12 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, e
 	switch sa {
 	case scsi.SAReadKeys, scsi.SAReadReservation:
 	case scsi.SAReportCapabilities:
-		return wire.Reply{Status: scsi.StatusGood, Data: capabilitiesData()}, nil
+		return scsi.Good(capabilitiesData()), nil
 	case scsi.SAReadFullStatus:
-		return checkCondition(scsi.SenseInvalidField),
+		return scsi.CheckCondition(scsi.SenseInvalidField),
 			fmt.Errorf("linuxpr: READ FULL STATUS on fd %d has no <linux/pr.h> ioctl", req.FD)
 	default:
-		return checkCondition(scsi.SenseInvalidField),
+		return scsi.CheckCondition(scsi.SenseInvalidField),
 			fmt.Errorf("linuxpr: PR IN service action 0x%02x on fd %d is reserved", sa, req.FD)
 	}
 
@@ -214,7 +214,7 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, e
 		return resultReply("IOC_PR_READ_RESERVATION", req.FD, ret, err, permPR)
 	}
 	t, _ := ToSCSIType(rr.Type)
-	return wire.Reply{Status: scsi.StatusGood, Data: readReservationData(rr.Generation, rr.Key != 0 || rr.Type != 0, rr.Key, t)}, nil
+	return scsi.Good(readReservationData(rr.Generation, rr.Key != 0 || rr.Type != 0, rr.Key, t)), nil
 }
 
 // readIoctls reports whether the running kernel has IOC_PR_READ_KEYS and
@@ -243,7 +243,7 @@ func (b *Backend) readIoctls(fd int) bool {
 // first; when the kernel reports more registrations than fitted, it asks again
 // with room for all of them, up to maxKeys (what the allocation length can
 // hold), so the data is what the device would have sent.
-func (b *Backend) readKeys(fd int, maxKeys int) (wire.Reply, error) {
+func (b *Backend) readKeys(fd int, maxKeys int) (scsi.Result, error) {
 	capacity := max(min(maxKeys, initialKeys), 1)
 	for attempt := 1; ; attempt++ {
 		keys := make([]uint64, capacity)
@@ -261,13 +261,13 @@ func (b *Backend) readKeys(fd int, maxKeys int) (wire.Reply, error) {
 			continue
 		}
 		got := keys[:min(total, capacity, maxKeys)]
-		return wire.Reply{Status: scsi.StatusGood, Data: readKeysData(rk.Generation, got, uint64(rk.NumKeys))}, nil
+		return scsi.Good(readKeysData(rk.Generation, got, uint64(rk.NumKeys))), nil
 	}
 }
 
 // nvmeIn serves READ KEYS or READ RESERVATION on an NVMe namespace from the
 // Reservation Report, for kernels without IOC_PR_READ_*.
-func (b *Backend) nvmeIn(fd int, sa byte, maxKeys int) (wire.Reply, error) {
+func (b *Backend) nvmeIn(fd int, sa byte, maxKeys int) (scsi.Result, error) {
 	want := maxKeys
 	if sa == scsi.SAReadReservation {
 		want = 1<<16 - 1 // the holder may be any entry: read them all
@@ -277,9 +277,9 @@ func (b *Backend) nvmeIn(fd int, sa byte, maxKeys int) (wire.Reply, error) {
 		return rep, fmt.Errorf("linuxpr: NVMe fallback (no IOC_PR_READ_*): %w", err)
 	}
 	if sa == scsi.SAReadKeys {
-		return wire.Reply{Status: scsi.StatusGood, Data: r.ReadKeysData(maxKeys)}, nil
+		return scsi.Good(r.ReadKeysData(maxKeys)), nil
 	}
-	return wire.Reply{Status: scsi.StatusGood, Data: r.ReadReservationData()}, nil
+	return scsi.Good(r.ReadReservationData()), nil
 }
 
 // NVMe Reservation Report command (NVM Express Base Specification 2.0).
@@ -293,15 +293,15 @@ const (
 // REGCTL announces. Like the kernel's nvme_pr_resv_report it asks for the
 // extended data structure and falls back to the 64-bit host ID form when the
 // controller answers Host Identifier Inconsistent. On failure it returns the
-// reply to send and the error.
-func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, wire.Reply, error) {
+// result to answer and the error.
+func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, scsi.Result, error) {
 	nsid, err := b.ioctl(fd, NVME_IOCTL_ID, nil)
 	if err != nil {
 		rep, err := resultReply("NVME_IOCTL_ID", fd, 0, err, permNVMe)
 		return NVMeReport{}, rep, err
 	}
 	if nsid <= 0 {
-		return NVMeReport{}, checkCondition(scsi.SenseIOError), fmt.Errorf("NVME_IOCTL_ID on fd %d: namespace ID %d", fd, nsid)
+		return NVMeReport{}, scsi.CheckCondition(scsi.SenseIOError), fmt.Errorf("NVME_IOCTL_ID on fd %d: namespace ID %d", fd, nsid)
 	}
 	extended := true
 	entries := min(want, initialKeys)
@@ -337,10 +337,10 @@ func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, wire.Reply, error) {
 		}
 		r, err := DecodeNVMeReport(buf, extended)
 		if err != nil { // cannot happen: buf holds at least the header
-			return NVMeReport{}, checkCondition(scsi.SenseIOError), err
+			return NVMeReport{}, scsi.CheckCondition(scsi.SenseIOError), err
 		}
 		if r.Complete() || entries >= want || attempt >= maxReadAttempts {
-			return r, wire.Reply{}, nil
+			return r, scsi.Result{}, nil
 		}
 		entries = min(int(r.Registered), want)
 	}

@@ -144,6 +144,13 @@ func newBackend(t *testing.T, k *fakeKernel, sg *fakeSG, kind DeviceKind) *Backe
 
 // fixed is 18 bytes of fixed-format sense zero padded to 96, written out here
 // rather than taken from scsi.Sense.Fixed so the tests check the bytes.
+// senseField is the 96-byte sense field of the helper reply that carries r, as the
+// server fills it: r.Sense, zero filled.
+func senseField(r scsi.Result) (f [wire.SenseSize]byte) {
+	copy(f[:], r.Sense)
+	return f
+}
+
 func fixed(key, asc, ascq byte) [wire.SenseSize]byte {
 	var b [wire.SenseSize]byte
 	b[0], b[2], b[7], b[12], b[13] = 0x70, key, 10, asc, ascq
@@ -231,7 +238,7 @@ func TestPROutTranslation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			k := &fakeKernel{}
 			rep, err := newBackend(t, k, nil, KindSCSI).Execute(context.Background(), tc.req)
-			if err != nil || rep.Status != scsi.StatusGood || rep.Data != nil || rep.Sense != ([wire.SenseSize]byte{}) {
+			if err != nil || rep.Status != scsi.StatusGood || rep.Data != nil || senseField(rep) != ([wire.SenseSize]byte{}) {
 				t.Errorf("reply %#x data %d err %v, want GOOD", rep.Status, len(rep.Data), err)
 			}
 			if len(k.calls) != 1 {
@@ -292,8 +299,8 @@ func TestPROutRefused(t *testing.T) {
 			if len(k.calls) != 0 {
 				t.Errorf("kernel called: %x", k.reqs())
 			}
-			if rep.Status != scsi.StatusCheckCondition || rep.Sense != tc.sense || rep.Data != nil {
-				t.Errorf("reply %#x sense % x, want CHECK CONDITION % x", rep.Status, rep.Sense[:14], tc.sense[:14])
+			if rep.Status != scsi.StatusCheckCondition || senseField(rep) != tc.sense || rep.Data != nil {
+				t.Errorf("reply %#x sense % x, want CHECK CONDITION % x", rep.Status, rep.Sense, tc.sense[:14])
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.why) || !strings.Contains(err.Error(), "fd 9") {
 				t.Errorf("err = %v, want it to mention %q and the fd", err, tc.why)
@@ -356,8 +363,8 @@ func TestResultMapping(t *testing.T) {
 				k := &fakeKernel{ret: map[uint]int{op.ioc: tc.ret}, errno: map[uint]unix.Errno{op.ioc: tc.errno}}
 				// KindNotBlock: no probe, so the scripted answer is the one served.
 				rep, err := newBackend(t, k, nil, KindNotBlock).Execute(context.Background(), op.req)
-				if rep.Status != tc.status || rep.Sense != tc.sense {
-					t.Errorf("reply %#x sense % x, want %#x % x", rep.Status, rep.Sense[:14], tc.status, tc.sense[:14])
+				if rep.Status != tc.status || senseField(rep) != tc.sense {
+					t.Errorf("reply %#x sense % x, want %#x % x", rep.Status, rep.Sense, tc.status, tc.sense[:14])
 				}
 				if tc.status != scsi.StatusGood && rep.Data != nil {
 					t.Errorf("data %d bytes with status %#x", len(rep.Data), rep.Status)
@@ -445,7 +452,7 @@ func TestProbe(t *testing.T) {
 	sg := &fakeSG{}
 	rep, err := newBackend(t, k, sg, KindNotBlock).Execute(context.Background(), inReq(scsi.SAReadKeys, 64))
 	if len(k.calls) != 1 || k.calls[0].req != IOC_PR_READ_KEYS || sg.calls != 0 ||
-		rep.Status != scsi.StatusCheckCondition || rep.Sense != fixed(0x0b, 0, 6) || !errors.Is(err, unix.ENOTTY) {
+		rep.Status != scsi.StatusCheckCondition || senseField(rep) != fixed(0x0b, 0, 6) || !errors.Is(err, unix.ENOTTY) {
 		t.Errorf("not-block: calls %x sg %d reply %#x err %v", k.reqs(), sg.calls, rep.Status, err)
 	}
 
@@ -453,9 +460,9 @@ func TestProbe(t *testing.T) {
 	k = &fakeKernel{errno: map[uint]unix.Errno{IOC_PR_READ_RESERVATION: unix.EINVAL}}
 	sg = &fakeSG{errno: unix.EPERM}
 	rep, err = newBackend(t, k, sg, KindSCSI).Execute(context.Background(), inReq(scsi.SAReadReservation, 64))
-	if rep.Status != scsi.StatusCheckCondition || rep.Sense != fixed(0x0b, 0, 6) || err == nil ||
+	if rep.Status != scsi.StatusCheckCondition || senseField(rep) != fixed(0x0b, 0, 6) || err == nil ||
 		!strings.Contains(err.Error(), "SG_IO fallback") || !strings.Contains(err.Error(), "CAP_SYS_RAWIO") || !errors.Is(err, unix.EPERM) {
-		t.Errorf("SG_IO fallback failure: %#x % x %v", rep.Status, rep.Sense[:14], err)
+		t.Errorf("SG_IO fallback failure: %#x % x %v", rep.Status, rep.Sense, err)
 	}
 }
 
@@ -605,14 +612,14 @@ func TestPRInOthers(t *testing.T) {
 	}
 	for _, sa := range []byte{scsi.SAReadFullStatus, 0x04, 0x1f} {
 		rep, err = b.Execute(context.Background(), inReq(sa, 8192))
-		if rep.Status != 2 || rep.Sense != fixed(5, 0x24, 0) || err == nil || rep.Data != nil {
-			t.Errorf("PR IN SA %#x: %#x % x %v", sa, rep.Status, rep.Sense[:14], err)
+		if rep.Status != 2 || senseField(rep) != fixed(5, 0x24, 0) || err == nil || rep.Data != nil {
+			t.Errorf("PR IN SA %#x: %#x % x %v", sa, rep.Status, rep.Sense, err)
 		}
 	}
 	for _, op := range []byte{0x00, 0x12, 0x5d} {
 		rep, err = b.Execute(context.Background(), &backend.Request{CDB: [16]byte{op}, FD: 9})
-		if rep.Status != 2 || rep.Sense != fixed(5, 0x20, 0) || err == nil {
-			t.Errorf("opcode %#x: %#x % x %v", op, rep.Status, rep.Sense[:14], err)
+		if rep.Status != 2 || senseField(rep) != fixed(5, 0x20, 0) || err == nil {
+			t.Errorf("opcode %#x: %#x % x %v", op, rep.Status, rep.Sense, err)
 		}
 	}
 	rep, err = b.Execute(context.Background(), nil)
@@ -725,8 +732,8 @@ func TestNVMeFallback(t *testing.T) {
 			errs := map[uint]unix.Errno{IOC_PR_READ_RESERVATION: unix.EINVAL, NVME_IOCTL_ID: tc.idErr, NVME_IOCTL_IO_CMD: tc.ioErr}
 			k := &fakeKernel{errno: errs, nsid: 1, nvmeStatus: []int{tc.status}, nvmeExt: nvmeReportBytes(true, 1, 0, 0, 0, nil)}
 			rep, err := newBackend(t, k, nil, KindNVMe).Execute(context.Background(), inReq(scsi.SAReadKeys, 8192))
-			if rep.Status != tc.rstat || rep.Sense != tc.sense || rep.Data != nil {
-				t.Errorf("%#x % x data %d, want %#x % x", rep.Status, rep.Sense[:14], len(rep.Data), tc.rstat, tc.sense[:14])
+			if rep.Status != tc.rstat || senseField(rep) != tc.sense || rep.Data != nil {
+				t.Errorf("%#x % x data %d, want %#x % x", rep.Status, rep.Sense, len(rep.Data), tc.rstat, tc.sense[:14])
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.errHas) || !strings.Contains(err.Error(), "NVMe fallback") {
 				t.Errorf("err = %v, want %q", err, tc.errHas)

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 // outCall is one PERSISTENT RESERVE OUT command translated to a <linux/pr.h>
@@ -130,13 +129,6 @@ func translateOut(cdb []byte, param []byte) (outCall, *refusal) {
 	}
 }
 
-// checkCondition is a CHECK CONDITION reply carrying s as fixed-format sense.
-func checkCondition(s scsi.Sense) wire.Reply {
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(s.Fixed())
-	return rep
-}
-
 // Permission hints for the log when the kernel answers EPERM or EACCES.
 const (
 	permPR = "the kernel refused the PR ioctl: it needs CAP_SYS_ADMIN before Linux 6.5, " +
@@ -146,7 +138,7 @@ const (
 		"or on kernels that allow unprivileged read-only commands a readable namespace fd"
 )
 
-// resultReply turns the outcome of one ioctl into the helper reply and, unless
+// resultReply turns the outcome of one ioctl into the SCSI result and, unless
 // it is GOOD, an error for the log naming op and fd. The table (doc.go):
 //
 //   - 0: GOOD.
@@ -164,7 +156,7 @@ const (
 //   - EPERM, EACCES: 0B/00/06 as QEMU's table has it, with perm in the error.
 //   - any other errno: scsi.FromErrno (QEMU's scsi_sense_from_errno): EINVAL
 //     05/24/00, ENODEV 04/44/00, ENOTTY and EAGAIN 0B/00/06 …
-func resultReply(op string, fd int, ret int, err error, perm string) (wire.Reply, error) {
+func resultReply(op string, fd int, ret int, err error, perm string) (scsi.Result, error) {
 	if err != nil {
 		var errno unix.Errno
 		if !errors.As(err, &errno) {
@@ -172,33 +164,26 @@ func resultReply(op string, fd int, ret int, err error, perm string) (wire.Reply
 		}
 		switch errno {
 		case unix.EOPNOTSUPP:
-			return checkCondition(scsi.SenseInvalidOpcode),
+			return scsi.CheckCondition(scsi.SenseInvalidOpcode),
 				fmt.Errorf("%s on fd %d: %w: the device has no support for it, reported as %s", op, fd, err, scsi.SenseInvalidOpcode)
 		case unix.EPERM, unix.EACCES:
-			return checkCondition(scsi.SenseIOError),
+			return scsi.CheckCondition(scsi.SenseIOError),
 				fmt.Errorf("%s on fd %d: %w: %s; reported as %s", op, fd, err, perm, scsi.SenseIOError)
 		}
-		var rep wire.Reply
-		var s scsi.Sense
-		rep.Status, s = scsi.FromErrno(errno)
-		what := scsi.StatusName(rep.Status)
-		if rep.Status == scsi.StatusCheckCondition {
-			rep.SetSense(s.Fixed())
-			what += " " + s.String()
-		}
-		return rep, fmt.Errorf("%s on fd %d: %w, reported as %s", op, fd, err, what)
+		res := scsi.Errno(errno)
+		return res, fmt.Errorf("%s on fd %d: %w, reported as %s", op, fd, err, res)
 	}
 	switch ret {
 	case PR_STS_SUCCESS:
-		return wire.Reply{Status: scsi.StatusGood}, nil
+		return scsi.Good(nil), nil
 	case PR_STS_RESERVATION_CONFLICT:
-		return wire.Reply{Status: scsi.StatusReservationConflict},
+		return scsi.Conflict(),
 			fmt.Errorf("%s on fd %d: reservation conflict", op, fd)
 	case PR_STS_RETRY_PATH_FAILURE, PR_STS_PATH_FAILED, PR_STS_PATH_FAST_FAILED:
-		return checkCondition(scsi.SenseITNexusLoss),
+		return scsi.CheckCondition(scsi.SenseITNexusLoss),
 			fmt.Errorf("%s on fd %d: %s, reported as %s", op, fd, statusName(ret), scsi.SenseITNexusLoss)
 	case PR_STS_IOERR:
-		return checkCondition(scsi.SenseIOError),
+		return scsi.CheckCondition(scsi.SenseIOError),
 			fmt.Errorf("%s on fd %d: PR_STS_IOERR (the device's sense is not available through the ioctl), reported as %s", op, fd, scsi.SenseIOError)
 	}
 	return rawResult(op, fd, ret)
@@ -223,30 +208,28 @@ const (
 // not complete), then the status byte: RESERVATION CONFLICT, BUSY and TASK SET
 // FULL pass through, anything else (CHECK CONDITION, whose sense is lost) gives
 // 0B/00/06.
-func rawResult(op string, fd int, ret int) (wire.Reply, error) {
+func rawResult(op string, fd int, ret int) (scsi.Result, error) {
 	status, host := byte(ret), uint16(ret>>16)&0xff
 	what := fmt.Sprintf("%s on fd %d: raw SCSI result 0x%x (status 0x%02x, host byte 0x%02x; kernel before 6.4)", op, fd, ret, status, host)
 	switch {
 	case host == didNoConnect || host == didTransportDisrupted || host == didTransportFailfast:
-		return checkCondition(scsi.SenseITNexusLoss), fmt.Errorf("%s, reported as %s", what, scsi.SenseITNexusLoss)
+		return scsi.CheckCondition(scsi.SenseITNexusLoss), fmt.Errorf("%s, reported as %s", what, scsi.SenseITNexusLoss)
 	case host != 0:
 		st, s := scsi.FromHostStatus(host)
 		if st == scsi.StatusGood {
 			st, s = scsi.StatusCheckCondition, scsi.SenseIOError
 		}
-		rep := wire.Reply{Status: st}
-		name := scsi.StatusName(st)
+		res := scsi.Result{Status: st}
 		if st == scsi.StatusCheckCondition {
-			rep.SetSense(s.Fixed())
-			name += " " + s.String()
+			res = scsi.CheckCondition(s)
 		}
-		return rep, fmt.Errorf("%s, reported as %s", what, name)
+		return res, fmt.Errorf("%s, reported as %s", what, res)
 	}
 	switch status {
 	case scsi.StatusReservationConflict, scsi.StatusBusy, scsi.StatusTaskSetFull:
-		return wire.Reply{Status: status}, fmt.Errorf("%s, reported as %s", what, scsi.StatusName(status))
+		return scsi.Result{Status: status}, fmt.Errorf("%s, reported as %s", what, scsi.StatusName(status))
 	}
-	return checkCondition(scsi.SenseIOError),
+	return scsi.CheckCondition(scsi.SenseIOError),
 		fmt.Errorf("%s (the device's sense is not available through the ioctl), reported as %s", what, scsi.SenseIOError)
 }
 

@@ -62,7 +62,7 @@ func (m Map) has(dev string) bool {
 func (c *command) send(dev string, cdb [wire.CDBSize]byte, param []byte) sgio.Outcome {
 	fd, err := c.b.fd(dev)
 	if err != nil {
-		return sgio.Outcome{Reply: checkCondition(scsi.SenseLUNCommFailure), Err: err, IoctlErr: err}
+		return sgio.Outcome{Reply: scsi.CheckCondition(scsi.SenseLUNCommFailure), Err: err, IoctlErr: err}
 	}
 	var o sgio.Outcome
 	for try := 0; ; try++ {
@@ -81,7 +81,7 @@ func (c *command) send(dev string, cdb [wire.CDBSize]byte, param []byte) sgio.Ou
 	return o
 }
 
-func isUnitAttention(r wire.Reply) bool {
+func isUnitAttention(r scsi.Result) bool {
 	s, ok := scsi.ParseSense(r.Sense[:])
 	return r.Status == scsi.StatusCheckCondition && ok && s.Key == scsi.KeyUnitAttention
 }
@@ -100,7 +100,7 @@ func (c *command) pathFailed(dev string, o sgio.Outcome) {
 // path fails on the way. It returns the device's answer and the path that gave
 // it ("" when every path failed).
 func (c *command) onePath(cdb [wire.CDBSize]byte, param []byte) (sgio.Outcome, string) {
-	last := sgio.Outcome{Reply: checkCondition(scsi.SenseLUNCommFailure),
+	last := sgio.Outcome{Reply: scsi.CheckCondition(scsi.SenseLUNCommFailure),
 		Err: fmt.Errorf("no usable path (%s)", c.m.describePaths())}
 	for _, dev := range c.usable() {
 		o := c.send(dev, cdb, param)
@@ -202,14 +202,14 @@ func (c *command) catchUp() {
 // not among the keys, another initiator preempted or cleared it, and the map
 // is unregistered from now on (multipathd is told too, so that neither it nor
 // libmpathpersist keeps a stale key).
-func (c *command) noteKeys(rep wire.Reply) {
+func (c *command) noteKeys(rep scsi.Result) {
 	if c.st.key != 0 && keyMissing(rep, c.cdb, c.st.key) {
 		c.keyGone()
 	}
 }
 
 // keyMissing reports whether rep is complete READ KEYS data without key.
-func keyMissing(rep wire.Reply, cdb [wire.CDBSize]byte, key uint64) bool {
+func keyMissing(rep scsi.Result, cdb [wire.CDBSize]byte, key uint64) bool {
 	if rep.Status != scsi.StatusGood || cdb[0] != scsi.OpPersistentReserveIn || scsi.ServiceAction(cdb[:]) != scsi.SAReadKeys {
 		return false
 	}

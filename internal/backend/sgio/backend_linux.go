@@ -88,20 +88,20 @@ func (b *Backend) Timeout() time.Duration { return b.timeout }
 // plain GOOD. Execute does not check the fd's access mode (the server refuses PR
 // OUT on read-only fds) and ignores ctx: SG_IO cannot be interrupted, only
 // bounded by the timeout.
-func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	if req == nil {
-		return checkCondition(scsi.SenseInvalidField), errors.New("sgio: nil request")
+		return scsi.CheckCondition(scsi.SenseInvalidField), errors.New("sgio: nil request")
 	}
 	o := b.Do(req.FD, req.CDB, req.Param)
 	return o.Reply, o.Err
 }
 
-// Outcome is what one SG_IO of a PR command gave: the reply for the client and
-// the log error, as Execute returns them, plus what the kernel reported, so that
+// Outcome is what one SG_IO of a PR command gave: the SCSI result for the client
+// and the log error, as Execute returns them, plus what the kernel reported, so that
 // a caller choosing between paths (backend/mpath) can tell a path that failed
 // from a device that answered.
 type Outcome struct {
-	Reply wire.Reply
+	Reply scsi.Result
 	Err   error // for the log; nil for a plain GOOD
 	// IoctlErr is the SG_IO ioctl's own failure (wrapping a unix.Errno), nil
 	// when the command reached the kernel's SCSI layer; Result is valid then.
@@ -138,7 +138,7 @@ func (b *Backend) Do(fd int, cdb [wire.CDBSize]byte, param []byte) Outcome {
 	default:
 		// The server only forwards PR IN/OUT; anything else is refused here rather
 		// than passed to the device with a guessed data direction.
-		return Outcome{Reply: checkCondition(scsi.SenseInvalidOpcode),
+		return Outcome{Reply: scsi.CheckCondition(scsi.SenseInvalidOpcode),
 			Err: fmt.Errorf("sgio: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", cdb[0])}
 	}
 	res, err := ExecWith(b.ioctl, fd, cdb[:], dir, buf, b.timeout)
@@ -146,32 +146,20 @@ func (b *Backend) Do(fd int, cdb [wire.CDBSize]byte, param []byte) Outcome {
 	return Outcome{Reply: rep, Err: logErr, IoctlErr: err, Result: res}
 }
 
-// checkCondition is a CHECK CONDITION reply carrying s as fixed-format sense.
-func checkCondition(s scsi.Sense) wire.Reply {
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(s.Fixed())
-	return rep
-}
-
-// reply derives the helper reply from the outcome of one SG_IO, in
+// reply derives the SCSI result from the outcome of one SG_IO, in
 // do_sgio_worker's order of precedence. buf is the data buffer the command used;
-// prIn says whether its content is reply data.
-func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (wire.Reply, error) {
-	var rep wire.Reply
+// prIn says whether its content is reply data. Unless the ioctl failed, the
+// result's sense is the whole 96-byte sense buffer, as qemu-pr-helper sends it.
+func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (scsi.Result, error) {
 	if ioErr != nil {
 		var errno unix.Errno
 		if !errors.As(ioErr, &errno) {
 			errno = unix.EIO // not from the kernel: answer like an I/O error
 		}
-		var s scsi.Sense
-		rep.Status, s = scsi.FromErrno(errno)
-		if rep.Status == scsi.StatusCheckCondition {
-			copy(rep.Sense[:], s.Fixed())
-		}
-		return rep, ioErr
+		return scsi.Errno(errno), ioErr
 	}
 
-	rep.Sense = res.SenseBuf
+	rep := scsi.Result{Sense: res.SenseBuf[:]}
 	var logErr error
 	switch {
 	case res.HostStatus != 0:
@@ -179,7 +167,7 @@ func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (wire.Reply, 
 		rep.Status, s = scsi.FromHostStatus(res.HostStatus)
 		what := scsi.StatusName(rep.Status)
 		if rep.Status == scsi.StatusCheckCondition {
-			copy(rep.Sense[:], s.Fixed())
+			copy(rep.Sense, s.Fixed())
 			what += " " + s.String()
 		}
 		logErr = fmt.Errorf("SG_IO on fd %d: host status %s, reported as %s", fd, HostStatusName(res.HostStatus), what)

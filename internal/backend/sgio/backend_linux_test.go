@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -89,6 +90,16 @@ func (f *fakeDevice) ioctl(fd int, h *Hdr) error {
 // fixed is 18 bytes of fixed-format sense (SPC-4 §4.5.3) zero padded to 96, as
 // qemu-pr-helper's scsi_build_sense leaves its memset buffer. Written out here
 // rather than taken from scsi.Sense.Fixed so this test checks the bytes.
+// senseField is the 96-byte sense field of the helper reply that carries r, as the
+// server fills it: r.Sense, zero filled. A result's sense never exceeds it.
+func senseField(r scsi.Result) (f [wire.SenseSize]byte) {
+	if len(r.Sense) > wire.SenseSize {
+		panic(fmt.Sprintf("sense of %d bytes", len(r.Sense)))
+	}
+	copy(f[:], r.Sense)
+	return f
+}
+
 func fixed(key, asc, ascq byte) [wire.SenseSize]byte {
 	var b [wire.SenseSize]byte
 	b[0], b[2], b[7], b[12], b[13] = 0x70, key, 10, asc, ascq
@@ -160,8 +171,8 @@ func TestExecuteErrno(t *testing.T) {
 				if rep.Status != tc.status {
 					t.Errorf("status = %#x, want %#x", rep.Status, tc.status)
 				}
-				if rep.Sense != tc.sense {
-					t.Errorf("sense = % x, want % x", rep.Sense[:20], tc.sense[:20])
+				if senseField(rep) != tc.sense {
+					t.Errorf("sense = % x, want % x", rep.Sense, tc.sense[:20])
 				}
 				if len(rep.Data) != 0 {
 					t.Errorf("data = %d bytes, want none", len(rep.Data))
@@ -215,8 +226,8 @@ func TestExecuteHostStatus(t *testing.T) {
 			if rep.Status != tc.status {
 				t.Errorf("status = %#x, want %#x", rep.Status, tc.status)
 			}
-			if rep.Sense != tc.sense {
-				t.Errorf("sense = % x, want % x", rep.Sense[:20], tc.sense[:20])
+			if senseField(rep) != tc.sense {
+				t.Errorf("sense = % x, want % x", rep.Sense, tc.sense[:20])
 			}
 			if tc.status == scsi.StatusGood {
 				if !bytes.Equal(rep.Data, payload[:40]) {
@@ -252,8 +263,8 @@ func TestHostStatusSenseOverlay(t *testing.T) {
 	} {
 		f := &fakeDevice{hostStatus: tc.host, sense: devSense, sbLenWr: -1}
 		rep, _ := newBackend(t, f).Execute(context.Background(), prOut(nil))
-		if rep.Sense != tc.want {
-			t.Errorf("host %#x: sense = % x, want % x", tc.host, rep.Sense, tc.want)
+		if senseField(rep) != tc.want {
+			t.Errorf("host %#x: sense = % x, want % x", tc.host, senseField(rep), tc.want)
 		}
 	}
 }
@@ -286,8 +297,8 @@ func TestExecuteDriverStatus(t *testing.T) {
 		if rep.Status != tc.status {
 			t.Errorf("driver %#x: status = %#x, want %#x", tc.driver, rep.Status, tc.status)
 		}
-		if rep.Sense != ccSense {
-			t.Errorf("driver %#x: sense = % x, want the device's bytes", tc.driver, rep.Sense[:20])
+		if senseField(rep) != ccSense {
+			t.Errorf("driver %#x: sense = % x, want the device's bytes", tc.driver, rep.Sense)
 		}
 		if tc.wantErr == "" {
 			if err != nil || len(rep.Data) != 16 {
@@ -324,8 +335,8 @@ func TestExecutePRInGood(t *testing.T) {
 		if !bytes.Equal(rep.Data, payload[:tc.want]) {
 			t.Errorf("resid %d: data = %d bytes, want the first %d of the payload", tc.resid, len(rep.Data), tc.want)
 		}
-		if rep.Sense != ([wire.SenseSize]byte{}) {
-			t.Errorf("resid %d: sense not zero: % x", tc.resid, rep.Sense[:20])
+		if senseField(rep) != ([wire.SenseSize]byte{}) {
+			t.Errorf("resid %d: sense not zero: % x", tc.resid, rep.Sense)
 		}
 	}
 }
@@ -433,8 +444,8 @@ func TestExecuteDeviceSense(t *testing.T) {
 			}
 			var want [wire.SenseSize]byte
 			copy(want[:], tc.sense)
-			if rep.Sense != want {
-				t.Errorf("sense = % x, want % x", rep.Sense, want)
+			if senseField(rep) != want {
+				t.Errorf("sense = % x, want % x", senseField(rep), want)
 			}
 			if rep.Data != nil {
 				t.Errorf("data = %d bytes, want none", len(rep.Data))
@@ -453,7 +464,7 @@ func TestExecuteOtherOpcode(t *testing.T) {
 		f := &fakeDevice{sbLenWr: -1}
 		req := &backend.Request{CDB: [16]byte{op}, FD: 7}
 		rep, err := newBackend(t, f).Execute(context.Background(), req)
-		if f.calls != 0 || rep.Status != 0x02 || rep.Sense != fixed(0x05, 0x20, 0x00) || err == nil {
+		if f.calls != 0 || rep.Status != 0x02 || senseField(rep) != fixed(0x05, 0x20, 0x00) || err == nil {
 			t.Errorf("opcode %#x: calls %d status %#x sense % x err %v", op, f.calls, rep.Status, rep.Sense[:14], err)
 		}
 	}
@@ -626,7 +637,7 @@ func TestPathFailed(t *testing.T) {
 			t.Errorf("%s: PathFailed %v, want %v (%+v)", tc.name, o.PathFailed(), tc.want, o)
 		}
 		rep, err := b.Execute(context.Background(), &backend.Request{FD: 7, CDB: scsi.PRInCDB(scsi.SAReadKeys, 40)})
-		if rep.Status != o.Reply.Status || rep.Sense != o.Reply.Sense || (err == nil) != (o.Err == nil) {
+		if rep.Status != o.Reply.Status || senseField(rep) != senseField(o.Reply) || (err == nil) != (o.Err == nil) {
 			t.Errorf("%s: Execute and Do differ: %+v %v / %+v", tc.name, rep, err, o)
 		}
 	}

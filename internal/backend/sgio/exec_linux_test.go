@@ -69,7 +69,7 @@ func TestRealSGIONotSCSI(t *testing.T) {
 				}
 				var w [96]byte
 				copy(w[:], sense)
-				if rep.Sense != w {
+				if senseField(rep) != w {
 					t.Errorf("op %#x: sense % x, want % x", req.CDB[0], rep.Sense[:18], sense)
 				}
 			}

@@ -9,7 +9,6 @@ import (
 	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 // Router is a backend.Backend that delegates each request to the backend its
@@ -118,7 +117,7 @@ func (r *Router) Decide(info device.Info, path string) Decision {
 
 // Execute classifies the request's descriptor, decides, and runs the request on
 // the chosen backend with the LU identity filled in.
-func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+func (r *Router) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	if r.Default == "sgio" && len(r.Rules) == 0 {
 		// The qemu-pr-helper set-up: nothing to decide, so no look at the
 		// device (SG_IO needs neither its kind nor its identity).
@@ -140,15 +139,11 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply,
 	d := r.Decide(info, path)
 	if d.Backend == "" {
 		// Like a device without PR support: INVALID COMMAND OPERATION CODE.
-		rep := wire.Reply{Status: scsi.StatusCheckCondition}
-		rep.SetSense(scsi.SenseInvalidOpcode.Fixed())
-		return rep, fmt.Errorf("router: %s refused: %s", describe(info, path), d.Why)
+		return scsi.CheckCondition(scsi.SenseInvalidOpcode), fmt.Errorf("router: %s refused: %s", describe(info, path), d.Why)
 	}
 	b, ok := r.Backends[d.Backend]
 	if !ok {
-		rep := wire.Reply{Status: scsi.StatusCheckCondition}
-		rep.SetSense(scsi.SenseTargetFailure.Fixed())
-		return rep, fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, d.Why)
+		return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, d.Why)
 	}
 	req.LU = d.LU
 	rep, err := b.Execute(ctx, req)

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bytes"
 	"os"
 
 	"context"
@@ -13,7 +14,6 @@ import (
 	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 type named struct {
@@ -22,9 +22,9 @@ type named struct {
 }
 
 func (n *named) Name() string { return n.name }
-func (n *named) Execute(ctx context.Context, r *backend.Request) (wire.Reply, error) {
+func (n *named) Execute(ctx context.Context, r *backend.Request) (scsi.Result, error) {
 	n.got = append(n.got, *r)
-	return wire.Reply{Status: scsi.StatusGood}, nil
+	return scsi.Good(nil), nil
 }
 
 const rules = `
@@ -172,8 +172,8 @@ func TestAutoRefusesFileAsQEMU(t *testing.T) {
 	r := &Router{Default: Auto, Backends: map[string]backend.Backend{"sgio": sg, "linuxpr": &named{}},
 		Classify: func(int) (device.Info, error) { return device.Info{Kind: device.RegularFile}, nil }}
 	rep, err := r.Execute(context.Background(), &backend.Request{FD: fd, CDB: cdb})
-	if rep.Status != scsi.StatusCheckCondition || rep.Sense != want.Sense || len(rep.Data) != 0 {
-		t.Fatalf("reply %#x %x, want qemu-pr-helper's %#x %x", rep.Status, rep.Sense[:18], want.Status, want.Sense[:18])
+	if rep.Status != scsi.StatusCheckCondition || !bytes.Equal(rep.Sense, want.Sense) || len(rep.Data) != 0 {
+		t.Fatalf("reply %#x %x, want qemu-pr-helper's %#x %x", rep.Status, rep.Sense, want.Status, want.Sense)
 	}
 	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "--backend=emulate") {
 		t.Fatalf("log error %v", err)
