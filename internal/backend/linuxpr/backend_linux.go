@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
@@ -117,7 +117,7 @@ type Backend struct {
 	ioctl IoctlFunc
 	kind  func(int) DeviceKind
 	log   *slog.Logger
-	sg    *sgio.Backend
+	sg    *sgio.Passthrough
 
 	probe    sync.Once
 	haveRead bool // IOC_PR_READ_* exist in the running kernel; set by probe
@@ -195,7 +195,8 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (scsi.Result, 
 		case KindNVMe:
 			return b.nvmeIn(req.FD, sa, maxKeys)
 		default:
-			rep, err := b.sg.Execute(ctx, req)
+			o := b.sg.Do(req.FD, req.CDB, req.Param)
+			rep, err := o.Reply, o.Err
 			switch {
 			case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 				err = fmt.Errorf("linuxpr: SG_IO fallback (no IOC_PR_READ_*): %w: SG_IO with PR opcodes needs CAP_SYS_RAWIO", err)

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )

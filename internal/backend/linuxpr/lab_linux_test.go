@@ -20,8 +20,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 )
 
@@ -132,10 +132,11 @@ func TestLab(t *testing.T) {
 		t.Log("kernel lacks IOC_PR_READ_*: READ KEYS/RESERVATION went through SG_IO")
 	}
 	// sd sets APTPL on REGISTER whatever the guest asked: LIO reports PTPL_A.
-	rep, err := sg.Execute(ctx, &backend.Request{CDB: scsi.PRInCDB(scsi.SAReportCapabilities, 8), FD: c})
-	if rep.Status == scsi.StatusCheckCondition && rep.Sense[2]&0x0f == scsi.KeyUnitAttention {
-		rep, err = sg.Execute(ctx, &backend.Request{CDB: scsi.PRInCDB(scsi.SAReportCapabilities, 8), FD: c})
+	o := sg.Do(c, scsi.PRInCDB(scsi.SAReportCapabilities, 8), nil)
+	if o.Reply.Status == scsi.StatusCheckCondition && o.Reply.Sense[2]&0x0f == scsi.KeyUnitAttention {
+		o = sg.Do(c, scsi.PRInCDB(scsi.SAReportCapabilities, 8), nil)
 	}
+	rep, err := o.Reply, o.Err
 	if caps, derr := scsi.DecodeCapabilities(rep.Data); err != nil || derr != nil || !caps.PTPLA {
 		t.Errorf("device capabilities after an IOC_PR_REGISTER with APTPL 0: %+v %v %v, want PTPL_A", caps, err, derr)
 	}

@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 )
 
@@ -72,7 +72,7 @@ const uaRetries = 3
 // safe for concurrent use.
 type Backend struct {
 	opts Options
-	sg   *sgio.Backend
+	sg   *sgio.Passthrough
 	log  *slog.Logger
 
 	mu   sync.Mutex

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )

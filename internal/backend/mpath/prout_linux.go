@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
