@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/kernel/blkpr"
 	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
@@ -94,7 +95,7 @@ type Options struct {
 	// Logger receives the one-time probe result; nil discards it.
 	Logger *slog.Logger
 	// Ioctl replaces the PR and NVMe ioctls, for tests; nil means the real ones.
-	Ioctl IoctlFunc
+	Ioctl blkpr.IoctlFunc
 	// SGIO replaces the SG_IO ioctl of the SCSI fallback, for tests; nil means
 	// the real one.
 	SGIO sgio.IoctlFunc
@@ -114,7 +115,7 @@ const maxReadAttempts = 4
 // Backend serves PR commands through the Linux block layer's
 // persistent-reservation ioctls (<linux/pr.h>). It is safe for concurrent use.
 type Backend struct {
-	ioctl IoctlFunc
+	ioctl blkpr.IoctlFunc
 	kind  func(int) DeviceKind
 	log   *slog.Logger
 	sg    *sgio.Passthrough
@@ -133,7 +134,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	b := &Backend{ioctl: opts.Ioctl, kind: opts.Kind, log: opts.Logger, sg: sg}
 	if b.ioctl == nil {
-		b.ioctl = ioctl
+		b.ioctl = blkpr.Ioctl
 	}
 	if b.kind == nil {
 		b.kind = func(int) DeviceKind { return KindUnknown }
@@ -209,12 +210,12 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (scsi.Result, 
 	if sa == scsi.SAReadKeys {
 		return b.readKeys(req.FD, maxKeys)
 	}
-	var rr ReadReservation
-	ret, err := b.ioctl(req.FD, IOC_PR_READ_RESERVATION, unsafe.Pointer(&rr))
+	var rr blkpr.ReadReservation
+	ret, err := b.ioctl(req.FD, blkpr.IOC_PR_READ_RESERVATION, unsafe.Pointer(&rr))
 	if err != nil || ret != 0 {
 		return resultReply("IOC_PR_READ_RESERVATION", req.FD, ret, err, permPR)
 	}
-	t, _ := ToSCSIType(rr.Type)
+	t, _ := blkpr.ToSCSIType(rr.Type)
 	return scsi.Good(readReservationData(rr.Generation, rr.Key != 0 || rr.Type != 0, rr.Key, t)), nil
 }
 
@@ -226,8 +227,8 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (scsi.Result, 
 // from a kernel that knows the ioctl.
 func (b *Backend) readIoctls(fd int) bool {
 	b.probe.Do(func() {
-		var rr ReadReservation
-		_, err := b.ioctl(fd, IOC_PR_READ_RESERVATION, unsafe.Pointer(&rr))
+		var rr blkpr.ReadReservation
+		_, err := b.ioctl(fd, blkpr.IOC_PR_READ_RESERVATION, unsafe.Pointer(&rr))
 		b.haveRead = !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EINVAL)
 		if b.haveRead {
 			b.log.Info("linuxpr: kernel has IOC_PR_READ_KEYS/IOC_PR_READ_RESERVATION", "fd", fd)
@@ -248,10 +249,10 @@ func (b *Backend) readKeys(fd int, maxKeys int) (scsi.Result, error) {
 	capacity := max(min(maxKeys, initialKeys), 1)
 	for attempt := 1; ; attempt++ {
 		keys := make([]uint64, capacity)
-		rk := ReadKeys{NumKeys: uint32(capacity), KeysPtr: uint64(uintptr(unsafe.Pointer(&keys[0])))}
+		rk := blkpr.ReadKeys{NumKeys: uint32(capacity), KeysPtr: uint64(uintptr(unsafe.Pointer(&keys[0])))}
 		var pin runtime.Pinner
 		pin.Pin(&keys[0])
-		ret, err := b.ioctl(fd, IOC_PR_READ_KEYS, unsafe.Pointer(&rk))
+		ret, err := b.ioctl(fd, blkpr.IOC_PR_READ_KEYS, unsafe.Pointer(&rk))
 		pin.Unpin()
 		if err != nil || ret != 0 {
 			return resultReply("IOC_PR_READ_KEYS", fd, ret, err, permPR)
@@ -296,7 +297,7 @@ const (
 // controller answers Host Identifier Inconsistent. On failure it returns the
 // result to answer and the error.
 func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, scsi.Result, error) {
-	nsid, err := b.ioctl(fd, NVME_IOCTL_ID, nil)
+	nsid, err := b.ioctl(fd, blkpr.NVME_IOCTL_ID, nil)
 	if err != nil {
 		rep, err := resultReply("NVME_IOCTL_ID", fd, 0, err, permNVMe)
 		return NVMeReport{}, rep, err
@@ -308,7 +309,7 @@ func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, scsi.Result, error) 
 	entries := min(want, initialKeys)
 	for attempt := 1; ; attempt++ {
 		buf := make([]byte, nvmeReportLen(extended, entries)) // a multiple of 4 bytes
-		cmd := NVMePassthru{
+		cmd := blkpr.NVMePassthru{
 			Opcode:  nvmeOpReservationReport,
 			NSID:    uint32(nsid),
 			Addr:    uint64(uintptr(unsafe.Pointer(&buf[0]))),
@@ -320,7 +321,7 @@ func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, scsi.Result, error) 
 		}
 		var pin runtime.Pinner
 		pin.Pin(&buf[0])
-		ret, err := b.ioctl(fd, NVME_IOCTL_IO_CMD, unsafe.Pointer(&cmd))
+		ret, err := b.ioctl(fd, blkpr.NVME_IOCTL_IO_CMD, unsafe.Pointer(&cmd))
 		pin.Unpin()
 		if err == nil && ret&nvmeStatusMask == nvmeSCHostIDInconsistent && extended {
 			extended = false

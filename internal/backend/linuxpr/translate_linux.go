@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/prhelper/prhelper/internal/kernel/blkpr"
 	"github.com/prhelper/prhelper/scsi"
 )
 
@@ -16,22 +17,22 @@ import (
 type outCall struct {
 	Name string // for logs: "IOC_PR_REGISTER" …
 	Req  uint
-	Reg  Registration // IOC_PR_REGISTER
-	Res  Reservation  // IOC_PR_RESERVE, IOC_PR_RELEASE
-	Pre  Preempt      // IOC_PR_PREEMPT, IOC_PR_PREEMPT_ABORT
-	Clr  Clear        // IOC_PR_CLEAR
+	Reg  blkpr.Registration // IOC_PR_REGISTER
+	Res  blkpr.Reservation  // IOC_PR_RESERVE, IOC_PR_RELEASE
+	Pre  blkpr.Preempt      // IOC_PR_PREEMPT, IOC_PR_PREEMPT_ABORT
+	Clr  blkpr.Clear        // IOC_PR_CLEAR
 }
 
 // arg returns the pointer to pass to the ioctl.
 func (c *outCall) arg() unsafe.Pointer {
 	switch c.Req {
-	case IOC_PR_REGISTER:
+	case blkpr.IOC_PR_REGISTER:
 		return unsafe.Pointer(&c.Reg)
-	case IOC_PR_RESERVE, IOC_PR_RELEASE:
+	case blkpr.IOC_PR_RESERVE, blkpr.IOC_PR_RELEASE:
 		return unsafe.Pointer(&c.Res)
-	case IOC_PR_PREEMPT, IOC_PR_PREEMPT_ABORT:
+	case blkpr.IOC_PR_PREEMPT, blkpr.IOC_PR_PREEMPT_ABORT:
 		return unsafe.Pointer(&c.Pre)
-	case IOC_PR_CLEAR:
+	case blkpr.IOC_PR_CLEAR:
 		return unsafe.Pointer(&c.Clr)
 	}
 	return nil
@@ -100,32 +101,32 @@ func translateOut(cdb []byte, param []byte) (outCall, *refusal) {
 		if p.AllTgPt {
 			return outCall{}, refuse(scsi.SenseInvalidParam, "ALL_TG_PT: the ioctls cannot register on all target ports")
 		}
-		c := outCall{Name: "IOC_PR_REGISTER", Req: IOC_PR_REGISTER, Reg: Registration{OldKey: p.Key, NewKey: p.SAKey}}
+		c := outCall{Name: "IOC_PR_REGISTER", Req: blkpr.IOC_PR_REGISTER, Reg: blkpr.Registration{OldKey: p.Key, NewKey: p.SAKey}}
 		if sa == scsi.SARegisterAndIgnoreExisting {
-			c.Reg.Flags = PR_FL_IGNORE_KEY
+			c.Reg.Flags = blkpr.PR_FL_IGNORE_KEY
 		}
 		return c, nil
 	case scsi.SAClear:
-		return outCall{Name: "IOC_PR_CLEAR", Req: IOC_PR_CLEAR, Clr: Clear{Key: p.Key}}, nil
+		return outCall{Name: "IOC_PR_CLEAR", Req: blkpr.IOC_PR_CLEAR, Clr: blkpr.Clear{Key: p.Key}}, nil
 	}
 
 	// RESERVE, RELEASE, PREEMPT, PREEMPT AND ABORT carry a scope and type.
 	if scope != 0 {
 		return outCall{}, refuse(scsi.SenseInvalidField, "scope 0x%x: the ioctls know only LU scope", scope)
 	}
-	prType, ok := FromSCSIType(typ)
+	prType, ok := blkpr.FromSCSIType(typ)
 	if !ok {
 		return outCall{}, refuse(scsi.SenseInvalidField, "reservation type 0x%x is not one of 1, 3, 5, 6, 7, 8", typ)
 	}
 	switch sa {
 	case scsi.SAReserve:
-		return outCall{Name: "IOC_PR_RESERVE", Req: IOC_PR_RESERVE, Res: Reservation{Key: p.Key, Type: prType}}, nil
+		return outCall{Name: "IOC_PR_RESERVE", Req: blkpr.IOC_PR_RESERVE, Res: blkpr.Reservation{Key: p.Key, Type: prType}}, nil
 	case scsi.SARelease:
-		return outCall{Name: "IOC_PR_RELEASE", Req: IOC_PR_RELEASE, Res: Reservation{Key: p.Key, Type: prType}}, nil
+		return outCall{Name: "IOC_PR_RELEASE", Req: blkpr.IOC_PR_RELEASE, Res: blkpr.Reservation{Key: p.Key, Type: prType}}, nil
 	case scsi.SAPreempt:
-		return outCall{Name: "IOC_PR_PREEMPT", Req: IOC_PR_PREEMPT, Pre: Preempt{OldKey: p.Key, NewKey: p.SAKey, Type: prType}}, nil
+		return outCall{Name: "IOC_PR_PREEMPT", Req: blkpr.IOC_PR_PREEMPT, Pre: blkpr.Preempt{OldKey: p.Key, NewKey: p.SAKey, Type: prType}}, nil
 	default: // scsi.SAPreemptAndAbort
-		return outCall{Name: "IOC_PR_PREEMPT_ABORT", Req: IOC_PR_PREEMPT_ABORT, Pre: Preempt{OldKey: p.Key, NewKey: p.SAKey, Type: prType}}, nil
+		return outCall{Name: "IOC_PR_PREEMPT_ABORT", Req: blkpr.IOC_PR_PREEMPT_ABORT, Pre: blkpr.Preempt{OldKey: p.Key, NewKey: p.SAKey, Type: prType}}, nil
 	}
 }
 
@@ -174,15 +175,15 @@ func resultReply(op string, fd int, ret int, err error, perm string) (scsi.Resul
 		return res, fmt.Errorf("%s on fd %d: %w, reported as %s", op, fd, err, res)
 	}
 	switch ret {
-	case PR_STS_SUCCESS:
+	case blkpr.PR_STS_SUCCESS:
 		return scsi.Good(nil), nil
-	case PR_STS_RESERVATION_CONFLICT:
+	case blkpr.PR_STS_RESERVATION_CONFLICT:
 		return scsi.Conflict(),
 			fmt.Errorf("%s on fd %d: reservation conflict", op, fd)
-	case PR_STS_RETRY_PATH_FAILURE, PR_STS_PATH_FAILED, PR_STS_PATH_FAST_FAILED:
+	case blkpr.PR_STS_RETRY_PATH_FAILURE, blkpr.PR_STS_PATH_FAILED, blkpr.PR_STS_PATH_FAST_FAILED:
 		return scsi.CheckCondition(scsi.SenseITNexusLoss),
 			fmt.Errorf("%s on fd %d: %s, reported as %s", op, fd, statusName(ret), scsi.SenseITNexusLoss)
-	case PR_STS_IOERR:
+	case blkpr.PR_STS_IOERR:
 		return scsi.CheckCondition(scsi.SenseIOError),
 			fmt.Errorf("%s on fd %d: PR_STS_IOERR (the device's sense is not available through the ioctl), reported as %s", op, fd, scsi.SenseIOError)
 	}
@@ -236,15 +237,15 @@ func rawResult(op string, fd int, ret int) (scsi.Result, error) {
 // statusName names a positive pr_status value for logs.
 func statusName(ret int) string {
 	switch ret {
-	case PR_STS_IOERR:
+	case blkpr.PR_STS_IOERR:
 		return "PR_STS_IOERR"
-	case PR_STS_RESERVATION_CONFLICT:
+	case blkpr.PR_STS_RESERVATION_CONFLICT:
 		return "PR_STS_RESERVATION_CONFLICT"
-	case PR_STS_RETRY_PATH_FAILURE:
+	case blkpr.PR_STS_RETRY_PATH_FAILURE:
 		return "PR_STS_RETRY_PATH_FAILURE"
-	case PR_STS_PATH_FAST_FAILED:
+	case blkpr.PR_STS_PATH_FAST_FAILED:
 		return "PR_STS_PATH_FAST_FAILED"
-	case PR_STS_PATH_FAILED:
+	case blkpr.PR_STS_PATH_FAILED:
 		return "PR_STS_PATH_FAILED"
 	}
 	return fmt.Sprintf("status 0x%x", ret)
@@ -272,13 +273,13 @@ func nvmeStatusResult(status int) (int, error) {
 	sc := status & nvmeStatusMask
 	switch {
 	case sc == nvmeSCReservationConflict:
-		return PR_STS_RESERVATION_CONFLICT, nil
+		return blkpr.PR_STS_RESERVATION_CONFLICT, nil
 	case sc == nvmeSCInvalidOpcode:
 		return 0, unix.EOPNOTSUPP
 	case sc == nvmeSCInvalidField, sc == nvmeSCInvalidNS:
 		return 0, unix.EINVAL
 	case sc&0x700 == nvmeSCTPath:
-		return PR_STS_PATH_FAILED, nil
+		return blkpr.PR_STS_PATH_FAILED, nil
 	}
-	return PR_STS_IOERR, nil
+	return blkpr.PR_STS_IOERR, nil
 }
