@@ -15,6 +15,7 @@ import (
 	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/daemon/router"
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/dm"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
 )
@@ -111,7 +112,7 @@ func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) 
 	if err != nil {
 		return nil, nil, err
 	}
-	devices := device.NewCache(device.Sysfs{}, classifyTTL, nil, refineDM)
+	devices := device.NewCache(device.Sysfs{}, classifyTTL, nil, dm.ControlPath)
 	lp, err := linuxpr.New(linuxpr.Options{Kind: func(fd int) linuxpr.DeviceKind { return linuxprKind(devices, fd) }, Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -183,10 +184,7 @@ func explain(o *options, w io.Writer) error {
 		return fmt.Errorf("explain: %w", err)
 	}
 	defer f.Close()
-	info, cerr := device.Classify(int(f.Fd()), device.Sysfs{})
-	if cerr == nil {
-		info = refineDM(info)
-	}
+	info, cerr := device.NewCache(device.Sysfs{}, 0, nil, dm.ControlPath).Classify(int(f.Fd()))
 	// The backends the daemon would have, without opening anything.
 	names := map[string]backend.Backend{"sgio": nil, "linuxpr": nil}
 	if s.mayRoute("mpath", "auto") {
