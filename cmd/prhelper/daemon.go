@@ -29,7 +29,8 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rt, closeBackends, err := buildRouter(set, log)
+	plan := set.plan()
+	rt, closeBackends, err := buildRouter(set, plan, log)
 	if err != nil {
 		return err
 	}
@@ -73,12 +74,12 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 			}
 		}()
 	}
-	keep := []privilege.Cap{privilege.CapSysRawio}
-	if set.usesLinuxPR() {
-		// The <linux/pr.h> ioctls need CAP_SYS_ADMIN before Linux 6.5 (a
-		// writable descriptor after): keep it, as qemu-pr-helper's multipath
-		// build keeps it for its DM ioctls.
-		keep = append(keep, privilege.CapSysAdmin)
+	// Keep what the plan's backends need (backend.Needs): CAP_SYS_RAWIO for
+	// SG_IO, CAP_SYS_ADMIN too when linuxpr may serve a device, as
+	// qemu-pr-helper's multipath build keeps it for its DM ioctls.
+	var keep []privilege.Cap
+	for _, c := range plan.Capabilities() {
+		keep = append(keep, privilege.Cap(c))
 	}
 	if err := dropPrivileges(log, keep, uid, gid); err != nil {
 		discard()
@@ -213,8 +214,8 @@ func lookupIDs(o *options) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// dropPrivileges keeps only the keep capabilities (CAP_SYS_RAWIO, plus
-// CAP_SYS_ADMIN when linuxpr may serve a device), clears the bounding set and switches
+// dropPrivileges keeps only the keep capabilities (what the plan's backends
+// need), clears the bounding set and switches
 // to -u/-g, as qemu-pr-helper does after start-up. Started by a user other than
 // root without -u/-g there is nothing to drop from (and no right to change the
 // bounding set): the helper then runs as it was started instead of refusing to.

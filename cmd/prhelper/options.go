@@ -164,9 +164,10 @@ Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops
 accepting, answers the requests in flight and removes its socket.
 
-After start-up the helper keeps only CAP_SYS_RAWIO (PR commands through SG_IO
-need it), plus CAP_SYS_ADMIN when the linuxpr or auto backend may serve a device
-(the <linux/pr.h> ioctls need it before Linux 6.5), and clears its bounding set. FILE is accepted and ignored, like
+After start-up the helper keeps only what its backends need: CAP_SYS_RAWIO (PR
+commands through SG_IO), plus CAP_SYS_ADMIN when the linuxpr or auto backend may
+serve a device (the <linux/pr.h> ioctls need it before Linux 6.5); emulation
+alone needs neither. It clears its bounding set. FILE is accepted and ignored, like
 qemu-pr-helper's.
 `, name, defaultPidfile, defaultSocket, defaultDB)
 }

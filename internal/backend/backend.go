@@ -1,5 +1,8 @@
 // Package backend defines the contract between the server and the ways prhelper
-// reaches storage (sgio, and later linuxpr, mpath, emulate).
+// reaches storage (sgio, linuxpr, mpath, emulate), and the registry of them
+// (registry.go): their names, the capabilities each needs, the plan of the
+// backends a configuration may route to, and why a device may be refused.
+// Package builder makes the backends of a plan.
 //
 // A backend gets the 16-byte CDB, the PR OUT parameter list and the open device, and
 // returns a scsi.Result: status, sense and data, as a device would answer. It does
