@@ -15,7 +15,7 @@
 //     framing (cmd_len 16, 96-byte sense, PR IN into the whole 8192-byte buffer)
 //     and its status derivation: errno table, host-status table (unknown values
 //     give GOOD), the driver_status & 0x06 ⇒ BUSY bit-mask test, else the device's
-//     status and sense verbatim (reference §4.8-§4.10).
+//     status and sense verbatim (docs/pr-helper-protocol.md §4.8-§4.10).
 //
 // # Difference from qemu-pr-helper: the timeout
 //

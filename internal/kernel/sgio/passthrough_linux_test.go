@@ -143,7 +143,7 @@ func pattern(n int, seed byte) []byte {
 	return b
 }
 
-// TestExecuteErrno covers every row of scsi_sense_from_errno (reference §4.9)
+// TestExecuteErrno covers every row of scsi_sense_from_errno (docs/pr-helper-protocol.md §4.9)
 // for both PR IN and PR OUT: the status and the 96 sense bytes on the wire.
 func TestExecuteErrno(t *testing.T) {
 	none := [SenseLen]byte{}
@@ -199,7 +199,7 @@ func TestExecuteErrno(t *testing.T) {
 }
 
 // TestExecuteHostStatus covers every row of scsi_sense_from_host_status
-// (reference §4.9), including QEMU's quirk that an unknown non-zero host status
+// (docs/pr-helper-protocol.md §4.9), including QEMU's quirk that an unknown non-zero host status
 // is reported as GOOD, with the PR IN data that goes with GOOD.
 func TestExecuteHostStatus(t *testing.T) {
 	none := [SenseLen]byte{}
