@@ -10,11 +10,11 @@ import (
 // Status is CHECK CONDITION, and for a GOOD PR IN the parameter data. Data is
 // already cut to the allocation length, with LIO's quirks applied (docs/spc4-pr.md §4):
 // it is exactly what the target would transfer.
-type Result struct {
-	Status byte
-	Sense  scsi.Sense
-	Data   []byte
-}
+//
+// It is scsi.Result: the engine answers in the same terms as a device, so a
+// caller passes it on as it would a device's answer. Sense is fixed-format
+// (18 bytes); Result.ParseSense decodes it.
+type Result = scsi.Result
 
 // cdbLen is the length of PERSISTENT RESERVE IN/OUT CDBs (SPC-4 §6.15.1, §6.16.1).
 const cdbLen = 10

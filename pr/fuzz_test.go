@@ -111,7 +111,8 @@ func fuzzCommand(t *testing.T, p Profile, st *State, r *byteReader) {
 	}
 	// A command that fails, and any PR IN, leaves the state alone; only a
 	// reported unit attention is consumed.
-	ua := res.Status == scsi.StatusCheckCondition && res.Sense.Key == scsi.KeyUnitAttention
+	sn, _ := res.ParseSense()
+	ua := res.Status == scsi.StatusCheckCondition && sn.Key == scsi.KeyUnitAttention
 	if !ua && (alloc >= 0 || (prOut && res.Status != scsi.StatusGood)) {
 		after := st.clone()
 		if !reflect.DeepEqual(normalized(before), normalized(after)) {

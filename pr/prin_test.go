@@ -117,7 +117,7 @@ func TestPRInPayloads(t *testing.T) {
 			c := scsi.PRInCDB(tc.sa, tc.alloc)
 			r := Execute(tc.p, &st, nx1, c[:], nil)
 			if tc.wantErr {
-				if r.Status != scsi.StatusCheckCondition || r.Sense != scsi.SenseInvalidField {
+				if r.Status != scsi.StatusCheckCondition || !bytes.Equal(r.Sense, scsi.SenseInvalidField.Fixed()) {
 					t.Fatalf("got %s, want CC 5/24/00", describe(r))
 				}
 				return

@@ -570,7 +570,11 @@ func describe(res Result) string {
 	case scsi.StatusReservationConflict:
 		return "RC"
 	case scsi.StatusCheckCondition:
-		return fmt.Sprintf("CC %x/%02x/%02x", res.Sense.Key, res.Sense.ASC, res.Sense.ASCQ)
+		sn, ok := res.ParseSense()
+		if !ok || !bytes.Equal(res.Sense, sn.Fixed()) {
+			return fmt.Sprintf("CC with sense % x, not fixed format", res.Sense)
+		}
+		return fmt.Sprintf("CC %x/%02x/%02x", sn.Key, sn.ASC, sn.ASCQ)
 	}
 	return fmt.Sprintf("status %#x", res.Status)
 }

@@ -98,7 +98,7 @@ func (st *State) reportUA(p Profile, n Nexus, opcode byte) (Result, bool) {
 
 // checkCondition returns CHECK CONDITION with sense s.
 func checkCondition(s scsi.Sense) Result {
-	return Result{Status: scsi.StatusCheckCondition, Sense: s}
+	return scsi.CheckCondition(s)
 }
 
 // conflict is RESERVATION CONFLICT; it carries no sense data.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/internal/daemon/activation"
 	"github.com/prhelper/prhelper/internal/daemon/detach"
 	"github.com/prhelper/prhelper/internal/daemon/pidfile"
@@ -36,7 +37,8 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rt, closeBackends, err := buildRouter(set, log)
+	plan := set.plan()
+	rt, closeBackends, err := buildRouter(set, plan, log)
 	if err != nil {
 		return err
 	}
@@ -80,14 +82,14 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 			}
 		}()
 	}
-	keep := []privilege.Cap{privilege.CapSysRawio}
-	if set.usesLinuxPR() {
-		// The <linux/pr.h> ioctls need CAP_SYS_ADMIN before Linux 6.5 (a
-		// writable descriptor after): keep it, as qemu-pr-helper's multipath
-		// build keeps it for its DM ioctls.
-		keep = append(keep, privilege.CapSysAdmin)
+	// Keep what the plan's backends need (backend.Needs): CAP_SYS_RAWIO for
+	// SG_IO, CAP_SYS_ADMIN too when linuxpr may serve a device, as
+	// qemu-pr-helper's multipath build keeps it for its DM ioctls.
+	var keep []privilege.Cap
+	for _, c := range plan.Capabilities() {
+		keep = append(keep, privilege.Cap(c))
 	}
-	if _, ok := set.fencing.policy.(fence.Kill); ok && set.needsEmulation() {
+	if _, ok := set.fencing.policy.(fence.Kill); ok && plan.Has(backend.Emulate) {
 		// --fence=kill signals QEMU processes, which may run as another user.
 		keep = append(keep, privilege.CapKill)
 	}
@@ -100,7 +102,7 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	for _, l := range listeners {
 		log.Info("listening", "socket", l.name, "initiator", l.policy, "port", l.TargetPort)
 	}
-	if set.needsEmulation() {
+	if plan.Has(backend.Emulate) {
 		log.Info("fencing", "fence", set.fencing.String(), "timeout", set.fencing.timeout, "means", set.fencing.describe())
 	}
 	log.Info("prhelper ready", "backend", set.backend, "rules", len(set.rules), "pid", os.Getpid(), "version", version)
@@ -253,8 +255,8 @@ func lookupIDs(o *options) (uid, gid int, err error) {
 	return uid, gid, nil
 }
 
-// dropPrivileges keeps only the keep capabilities (CAP_SYS_RAWIO, plus
-// CAP_SYS_ADMIN when linuxpr may serve a device), clears the bounding set and switches
+// dropPrivileges keeps only the keep capabilities (what the plan's backends
+// need), clears the bounding set and switches
 // to -u/-g, as qemu-pr-helper does after start-up. Started by a user other than
 // root without -u/-g there is nothing to drop from (and no right to change the
 // bounding set): the helper then runs as it was started instead of refusing to.

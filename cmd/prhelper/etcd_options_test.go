@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/prhelper/prhelper/internal/backend"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +50,7 @@ func TestEtcdSettings(t *testing.T) {
 		if got := strings.Join(s.etcd.endpoints, ","); got != tc.eps || s.etcd.prefix != tc.prefix {
 			t.Errorf("%v: endpoints %q prefix %q, want %q %q", tc.args, got, s.etcd.prefix, tc.eps, tc.prefix)
 		}
-		if tc.eps != "" && !s.needsEmulation() {
+		if tc.eps != "" && !s.plan().Has(backend.Emulate) {
 			t.Errorf("%v: etcd store does not enable emulation", tc.args)
 		}
 	}

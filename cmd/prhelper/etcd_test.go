@@ -136,7 +136,7 @@ func prModel() porcupine.Model {
 		}
 		v = stepVal{want: wire.Reply{Status: res.Status, Data: res.Data}, next: string(b)}
 		if res.Status == scsi.StatusCheckCondition {
-			v.want.SetSense(res.Sense.Fixed())
+			v.want.SetSense(res.Sense)
 		}
 		mu.Lock()
 		memo[stepKey{state, in.id}] = v

@@ -218,9 +218,10 @@ accepting, removes its socket, closes idle connections and answers the requests
 in flight; those still running after the grace period are cut (their
 connections closed without a reply) and the helper exits 1.
 
-After start-up the helper keeps only CAP_SYS_RAWIO (PR commands through SG_IO
-need it), plus CAP_SYS_ADMIN when the linuxpr or auto backend may serve a device
-(the <linux/pr.h> ioctls need it before Linux 6.5), and clears its bounding set. FILE is accepted and ignored, like
+After start-up the helper keeps only what its backends need: CAP_SYS_RAWIO (PR
+commands through SG_IO), plus CAP_SYS_ADMIN when the linuxpr or auto backend may
+serve a device (the <linux/pr.h> ioctls need it before Linux 6.5); emulation
+alone needs neither. It clears its bounding set. FILE is accepted and ignored, like
 qemu-pr-helper's.
 `, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace)
 }

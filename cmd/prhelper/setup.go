@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/backend/builder"
 	"github.com/prhelper/prhelper/internal/backend/emulate"
-	"github.com/prhelper/prhelper/internal/backend/linuxpr"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
 	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/daemon/router"
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/dm"
+	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/pr"
 )
 
@@ -25,7 +26,7 @@ const classifyTTL = 2 * time.Second
 
 // settings is the configuration file merged with the command line: flags win.
 type settings struct {
-	backend   string
+	backend   backend.Name
 	db        string
 	initiator string
 	listen    []config.Listen
@@ -49,11 +50,12 @@ func loadSettings(o *options) (*settings, error) {
 			return nil, fmt.Errorf("config %w", err)
 		}
 	}
-	s := &settings{backend: defaultBackend, db: defaultDB, initiator: defaultInitiator, rules: c.Rules, listen: c.Listen}
+	s := &settings{db: defaultDB, initiator: defaultInitiator, rules: c.Rules, listen: c.Listen}
+	name := defaultBackend
 	for _, v := range []struct {
 		dst        *string
 		file, flag string
-	}{{&s.backend, c.Backend, o.backend}, {&s.db, c.DB, o.db}, {&s.initiator, c.Initiator, o.initiator}} {
+	}{{&name, string(c.Backend), o.backend}, {&s.db, c.DB, o.db}, {&s.initiator, c.Initiator, o.initiator}} {
 		if v.file != "" {
 			*v.dst = v.file
 		}
@@ -68,19 +70,22 @@ func loadSettings(o *options) (*settings, error) {
 	if s.etcd.enabled() {
 		s.dbSet = true
 	}
-	var err error
-	if s.fencing, err = newFencing(firstSet(o.fence, c.Fence), firstSet(o.fenceTimeout, c.FenceTimeout)); err != nil {
+	fencing, err := newFencing(firstSet(o.fence, c.Fence), firstSet(o.fenceTimeout, c.FenceTimeout))
+	if err != nil {
 		return nil, err
 	}
+	s.fencing = fencing
 	if s.fencing.policy != nil && s.etcd.enabled() {
 		// A fence record names helpers by process on this host; across hosts it
 		// needs each host's etcd lease as its proof of life, which is not built
 		// yet. Refuse rather than answer GOOD while a VM on another host writes.
 		return nil, fmt.Errorf("--fence=%s with an etcd store: fencing across hosts is not supported yet (use --fence=none, or a SQLite --db on one host)", s.fencing)
 	}
-	if err := config.CheckBackend(s.backend); err != nil {
+	b, err := backend.ParseName(name)
+	if err != nil {
 		return nil, fmt.Errorf("--backend: %w", err)
 	}
+	s.backend = b
 	for _, l := range o.listen {
 		ls, err := config.ParseListen(l)
 		if err != nil {
@@ -94,90 +99,46 @@ func loadSettings(o *options) (*settings, error) {
 	return s, nil
 }
 
-// mayRoute reports whether the default backend or any rule names one of
-// backends, i.e. whether some device could be served by it.
-func (s *settings) mayRoute(backends ...string) bool {
-	names := []string{s.backend}
-	for _, r := range s.rules {
-		names = append(names, r.Backend)
+// plan is the set of backends the settings may route a device to: the
+// daemon builds them, keeps the capabilities they need, and the router and
+// --explain choose among them.
+func (s *settings) plan() backend.Plan {
+	rules := make([]backend.Name, len(s.rules))
+	for i, r := range s.rules {
+		rules[i] = r.Backend
 	}
-	for _, n := range names {
-		for _, b := range backends {
-			if n == b {
-				return true
-			}
-		}
-	}
-	return false
+	return backend.NewPlan(s.backend, rules, s.dbSet)
 }
 
-// needsEmulation reports whether any device could be routed to emulate: named
-// as a backend, or auto with --db given (auto sends disk images there).
-func (s *settings) needsEmulation() bool {
-	return s.mayRoute("emulate") || s.dbSet && s.mayRoute("auto")
+// newDevices is the device classifier of the daemon and of --explain: sysfs,
+// plus a dm device's table through the control node (where it may be opened)
+// to find multipath maps multipathd did not name, as qemu-pr-helper does.
+func newDevices(ttl time.Duration) *device.Cache {
+	return device.NewCache(device.Sysfs{}, ttl, nil, dm.ControlPath)
 }
 
-// usesLinuxPR reports whether any device could be routed to the linuxpr
-// backend, whose ioctls need CAP_SYS_ADMIN before Linux 6.5.
-func (s *settings) usesLinuxPR() bool { return s.mayRoute("linuxpr", "auto") }
-
-// buildRouter makes the backends the settings name and the router over them.
-// The returned close function releases the state store.
-func buildRouter(s *settings, log *slog.Logger) (*router.Router, func(), error) {
-	sg, err := sgio.New(sgio.Options{})
+// buildRouter makes the backends of the settings' plan and the router over
+// them. The returned close function releases what the backends hold.
+func buildRouter(s *settings, plan backend.Plan, log *slog.Logger) (*router.Router, func(), error) {
+	devices := newDevices(classifyTTL)
+	set, err := builder.Build(plan, builder.Env{
+		Devices:   devices,
+		OpenStore: func() (store.Store, error) { return openStore(s, log) },
+		Fencing:   func(st store.Store) emulate.Fencing { return s.fencing.attach(st, pr.LIO(), log) },
+		Log:       log,
+	})
 	if err != nil {
 		return nil, nil, err
-	}
-	devices := device.NewCache(device.Sysfs{}, classifyTTL, nil, refineDM)
-	lp, err := linuxpr.New(linuxpr.Options{Kind: func(fd int) linuxpr.DeviceKind { return linuxprKind(devices, fd) }, Logger: log})
-	if err != nil {
-		return nil, nil, err
-	}
-	backends := map[string]backend.Backend{"sgio": sg, "linuxpr": lp}
-	closer := func() {}
-	if s.mayRoute("mpath", "auto") {
-		mp, err := newMpath(devices.Classify, log)
-		if err != nil {
-			return nil, nil, err
-		}
-		backends["mpath"] = mp
-		closer = func() {
-			if err := mp.Close(); err != nil {
-				log.Warn("closing multipath path devices", "err", err)
-			}
-		}
-	}
-	if s.needsEmulation() {
-		st, err := openStore(s, log)
-		if err != nil {
-			return nil, nil, fmt.Errorf("emulation state: %w", err)
-		}
-		backends["emulate"] = emulate.New(st, pr.LIO()).WithFencing(s.fencing.attach(st, pr.LIO(), log))
-		closeMpath := closer
-		closer = func() {
-			closeMpath()
-			if err := st.Close(); err != nil {
-				log.Warn("closing the state database", "err", err)
-			}
-		}
 	}
 	return &router.Router{
 		Default:  s.backend,
 		Rules:    s.rules,
-		Backends: backends,
+		Plan:     plan,
+		Backends: set.Backends,
 		Classify: devices.Classify,
 		Path:     fdPath,
 		Log:      log,
-	}, closer, nil
-}
-
-// linuxprKind tells the linuxpr backend which PR IN fallback a device needs.
-func linuxprKind(devices *device.Cache, fd int) linuxpr.DeviceKind {
-	info, err := devices.Classify(fd)
-	if err != nil {
-		return linuxpr.KindNotBlock
-	}
-	return linuxpr.KindOf(info)
+	}, set.Close, nil
 }
 
 // fdPath names the file a received descriptor was opened as, for path= rules.
@@ -200,19 +161,9 @@ func explain(o *options, w io.Writer) error {
 		return fmt.Errorf("explain: %w", err)
 	}
 	defer f.Close()
-	info, cerr := device.Classify(int(f.Fd()), device.Sysfs{})
-	if cerr == nil {
-		info = refineDM(info)
-	}
-	// The backends the daemon would have, without opening anything.
-	names := map[string]backend.Backend{"sgio": nil, "linuxpr": nil}
-	if s.mayRoute("mpath", "auto") {
-		names["mpath"] = nil
-	}
-	if s.needsEmulation() {
-		names["emulate"] = nil
-	}
-	r := &router.Router{Default: s.backend, Rules: s.rules, Backends: names}
+	info, cerr := newDevices(0).Classify(int(f.Fd()))
+	// The daemon's plan, without building anything.
+	r := &router.Router{Default: s.backend, Rules: s.rules, Plan: s.plan()}
 	d := r.Decide(info, o.explain)
 	fmt.Fprintf(w, "device:   %s\n", o.explain)
 	if cerr != nil {
@@ -234,8 +185,8 @@ func explain(o *options, w io.Writer) error {
 		lu = "none (emulation would refuse it)"
 	}
 	fmt.Fprintf(w, "lu:       %s\n", lu)
-	be := d.Backend
-	if d.Refused {
+	be := string(d.Backend)
+	if d.Refusal != backend.NotRefused {
 		be = "none: PR commands are refused with qemu-pr-helper's answer (SG_IO on a file: ENOTTY)"
 	}
 	fmt.Fprintf(w, "backend:  %s\n", be)

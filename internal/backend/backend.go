@@ -1,14 +1,20 @@
 // Package backend defines the contract between the server and the ways prhelper
-// reaches storage (sgio, and later linuxpr, mpath, emulate).
+// reaches storage (sgio, linuxpr, mpath, emulate), and the registry of them
+// (registry.go): their names, the capabilities each needs, the plan of the
+// backends a configuration may route to, and why a device may be refused.
+// Package builder makes the backends of a plan.
 //
 // A backend gets the 16-byte CDB, the PR OUT parameter list and the open device, and
-// returns a SCSI status, sense and data. It never panics on guest input, never exits
-// the process and does not close the device: the server owns the descriptor.
+// returns a scsi.Result: status, sense and data, as a device would answer. It does
+// not speak the helper protocol: the server alone turns a result into a reply. It
+// never panics on guest input, never exits the process and does not close the
+// device: the server owns the descriptor.
 package backend
 
 import (
 	"context"
 
+	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
 
@@ -40,11 +46,12 @@ type Request struct {
 type Backend interface {
 	// Name is the short name used in logs and --explain output.
 	Name() string
-	// Execute runs req and returns the reply to send. Reply.Data may be longer than
-	// the allocation length; the wire layer truncates it. A non-nil error is for the
-	// log only (what failed and why); the reply is sent either way. ctx is
-	// cancelled when the server's shutdown grace period ends: the reply will not
-	// be delivered then, so waits that can end early (a store, a daemon's
-	// socket) should; a blocking ioctl cannot, and is not waited for.
-	Execute(ctx context.Context, req *Request) (wire.Reply, error)
+	// Execute runs req and returns how the command ended. Result.Data may be
+	// longer than the allocation length; the wire layer truncates it. A non-nil
+	// error is for the log only (what failed and why); the result is answered
+	// either way. ctx is cancelled when the server's shutdown grace period ends:
+	// the reply will not be delivered then, so waits that can end early (a
+	// store, a daemon's socket) should; a blocking ioctl cannot, and is not
+	// waited for.
+	Execute(ctx context.Context, req *Request) (scsi.Result, error)
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 const (
@@ -37,7 +36,7 @@ func param(rk, sark uint64) []byte {
 	return p
 }
 
-func prOut(t *testing.T, b *emulate.Backend, init string, sa, typ byte, rk, sark uint64) (wire.Reply, error) {
+func prOut(t *testing.T, b *emulate.Backend, init string, sa, typ byte, rk, sark uint64) (scsi.Result, error) {
 	t.Helper()
 	return b.Execute(context.Background(), &backend.Request{
 		CDB: scsi.PROutCDB(sa, 0, typ, 24), Param: param(rk, sark), FD: -1, Initiator: init, LU: lu})
@@ -50,8 +49,8 @@ func mustGood(t *testing.T, b *emulate.Backend, init string, sa, typ byte, rk, s
 	}
 }
 
-func senseOf(r wire.Reply) scsi.Sense {
-	s, _ := scsi.ParseSense(r.Sense[:])
+func senseOf(r scsi.Result) scsi.Sense {
+	s, _ := scsi.ParseSense(r.Sense)
 	return s
 }
 
@@ -426,7 +425,7 @@ func TestEvictionsRacing(t *testing.T) {
 		mustGood(t, h1.be, vm1, scsi.SAReserve, scsi.TypeWriteExclusiveRegOnly, 0xa1, 0)
 		time.Sleep(30 * time.Millisecond)
 		var wg sync.WaitGroup
-		var r1, r2 wire.Reply
+		var r1, r2 scsi.Result
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
@@ -470,7 +469,7 @@ func TestKillLatency(t *testing.T) {
 	var took []time.Duration
 	for i := 0; i < n; i++ {
 		unit := lu + "-" + itoa(i)
-		do := func(init string, sa, typ byte, rk, sark uint64) wire.Reply {
+		do := func(init string, sa, typ byte, rk, sark uint64) scsi.Result {
 			rep, _ := h.be.Execute(context.Background(), &backend.Request{
 				CDB: scsi.PROutCDB(sa, 0, typ, 24), Param: param(rk, sark), FD: -1, Initiator: init, LU: unit})
 			return rep

@@ -13,7 +13,6 @@ import (
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 // keyPrefix namespaces the logical units' states in the store, so the store can
@@ -64,20 +63,20 @@ func (b *Backend) Name() string { return "emulate" }
 // Execute runs req against the state of req.LU as one store update: the engine
 // reads the state, answers, and the new state is durable before the answer is
 // returned.
-func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	if req.LU == "" {
-		return checkCondition(scsi.SenseTargetFailure), errors.New("emulate: no logical-unit identity for this device")
+		return scsi.CheckCondition(scsi.SenseTargetFailure), errors.New("emulate: no logical-unit identity for this device")
 	}
 	if req.Initiator == "" {
 		err := req.IdentityErr
 		if err == nil {
 			err = errors.New("no initiator name")
 		}
-		return checkCondition(scsi.SenseIOError), fmt.Errorf("emulate: initiator unknown: %w", err)
+		return scsi.CheckCondition(scsi.SenseIOError), fmt.Errorf("emulate: initiator unknown: %w", err)
 	}
 	init, err := ParseInitiator(req.Initiator)
 	if err != nil {
-		return checkCondition(scsi.SenseIOError), fmt.Errorf("emulate: %w", err)
+		return scsi.CheckCondition(scsi.SenseIOError), fmt.Errorf("emulate: %w", err)
 	}
 	port := req.TargetPort
 	if port == 0 {
@@ -115,7 +114,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 		if errors.Is(err, store.ErrBusy) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 			sense = scsi.SenseIOError
 		}
-		return checkCondition(sense), fmt.Errorf("emulate: state of %s: %w", req.LU, err)
+		return scsi.CheckCondition(sense), fmt.Errorf("emulate: state of %s: %w", req.LU, err)
 	}
 	if wait != nil && res.Status == scsi.StatusGood {
 		// The eviction is committed; GOOD only once its victims are fenced.
@@ -123,31 +122,14 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 		// the initiator's midlayer, and reported as a failed fence by
 		// fence_scsi (docs/fencing.md, "When a fence fails").
 		if err := b.fencing.Fence(ctx, req.LU, req.FD, wait); err != nil {
-			return checkCondition(scsi.SenseTargetFailure), fmt.Errorf("emulate: %s from %s on %s: committed, but %w",
+			return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("emulate: %s from %s on %s: committed, but %w",
 				scsi.CommandName(req.CDB[:]), nexus, req.LU, err)
 		}
 	}
-	rep := wire.Reply{Status: res.Status, Data: res.Data}
-	if res.Status == scsi.StatusCheckCondition {
-		rep.SetSense(res.Sense.Fixed())
-	}
 	if res.Status != scsi.StatusGood {
-		return rep, fmt.Errorf("emulate: %s from %s on %s: %s", scsi.CommandName(req.CDB[:]), nexus, req.LU, describe(res))
+		return res, fmt.Errorf("emulate: %s from %s on %s: %s", scsi.CommandName(req.CDB[:]), nexus, req.LU, res)
 	}
-	return rep, nil
-}
-
-func describe(r pr.Result) string {
-	if r.Status == scsi.StatusCheckCondition {
-		return "CHECK CONDITION " + r.Sense.String()
-	}
-	return scsi.StatusName(r.Status)
-}
-
-func checkCondition(s scsi.Sense) wire.Reply {
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(s.Fixed())
-	return rep
+	return res, nil
 }
 
 // ParseInitiator turns an initiator name into the engine's initiator port:

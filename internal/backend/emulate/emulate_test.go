@@ -13,7 +13,6 @@ import (
 	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 const (
@@ -44,13 +43,13 @@ func out(init string, sa, typ byte, rk, sark uint64) cmd {
 
 func in(init string, sa byte) cmd { return cmd{init: init, cdb: scsi.PRInCDB(sa, 8192)} }
 
-func run(t *testing.T, b *Backend, lu string, c cmd) wire.Reply {
+func run(t *testing.T, b *Backend, lu string, c cmd) scsi.Result {
 	t.Helper()
 	rep, _ := b.Execute(context.Background(), &backend.Request{CDB: c.cdb, Param: c.param, FD: -1, Initiator: c.init, LU: lu})
 	return rep
 }
 
-func senseOf(r wire.Reply) scsi.Sense {
+func senseOf(r scsi.Result) scsi.Sense {
 	s, _ := scsi.ParseSense(r.Sense[:])
 	return s
 }

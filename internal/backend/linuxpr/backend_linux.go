@@ -13,8 +13,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/blkpr"
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
@@ -94,7 +95,7 @@ type Options struct {
 	// Logger receives the one-time probe result; nil discards it.
 	Logger *slog.Logger
 	// Ioctl replaces the PR and NVMe ioctls, for tests; nil means the real ones.
-	Ioctl IoctlFunc
+	Ioctl blkpr.IoctlFunc
 	// SGIO replaces the SG_IO ioctl of the SCSI fallback, for tests; nil means
 	// the real one.
 	SGIO sgio.IoctlFunc
@@ -114,10 +115,10 @@ const maxReadAttempts = 4
 // Backend serves PR commands through the Linux block layer's
 // persistent-reservation ioctls (<linux/pr.h>). It is safe for concurrent use.
 type Backend struct {
-	ioctl IoctlFunc
+	ioctl blkpr.IoctlFunc
 	kind  func(int) DeviceKind
 	log   *slog.Logger
-	sg    *sgio.Backend
+	sg    *sgio.Passthrough
 
 	probe    sync.Once
 	haveRead bool // IOC_PR_READ_* exist in the running kernel; set by probe
@@ -133,7 +134,7 @@ func New(opts Options) (*Backend, error) {
 	}
 	b := &Backend{ioctl: opts.Ioctl, kind: opts.Kind, log: opts.Logger, sg: sg}
 	if b.ioctl == nil {
-		b.ioctl = ioctl
+		b.ioctl = blkpr.Ioctl
 	}
 	if b.kind == nil {
 		b.kind = func(int) DeviceKind { return KindUnknown }
@@ -148,31 +149,31 @@ func New(opts Options) (*Backend, error) {
 func (b *Backend) Name() string { return "linuxpr" }
 
 // Execute translates req into <linux/pr.h> ioctls on req.FD and the kernel's
-// answer into a helper reply (doc.go has the full table). It ignores ctx: the
+// answer into a SCSI result (doc.go has the full table). It ignores ctx: the
 // ioctls cannot be interrupted. The error is for the log and is non-nil
-// whenever the reply is not GOOD or a fallback was used and failed.
-func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+// whenever the result is not GOOD or a fallback was used and failed.
+func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	if req == nil {
-		return checkCondition(scsi.SenseInvalidField), errors.New("linuxpr: nil request")
+		return scsi.CheckCondition(scsi.SenseInvalidField), errors.New("linuxpr: nil request")
 	}
 	cdb := req.CDB[:]
 	switch cdb[0] {
 	case scsi.OpPersistentReserveOut:
 		call, ref := translateOut(cdb, req.Param)
 		if ref != nil {
-			return checkCondition(ref.Sense), fmt.Errorf("linuxpr: PR OUT on fd %d: %w", req.FD, ref)
+			return scsi.CheckCondition(ref.Sense), fmt.Errorf("linuxpr: PR OUT on fd %d: %w", req.FD, ref)
 		}
 		ret, err := b.outIoctl(req.FD, call)
 		return resultReply(call.Name, req.FD, ret, err, permPR)
 	case scsi.OpPersistentReserveIn:
 		return b.prIn(ctx, req)
 	}
-	return checkCondition(scsi.SenseInvalidOpcode),
+	return scsi.CheckCondition(scsi.SenseInvalidOpcode),
 		fmt.Errorf("linuxpr: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", cdb[0])
 }
 
 // prIn serves PERSISTENT RESERVE IN.
-func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+func (b *Backend) prIn(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	sa := scsi.ServiceAction(req.CDB[:])
 	alloc := min(scsi.TransferLength(req.CDB[:]), wire.MaxData)
 	// maxKeys is the number of whole keys the allocation length can hold.
@@ -180,12 +181,12 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, e
 	switch sa {
 	case scsi.SAReadKeys, scsi.SAReadReservation:
 	case scsi.SAReportCapabilities:
-		return wire.Reply{Status: scsi.StatusGood, Data: capabilitiesData()}, nil
+		return scsi.Good(capabilitiesData()), nil
 	case scsi.SAReadFullStatus:
-		return checkCondition(scsi.SenseInvalidField),
+		return scsi.CheckCondition(scsi.SenseInvalidField),
 			fmt.Errorf("linuxpr: READ FULL STATUS on fd %d has no <linux/pr.h> ioctl", req.FD)
 	default:
-		return checkCondition(scsi.SenseInvalidField),
+		return scsi.CheckCondition(scsi.SenseInvalidField),
 			fmt.Errorf("linuxpr: PR IN service action 0x%02x on fd %d is reserved", sa, req.FD)
 	}
 
@@ -195,7 +196,8 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, e
 		case KindNVMe:
 			return b.nvmeIn(req.FD, sa, maxKeys)
 		default:
-			rep, err := b.sg.Execute(ctx, req)
+			o := b.sg.Do(req.FD, req.CDB, req.Param)
+			rep, err := o.Reply, o.Err
 			switch {
 			case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
 				err = fmt.Errorf("linuxpr: SG_IO fallback (no IOC_PR_READ_*): %w: SG_IO with PR opcodes needs CAP_SYS_RAWIO", err)
@@ -208,13 +210,13 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, e
 	if sa == scsi.SAReadKeys {
 		return b.readKeys(req.FD, maxKeys)
 	}
-	var rr ReadReservation
-	ret, err := b.ioctl(req.FD, IOC_PR_READ_RESERVATION, unsafe.Pointer(&rr))
+	var rr blkpr.ReadReservation
+	ret, err := b.ioctl(req.FD, blkpr.IOC_PR_READ_RESERVATION, unsafe.Pointer(&rr))
 	if err != nil || ret != 0 {
 		return resultReply("IOC_PR_READ_RESERVATION", req.FD, ret, err, permPR)
 	}
-	t, _ := ToSCSIType(rr.Type)
-	return wire.Reply{Status: scsi.StatusGood, Data: readReservationData(rr.Generation, rr.Key != 0 || rr.Type != 0, rr.Key, t)}, nil
+	t, _ := blkpr.ToSCSIType(rr.Type)
+	return scsi.Good(readReservationData(rr.Generation, rr.Key != 0 || rr.Type != 0, rr.Key, t)), nil
 }
 
 // readIoctls reports whether the running kernel has IOC_PR_READ_KEYS and
@@ -225,8 +227,8 @@ func (b *Backend) prIn(ctx context.Context, req *backend.Request) (wire.Reply, e
 // from a kernel that knows the ioctl.
 func (b *Backend) readIoctls(fd int) bool {
 	b.probe.Do(func() {
-		var rr ReadReservation
-		_, err := b.ioctl(fd, IOC_PR_READ_RESERVATION, unsafe.Pointer(&rr))
+		var rr blkpr.ReadReservation
+		_, err := b.ioctl(fd, blkpr.IOC_PR_READ_RESERVATION, unsafe.Pointer(&rr))
 		b.haveRead = !errors.Is(err, unix.ENOTTY) && !errors.Is(err, unix.EINVAL)
 		if b.haveRead {
 			b.log.Info("linuxpr: kernel has IOC_PR_READ_KEYS/IOC_PR_READ_RESERVATION", "fd", fd)
@@ -243,14 +245,14 @@ func (b *Backend) readIoctls(fd int) bool {
 // first; when the kernel reports more registrations than fitted, it asks again
 // with room for all of them, up to maxKeys (what the allocation length can
 // hold), so the data is what the device would have sent.
-func (b *Backend) readKeys(fd int, maxKeys int) (wire.Reply, error) {
+func (b *Backend) readKeys(fd int, maxKeys int) (scsi.Result, error) {
 	capacity := max(min(maxKeys, initialKeys), 1)
 	for attempt := 1; ; attempt++ {
 		keys := make([]uint64, capacity)
-		rk := ReadKeys{NumKeys: uint32(capacity), KeysPtr: uint64(uintptr(unsafe.Pointer(&keys[0])))}
+		rk := blkpr.ReadKeys{NumKeys: uint32(capacity), KeysPtr: uint64(uintptr(unsafe.Pointer(&keys[0])))}
 		var pin runtime.Pinner
 		pin.Pin(&keys[0])
-		ret, err := b.ioctl(fd, IOC_PR_READ_KEYS, unsafe.Pointer(&rk))
+		ret, err := b.ioctl(fd, blkpr.IOC_PR_READ_KEYS, unsafe.Pointer(&rk))
 		pin.Unpin()
 		if err != nil || ret != 0 {
 			return resultReply("IOC_PR_READ_KEYS", fd, ret, err, permPR)
@@ -261,13 +263,13 @@ func (b *Backend) readKeys(fd int, maxKeys int) (wire.Reply, error) {
 			continue
 		}
 		got := keys[:min(total, capacity, maxKeys)]
-		return wire.Reply{Status: scsi.StatusGood, Data: readKeysData(rk.Generation, got, uint64(rk.NumKeys))}, nil
+		return scsi.Good(readKeysData(rk.Generation, got, uint64(rk.NumKeys))), nil
 	}
 }
 
 // nvmeIn serves READ KEYS or READ RESERVATION on an NVMe namespace from the
 // Reservation Report, for kernels without IOC_PR_READ_*.
-func (b *Backend) nvmeIn(fd int, sa byte, maxKeys int) (wire.Reply, error) {
+func (b *Backend) nvmeIn(fd int, sa byte, maxKeys int) (scsi.Result, error) {
 	want := maxKeys
 	if sa == scsi.SAReadReservation {
 		want = 1<<16 - 1 // the holder may be any entry: read them all
@@ -277,9 +279,9 @@ func (b *Backend) nvmeIn(fd int, sa byte, maxKeys int) (wire.Reply, error) {
 		return rep, fmt.Errorf("linuxpr: NVMe fallback (no IOC_PR_READ_*): %w", err)
 	}
 	if sa == scsi.SAReadKeys {
-		return wire.Reply{Status: scsi.StatusGood, Data: r.ReadKeysData(maxKeys)}, nil
+		return scsi.Good(r.ReadKeysData(maxKeys)), nil
 	}
-	return wire.Reply{Status: scsi.StatusGood, Data: r.ReadReservationData()}, nil
+	return scsi.Good(r.ReadReservationData()), nil
 }
 
 // NVMe Reservation Report command (NVM Express Base Specification 2.0).
@@ -293,21 +295,21 @@ const (
 // REGCTL announces. Like the kernel's nvme_pr_resv_report it asks for the
 // extended data structure and falls back to the 64-bit host ID form when the
 // controller answers Host Identifier Inconsistent. On failure it returns the
-// reply to send and the error.
-func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, wire.Reply, error) {
-	nsid, err := b.ioctl(fd, NVME_IOCTL_ID, nil)
+// result to answer and the error.
+func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, scsi.Result, error) {
+	nsid, err := b.ioctl(fd, blkpr.NVME_IOCTL_ID, nil)
 	if err != nil {
 		rep, err := resultReply("NVME_IOCTL_ID", fd, 0, err, permNVMe)
 		return NVMeReport{}, rep, err
 	}
 	if nsid <= 0 {
-		return NVMeReport{}, checkCondition(scsi.SenseIOError), fmt.Errorf("NVME_IOCTL_ID on fd %d: namespace ID %d", fd, nsid)
+		return NVMeReport{}, scsi.CheckCondition(scsi.SenseIOError), fmt.Errorf("NVME_IOCTL_ID on fd %d: namespace ID %d", fd, nsid)
 	}
 	extended := true
 	entries := min(want, initialKeys)
 	for attempt := 1; ; attempt++ {
 		buf := make([]byte, nvmeReportLen(extended, entries)) // a multiple of 4 bytes
-		cmd := NVMePassthru{
+		cmd := blkpr.NVMePassthru{
 			Opcode:  nvmeOpReservationReport,
 			NSID:    uint32(nsid),
 			Addr:    uint64(uintptr(unsafe.Pointer(&buf[0]))),
@@ -319,7 +321,7 @@ func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, wire.Reply, error) {
 		}
 		var pin runtime.Pinner
 		pin.Pin(&buf[0])
-		ret, err := b.ioctl(fd, NVME_IOCTL_IO_CMD, unsafe.Pointer(&cmd))
+		ret, err := b.ioctl(fd, blkpr.NVME_IOCTL_IO_CMD, unsafe.Pointer(&cmd))
 		pin.Unpin()
 		if err == nil && ret&nvmeStatusMask == nvmeSCHostIDInconsistent && extended {
 			extended = false
@@ -337,10 +339,10 @@ func (b *Backend) nvmeReport(fd int, want int) (NVMeReport, wire.Reply, error) {
 		}
 		r, err := DecodeNVMeReport(buf, extended)
 		if err != nil { // cannot happen: buf holds at least the header
-			return NVMeReport{}, checkCondition(scsi.SenseIOError), err
+			return NVMeReport{}, scsi.CheckCondition(scsi.SenseIOError), err
 		}
 		if r.Complete() || entries >= want || attempt >= maxReadAttempts {
-			return r, wire.Reply{}, nil
+			return r, scsi.Result{}, nil
 		}
 		entries = min(int(r.Registered), want)
 	}

@@ -13,7 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/blkpr"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
@@ -47,8 +48,8 @@ type fakeKernel struct {
 
 	// record
 	calls []fakeCall
-	nvme  []NVMePassthru // the commands submitted
-	caps  []uint32       // NumKeys on entry of each READ_KEYS
+	nvme  []blkpr.NVMePassthru // the commands submitted
+	caps  []uint32             // NumKeys on entry of each READ_KEYS
 }
 
 // ptrOf reads a user pointer stored in a u64 struct field (64-bit only).
@@ -59,15 +60,15 @@ func (k *fakeKernel) ioctl(fd int, req uint, arg unsafe.Pointer) (int, error) {
 	defer k.mu.Unlock()
 	var in []byte
 	if arg != nil {
-		in = bytes.Clone(unsafe.Slice((*byte)(arg), iocSize(req)))
+		in = bytes.Clone(unsafe.Slice((*byte)(arg), blkpr.ArgSize(req)))
 	}
 	k.calls = append(k.calls, fakeCall{fd, req, in})
 	if e := k.errno[req]; e != 0 {
 		return -1, e
 	}
 	switch req {
-	case IOC_PR_READ_KEYS:
-		rk := (*ReadKeys)(arg)
+	case blkpr.IOC_PR_READ_KEYS:
+		rk := (*blkpr.ReadKeys)(arg)
 		k.caps = append(k.caps, rk.NumKeys)
 		copy(unsafe.Slice((*uint64)(ptrOf(&rk.KeysPtr)), rk.NumKeys), k.keys)
 		rk.NumKeys = uint32(len(k.keys))
@@ -75,13 +76,13 @@ func (k *fakeKernel) ioctl(fd int, req uint, arg unsafe.Pointer) (int, error) {
 		for range k.grow {
 			k.keys = append(k.keys, uint64(len(k.keys)+1))
 		}
-	case IOC_PR_READ_RESERVATION:
-		rr := (*ReadReservation)(arg)
+	case blkpr.IOC_PR_READ_RESERVATION:
+		rr := (*blkpr.ReadReservation)(arg)
 		rr.Key, rr.Generation, rr.Type = k.resKey, k.gen, k.resType
-	case NVME_IOCTL_ID:
+	case blkpr.NVME_IOCTL_ID:
 		return k.nsid, nil
-	case NVME_IOCTL_IO_CMD:
-		c := (*NVMePassthru)(arg)
+	case blkpr.NVME_IOCTL_IO_CMD:
+		c := (*blkpr.NVMePassthru)(arg)
 		k.nvme = append(k.nvme, *c)
 		if len(k.nvmeStatus) > 0 {
 			st := k.nvmeStatus[0]
@@ -144,6 +145,13 @@ func newBackend(t *testing.T, k *fakeKernel, sg *fakeSG, kind DeviceKind) *Backe
 
 // fixed is 18 bytes of fixed-format sense zero padded to 96, written out here
 // rather than taken from scsi.Sense.Fixed so the tests check the bytes.
+// senseField is the 96-byte sense field of the helper reply that carries r, as the
+// server fills it: r.Sense, zero filled.
+func senseField(r scsi.Result) (f [wire.SenseSize]byte) {
+	copy(f[:], r.Sense)
+	return f
+}
+
 func fixed(key, asc, ascq byte) [wire.SenseSize]byte {
 	var b [wire.SenseSize]byte
 	b[0], b[2], b[7], b[12], b[13] = 0x70, key, 10, asc, ascq
@@ -208,30 +216,30 @@ func TestPROutTranslation(t *testing.T) {
 		ioc  uint
 		arg  []byte
 	}{
-		{"register", outReq(scsi.SARegister, 0, 0, 24, param(rk, sark, 0)), IOC_PR_REGISTER, regBytes(rk, sark, 0)},
+		{"register", outReq(scsi.SARegister, 0, 0, 24, param(rk, sark, 0)), blkpr.IOC_PR_REGISTER, regBytes(rk, sark, 0)},
 		// APTPL is not passed (sd forces it); scope/type are ignored by REGISTER.
-		{"register-aptpl", outReq(scsi.SARegister, 1, 5, 24, param(rk, sark, scsi.ParamAPTPL)), IOC_PR_REGISTER, regBytes(rk, sark, 0)},
-		{"register-unregister", outReq(scsi.SARegister, 0, 0, 24, param(rk, 0, 0)), IOC_PR_REGISTER, regBytes(rk, 0, 0)},
-		{"register-ignore", outReq(scsi.SARegisterAndIgnoreExisting, 0, 0, 24, param(rk, sark, 0)), IOC_PR_REGISTER, regBytes(rk, sark, PR_FL_IGNORE_KEY)},
-		{"reserve-WE", outReq(scsi.SAReserve, 0, 0x1, 24, param(rk, 0, 0)), IOC_PR_RESERVE, resBytes(rk, 1)},
-		{"reserve-EA", outReq(scsi.SAReserve, 0, 0x3, 24, param(rk, 0, 0)), IOC_PR_RESERVE, resBytes(rk, 2)},
-		{"reserve-WE-RO", outReq(scsi.SAReserve, 0, 0x5, 24, param(rk, 0, 0)), IOC_PR_RESERVE, resBytes(rk, 3)},
-		{"reserve-EA-RO", outReq(scsi.SAReserve, 0, 0x6, 24, param(rk, 0, 0)), IOC_PR_RESERVE, resBytes(rk, 4)},
-		{"reserve-WE-AR", outReq(scsi.SAReserve, 0, 0x7, 24, param(rk, 0, 0)), IOC_PR_RESERVE, resBytes(rk, 5)},
-		{"reserve-EA-AR", outReq(scsi.SAReserve, 0, 0x8, 24, param(rk, 0, 0)), IOC_PR_RESERVE, resBytes(rk, 6)},
+		{"register-aptpl", outReq(scsi.SARegister, 1, 5, 24, param(rk, sark, scsi.ParamAPTPL)), blkpr.IOC_PR_REGISTER, regBytes(rk, sark, 0)},
+		{"register-unregister", outReq(scsi.SARegister, 0, 0, 24, param(rk, 0, 0)), blkpr.IOC_PR_REGISTER, regBytes(rk, 0, 0)},
+		{"register-ignore", outReq(scsi.SARegisterAndIgnoreExisting, 0, 0, 24, param(rk, sark, 0)), blkpr.IOC_PR_REGISTER, regBytes(rk, sark, blkpr.PR_FL_IGNORE_KEY)},
+		{"reserve-WE", outReq(scsi.SAReserve, 0, 0x1, 24, param(rk, 0, 0)), blkpr.IOC_PR_RESERVE, resBytes(rk, 1)},
+		{"reserve-EA", outReq(scsi.SAReserve, 0, 0x3, 24, param(rk, 0, 0)), blkpr.IOC_PR_RESERVE, resBytes(rk, 2)},
+		{"reserve-WE-RO", outReq(scsi.SAReserve, 0, 0x5, 24, param(rk, 0, 0)), blkpr.IOC_PR_RESERVE, resBytes(rk, 3)},
+		{"reserve-EA-RO", outReq(scsi.SAReserve, 0, 0x6, 24, param(rk, 0, 0)), blkpr.IOC_PR_RESERVE, resBytes(rk, 4)},
+		{"reserve-WE-AR", outReq(scsi.SAReserve, 0, 0x7, 24, param(rk, 0, 0)), blkpr.IOC_PR_RESERVE, resBytes(rk, 5)},
+		{"reserve-EA-AR", outReq(scsi.SAReserve, 0, 0x8, 24, param(rk, 0, 0)), blkpr.IOC_PR_RESERVE, resBytes(rk, 6)},
 		// ALL_TG_PT and APTPL are ignored outside REGISTER (SPC-4 §6.16.3).
-		{"reserve-all-tg-pt", outReq(scsi.SAReserve, 0, 0x3, 24, param(rk, sark, scsi.ParamAllTgPt|scsi.ParamAPTPL)), IOC_PR_RESERVE, resBytes(rk, 2)},
-		{"release", outReq(scsi.SARelease, 0, 0x5, 24, param(rk, 0, 0)), IOC_PR_RELEASE, resBytes(rk, 3)},
-		{"clear", outReq(scsi.SAClear, 0xf, 0xf, 24, param(rk, sark, 0)), IOC_PR_CLEAR, clrBytes(rk)},
-		{"preempt", outReq(scsi.SAPreempt, 0, 0x8, 24, param(rk, sark, 0)), IOC_PR_PREEMPT, preBytes(rk, sark, 6)},
-		{"preempt-abort", outReq(scsi.SAPreemptAndAbort, 0, 0x1, 24, param(rk, sark, 0)), IOC_PR_PREEMPT_ABORT, preBytes(rk, sark, 1)},
+		{"reserve-all-tg-pt", outReq(scsi.SAReserve, 0, 0x3, 24, param(rk, sark, scsi.ParamAllTgPt|scsi.ParamAPTPL)), blkpr.IOC_PR_RESERVE, resBytes(rk, 2)},
+		{"release", outReq(scsi.SARelease, 0, 0x5, 24, param(rk, 0, 0)), blkpr.IOC_PR_RELEASE, resBytes(rk, 3)},
+		{"clear", outReq(scsi.SAClear, 0xf, 0xf, 24, param(rk, sark, 0)), blkpr.IOC_PR_CLEAR, clrBytes(rk)},
+		{"preempt", outReq(scsi.SAPreempt, 0, 0x8, 24, param(rk, sark, 0)), blkpr.IOC_PR_PREEMPT, preBytes(rk, sark, 6)},
+		{"preempt-abort", outReq(scsi.SAPreemptAndAbort, 0, 0x1, 24, param(rk, sark, 0)), blkpr.IOC_PR_PREEMPT_ABORT, preBytes(rk, sark, 1)},
 		// A short Param with a 24-byte CDB length reads as zero padded.
-		{"short-param", outReq(scsi.SARegister, 0, 0, 24, param(rk, sark, 0)[:12]), IOC_PR_REGISTER, regBytes(rk, 0x99aabbcc00000000, 0)},
+		{"short-param", outReq(scsi.SARegister, 0, 0, 24, param(rk, sark, 0)[:12]), blkpr.IOC_PR_REGISTER, regBytes(rk, 0x99aabbcc00000000, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k := &fakeKernel{}
 			rep, err := newBackend(t, k, nil, KindSCSI).Execute(context.Background(), tc.req)
-			if err != nil || rep.Status != scsi.StatusGood || rep.Data != nil || rep.Sense != ([wire.SenseSize]byte{}) {
+			if err != nil || rep.Status != scsi.StatusGood || rep.Data != nil || senseField(rep) != ([wire.SenseSize]byte{}) {
 				t.Errorf("reply %#x data %d err %v, want GOOD", rep.Status, len(rep.Data), err)
 			}
 			if len(k.calls) != 1 {
@@ -292,8 +300,8 @@ func TestPROutRefused(t *testing.T) {
 			if len(k.calls) != 0 {
 				t.Errorf("kernel called: %x", k.reqs())
 			}
-			if rep.Status != scsi.StatusCheckCondition || rep.Sense != tc.sense || rep.Data != nil {
-				t.Errorf("reply %#x sense % x, want CHECK CONDITION % x", rep.Status, rep.Sense[:14], tc.sense[:14])
+			if rep.Status != scsi.StatusCheckCondition || senseField(rep) != tc.sense || rep.Data != nil {
+				t.Errorf("reply %#x sense % x, want CHECK CONDITION % x", rep.Status, rep.Sense, tc.sense[:14])
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.why) || !strings.Contains(err.Error(), "fd 9") {
 				t.Errorf("err = %v, want it to mention %q and the fd", err, tc.why)
@@ -314,12 +322,12 @@ func TestResultMapping(t *testing.T) {
 		sense  [wire.SenseSize]byte
 		errHas string
 	}{
-		{"success", PR_STS_SUCCESS, 0, 0x00, none, ""},
-		{"conflict", PR_STS_RESERVATION_CONFLICT, 0, 0x18, none, "reservation conflict"},
-		{"ioerr", PR_STS_IOERR, 0, 0x02, fixed(0x0b, 0x00, 0x06), "PR_STS_IOERR (the device's sense is not available"},
-		{"retry-path", PR_STS_RETRY_PATH_FAILURE, 0, 0x02, fixed(0x0b, 0x29, 0x07), "PR_STS_RETRY_PATH_FAILURE"},
-		{"path-failed", PR_STS_PATH_FAILED, 0, 0x02, fixed(0x0b, 0x29, 0x07), "PR_STS_PATH_FAILED"},
-		{"path-fast-failed", PR_STS_PATH_FAST_FAILED, 0, 0x02, fixed(0x0b, 0x29, 0x07), "PR_STS_PATH_FAST_FAILED"},
+		{"success", blkpr.PR_STS_SUCCESS, 0, 0x00, none, ""},
+		{"conflict", blkpr.PR_STS_RESERVATION_CONFLICT, 0, 0x18, none, "reservation conflict"},
+		{"ioerr", blkpr.PR_STS_IOERR, 0, 0x02, fixed(0x0b, 0x00, 0x06), "PR_STS_IOERR (the device's sense is not available"},
+		{"retry-path", blkpr.PR_STS_RETRY_PATH_FAILURE, 0, 0x02, fixed(0x0b, 0x29, 0x07), "PR_STS_RETRY_PATH_FAILURE"},
+		{"path-failed", blkpr.PR_STS_PATH_FAILED, 0, 0x02, fixed(0x0b, 0x29, 0x07), "PR_STS_PATH_FAILED"},
+		{"path-fast-failed", blkpr.PR_STS_PATH_FAST_FAILED, 0, 0x02, fixed(0x0b, 0x29, 0x07), "PR_STS_PATH_FAST_FAILED"},
 		// Raw SCSI results of kernels before 6.4 (Linux 6.1 in the lab).
 		{"raw-conflict-6.1", 0x118, 0, 0x18, none, "raw SCSI result 0x118 (status 0x18, host byte 0x00; kernel before 6.4), reported as RESERVATION CONFLICT"},
 		{"raw-busy", 0x08, 0, 0x08, none, "reported as BUSY"},
@@ -347,17 +355,17 @@ func TestResultMapping(t *testing.T) {
 			ioc  uint
 			name string
 		}{
-			{outReq(scsi.SARegister, 0, 0, 24, param(0, sark, 0)), IOC_PR_REGISTER, "IOC_PR_REGISTER"},
-			{outReq(scsi.SAPreempt, 0, 1, 24, param(rk, sark, 0)), IOC_PR_PREEMPT, "IOC_PR_PREEMPT"},
-			{&backend.Request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 100), FD: 9}, IOC_PR_READ_KEYS, "IOC_PR_READ_KEYS"},
-			{&backend.Request{CDB: scsi.PRInCDB(scsi.SAReadReservation, 100), FD: 9}, IOC_PR_READ_RESERVATION, "IOC_PR_READ_RESERVATION"},
+			{outReq(scsi.SARegister, 0, 0, 24, param(0, sark, 0)), blkpr.IOC_PR_REGISTER, "IOC_PR_REGISTER"},
+			{outReq(scsi.SAPreempt, 0, 1, 24, param(rk, sark, 0)), blkpr.IOC_PR_PREEMPT, "IOC_PR_PREEMPT"},
+			{&backend.Request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 100), FD: 9}, blkpr.IOC_PR_READ_KEYS, "IOC_PR_READ_KEYS"},
+			{&backend.Request{CDB: scsi.PRInCDB(scsi.SAReadReservation, 100), FD: 9}, blkpr.IOC_PR_READ_RESERVATION, "IOC_PR_READ_RESERVATION"},
 		} {
 			t.Run(tc.name+"/"+op.name, func(t *testing.T) {
 				k := &fakeKernel{ret: map[uint]int{op.ioc: tc.ret}, errno: map[uint]unix.Errno{op.ioc: tc.errno}}
 				// KindNotBlock: no probe, so the scripted answer is the one served.
 				rep, err := newBackend(t, k, nil, KindNotBlock).Execute(context.Background(), op.req)
-				if rep.Status != tc.status || rep.Sense != tc.sense {
-					t.Errorf("reply %#x sense % x, want %#x % x", rep.Status, rep.Sense[:14], tc.status, tc.sense[:14])
+				if rep.Status != tc.status || senseField(rep) != tc.sense {
+					t.Errorf("reply %#x sense % x, want %#x % x", rep.Status, rep.Sense, tc.status, tc.sense[:14])
 				}
 				if tc.status != scsi.StatusGood && rep.Data != nil {
 					t.Errorf("data %d bytes with status %#x", len(rep.Data), rep.Status)
@@ -401,7 +409,7 @@ func TestProbe(t *testing.T) {
 	} {
 		for _, kind := range []DeviceKind{KindSCSI, KindUnknown} {
 			t.Run(tc.name+"/"+kind.String(), func(t *testing.T) {
-				k := &fakeKernel{gen: 3, keys: []uint64{0x0102030405060708}, errno: map[uint]unix.Errno{IOC_PR_READ_RESERVATION: tc.probe}}
+				k := &fakeKernel{gen: 3, keys: []uint64{0x0102030405060708}, errno: map[uint]unix.Errno{blkpr.IOC_PR_READ_RESERVATION: tc.probe}}
 				sg := &fakeSG{data: sgData}
 				b := newBackend(t, k, sg, kind)
 				for i := range 3 {
@@ -418,9 +426,9 @@ func TestProbe(t *testing.T) {
 				probes, reads := 0, 0
 				for _, r := range k.reqs() {
 					switch r {
-					case IOC_PR_READ_RESERVATION:
+					case blkpr.IOC_PR_READ_RESERVATION:
 						probes++
-					case IOC_PR_READ_KEYS:
+					case blkpr.IOC_PR_READ_KEYS:
 						reads++
 					}
 				}
@@ -441,21 +449,21 @@ func TestProbe(t *testing.T) {
 	}
 
 	// KindNotBlock never probes nor falls back: the kernel's answer is served.
-	k := &fakeKernel{errno: map[uint]unix.Errno{IOC_PR_READ_KEYS: unix.ENOTTY, IOC_PR_READ_RESERVATION: unix.ENOTTY}}
+	k := &fakeKernel{errno: map[uint]unix.Errno{blkpr.IOC_PR_READ_KEYS: unix.ENOTTY, blkpr.IOC_PR_READ_RESERVATION: unix.ENOTTY}}
 	sg := &fakeSG{}
 	rep, err := newBackend(t, k, sg, KindNotBlock).Execute(context.Background(), inReq(scsi.SAReadKeys, 64))
-	if len(k.calls) != 1 || k.calls[0].req != IOC_PR_READ_KEYS || sg.calls != 0 ||
-		rep.Status != scsi.StatusCheckCondition || rep.Sense != fixed(0x0b, 0, 6) || !errors.Is(err, unix.ENOTTY) {
+	if len(k.calls) != 1 || k.calls[0].req != blkpr.IOC_PR_READ_KEYS || sg.calls != 0 ||
+		rep.Status != scsi.StatusCheckCondition || senseField(rep) != fixed(0x0b, 0, 6) || !errors.Is(err, unix.ENOTTY) {
 		t.Errorf("not-block: calls %x sg %d reply %#x err %v", k.reqs(), sg.calls, rep.Status, err)
 	}
 
 	// The SG_IO fallback's errors are wrapped with what happened.
-	k = &fakeKernel{errno: map[uint]unix.Errno{IOC_PR_READ_RESERVATION: unix.EINVAL}}
+	k = &fakeKernel{errno: map[uint]unix.Errno{blkpr.IOC_PR_READ_RESERVATION: unix.EINVAL}}
 	sg = &fakeSG{errno: unix.EPERM}
 	rep, err = newBackend(t, k, sg, KindSCSI).Execute(context.Background(), inReq(scsi.SAReadReservation, 64))
-	if rep.Status != scsi.StatusCheckCondition || rep.Sense != fixed(0x0b, 0, 6) || err == nil ||
+	if rep.Status != scsi.StatusCheckCondition || senseField(rep) != fixed(0x0b, 0, 6) || err == nil ||
 		!strings.Contains(err.Error(), "SG_IO fallback") || !strings.Contains(err.Error(), "CAP_SYS_RAWIO") || !errors.Is(err, unix.EPERM) {
-		t.Errorf("SG_IO fallback failure: %#x % x %v", rep.Status, rep.Sense[:14], err)
+		t.Errorf("SG_IO fallback failure: %#x % x %v", rep.Status, rep.Sense, err)
 	}
 }
 
@@ -475,7 +483,7 @@ func TestProbeConcurrent(t *testing.T) {
 	wg.Wait()
 	n := 0
 	for _, r := range k.reqs() {
-		if r == IOC_PR_READ_RESERVATION {
+		if r == blkpr.IOC_PR_READ_RESERVATION {
 			n++
 		}
 	}
@@ -605,14 +613,14 @@ func TestPRInOthers(t *testing.T) {
 	}
 	for _, sa := range []byte{scsi.SAReadFullStatus, 0x04, 0x1f} {
 		rep, err = b.Execute(context.Background(), inReq(sa, 8192))
-		if rep.Status != 2 || rep.Sense != fixed(5, 0x24, 0) || err == nil || rep.Data != nil {
-			t.Errorf("PR IN SA %#x: %#x % x %v", sa, rep.Status, rep.Sense[:14], err)
+		if rep.Status != 2 || senseField(rep) != fixed(5, 0x24, 0) || err == nil || rep.Data != nil {
+			t.Errorf("PR IN SA %#x: %#x % x %v", sa, rep.Status, rep.Sense, err)
 		}
 	}
 	for _, op := range []byte{0x00, 0x12, 0x5d} {
 		rep, err = b.Execute(context.Background(), &backend.Request{CDB: [16]byte{op}, FD: 9})
-		if rep.Status != 2 || rep.Sense != fixed(5, 0x20, 0) || err == nil {
-			t.Errorf("opcode %#x: %#x % x %v", op, rep.Status, rep.Sense[:14], err)
+		if rep.Status != 2 || senseField(rep) != fixed(5, 0x20, 0) || err == nil {
+			t.Errorf("opcode %#x: %#x % x %v", op, rep.Status, rep.Sense, err)
 		}
 	}
 	rep, err = b.Execute(context.Background(), nil)
@@ -632,7 +640,7 @@ func TestPRInOthers(t *testing.T) {
 func TestNVMeFallback(t *testing.T) {
 	k1, k2 := uint64(0x1111111111111111), uint64(0x2222222222222222)
 	two := []nvmeEntry{{cntlid: 1, key: k1, hostID: hostA}, {cntlid: 2, rcsts: 1, key: k2, hostID: hostB}}
-	absent := map[uint]unix.Errno{IOC_PR_READ_RESERVATION: unix.ENOTTY}
+	absent := map[uint]unix.Errno{blkpr.IOC_PR_READ_RESERVATION: unix.ENOTTY}
 
 	t.Run("read-keys", func(t *testing.T) {
 		k := &fakeKernel{errno: absent, nsid: 3, nvmeExt: nvmeReportBytes(true, 12, 2, 2, 1, two)}
@@ -649,7 +657,7 @@ func TestNVMeFallback(t *testing.T) {
 			c.Flags != 0 || c.CDW12 != 0 || c.CDW13 != 0 || c.Metadata != 0 || c.MetadataLen != 0 {
 			t.Errorf("command = %+v", c)
 		}
-		want := []uint{IOC_PR_READ_RESERVATION, NVME_IOCTL_ID, NVME_IOCTL_IO_CMD}
+		want := []uint{blkpr.IOC_PR_READ_RESERVATION, blkpr.NVME_IOCTL_ID, blkpr.NVME_IOCTL_IO_CMD}
 		if got := k.reqs(); len(got) != 3 || got[0] != want[0] || got[1] != want[1] || got[2] != want[2] {
 			t.Errorf("ioctls = %x, want %x", got, want)
 		}
@@ -722,11 +730,11 @@ func TestNVMeFallback(t *testing.T) {
 		{"io-enotty", 0, 0, unix.ENOTTY, 0x02, fixed(0x0b, 0, 6), "inappropriate ioctl"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			errs := map[uint]unix.Errno{IOC_PR_READ_RESERVATION: unix.EINVAL, NVME_IOCTL_ID: tc.idErr, NVME_IOCTL_IO_CMD: tc.ioErr}
+			errs := map[uint]unix.Errno{blkpr.IOC_PR_READ_RESERVATION: unix.EINVAL, blkpr.NVME_IOCTL_ID: tc.idErr, blkpr.NVME_IOCTL_IO_CMD: tc.ioErr}
 			k := &fakeKernel{errno: errs, nsid: 1, nvmeStatus: []int{tc.status}, nvmeExt: nvmeReportBytes(true, 1, 0, 0, 0, nil)}
 			rep, err := newBackend(t, k, nil, KindNVMe).Execute(context.Background(), inReq(scsi.SAReadKeys, 8192))
-			if rep.Status != tc.rstat || rep.Sense != tc.sense || rep.Data != nil {
-				t.Errorf("%#x % x data %d, want %#x % x", rep.Status, rep.Sense[:14], len(rep.Data), tc.rstat, tc.sense[:14])
+			if rep.Status != tc.rstat || senseField(rep) != tc.sense || rep.Data != nil {
+				t.Errorf("%#x % x data %d, want %#x % x", rep.Status, rep.Sense, len(rep.Data), tc.rstat, tc.sense[:14])
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.errHas) || !strings.Contains(err.Error(), "NVMe fallback") {
 				t.Errorf("err = %v, want %q", err, tc.errHas)
@@ -742,7 +750,7 @@ func TestNVMeFallback(t *testing.T) {
 	}
 }
 
-func lens(cs []NVMePassthru) []uint32 {
+func lens(cs []blkpr.NVMePassthru) []uint32 {
 	var l []uint32
 	for _, c := range cs {
 		l = append(l, c.DataLen)

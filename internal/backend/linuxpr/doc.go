@@ -76,7 +76,7 @@
 // classification):
 //
 //   - KindSCSI and KindUnknown: the CDB goes to the device with SG_IO through
-//     package sgio, and the device's own status, sense and data come back as
+//     internal/kernel/sgio, and the device's own status, sense and data come back as
 //     qemu-pr-helper would pass them. This needs CAP_SYS_RAWIO.
 //   - KindNVMe: an NVMe Reservation Report (opcode 0Eh, CDW10 = NUMD, CDW11 EDS
 //     = 1 for 128-bit host IDs, retried without EDS on Host Identifier

@@ -20,10 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 func labOpen(t *testing.T, env string) int {
@@ -65,20 +64,20 @@ func TestLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	do := func(fd int, req *backend.Request) wire.Reply {
+	do := func(fd int, req *backend.Request) scsi.Result {
 		t.Helper()
 		req.FD = fd
 		rep, err := b.Execute(ctx, req)
-		t.Logf("fd %d cdb % x → status %#x sense % x data % x (err %v)", fd, req.CDB[:10], rep.Status, rep.Sense[:14], rep.Data, err)
+		t.Logf("fd %d cdb % x → status %#x sense % x data % x (err %v)", fd, req.CDB[:10], rep.Status, rep.Sense, rep.Data, err)
 		return rep
 	}
-	out := func(fd int, sa, typ byte, key, saKey uint64, flags byte) wire.Reply {
+	out := func(fd int, sa, typ byte, key, saKey uint64, flags byte) scsi.Result {
 		t.Helper()
 		return do(fd, &backend.Request{CDB: scsi.PROutCDB(sa, 0, typ, 24), Param: param(key, saKey, flags)})
 	}
 	// in retries past unit attentions (06h), which SG_IO passes on: one per
 	// path, and the map may send each try down another path.
-	in := func(fd int, sa byte) wire.Reply {
+	in := func(fd int, sa byte) scsi.Result {
 		t.Helper()
 		rep := do(fd, &backend.Request{CDB: scsi.PRInCDB(sa, 8192)})
 		for i := 0; i < 4 && rep.Status == scsi.StatusCheckCondition && rep.Sense[2]&0x0f == scsi.KeyUnitAttention; i++ {
@@ -133,10 +132,11 @@ func TestLab(t *testing.T) {
 		t.Log("kernel lacks IOC_PR_READ_*: READ KEYS/RESERVATION went through SG_IO")
 	}
 	// sd sets APTPL on REGISTER whatever the guest asked: LIO reports PTPL_A.
-	rep, err := sg.Execute(ctx, &backend.Request{CDB: scsi.PRInCDB(scsi.SAReportCapabilities, 8), FD: c})
-	if rep.Status == scsi.StatusCheckCondition && rep.Sense[2]&0x0f == scsi.KeyUnitAttention {
-		rep, err = sg.Execute(ctx, &backend.Request{CDB: scsi.PRInCDB(scsi.SAReportCapabilities, 8), FD: c})
+	o := sg.Do(c, scsi.PRInCDB(scsi.SAReportCapabilities, 8), nil)
+	if o.Reply.Status == scsi.StatusCheckCondition && o.Reply.Sense[2]&0x0f == scsi.KeyUnitAttention {
+		o = sg.Do(c, scsi.PRInCDB(scsi.SAReportCapabilities, 8), nil)
 	}
+	rep, err := o.Reply, o.Err
 	if caps, derr := scsi.DecodeCapabilities(rep.Data); err != nil || derr != nil || !caps.PTPLA {
 		t.Errorf("device capabilities after an IOC_PR_REGISTER with APTPL 0: %+v %v %v, want PTPL_A", caps, err, derr)
 	}
@@ -183,8 +183,8 @@ func TestLab(t *testing.T) {
 			ok = true
 			break
 		}
-		if rep.Status != scsi.StatusCheckCondition || rep.Sense != fixed(0x0b, 0, 6) {
-			t.Errorf("REGISTER AND IGNORE: %#x % x, want GOOD or 0B/00/06 for a unit attention", rep.Status, rep.Sense[:14])
+		if rep.Status != scsi.StatusCheckCondition || senseField(rep) != fixed(0x0b, 0, 6) {
+			t.Errorf("REGISTER AND IGNORE: %#x % x, want GOOD or 0B/00/06 for a unit attention", rep.Status, rep.Sense)
 		}
 	}
 	if !ok {
@@ -195,11 +195,11 @@ func TestLab(t *testing.T) {
 	}
 
 	// 6. What the ioctls cannot do is refused without touching the LU.
-	if rep := out(c, scsi.SARegister, 0, 0xdef, 0x777, scsi.ParamSpecIPT); rep.Status != 2 || rep.Sense != fixed(5, 0x26, 0) {
-		t.Errorf("SPEC_I_PT: %#x % x", rep.Status, rep.Sense[:14])
+	if rep := out(c, scsi.SARegister, 0, 0xdef, 0x777, scsi.ParamSpecIPT); rep.Status != 2 || senseField(rep) != fixed(5, 0x26, 0) {
+		t.Errorf("SPEC_I_PT: %#x % x", rep.Status, rep.Sense)
 	}
-	if rep := in(c, scsi.SAReadFullStatus); rep.Status != 2 || rep.Sense != fixed(5, 0x24, 0) {
-		t.Errorf("READ FULL STATUS: %#x % x", rep.Status, rep.Sense[:14])
+	if rep := in(c, scsi.SAReadFullStatus); rep.Status != 2 || senseField(rep) != fixed(5, 0x24, 0) {
+		t.Errorf("READ FULL STATUS: %#x % x", rep.Status, rep.Sense)
 	}
 
 	// 7. CLEAR from C: nothing left.

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/prhelper/prhelper/internal/kernel/blkpr"
 )
 
 // Sizes of the NVMe Reservation Report data (NVM Express Base Specification 2.0,
@@ -127,6 +129,6 @@ func (r NVMeReport) ReadReservationData() []byte {
 			break
 		}
 	}
-	t, _ := ToSCSIType(uint32(r.Type))
+	t, _ := blkpr.ToSCSIType(uint32(r.Type))
 	return readReservationData(r.Generation, r.Type != 0, key, t)
 }

@@ -59,8 +59,8 @@ func TestRealIoctlNotBlockDevice(t *testing.T) {
 				if errno != unix.ENOTTY {
 					t.Errorf("%s %s cdb % x: errno %v, want ENOTTY", path, kind, req.CDB[:3], errno)
 				}
-				if rep.Status != scsi.StatusCheckCondition || rep.Sense != fixed(0x0b, 0x00, 0x06) || rep.Data != nil {
-					t.Errorf("%s %s cdb % x: reply %#x sense % x", path, kind, req.CDB[:3], rep.Status, rep.Sense[:14])
+				if rep.Status != scsi.StatusCheckCondition || senseField(rep) != fixed(0x0b, 0x00, 0x06) || rep.Data != nil {
+					t.Errorf("%s %s cdb % x: reply %#x sense % x", path, kind, req.CDB[:3], rep.Status, rep.Sense)
 				}
 			}
 		}

@@ -8,8 +8,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/prhelper/prhelper/internal/kernel/blkpr"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 // outCall is one PERSISTENT RESERVE OUT command translated to a <linux/pr.h>
@@ -17,22 +17,22 @@ import (
 type outCall struct {
 	Name string // for logs: "IOC_PR_REGISTER" …
 	Req  uint
-	Reg  Registration // IOC_PR_REGISTER
-	Res  Reservation  // IOC_PR_RESERVE, IOC_PR_RELEASE
-	Pre  Preempt      // IOC_PR_PREEMPT, IOC_PR_PREEMPT_ABORT
-	Clr  Clear        // IOC_PR_CLEAR
+	Reg  blkpr.Registration // IOC_PR_REGISTER
+	Res  blkpr.Reservation  // IOC_PR_RESERVE, IOC_PR_RELEASE
+	Pre  blkpr.Preempt      // IOC_PR_PREEMPT, IOC_PR_PREEMPT_ABORT
+	Clr  blkpr.Clear        // IOC_PR_CLEAR
 }
 
 // arg returns the pointer to pass to the ioctl.
 func (c *outCall) arg() unsafe.Pointer {
 	switch c.Req {
-	case IOC_PR_REGISTER:
+	case blkpr.IOC_PR_REGISTER:
 		return unsafe.Pointer(&c.Reg)
-	case IOC_PR_RESERVE, IOC_PR_RELEASE:
+	case blkpr.IOC_PR_RESERVE, blkpr.IOC_PR_RELEASE:
 		return unsafe.Pointer(&c.Res)
-	case IOC_PR_PREEMPT, IOC_PR_PREEMPT_ABORT:
+	case blkpr.IOC_PR_PREEMPT, blkpr.IOC_PR_PREEMPT_ABORT:
 		return unsafe.Pointer(&c.Pre)
-	case IOC_PR_CLEAR:
+	case blkpr.IOC_PR_CLEAR:
 		return unsafe.Pointer(&c.Clr)
 	}
 	return nil
@@ -101,40 +101,33 @@ func translateOut(cdb []byte, param []byte) (outCall, *refusal) {
 		if p.AllTgPt {
 			return outCall{}, refuse(scsi.SenseInvalidParam, "ALL_TG_PT: the ioctls cannot register on all target ports")
 		}
-		c := outCall{Name: "IOC_PR_REGISTER", Req: IOC_PR_REGISTER, Reg: Registration{OldKey: p.Key, NewKey: p.SAKey}}
+		c := outCall{Name: "IOC_PR_REGISTER", Req: blkpr.IOC_PR_REGISTER, Reg: blkpr.Registration{OldKey: p.Key, NewKey: p.SAKey}}
 		if sa == scsi.SARegisterAndIgnoreExisting {
-			c.Reg.Flags = PR_FL_IGNORE_KEY
+			c.Reg.Flags = blkpr.PR_FL_IGNORE_KEY
 		}
 		return c, nil
 	case scsi.SAClear:
-		return outCall{Name: "IOC_PR_CLEAR", Req: IOC_PR_CLEAR, Clr: Clear{Key: p.Key}}, nil
+		return outCall{Name: "IOC_PR_CLEAR", Req: blkpr.IOC_PR_CLEAR, Clr: blkpr.Clear{Key: p.Key}}, nil
 	}
 
 	// RESERVE, RELEASE, PREEMPT, PREEMPT AND ABORT carry a scope and type.
 	if scope != 0 {
 		return outCall{}, refuse(scsi.SenseInvalidField, "scope 0x%x: the ioctls know only LU scope", scope)
 	}
-	prType, ok := FromSCSIType(typ)
+	prType, ok := blkpr.FromSCSIType(typ)
 	if !ok {
 		return outCall{}, refuse(scsi.SenseInvalidField, "reservation type 0x%x is not one of 1, 3, 5, 6, 7, 8", typ)
 	}
 	switch sa {
 	case scsi.SAReserve:
-		return outCall{Name: "IOC_PR_RESERVE", Req: IOC_PR_RESERVE, Res: Reservation{Key: p.Key, Type: prType}}, nil
+		return outCall{Name: "IOC_PR_RESERVE", Req: blkpr.IOC_PR_RESERVE, Res: blkpr.Reservation{Key: p.Key, Type: prType}}, nil
 	case scsi.SARelease:
-		return outCall{Name: "IOC_PR_RELEASE", Req: IOC_PR_RELEASE, Res: Reservation{Key: p.Key, Type: prType}}, nil
+		return outCall{Name: "IOC_PR_RELEASE", Req: blkpr.IOC_PR_RELEASE, Res: blkpr.Reservation{Key: p.Key, Type: prType}}, nil
 	case scsi.SAPreempt:
-		return outCall{Name: "IOC_PR_PREEMPT", Req: IOC_PR_PREEMPT, Pre: Preempt{OldKey: p.Key, NewKey: p.SAKey, Type: prType}}, nil
+		return outCall{Name: "IOC_PR_PREEMPT", Req: blkpr.IOC_PR_PREEMPT, Pre: blkpr.Preempt{OldKey: p.Key, NewKey: p.SAKey, Type: prType}}, nil
 	default: // scsi.SAPreemptAndAbort
-		return outCall{Name: "IOC_PR_PREEMPT_ABORT", Req: IOC_PR_PREEMPT_ABORT, Pre: Preempt{OldKey: p.Key, NewKey: p.SAKey, Type: prType}}, nil
+		return outCall{Name: "IOC_PR_PREEMPT_ABORT", Req: blkpr.IOC_PR_PREEMPT_ABORT, Pre: blkpr.Preempt{OldKey: p.Key, NewKey: p.SAKey, Type: prType}}, nil
 	}
-}
-
-// checkCondition is a CHECK CONDITION reply carrying s as fixed-format sense.
-func checkCondition(s scsi.Sense) wire.Reply {
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(s.Fixed())
-	return rep
 }
 
 // Permission hints for the log when the kernel answers EPERM or EACCES.
@@ -146,7 +139,7 @@ const (
 		"or on kernels that allow unprivileged read-only commands a readable namespace fd"
 )
 
-// resultReply turns the outcome of one ioctl into the helper reply and, unless
+// resultReply turns the outcome of one ioctl into the SCSI result and, unless
 // it is GOOD, an error for the log naming op and fd. The table (doc.go):
 //
 //   - 0: GOOD.
@@ -164,7 +157,7 @@ const (
 //   - EPERM, EACCES: 0B/00/06 as QEMU's table has it, with perm in the error.
 //   - any other errno: scsi.FromErrno (QEMU's scsi_sense_from_errno): EINVAL
 //     05/24/00, ENODEV 04/44/00, ENOTTY and EAGAIN 0B/00/06 …
-func resultReply(op string, fd int, ret int, err error, perm string) (wire.Reply, error) {
+func resultReply(op string, fd int, ret int, err error, perm string) (scsi.Result, error) {
 	if err != nil {
 		var errno unix.Errno
 		if !errors.As(err, &errno) {
@@ -172,33 +165,26 @@ func resultReply(op string, fd int, ret int, err error, perm string) (wire.Reply
 		}
 		switch errno {
 		case unix.EOPNOTSUPP:
-			return checkCondition(scsi.SenseInvalidOpcode),
+			return scsi.CheckCondition(scsi.SenseInvalidOpcode),
 				fmt.Errorf("%s on fd %d: %w: the device has no support for it, reported as %s", op, fd, err, scsi.SenseInvalidOpcode)
 		case unix.EPERM, unix.EACCES:
-			return checkCondition(scsi.SenseIOError),
+			return scsi.CheckCondition(scsi.SenseIOError),
 				fmt.Errorf("%s on fd %d: %w: %s; reported as %s", op, fd, err, perm, scsi.SenseIOError)
 		}
-		var rep wire.Reply
-		var s scsi.Sense
-		rep.Status, s = scsi.FromErrno(errno)
-		what := scsi.StatusName(rep.Status)
-		if rep.Status == scsi.StatusCheckCondition {
-			rep.SetSense(s.Fixed())
-			what += " " + s.String()
-		}
-		return rep, fmt.Errorf("%s on fd %d: %w, reported as %s", op, fd, err, what)
+		res := scsi.Errno(errno)
+		return res, fmt.Errorf("%s on fd %d: %w, reported as %s", op, fd, err, res)
 	}
 	switch ret {
-	case PR_STS_SUCCESS:
-		return wire.Reply{Status: scsi.StatusGood}, nil
-	case PR_STS_RESERVATION_CONFLICT:
-		return wire.Reply{Status: scsi.StatusReservationConflict},
+	case blkpr.PR_STS_SUCCESS:
+		return scsi.Good(nil), nil
+	case blkpr.PR_STS_RESERVATION_CONFLICT:
+		return scsi.Conflict(),
 			fmt.Errorf("%s on fd %d: reservation conflict", op, fd)
-	case PR_STS_RETRY_PATH_FAILURE, PR_STS_PATH_FAILED, PR_STS_PATH_FAST_FAILED:
-		return checkCondition(scsi.SenseITNexusLoss),
+	case blkpr.PR_STS_RETRY_PATH_FAILURE, blkpr.PR_STS_PATH_FAILED, blkpr.PR_STS_PATH_FAST_FAILED:
+		return scsi.CheckCondition(scsi.SenseITNexusLoss),
 			fmt.Errorf("%s on fd %d: %s, reported as %s", op, fd, statusName(ret), scsi.SenseITNexusLoss)
-	case PR_STS_IOERR:
-		return checkCondition(scsi.SenseIOError),
+	case blkpr.PR_STS_IOERR:
+		return scsi.CheckCondition(scsi.SenseIOError),
 			fmt.Errorf("%s on fd %d: PR_STS_IOERR (the device's sense is not available through the ioctl), reported as %s", op, fd, scsi.SenseIOError)
 	}
 	return rawResult(op, fd, ret)
@@ -223,45 +209,43 @@ const (
 // not complete), then the status byte: RESERVATION CONFLICT, BUSY and TASK SET
 // FULL pass through, anything else (CHECK CONDITION, whose sense is lost) gives
 // 0B/00/06.
-func rawResult(op string, fd int, ret int) (wire.Reply, error) {
+func rawResult(op string, fd int, ret int) (scsi.Result, error) {
 	status, host := byte(ret), uint16(ret>>16)&0xff
 	what := fmt.Sprintf("%s on fd %d: raw SCSI result 0x%x (status 0x%02x, host byte 0x%02x; kernel before 6.4)", op, fd, ret, status, host)
 	switch {
 	case host == didNoConnect || host == didTransportDisrupted || host == didTransportFailfast:
-		return checkCondition(scsi.SenseITNexusLoss), fmt.Errorf("%s, reported as %s", what, scsi.SenseITNexusLoss)
+		return scsi.CheckCondition(scsi.SenseITNexusLoss), fmt.Errorf("%s, reported as %s", what, scsi.SenseITNexusLoss)
 	case host != 0:
 		st, s := scsi.FromHostStatus(host)
 		if st == scsi.StatusGood {
 			st, s = scsi.StatusCheckCondition, scsi.SenseIOError
 		}
-		rep := wire.Reply{Status: st}
-		name := scsi.StatusName(st)
+		res := scsi.Result{Status: st}
 		if st == scsi.StatusCheckCondition {
-			rep.SetSense(s.Fixed())
-			name += " " + s.String()
+			res = scsi.CheckCondition(s)
 		}
-		return rep, fmt.Errorf("%s, reported as %s", what, name)
+		return res, fmt.Errorf("%s, reported as %s", what, res)
 	}
 	switch status {
 	case scsi.StatusReservationConflict, scsi.StatusBusy, scsi.StatusTaskSetFull:
-		return wire.Reply{Status: status}, fmt.Errorf("%s, reported as %s", what, scsi.StatusName(status))
+		return scsi.Result{Status: status}, fmt.Errorf("%s, reported as %s", what, scsi.StatusName(status))
 	}
-	return checkCondition(scsi.SenseIOError),
+	return scsi.CheckCondition(scsi.SenseIOError),
 		fmt.Errorf("%s (the device's sense is not available through the ioctl), reported as %s", what, scsi.SenseIOError)
 }
 
 // statusName names a positive pr_status value for logs.
 func statusName(ret int) string {
 	switch ret {
-	case PR_STS_IOERR:
+	case blkpr.PR_STS_IOERR:
 		return "PR_STS_IOERR"
-	case PR_STS_RESERVATION_CONFLICT:
+	case blkpr.PR_STS_RESERVATION_CONFLICT:
 		return "PR_STS_RESERVATION_CONFLICT"
-	case PR_STS_RETRY_PATH_FAILURE:
+	case blkpr.PR_STS_RETRY_PATH_FAILURE:
 		return "PR_STS_RETRY_PATH_FAILURE"
-	case PR_STS_PATH_FAST_FAILED:
+	case blkpr.PR_STS_PATH_FAST_FAILED:
 		return "PR_STS_PATH_FAST_FAILED"
-	case PR_STS_PATH_FAILED:
+	case blkpr.PR_STS_PATH_FAILED:
 		return "PR_STS_PATH_FAILED"
 	}
 	return fmt.Sprintf("status 0x%x", ret)
@@ -289,13 +273,13 @@ func nvmeStatusResult(status int) (int, error) {
 	sc := status & nvmeStatusMask
 	switch {
 	case sc == nvmeSCReservationConflict:
-		return PR_STS_RESERVATION_CONFLICT, nil
+		return blkpr.PR_STS_RESERVATION_CONFLICT, nil
 	case sc == nvmeSCInvalidOpcode:
 		return 0, unix.EOPNOTSUPP
 	case sc == nvmeSCInvalidField, sc == nvmeSCInvalidNS:
 		return 0, unix.EINVAL
 	case sc&0x700 == nvmeSCTPath:
-		return PR_STS_PATH_FAILED, nil
+		return blkpr.PR_STS_PATH_FAILED, nil
 	}
-	return PR_STS_IOERR, nil
+	return blkpr.PR_STS_IOERR, nil
 }

@@ -1,5 +1,7 @@
 package linuxpr
 
+import "github.com/prhelper/prhelper/internal/kernel/blkpr"
+
 // uaRetries is how often a PR OUT ioctl that came back CHECK CONDITION is
 // issued again. The kernel does not return the sense, so a unit attention
 // cannot be told from another CHECK CONDITION; but a command answered with
@@ -20,7 +22,7 @@ const uaRetries = 3
 // the device answered CHECK CONDITION: PR_STS_IOERR from Linux 6.4, the raw
 // SCSI result with status 02h and no host byte before.
 func checkConditionResult(ret int) bool {
-	return byte(ret) == PR_STS_IOERR && (ret>>16)&0xff == 0
+	return byte(ret) == blkpr.PR_STS_IOERR && (ret>>16)&0xff == 0
 }
 
 // outIoctl issues a PR OUT ioctl, again (uaRetries) while the device answers

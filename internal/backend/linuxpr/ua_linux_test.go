@@ -2,6 +2,7 @@ package linuxpr
 
 import (
 	"context"
+	"github.com/prhelper/prhelper/internal/kernel/blkpr"
 	"testing"
 	"unsafe"
 
@@ -23,7 +24,7 @@ func TestUnitAttentionReissued(t *testing.T) {
 		status  byte
 		ioError bool
 	}{
-		{"one unit attention, 6.4+", []int{PR_STS_IOERR}, 2, scsi.StatusGood, false},
+		{"one unit attention, 6.4+", []int{blkpr.PR_STS_IOERR}, 2, scsi.StatusGood, false},
 		{"two, raw result of 6.1", []int{0x02, 0x02}, 3, scsi.StatusGood, false},
 		{"raw result with DRIVER_SENSE, before 5.14", []int{0x08000002}, 2, scsi.StatusGood, false},
 		{"a CHECK CONDITION that stays", []int{2, 2, 2, 2, 2}, 4, scsi.StatusCheckCondition, true},

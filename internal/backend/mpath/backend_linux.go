@@ -14,9 +14,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 // Map is a dm-multipath map as Discover found it for one command.
@@ -85,7 +84,7 @@ const uaRetries = 3
 // safe for concurrent use.
 type Backend struct {
 	opts Options
-	sg   *sgio.Backend
+	sg   *sgio.Passthrough
 	log  *slog.Logger
 
 	mu   sync.Mutex
@@ -154,13 +153,13 @@ func (b *Backend) Close() error {
 }
 
 // Execute runs req on the map behind req.FD.
-func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	if req == nil {
-		return checkCondition(scsi.SenseInvalidField), errors.New("mpath: nil request")
+		return scsi.CheckCondition(scsi.SenseInvalidField), errors.New("mpath: nil request")
 	}
 	m, err := b.opts.Discover(req.FD)
 	if err != nil {
-		return checkCondition(scsi.SenseLUNCommFailure), fmt.Errorf("mpath: %w", err)
+		return scsi.CheckCondition(scsi.SenseLUNCommFailure), fmt.Errorf("mpath: %w", err)
 	}
 	st := b.state(m.Name)
 	if req.CDB[0] == scsi.OpPersistentReserveIn {
@@ -173,7 +172,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 	c := &command{b: b, ctx: ctx, m: m, st: st, cdb: req.CDB, param: req.Param}
 	c.forgetUnusable()
 	if len(c.usable()) == 0 {
-		return checkCondition(scsi.SenseLUNCommFailure), fmt.Errorf("mpath: %s: no usable path (%s)", m.Name, m.describePaths())
+		return scsi.CheckCondition(scsi.SenseLUNCommFailure), fmt.Errorf("mpath: %s: no usable path (%s)", m.Name, m.describePaths())
 	}
 	switch req.CDB[0] {
 	case scsi.OpPersistentReserveIn:
@@ -189,7 +188,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply
 		c.followReservation()
 		return c.prOut()
 	}
-	return checkCondition(scsi.SenseInvalidOpcode), fmt.Errorf("mpath: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", req.CDB[0])
+	return scsi.CheckCondition(scsi.SenseInvalidOpcode), fmt.Errorf("mpath: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", req.CDB[0])
 }
 
 // quietPRIn runs a PR IN without holding the map's lock while it waits for the
@@ -270,12 +269,6 @@ func OpenPath(dev string) (int, error) {
 		return -1, fmt.Errorf("open /dev/%s: %w", dev, err)
 	}
 	return fd, nil
-}
-
-func checkCondition(s scsi.Sense) wire.Reply {
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(s.Fixed())
-	return rep
 }
 
 func (m Map) describePaths() string {

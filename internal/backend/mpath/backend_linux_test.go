@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
@@ -70,7 +70,7 @@ func (l *lu) ioctl(fd int, h *sgio.Hdr) error {
 	l.cmds = append(l.cmds, l.name(fd)+" "+scsi.CommandName(cdb))
 	var res pr.Result
 	if s, ok := l.refuse[fd]; ok && cdb[0] == scsi.OpPersistentReserveOut {
-		res = pr.Result{Status: scsi.StatusCheckCondition, Sense: s}
+		res = scsi.CheckCondition(s)
 	} else {
 		var param []byte
 		if h.DxferDirection == sgio.DirToDevice {
@@ -80,9 +80,7 @@ func (l *lu) ioctl(fd int, h *sgio.Hdr) error {
 	}
 	h.Status = res.Status
 	if res.Status == scsi.StatusCheckCondition {
-		s := res.Sense.Fixed()
-		copy(unsafe.Slice((*byte)(h.Sbp), h.MxSbLen), s)
-		h.SbLenWr = uint8(len(s))
+		h.SbLenWr = uint8(copy(unsafe.Slice((*byte)(h.Sbp), h.MxSbLen), res.Sense))
 	}
 	h.Resid = int32(h.DxferLen)
 	if h.DxferDirection == sgio.DirFromDevice && res.Status == scsi.StatusGood {
@@ -230,7 +228,7 @@ func params(key, saKey uint64, flags byte) []byte {
 	return p
 }
 
-func (r *rig) out(sa, typ byte, param []byte) (wire.Reply, error) {
+func (r *rig) out(sa, typ byte, param []byte) (scsi.Result, error) {
 	r.t.Helper()
 	return r.b.Execute(context.Background(), &backend.Request{FD: 3, CDB: scsi.PROutCDB(sa, 0, typ, uint32(len(param))), Param: param})
 }
@@ -239,11 +237,11 @@ func (r *rig) mustOut(sa, typ byte, param []byte) {
 	r.t.Helper()
 	if rep, err := r.out(sa, typ, param); rep.Status != scsi.StatusGood {
 		cdb := scsi.PROutCDB(sa, 0, typ, 24)
-		r.t.Fatalf("%s: status %#x sense %x: %v", scsi.CommandName(cdb[:]), rep.Status, rep.Sense[:14], err)
+		r.t.Fatalf("%s: status %#x sense %x: %v", scsi.CommandName(cdb[:]), rep.Status, rep.Sense, err)
 	}
 }
 
-func (r *rig) in(sa byte, alloc uint16) wire.Reply {
+func (r *rig) in(sa byte, alloc uint16) scsi.Result {
 	r.t.Helper()
 	rep, err := r.b.Execute(context.Background(), &backend.Request{FD: 3, CDB: scsi.PRInCDB(sa, alloc)})
 	if rep.Status != scsi.StatusGood {

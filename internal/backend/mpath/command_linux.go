@@ -6,7 +6,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
@@ -83,7 +83,7 @@ func (m Map) has(dev string) bool {
 func (c *command) send(dev string, cdb [wire.CDBSize]byte, param []byte) sgio.Outcome {
 	fd, err := c.b.fd(dev)
 	if err != nil {
-		return sgio.Outcome{Reply: checkCondition(scsi.SenseLUNCommFailure), Err: err, IoctlErr: err}
+		return sgio.Outcome{Reply: scsi.CheckCondition(scsi.SenseLUNCommFailure), Err: err, IoctlErr: err}
 	}
 	var o sgio.Outcome
 	for try := 0; ; try++ {
@@ -91,7 +91,7 @@ func (c *command) send(dev string, cdb [wire.CDBSize]byte, param []byte) sgio.Ou
 			// The server gave up on this request (the shutdown's grace period
 			// ended): start no more device I/O for it, since an SG_IO cannot be
 			// interrupted once sent. Not a path failure: path state is kept.
-			return sgio.Outcome{Reply: checkCondition(scsi.SenseIOError), Err: fmt.Errorf("path %s: not sent: %w", dev, err)}
+			return sgio.Outcome{Reply: scsi.CheckCondition(scsi.SenseIOError), Err: fmt.Errorf("path %s: not sent: %w", dev, err)}
 		}
 		o = c.b.sg.Do(fd, cdb, param)
 		if o.IoctlErr != nil {
@@ -108,7 +108,7 @@ func (c *command) send(dev string, cdb [wire.CDBSize]byte, param []byte) sgio.Ou
 	return o
 }
 
-func isUnitAttention(r wire.Reply) bool {
+func isUnitAttention(r scsi.Result) bool {
 	s, ok := scsi.ParseSense(r.Sense[:])
 	return r.Status == scsi.StatusCheckCondition && ok && s.Key == scsi.KeyUnitAttention
 }
@@ -127,7 +127,7 @@ func (c *command) pathFailed(dev string, o sgio.Outcome) {
 // path fails on the way. It returns the device's answer and the path that gave
 // it ("" when every path failed).
 func (c *command) onePath(cdb [wire.CDBSize]byte, param []byte) (sgio.Outcome, string) {
-	last := sgio.Outcome{Reply: checkCondition(scsi.SenseLUNCommFailure),
+	last := sgio.Outcome{Reply: scsi.CheckCondition(scsi.SenseLUNCommFailure),
 		Err: fmt.Errorf("no usable path (%s)", c.m.describePaths())}
 	for _, dev := range c.usable() {
 		o := c.send(dev, cdb, param)
@@ -338,14 +338,14 @@ func (c *command) upkeepAPTPL() bool {
 // not among the keys, another initiator preempted or cleared it, and the map
 // is unregistered from now on (multipathd is told too, so that neither it nor
 // libmpathpersist keeps a stale key).
-func (c *command) noteKeys(rep wire.Reply) {
+func (c *command) noteKeys(rep scsi.Result) {
 	if c.st.key != 0 && keyMissing(rep, c.cdb, c.st.key) {
 		c.keyGone()
 	}
 }
 
 // keyMissing reports whether rep is complete READ KEYS data without key.
-func keyMissing(rep wire.Reply, cdb [wire.CDBSize]byte, key uint64) bool {
+func keyMissing(rep scsi.Result, cdb [wire.CDBSize]byte, key uint64) bool {
 	if rep.Status != scsi.StatusGood || cdb[0] != scsi.OpPersistentReserveIn || scsi.ServiceAction(cdb[:]) != scsi.SAReadKeys {
 		return false
 	}

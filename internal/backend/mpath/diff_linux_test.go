@@ -159,16 +159,11 @@ func (d *diffRun) next() (host int, cdb [wire.CDBSize]byte, param []byte, desc s
 func (d *diffRun) run(host int, cdb [wire.CDBSize]byte, param []byte) (mine, ref pr.Result) {
 	for range 4 {
 		if host == 0 {
-			rep, _ := d.r.b.Execute(context.Background(), &backend.Request{FD: 3, CDB: cdb, Param: param})
-			s, _ := scsi.ParseSense(rep.Sense[:])
-			mine = pr.Result{Status: rep.Status, Data: rep.Data}
-			if rep.Status == scsi.StatusCheckCondition {
-				mine.Sense = s
-			}
+			mine, _ = d.r.b.Execute(context.Background(), &backend.Request{FD: 3, CDB: cdb, Param: param})
 		} else {
 			mine = d.r.l.other(cdb, param)
 		}
-		if !(mine.Status == scsi.StatusCheckCondition && mine.Sense.Key == scsi.KeyUnitAttention) {
+		if !(isUA(mine)) {
 			break
 		}
 	}
@@ -178,16 +173,25 @@ func (d *diffRun) run(host int, cdb [wire.CDBSize]byte, param []byte) (mine, ref
 	}
 	for range 4 {
 		ref = pr.Execute(pr.LIO(), &d.ref, n, cdb[:], param)
-		if !(ref.Status == scsi.StatusCheckCondition && ref.Sense.Key == scsi.KeyUnitAttention) {
+		if !(isUA(ref)) {
 			break
 		}
 	}
 	return mine, ref
 }
 
+// isUA reports whether r is CHECK CONDITION with a unit attention.
+func isUA(r pr.Result) bool {
+	s, ok := r.ParseSense()
+	return r.Status == scsi.StatusCheckCondition && ok && s.Key == scsi.KeyUnitAttention
+}
+
 // fold is a reply with host A's paths folded into one host.
 func (d *diffRun) fold(cdb [wire.CDBSize]byte, r pr.Result) string {
-	s := fmt.Sprintf("%s %v", scsi.StatusName(r.Status), r.Sense)
+	// Sense compared decoded: the device's buffer and the engine's 18 bytes
+	// differ in length only.
+	sense, _ := r.ParseSense()
+	s := fmt.Sprintf("%s %v", scsi.StatusName(r.Status), sense)
 	if r.Status != scsi.StatusGood || cdb[0] != scsi.OpPersistentReserveIn || len(r.Data) < 8 {
 		return s + fmt.Sprintf(" %x", r.Data)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/internal/kernel/device"
-	"github.com/prhelper/prhelper/internal/kernel/dm"
 )
 
 // Discoverer finds a map's paths in sysfs, which needs no privilege: the map's
@@ -104,7 +103,7 @@ func (d *Discoverer) look(info device.Info) (Map, error) {
 	sys := device.Sysfs{Root: root}
 	for _, e := range ents {
 		p := Path{Dev: e.Name(), Usable: true}
-		switch state, err := dm.PathState(sys, p.Dev); {
+		switch state, err := device.PathState(sys, p.Dev); {
 		case err != nil:
 			p.Usable, p.Why = false, "(no SCSI device state: not a SCSI path)"
 		case state != "running":

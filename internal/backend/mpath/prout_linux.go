@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )
@@ -16,37 +16,37 @@ import (
 // SERVICE ACTION RESERVATION KEY 0); every other service action must carry it
 // as RESERVATION KEY. The reply is what QEMU sends guests for
 // libmpathpersist's refusal (MPATH_PR_SYNTAX_ERROR → 0B/08/00).
-func (c *command) checkKeyPolicy() (wire.Reply, error) {
+func (c *command) checkKeyPolicy() (scsi.Result, error) {
 	if c.b.opts.Key == nil {
-		return wire.Reply{}, nil
+		return scsi.Result{}, nil
 	}
 	k, err := c.b.opts.Key(c.m)
 	if err != nil {
 		c.b.log.Warn("cannot read the map's reservation_key from the multipath configuration; not enforcing it", "map", c.m.Name, "err", err)
-		return wire.Reply{}, nil
+		return scsi.Result{}, nil
 	}
 	rk, sark, _, ok := prOutParams(c.param)
 	if !k.Fixed || !ok {
-		return wire.Reply{}, nil
+		return scsi.Result{}, nil
 	}
 	sa := scsi.ServiceAction(c.cdb[:])
 	field, key := "RESERVATION KEY", rk
 	if sa == scsi.SARegister || sa == scsi.SARegisterAndIgnoreExisting {
 		field, key = "SERVICE ACTION RESERVATION KEY", sark
 		if sark == 0 {
-			return wire.Reply{}, nil
+			return scsi.Result{}, nil
 		}
 	}
 	if key == k.Key {
-		return wire.Reply{}, nil
+		return scsi.Result{}, nil
 	}
-	return checkCondition(scsi.SenseLUNCommFailure), fmt.Errorf(
+	return scsi.CheckCondition(scsi.SenseLUNCommFailure), fmt.Errorf(
 		"mpath: %s refused on %s: its %s %s is not the reservation_key %s that multipath.conf sets for this map (libmpathpersist refuses it too)",
 		scsi.CommandName(c.cdb[:]), c.m.Name, field, hexKey(key), hexKey(k.Key))
 }
 
 // prOut dispatches a PR OUT by service action.
-func (c *command) prOut() (wire.Reply, error) {
+func (c *command) prOut() (scsi.Result, error) {
 	var o sgio.Outcome
 	switch scsi.ServiceAction(c.cdb[:]) {
 	case scsi.SARegister, scsi.SARegisterAndIgnoreExisting:
@@ -282,7 +282,7 @@ func (c *command) reserve() sgio.Outcome {
 	if moved, mo := c.moveReservation(dev, rk, typ); !moved {
 		return mo
 	}
-	return sgio.Outcome{Reply: wire.Reply{Status: scsi.StatusGood}}
+	return sgio.Outcome{Reply: scsi.Good(nil)}
 }
 
 // release sends RELEASE to one path. RELEASE from a registered nexus that does
@@ -551,7 +551,7 @@ func (c *command) registerAndMove() sgio.Outcome {
 	}
 	if dev == "" {
 		if o.Err == nil {
-			o = sgio.Outcome{Reply: checkCondition(scsi.SenseLUNCommFailure), Err: fmt.Errorf("no usable path (%s)", c.m.describePaths())}
+			o = sgio.Outcome{Reply: scsi.CheckCondition(scsi.SenseLUNCommFailure), Err: fmt.Errorf("no usable path (%s)", c.m.describePaths())}
 		}
 		return o
 	}

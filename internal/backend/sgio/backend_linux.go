@@ -3,42 +3,21 @@ package sgio
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/prhelper/prhelper/internal/backend"
+	kernel "github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
-// DefaultTimeout is the SG_IO timeout Backend uses when Options.Timeout is 0. It
-// is QEMU's scsi-block io_timeout default. qemu-pr-helper passes 1 ms instead
-// (see doc.go for why that is not copied).
-const DefaultTimeout = 30 * time.Second
-
-// driverTimeoutBits is SG_ERR_DRIVER_TIMEOUT (0x06). qemu-pr-helper tests
-// driver_status against it as a bit mask, so any DRIVER_* code with bit 1 or 2
-// set (SOFT, MEDIA, ERROR, INVALID, TIMEOUT, HARD) becomes BUSY; Backend does the
-// same so the guest gets the same status.
-const driverTimeoutBits = 0x06
-
-// Options configures a Backend.
-type Options struct {
-	// Timeout bounds each SG_IO; 0 means DefaultTimeout. It is rounded up to whole
-	// milliseconds.
-	Timeout time.Duration
-	// Ioctl replaces the SG_IO ioctl, for tests; nil means the real one.
-	Ioctl IoctlFunc
-}
+// Options configures a Backend: the SG_IO timeout, and a fake ioctl in tests.
+type Options = kernel.Options
 
 // Backend passes PR commands through to the device with SG_IO, byte-compatible
 // with qemu-pr-helper's non-multipath path (do_sgio_worker). It keeps no state
 // and is safe for concurrent use.
 type Backend struct {
-	timeout time.Duration
-	ioctl   IoctlFunc
+	sg *kernel.Passthrough
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -46,154 +25,30 @@ var _ backend.Backend = (*Backend)(nil)
 // New returns a Backend configured by opts. A negative or oversized timeout is
 // an error rather than silently becoming the kernel default.
 func New(opts Options) (*Backend, error) {
-	t := opts.Timeout
-	if t == 0 {
-		t = DefaultTimeout
+	sg, err := kernel.New(opts)
+	if err != nil {
+		return nil, err
 	}
-	if t < 0 || t > time.Duration(1<<32-2)*time.Millisecond {
-		return nil, fmt.Errorf("sgio: timeout %v outside 1ms..%v", opts.Timeout, time.Duration(1<<32-2)*time.Millisecond)
-	}
-	ioctl := opts.Ioctl
-	if ioctl == nil {
-		ioctl = ioctlSGIO
-	}
-	return &Backend{timeout: t, ioctl: ioctl}, nil
+	return &Backend{sg: sg}, nil
 }
 
 // Name returns "sgio".
 func (b *Backend) Name() string { return "sgio" }
 
 // Timeout returns the SG_IO timeout the backend uses.
-func (b *Backend) Timeout() time.Duration { return b.timeout }
+func (b *Backend) Timeout() time.Duration { return b.sg.Timeout() }
 
-// Execute sends req's CDB to req.FD with SG_IO exactly as qemu-pr-helper does:
-// all 16 received CDB bytes (cmd_len 16), a zeroed 96-byte sense buffer, for
-// PR IN a data-in of the whole 8192-byte buffer (not the allocation length), for
-// PR OUT a data-out of the framing length (CDB bytes 7-8) holding req.Param.
-// With a 0-byte parameter list it still says SG_DXFER_TO_DEV with dxfer_len 0,
-// as QEMU does; the kernel maps no data for a zero length, so the direction is
-// harmless.
-//
-// The status follows do_sgio_worker: a failed ioctl maps its errno with
-// scsi.FromErrno; else a non-zero host_status maps with scsi.FromHostStatus
-// (unknown values give GOOD, QEMU's quirk); else driver_status & 0x06 gives BUSY;
-// else the device's status and sense pass through verbatim. A CHECK CONDITION
-// prhelper builds overwrites the first 18 bytes of the sense buffer with
-// fixed-format sense, and leaves the other 78 as the kernel left them, as QEMU's
-// scsi_build_sense does. Data is returned only for PR IN with GOOD status: the
-// transferred bytes (8192 - resid); the wire layer trims them to the allocation
-// length.
-//
-// The returned error (for the log) says what failed whenever the reply is not a
-// plain GOOD. Execute does not check the fd's access mode (the server refuses PR
-// OUT on read-only fds) and ignores ctx: SG_IO cannot be interrupted, only
+// Execute sends req's CDB to req.FD with SG_IO exactly as qemu-pr-helper does
+// and returns the device's answer, or the answer qemu-pr-helper derives from
+// the kernel's errno, host or driver status (kernel.Passthrough.Do says how).
+// The returned error (for the log) says what failed whenever the result is not
+// a plain GOOD. Execute does not check the fd's access mode (the server refuses
+// PR OUT on read-only fds) and ignores ctx: SG_IO cannot be interrupted, only
 // bounded by the timeout.
-func (b *Backend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	if req == nil {
-		return checkCondition(scsi.SenseInvalidField), errors.New("sgio: nil request")
+		return scsi.CheckCondition(scsi.SenseInvalidField), errors.New("sgio: nil request")
 	}
-	o := b.Do(req.FD, req.CDB, req.Param)
+	o := b.sg.Do(req.FD, req.CDB, req.Param)
 	return o.Reply, o.Err
-}
-
-// Outcome is what one SG_IO of a PR command gave: the reply for the client and
-// the log error, as Execute returns them, plus what the kernel reported, so that
-// a caller choosing between paths (backend/mpath) can tell a path that failed
-// from a device that answered.
-type Outcome struct {
-	Reply wire.Reply
-	Err   error // for the log; nil for a plain GOOD
-	// IoctlErr is the SG_IO ioctl's own failure (wrapping a unix.Errno), nil
-	// when the command reached the kernel's SCSI layer; Result is valid then.
-	IoctlErr error
-	Result   Result
-}
-
-// PathFailed reports whether the command failed on its way to the device
-// rather than being answered by it: the ioctl failed (ENODEV, ENXIO, EIO on an
-// offline or removed path), the host adapter reported a transport status
-// (DID_NO_CONNECT, DID_TRANSPORT_*, …) or the mid layer a timeout or error.
-// These are the outcomes dm-multipath itself fails a path on; a SCSI status
-// with sense is the device's answer and is never a path failure.
-func (o *Outcome) PathFailed() bool {
-	return o.IoctlErr != nil || o.Result.HostStatus != 0 || o.Result.DriverStatus&driverTimeoutBits != 0
-}
-
-// Do is Execute on a descriptor and CDB given separately, returning the whole
-// Outcome. It never panics; an opcode other than PERSISTENT RESERVE IN/OUT is
-// refused with CHECK CONDITION 05/20/00 without reaching the device.
-func (b *Backend) Do(fd int, cdb [wire.CDBSize]byte, param []byte) Outcome {
-	var (
-		dir Direction
-		buf []byte
-	)
-	switch cdb[0] {
-	case scsi.OpPersistentReserveIn:
-		dir = DirFromDevice
-		buf = make([]byte, wire.MaxData)
-	case scsi.OpPersistentReserveOut:
-		dir = DirToDevice
-		buf = make([]byte, min(scsi.TransferLength(cdb[:]), wire.MaxData))
-		copy(buf, param)
-	default:
-		// The server only forwards PR IN/OUT; anything else is refused here rather
-		// than passed to the device with a guessed data direction.
-		return Outcome{Reply: checkCondition(scsi.SenseInvalidOpcode),
-			Err: fmt.Errorf("sgio: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", cdb[0])}
-	}
-	res, err := ExecWith(b.ioctl, fd, cdb[:], dir, buf, b.timeout)
-	rep, logErr := reply(fd, dir == DirFromDevice, buf, res, err)
-	return Outcome{Reply: rep, Err: logErr, IoctlErr: err, Result: res}
-}
-
-// checkCondition is a CHECK CONDITION reply carrying s as fixed-format sense.
-func checkCondition(s scsi.Sense) wire.Reply {
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(s.Fixed())
-	return rep
-}
-
-// reply derives the helper reply from the outcome of one SG_IO, in
-// do_sgio_worker's order of precedence. buf is the data buffer the command used;
-// prIn says whether its content is reply data.
-func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (wire.Reply, error) {
-	var rep wire.Reply
-	if ioErr != nil {
-		var errno unix.Errno
-		if !errors.As(ioErr, &errno) {
-			errno = unix.EIO // not from the kernel: answer like an I/O error
-		}
-		var s scsi.Sense
-		rep.Status, s = scsi.FromErrno(errno)
-		if rep.Status == scsi.StatusCheckCondition {
-			copy(rep.Sense[:], s.Fixed())
-		}
-		return rep, ioErr
-	}
-
-	rep.Sense = res.SenseBuf
-	var logErr error
-	switch {
-	case res.HostStatus != 0:
-		var s scsi.Sense
-		rep.Status, s = scsi.FromHostStatus(res.HostStatus)
-		what := scsi.StatusName(rep.Status)
-		if rep.Status == scsi.StatusCheckCondition {
-			copy(rep.Sense[:], s.Fixed())
-			what += " " + s.String()
-		}
-		logErr = fmt.Errorf("SG_IO on fd %d: host status %s, reported as %s", fd, HostStatusName(res.HostStatus), what)
-	case res.DriverStatus&driverTimeoutBits != 0:
-		rep.Status = scsi.StatusBusy
-		logErr = fmt.Errorf("SG_IO on fd %d: driver status 0x%02x, reported as BUSY", fd, res.DriverStatus)
-	default:
-		rep.Status = res.Status
-		if rep.Status != scsi.StatusGood {
-			logErr = fmt.Errorf("SG_IO on fd %d: %s", fd, describeStatus(rep.Status, rep.Sense[:res.SenseWritten]))
-		}
-	}
-	if prIn && rep.Status == scsi.StatusGood {
-		rep.Data = buf[:transferred(len(buf), res.Resid)]
-	}
-	return rep, logErr
 }

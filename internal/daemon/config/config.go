@@ -8,17 +8,16 @@ import (
 	"path"
 	"strconv"
 	"strings"
-)
 
-// Backends the configuration may name.
-var knownBackends = []string{"auto", "sgio", "linuxpr", "mpath", "emulate"}
+	"github.com/prhelper/prhelper/internal/backend"
+)
 
 // Kinds a rule may name, as package device names them.
 var knownKinds = []string{"file", "scsi-disk", "scsi-generic", "dm-multipath", "dm", "nvme", "partition", "other"}
 
 // Config is a parsed configuration file. Empty strings mean "not set".
 type Config struct {
-	Backend   string
+	Backend   backend.Name
 	DB        string
 	Initiator string
 	Listen    []Listen
@@ -46,10 +45,10 @@ type Listen struct {
 // Rule chooses a backend for the devices it matches. Empty conditions match
 // everything.
 type Rule struct {
-	WWID, Path, Kind string // shell patterns
-	Backend          string // "" keeps the default backend
-	ID               string // logical-unit identity to use instead of the device's
-	Line             int    // where it was written, for --explain
+	WWID, Path, Kind string       // shell patterns
+	Backend          backend.Name // "" keeps the default backend
+	ID               string       // logical-unit identity to use instead of the device's
+	Line             int          // where it was written, for --explain
 }
 
 // Matches reports whether the rule applies to a device of this kind, wwid and
@@ -70,7 +69,7 @@ func glob(pattern, s string) bool {
 func (r Rule) String() string {
 	var b strings.Builder
 	b.WriteString("rule")
-	for _, kv := range [][2]string{{"kind", r.Kind}, {"wwid", r.WWID}, {"path", r.Path}, {"backend", r.Backend}, {"id", r.ID}} {
+	for _, kv := range [][2]string{{"kind", r.Kind}, {"wwid", r.WWID}, {"path", r.Path}, {"backend", string(r.Backend)}, {"id", r.ID}} {
 		if kv[1] != "" {
 			fmt.Fprintf(&b, " %s=%s", kv[0], kv[1])
 		}
@@ -111,8 +110,9 @@ func (c *Config) directive(f []string, line int) error {
 	var err error
 	switch f[0] {
 	case "backend":
-		if c.Backend, err = one(); err == nil {
-			err = CheckBackend(c.Backend)
+		var v string
+		if v, err = one(); err == nil {
+			c.Backend, err = backend.ParseName(v)
 		}
 	case "db":
 		if c.DB, err = one(); err == nil && !strings.HasPrefix(c.DB, "/") {
@@ -165,16 +165,6 @@ func (c *Config) directive(f []string, line int) error {
 	return err
 }
 
-// CheckBackend returns an error unless name is a backend the daemon has.
-func CheckBackend(name string) error {
-	for _, b := range knownBackends {
-		if name == b {
-			return nil
-		}
-	}
-	return fmt.Errorf("unknown backend %q (one of: %s)", name, strings.Join(knownBackends, ", "))
-}
-
 func parseRule(kvs []string, line int) (Rule, error) {
 	r := Rule{Line: line}
 	if len(kvs) == 0 {
@@ -199,10 +189,11 @@ func parseRule(kvs []string, line int) (Rule, error) {
 			}
 			r.Kind = v
 		case "backend":
-			if err := CheckBackend(v); err != nil {
+			n, err := backend.ParseName(v)
+			if err != nil {
 				return r, fmt.Errorf("rule: %w", err)
 			}
-			r.Backend = v
+			r.Backend = n
 		case "id":
 			r.ID = v
 		default:

@@ -9,17 +9,19 @@ import (
 	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 // Router is a backend.Backend that delegates each request to the backend its
 // device's rule names.
 type Router struct {
 	// Default names the backend for devices no rule matches.
-	Default string
+	Default backend.Name
 	Rules   []config.Rule
-	// Backends holds every backend a rule or Default may name.
-	Backends map[string]backend.Backend
+	// Plan is the set of backends the daemon has: Auto picks among them.
+	Plan backend.Plan
+	// Backends holds the built backends of the plan (none for --explain,
+	// which only decides).
+	Backends map[backend.Name]backend.Backend
 	// Classify tells what a descriptor is; Path names the file it was opened as
 	// (for path= rules), "" when unknown.
 	Classify func(fd int) (device.Info, error)
@@ -34,13 +36,13 @@ func (r *Router) Name() string { return "router" }
 
 // Decision is which backend serves a device, with what logical-unit identity, and why.
 type Decision struct {
-	Backend string
+	Backend backend.Name
 	LU      string // "" when the device has no stable identity
 	Rule    *config.Rule
 	Why     string
-	// Refused is set when auto refuses the device: Backend then only produces
+	// Refusal is set when auto refuses the device: Backend then only produces
 	// the refusal qemu-pr-helper would send (see Auto).
-	Refused bool
+	Refusal backend.Refusal
 }
 
 // Auto is the backend name that picks a backend by the kind of device: SCSI →
@@ -52,34 +54,32 @@ type Decision struct {
 // to SG_IO and the kernel's ENOTTY becomes the same CHECK CONDITION qemu-pr-helper
 // sends for it, so that prhelper stays a byte-exact drop-in under its default
 // backend; the log says why and what would serve the file.
-const Auto = "auto"
+const Auto = backend.Auto
 
-// refuseFile is the reason given when auto meets a regular file without emulation.
-const refuseFile = "auto: refused: a regular file can only be served by emulation, which is not enabled (--backend=emulate, --db or a rule); it gets qemu-pr-helper's answer (SG_IO: ENOTTY)"
-
-// byKind resolves Auto for one device; why says what it chose and why (refuseFile
-// for a disk image without emulation).
-func (r *Router) byKind(info device.Info) (name, why string) {
-	has := func(b string) bool { _, ok := r.Backends[b]; return ok }
+// byKind resolves Auto for one device; why says what it chose and why, refusal
+// whether it is a refusal (backend.RefusedFileWithoutEmulation for a disk image
+// without emulation).
+func (r *Router) byKind(info device.Info) (name backend.Name, why string, refusal backend.Refusal) {
 	switch info.Kind {
 	case device.SCSIDisk, device.SCSIGeneric:
-		return "sgio", "auto: SCSI device, SG_IO passthrough"
+		return backend.Sgio, "auto: SCSI device, SG_IO passthrough", 0
 	case device.NVMeNamespace:
-		return "linuxpr", "auto: NVMe namespace, <linux/pr.h> ioctls"
+		return backend.LinuxPR, "auto: NVMe namespace, <linux/pr.h> ioctls", 0
 	case device.DMMultipath:
-		if has("mpath") {
-			return "mpath", "auto: dm-multipath map, multipath backend"
+		if r.Plan.Has(backend.Mpath) {
+			return backend.Mpath, "auto: dm-multipath map, multipath backend", 0
 		}
-		return "linuxpr", "auto: dm-multipath map, <linux/pr.h> ioctls (the kernel registers on every path)"
+		return backend.LinuxPR, "auto: dm-multipath map, <linux/pr.h> ioctls (the kernel registers on every path)", 0
 	case device.DM:
-		return "linuxpr", "auto: device-mapper device, <linux/pr.h> ioctls"
+		return backend.LinuxPR, "auto: device-mapper device, <linux/pr.h> ioctls", 0
 	case device.RegularFile:
-		if has("emulate") {
-			return "emulate", "auto: regular file, emulated reservations"
+		if r.Plan.Has(backend.Emulate) {
+			return backend.Emulate, "auto: regular file, emulated reservations", 0
 		}
-		return "sgio", refuseFile
+		refusal = backend.RefusedFileWithoutEmulation
+		return backend.Sgio, refusal.Error(), refusal
 	}
-	return "sgio", "auto: " + info.Kind.String() + " device, SG_IO passthrough as qemu-pr-helper"
+	return backend.Sgio, "auto: " + info.Kind.String() + " device, SG_IO passthrough as qemu-pr-helper", 0
 }
 
 // Decide applies the rules to a device. It is pure: the same info and path give
@@ -109,20 +109,19 @@ func (r *Router) Decide(info device.Info, path string) Decision {
 	d.LU = lu
 	if d.Backend == Auto {
 		var why string
-		d.Backend, why = r.byKind(info)
+		d.Backend, why, d.Refusal = r.byKind(info)
 		d.Why += "; " + why
-		d.Refused = why == refuseFile
 	}
 	return d
 }
 
 // Execute classifies the request's descriptor, decides, and runs the request on
 // the chosen backend with the LU identity filled in.
-func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
-	if r.Default == "sgio" && len(r.Rules) == 0 {
+func (r *Router) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
+	if r.Default == backend.Sgio && len(r.Rules) == 0 {
 		// The qemu-pr-helper set-up: nothing to decide, so no look at the
 		// device (SG_IO needs neither its kind nor its identity).
-		if b, ok := r.Backends["sgio"]; ok {
+		if b, ok := r.Backends[backend.Sgio]; ok {
 			return b.Execute(ctx, req)
 		}
 	}
@@ -140,22 +139,18 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (wire.Reply,
 	d := r.Decide(info, path)
 	if d.Backend == "" {
 		// Like a device without PR support: INVALID COMMAND OPERATION CODE.
-		rep := wire.Reply{Status: scsi.StatusCheckCondition}
-		rep.SetSense(scsi.SenseInvalidOpcode.Fixed())
-		return rep, fmt.Errorf("router: %s refused: %s", describe(info, path), d.Why)
+		return scsi.CheckCondition(scsi.SenseInvalidOpcode), fmt.Errorf("router: %s refused: %s", describe(info, path), d.Why)
 	}
 	b, ok := r.Backends[d.Backend]
 	if !ok {
-		rep := wire.Reply{Status: scsi.StatusCheckCondition}
-		rep.SetSense(scsi.SenseTargetFailure.Fixed())
-		return rep, fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, d.Why)
+		return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, d.Why)
 	}
 	req.LU = d.LU
 	rep, err := b.Execute(ctx, req)
 	if err != nil {
 		err = fmt.Errorf("%s on %s: %w", d.Backend, describe(info, path), err)
-		if d.Refused {
-			err = fmt.Errorf("router: %s refused: %s: %w", describe(info, path), refuseFile, err)
+		if d.Refusal != backend.NotRefused {
+			err = fmt.Errorf("router: %s refused: %w: %w", describe(info, path), d.Refusal, err)
 		}
 	}
 	return rep, err

@@ -1,19 +1,18 @@
 package router
 
 import (
-	"os"
-
+	"bytes"
 	"context"
 	"errors"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/backend/sgio"
 	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 type named struct {
@@ -22,9 +21,9 @@ type named struct {
 }
 
 func (n *named) Name() string { return n.name }
-func (n *named) Execute(ctx context.Context, r *backend.Request) (wire.Reply, error) {
+func (n *named) Execute(ctx context.Context, r *backend.Request) (scsi.Result, error) {
 	n.got = append(n.got, *r)
-	return wire.Reply{Status: scsi.StatusGood}, nil
+	return scsi.Good(nil), nil
 }
 
 const rules = `
@@ -34,7 +33,7 @@ rule wwid=naa.6001405* backend=emulate
 rule kind=dm-multipath backend=sgio
 `
 
-func newRouter(t *testing.T, def string, infos map[int]device.Info, paths map[int]string) (*Router, map[string]*named) {
+func newRouter(t *testing.T, def backend.Name, infos map[int]device.Info, paths map[int]string) (*Router, map[string]*named) {
 	t.Helper()
 	c, err := config.Parse(strings.NewReader(rules), "test.conf")
 	if err != nil {
@@ -44,7 +43,8 @@ func newRouter(t *testing.T, def string, infos map[int]device.Info, paths map[in
 	r := &Router{
 		Default:  def,
 		Rules:    c.Rules,
-		Backends: map[string]backend.Backend{"sgio": bs["sgio"], "emulate": bs["emulate"]},
+		Plan:     backend.PlanOf(backend.Sgio, backend.Emulate),
+		Backends: map[backend.Name]backend.Backend{backend.Sgio: bs["sgio"], backend.Emulate: bs["emulate"]},
 		Classify: func(fd int) (device.Info, error) {
 			if i, ok := infos[fd]; ok {
 				return i, nil
@@ -66,7 +66,7 @@ func TestDecide(t *testing.T) {
 		name     string
 		info     device.Info
 		path     string
-		backend  string
+		backend  backend.Name
 		lu       string
 		ruleLine int
 	}{
@@ -112,7 +112,7 @@ func TestExecuteDelegatesWithLU(t *testing.T) {
 
 func TestUnconfiguredBackend(t *testing.T) {
 	r, _ := newRouter(t, "sgio", map[int]device.Info{3: {Kind: device.RegularFile, ID: "f"}}, nil)
-	delete(r.Backends, "emulate")
+	delete(r.Backends, backend.Emulate)
 	rep, err := r.Execute(context.Background(), &backend.Request{FD: 3, CDB: scsi.PRInCDB(0, 8)})
 	if err == nil || rep.Status != scsi.StatusCheckCondition {
 		t.Fatalf("status %#x err %v", rep.Status, err)
@@ -120,12 +120,12 @@ func TestUnconfiguredBackend(t *testing.T) {
 }
 
 func TestAuto(t *testing.T) {
-	r := &Router{Default: Auto, Backends: map[string]backend.Backend{"sgio": &named{}, "linuxpr": &named{}}}
+	r := &Router{Default: Auto, Plan: backend.PlanOf(backend.Sgio, backend.LinuxPR)}
 	for _, tc := range []struct {
 		kind    device.Kind
-		want    string
-		withEmu string
-		withMP  string
+		want    backend.Name
+		withEmu backend.Name
+		withMP  backend.Name
 	}{
 		{device.SCSIDisk, "sgio", "sgio", "sgio"},
 		{device.SCSIGeneric, "sgio", "sgio", "sgio"},
@@ -137,19 +137,22 @@ func TestAuto(t *testing.T) {
 		{device.Other, "sgio", "sgio", "sgio"},
 	} {
 		info := device.Info{Kind: tc.kind, ID: "x"}
-		if d := r.Decide(info, ""); d.Backend != tc.want || !strings.Contains(d.Why, "auto:") || d.Refused != (tc.kind == device.RegularFile) {
+		wantRefusal := backend.NotRefused
+		if tc.kind == device.RegularFile {
+			wantRefusal = backend.RefusedFileWithoutEmulation
+		}
+		if d := r.Decide(info, ""); d.Backend != tc.want || !strings.Contains(d.Why, "auto:") || d.Refusal != wantRefusal {
 			t.Errorf("%v: %+v, want %q", tc.kind, d, tc.want)
 		}
-		r.Backends["emulate"] = &named{}
-		if d := r.Decide(info, ""); d.Backend != tc.withEmu {
+		r.Plan = backend.PlanOf(backend.Sgio, backend.LinuxPR, backend.Emulate)
+		if d := r.Decide(info, ""); d.Backend != tc.withEmu || d.Refusal != backend.NotRefused {
 			t.Errorf("%v with emulation: %+v, want %q", tc.kind, d, tc.withEmu)
 		}
-		delete(r.Backends, "emulate")
-		r.Backends["mpath"] = &named{}
+		r.Plan = backend.PlanOf(backend.Sgio, backend.LinuxPR, backend.Mpath)
 		if d := r.Decide(info, ""); d.Backend != tc.withMP {
 			t.Errorf("%v with mpath: %+v, want %q", tc.kind, d, tc.withMP)
 		}
-		delete(r.Backends, "mpath")
+		r.Plan = backend.PlanOf(backend.Sgio, backend.LinuxPR)
 	}
 }
 
@@ -169,13 +172,14 @@ func TestAutoRefusesFileAsQEMU(t *testing.T) {
 	fd := int(f.Fd())
 	cdb := scsi.PRInCDB(0, 8)
 	want, _ := sg.Execute(context.Background(), &backend.Request{FD: fd, CDB: cdb})
-	r := &Router{Default: Auto, Backends: map[string]backend.Backend{"sgio": sg, "linuxpr": &named{}},
+	r := &Router{Default: Auto, Plan: backend.PlanOf(backend.Sgio, backend.LinuxPR),
+		Backends: map[backend.Name]backend.Backend{backend.Sgio: sg, backend.LinuxPR: &named{}},
 		Classify: func(int) (device.Info, error) { return device.Info{Kind: device.RegularFile}, nil }}
 	rep, err := r.Execute(context.Background(), &backend.Request{FD: fd, CDB: cdb})
-	if rep.Status != scsi.StatusCheckCondition || rep.Sense != want.Sense || len(rep.Data) != 0 {
-		t.Fatalf("reply %#x %x, want qemu-pr-helper's %#x %x", rep.Status, rep.Sense[:18], want.Status, want.Sense[:18])
+	if rep.Status != scsi.StatusCheckCondition || !bytes.Equal(rep.Sense, want.Sense) || len(rep.Data) != 0 {
+		t.Fatalf("reply %#x %x, want qemu-pr-helper's %#x %x", rep.Status, rep.Sense, want.Status, want.Sense)
 	}
-	if err == nil || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "--backend=emulate") {
+	if err == nil || !errors.Is(err, backend.RefusedFileWithoutEmulation) || !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "--backend=emulate") {
 		t.Fatalf("log error %v", err)
 	}
 }
@@ -184,7 +188,7 @@ func TestAutoRefusesFileAsQEMU(t *testing.T) {
 // not classify the device at all: a busy guest costs no sysfs walk.
 func TestPassthroughLooksAtNothing(t *testing.T) {
 	sg := &named{name: "sgio"}
-	r := &Router{Default: "sgio", Backends: map[string]backend.Backend{"sgio": sg},
+	r := &Router{Default: backend.Sgio, Plan: backend.PlanOf(backend.Sgio), Backends: map[backend.Name]backend.Backend{backend.Sgio: sg},
 		Classify: func(int) (device.Info, error) { t.Fatal("classified"); return device.Info{}, nil },
 		Path:     func(int) string { t.Fatal("path looked up"); return "" }}
 	if _, err := r.Execute(context.Background(), &backend.Request{FD: 3}); err != nil || len(sg.got) != 1 {

@@ -205,7 +205,7 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 			unix.Close(req.FD)
 			return
 		}
-		rep := s.execute(execCtx, log, c, req)
+		rep := reply(s.execute(execCtx, log, c, req))
 		s.setPhase(c, phaseReply, req)
 		s.writeDeadline(c)
 		err = wire.WriteReply(c.UnixConn, req.CDB[:], &rep)
@@ -221,7 +221,7 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 }
 
 // execute runs one request and closes its descriptor, whatever happens.
-func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request) (rep wire.Reply) {
+func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request) (res scsi.Result) {
 	defer unix.Close(req.FD)
 	s.requests.Add(1)
 	name := scsi.CommandName(req.CDB[:])
@@ -231,7 +231,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		// instead of the whole helper going down.
 		if p := recover(); p != nil {
 			log.Error("backend panic", "cmd", name, "panic", p)
-			rep = checkCondition(scsi.SenseTargetFailure)
+			res = scsi.CheckCondition(scsi.SenseTargetFailure)
 		}
 	}()
 	if !req.IsPRIn() && readOnly(req.FD) {
@@ -239,14 +239,14 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		// INVALID COMMAND OPERATION CODE, and keeps the connection.
 		log.Warn("request failed", "cmd", name, "status", "CHECK CONDITION", "sense", scsi.SenseInvalidOpcode.String(),
 			"err", "PR OUT on a descriptor opened read-only")
-		return checkCondition(scsi.SenseInvalidOpcode)
+		return scsi.CheckCondition(scsi.SenseInvalidOpcode)
 	}
 	breq := &backend.Request{CDB: req.CDB, Param: req.Param, FD: req.FD,
 		Initiator: c.initiator, IdentityErr: c.identityErr, TargetPort: c.listener.TargetPort}
-	rep, err := s.backend.Execute(ctx, breq)
-	if err != nil || rep.Status != scsi.StatusGood {
-		attrs := []any{"cmd", name, "backend", s.backend.Name(), "status", scsi.StatusName(rep.Status)}
-		if sn, ok := scsi.ParseSense(rep.Sense[:]); ok && rep.Status == scsi.StatusCheckCondition {
+	res, err := s.backend.Execute(ctx, breq)
+	if err != nil || res.Status != scsi.StatusGood {
+		attrs := []any{"cmd", name, "backend", s.backend.Name(), "status", scsi.StatusName(res.Status)}
+		if sn, ok := res.ParseSense(); ok && res.Status == scsi.StatusCheckCondition {
 			attrs = append(attrs, "sense", sn.String())
 		}
 		if err != nil {
@@ -254,14 +254,17 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		}
 		log.Warn("request failed", attrs...)
 	} else {
-		log.Debug("request done", "cmd", name, "data", len(rep.Data))
+		log.Debug("request done", "cmd", name, "data", len(res.Data))
 	}
-	return rep
+	return res
 }
 
-func checkCondition(s scsi.Sense) wire.Reply {
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(s.Fixed())
+// reply is the helper protocol's reply carrying res: the sense data in the
+// 96-byte field (a longer device sense is cut there, a shorter one zero
+// filled). wire.EncodeReply then applies the protocol's rules on data.
+func reply(res scsi.Result) wire.Reply {
+	rep := wire.Reply{Status: res.Status, Data: res.Data}
+	rep.SetSense(res.Sense)
 	return rep
 }
 

@@ -33,7 +33,7 @@ type fakeBackend struct {
 
 func (f *fakeBackend) Name() string { return "fake" }
 
-func (f *fakeBackend) Execute(ctx context.Context, r *backend.Request) (wire.Reply, error) {
+func (f *fakeBackend) Execute(ctx context.Context, r *backend.Request) (scsi.Result, error) {
 	f.calls.Add(1)
 	if f.entered != nil {
 		f.entered <- struct{}{}
@@ -46,14 +46,12 @@ func (f *fakeBackend) Execute(ctx context.Context, r *backend.Request) (wire.Rep
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(r.FD, &st); err != nil {
-		rep := wire.Reply{Status: scsi.StatusCheckCondition}
-		rep.SetSense(scsi.SenseIOError.Fixed())
-		return rep, err
+		return scsi.CheckCondition(scsi.SenseIOError), err
 	}
 	if r.CDB[0] == scsi.OpPersistentReserveIn {
-		return wire.Reply{Status: scsi.StatusGood, Data: []byte{0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0xab}}, nil
+		return scsi.Good([]byte{0, 0, 0, 1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0xab}), nil
 	}
-	return wire.Reply{Status: scsi.StatusGood}, nil
+	return scsi.Good(nil), nil
 }
 
 type harness struct {
@@ -362,9 +360,9 @@ type recordingBackend struct{ got chan backend.Request }
 
 func (r *recordingBackend) Name() string { return "recording" }
 
-func (r *recordingBackend) Execute(ctx context.Context, req *backend.Request) (wire.Reply, error) {
+func (r *recordingBackend) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	r.got <- *req
-	return wire.Reply{Status: scsi.StatusGood}, nil
+	return scsi.Good(nil), nil
 }
 
 // TestListenerIdentity: each listener's identity policy names the initiator of

@@ -120,11 +120,11 @@ type fullBackend struct{ entered chan struct{} }
 
 func (f *fullBackend) Name() string { return "full" }
 
-func (f *fullBackend) Execute(ctx context.Context, r *backend.Request) (wire.Reply, error) {
+func (f *fullBackend) Execute(ctx context.Context, r *backend.Request) (scsi.Result, error) {
 	if f.entered != nil {
 		f.entered <- struct{}{}
 	}
-	return wire.Reply{Status: scsi.StatusGood, Data: bytes.Repeat([]byte{0xab}, wire.MaxData)}, nil
+	return scsi.Good(bytes.Repeat([]byte{0xab}, wire.MaxData)), nil
 }
 
 // blockedReply connects a client that asks for a full PR IN and never reads:
@@ -208,7 +208,7 @@ type ctxBackend struct {
 
 func (b *ctxBackend) Name() string { return "ctx" }
 
-func (b *ctxBackend) Execute(ctx context.Context, r *backend.Request) (wire.Reply, error) {
+func (b *ctxBackend) Execute(ctx context.Context, r *backend.Request) (scsi.Result, error) {
 	b.entered <- struct{}{}
 	select {
 	case <-ctx.Done():
@@ -218,9 +218,9 @@ func (b *ctxBackend) Execute(ctx context.Context, r *backend.Request) (wire.Repl
 	b.err, b.value = ctx.Err(), ctx.Value(ctxKey{})
 	b.mu.Unlock()
 	if ctx.Err() != nil {
-		return checkCondition(scsi.SenseIOError), ctx.Err()
+		return scsi.CheckCondition(scsi.SenseIOError), ctx.Err()
 	}
-	return wire.Reply{Status: scsi.StatusGood}, nil
+	return scsi.Good(nil), nil
 }
 
 func (b *ctxBackend) seen() (error, any) {
@@ -304,10 +304,10 @@ type stubbornBackend struct {
 
 func (b *stubbornBackend) Name() string { return "stubborn" }
 
-func (b *stubbornBackend) Execute(ctx context.Context, r *backend.Request) (wire.Reply, error) {
+func (b *stubbornBackend) Execute(ctx context.Context, r *backend.Request) (scsi.Result, error) {
 	b.entered <- struct{}{}
 	<-b.gate
-	return wire.Reply{Status: scsi.StatusGood}, nil
+	return scsi.Good(nil), nil
 }
 
 // TestShutdownBackendIgnoresContext: a backend that does not return on

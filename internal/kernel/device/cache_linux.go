@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/prhelper/prhelper/internal/kernel/dm"
 )
 
 // Cache remembers what Classify found for a device for a short while, so that a
@@ -14,10 +16,10 @@ import (
 // after the TTL: a device number reused by a newly attached disk is seen within
 // that time. Safe for concurrent use.
 type Cache struct {
-	sys    Sysfs
-	ttl    time.Duration
-	now    func() time.Time
-	refine func(Info) Info
+	sys       Sysfs
+	ttl       time.Duration
+	now       func() time.Time
+	dmControl string
 
 	mu      sync.Mutex
 	entries map[cacheKey]cacheEntry
@@ -38,15 +40,15 @@ type cacheEntry struct {
 const maxCacheEntries = 4096
 
 // NewCache returns a cache over sys whose entries live for ttl, timed by now
-// (time.Now when nil). refine, when not nil, amends each fresh classification
-// before it is cached: it adds what sysfs cannot tell, such as a device-mapper
-// table's target type, which takes the control node (package dm, which imports
-// this package and so cannot be called from it).
-func NewCache(sys Sysfs, ttl time.Duration, now func() time.Time, refine func(Info) Info) *Cache {
+// (time.Now when nil). dmControl, when not "", is the device-mapper control node
+// (dm.ControlPath) through which each fresh classification of a plain DM device
+// is completed with what sysfs cannot tell: whether its table is a multipath
+// one (see MultipathByTable). The result is cached with the classification.
+func NewCache(sys Sysfs, ttl time.Duration, now func() time.Time, dmControl string) *Cache {
 	if now == nil {
 		now = time.Now
 	}
-	return &Cache{sys: sys, ttl: ttl, now: now, refine: refine, entries: make(map[cacheKey]cacheEntry)}
+	return &Cache{sys: sys, ttl: ttl, now: now, dmControl: dmControl, entries: make(map[cacheKey]cacheEntry)}
 }
 
 // Classify is Classify(fd, sys) through the cache. Failures are not cached.
@@ -71,8 +73,8 @@ func (c *Cache) Classify(fd int) (Info, error) {
 	if err != nil {
 		return info, fmt.Errorf("classify fd %d: %w", fd, err)
 	}
-	if c.refine != nil {
-		info = c.refine(info)
+	if c.dmControl != "" {
+		info = MultipathByTable(info, c.dmControl)
 	}
 	c.mu.Lock()
 	if len(c.entries) >= maxCacheEntries {
@@ -81,4 +83,27 @@ func (c *Cache) Classify(fd int) (Info, error) {
 	c.entries[k] = cacheEntry{info: info, expires: now.Add(c.ttl)}
 	c.mu.Unlock()
 	return info, nil
+}
+
+// MultipathByTable tells a multipath map that multipathd did not make (its dm
+// uuid does not start "mpath-") from other device-mapper devices by its table,
+// as qemu-pr-helper does: the first target's type is "multipath"
+// (DM_TABLE_STATUS through the control node at control). Such a map becomes a
+// DMMultipath; anything else is returned unchanged. The control node needs
+// CAP_SYS_ADMIN; without it (or on any error) the map stays a plain DM device,
+// which the linuxpr backend serves (the kernel sends its REGISTER down every
+// path).
+func MultipathByTable(info Info, control string) Info {
+	if info.Kind != DM {
+		return info
+	}
+	ctl, err := dm.Open(control)
+	if err != nil {
+		return info
+	}
+	defer ctl.Close()
+	if t, err := ctl.TableStatus(dm.Dev{Major: info.Major, Minor: info.Minor}, false); err == nil && dm.IsMultipath(t) {
+		info.Kind = DMMultipath
+	}
+	return info
 }

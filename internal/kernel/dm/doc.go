@@ -19,8 +19,9 @@
 //   - parsers of the "multipath" target's table and status lines as
 //     drivers/md/dm-mpath.c (multipath_status) prints them, also pure.
 //
-// PathName and PathState read sysfs to name a path device and tell its SCSI
-// device state. The control ioctls need CAP_SYS_ADMIN (drivers/md/dm-ioctl.c
+// It is a leaf: naming a path device and reading its state from sysfs is
+// package device's (PathName, PathState), which builds on this one. The
+// control ioctls need CAP_SYS_ADMIN (drivers/md/dm-ioctl.c
 // ctl_ioctl: "only root can play with this"); without it they fail with
 // EACCES. Nothing here changes a map.
 package dm

@@ -1,6 +1,6 @@
 //go:build lab
 
-package dm
+package dm_test
 
 // This test runs inside the storage lab VM (test/lab, Linux 6.1), driven by
 // testdata/lab.sh: DM_LAB_MPATH is a dm-multipath map (multipathd) over two
@@ -23,9 +23,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/dm"
 )
 
-func labDev(t *testing.T, env string) Dev {
+func labDev(t *testing.T, env string) dm.Dev {
 	t.Helper()
 	p := os.Getenv(env)
 	if p == "" {
@@ -35,20 +36,20 @@ func labDev(t *testing.T, env string) Dev {
 	if err := unix.Stat(p, &st); err != nil {
 		t.Fatalf("stat %s: %v", p, err)
 	}
-	d := DevFromRdev(st.Rdev)
+	d := dm.DevFromRdev(st.Rdev)
 	t.Logf("%s: st_rdev %#x = %s, dm dev %#x", p, st.Rdev, d, d.Encode())
 	return d
 }
 
 // dmsetupLine is how dmsetup prints one target: start, length, type, params.
-func dmsetupLine(tg Target) string {
+func dmsetupLine(tg dm.Target) string {
 	return strings.TrimSpace(fmt.Sprintf("%d %d %s %s", tg.Start, tg.Length, tg.Type, tg.Params))
 }
 
 func TestLab(t *testing.T) {
 	mp := labDev(t, "DM_LAB_MPATH")
 	other := labDev(t, "DM_LAB_OTHER")
-	c, err := Open(ControlPath)
+	c, err := dm.Open(dm.ControlPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,23 +68,23 @@ func TestLab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !IsMultipath(tt) || !IsMultipath(st) || len(tt) != 1 || len(st) != 1 {
+	if !dm.IsMultipath(tt) || !dm.IsMultipath(st) || len(tt) != 1 || len(st) != 1 {
 		t.Fatalf("table %+v, status %+v: want one multipath target", tt, st)
 	}
 	t.Logf("table:  %q", tt[0].Params)
 	t.Logf("status: %q", st[0].Params)
 	for _, c := range []struct {
 		env string
-		got Target
+		got dm.Target
 	}{{"DM_LAB_DMSETUP_TABLE", tt[0]}, {"DM_LAB_DMSETUP_STATUS", st[0]}} {
 		if want := strings.TrimSpace(os.Getenv(c.env)); dmsetupLine(c.got) != want {
 			t.Errorf("%s:\n got  %q\n want %q", c.env, dmsetupLine(c.got), want)
 		}
 	}
-	if _, err := ParseMultipathTable(tt[0].Params); err != nil {
+	if _, err := dm.ParseMultipathTable(tt[0].Params); err != nil {
 		t.Errorf("table: %v", err)
 	}
-	if _, err := ParseMultipathStatus(st[0].Params); err != nil {
+	if _, err := dm.ParseMultipathStatus(st[0].Params); err != nil {
 		t.Errorf("status: %v", err)
 	}
 
@@ -109,11 +110,11 @@ func TestLab(t *testing.T) {
 		if !p.Active || p.Failures != 0 {
 			t.Errorf("path %+v: want active, no failures", p)
 		}
-		name, err := PathName(sys, p.Dev)
+		name, err := device.PathName(sys, p.Dev)
 		if err != nil {
 			t.Fatal(err)
 		}
-		state, err := PathState(sys, name)
+		state, err := device.PathState(sys, name)
 		if err != nil || state != "running" {
 			t.Errorf("PathState(%s) = %q, %v, want running", name, state, err)
 		}
@@ -126,7 +127,7 @@ func TestLab(t *testing.T) {
 
 	// Take the first path's SCSI device offline: I/O to it fails, multipathd's
 	// checker fails the path, and the kernel's status says so.
-	victim, err := PathName(sys, paths[0].Dev)
+	victim, err := device.PathName(sys, paths[0].Dev)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestLab(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.WriteFile(stateFile, []byte("running\n"), 0)
-	if s, err := PathState(sys, victim); err != nil || s != "offline" {
+	if s, err := device.PathState(sys, victim); err != nil || s != "offline" {
 		t.Errorf("PathState(%s) = %q, %v, want offline", victim, s, err)
 	}
 	failed := waitPath(t, c, mp, paths[0].Dev, false)
@@ -152,7 +153,7 @@ func TestLab(t *testing.T) {
 }
 
 // waitPath polls MultipathPaths until dev's Active is want (60 s).
-func waitPath(t *testing.T, c *Control, mp, dev Dev, want bool) Path {
+func waitPath(t *testing.T, c *dm.Control, mp, dev dm.Dev, want bool) dm.Path {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -172,7 +173,7 @@ func waitPath(t *testing.T, c *Control, mp, dev Dev, want bool) Path {
 	}
 }
 
-func mustParams(t *testing.T, c *Control, mp Dev, table bool) string {
+func mustParams(t *testing.T, c *dm.Control, mp dm.Dev, table bool) string {
 	t.Helper()
 	ts, err := c.TableStatus(mp, table)
 	if err != nil || len(ts) != 1 {

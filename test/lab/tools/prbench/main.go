@@ -1,6 +1,6 @@
 // Command prbench measures PERSISTENT RESERVE IN READ KEYS round trips on one
 // device three ways: through prhelper's socket, through qemu-pr-helper's socket,
-// and with SG_IO issued directly from Go (backend/sgio.Exec, no helper). For 1 and
+// and with SG_IO issued directly from Go (internal/kernel/sgio.Exec, no helper). For 1 and
 // 16 concurrent clients it prints p50/p99 latency and throughput as a table. It
 // is a measurement, not a test: it fails only when a request fails.
 //
@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/client"
-	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/scsi"
 	"github.com/prhelper/prhelper/wire"
 )

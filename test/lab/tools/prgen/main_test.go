@@ -70,7 +70,8 @@ func TestNewGenBounds(t *testing.T) {
 // outcome names a result as the coverage table counts it.
 func outcome(r pr.Result) string {
 	if r.Status == scsi.StatusCheckCondition {
-		return r.Sense.String()
+		s, _ := r.ParseSense()
+		return s.String()
 	}
 	return scsi.StatusName(r.Status)
 }
@@ -209,9 +210,7 @@ func replay(t *testing.T, file string) (lines, steps, first int, lio, engine str
 		s := g.Next()
 		r := pr.Execute(pr.LIO(), &st, g.Nexus(s.Path), s.CDB[:], s.Param)
 		got := wire.Reply{Status: r.Status, Data: r.Data}
-		if r.Status == scsi.StatusCheckCondition {
-			got.SetSense(r.Sense.Fixed())
-		}
+		got.SetSense(r.Sense)
 		if n := min(scsi.TransferLength(s.CDB[:]), wire.MaxData); len(got.Data) > n {
 			got.Data = got.Data[:n]
 		}

@@ -1,22 +1,21 @@
-package dm
+package device
 
 import (
 	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
-	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/dm"
 )
 
-// fakeSysfs builds the parts of sysfs PathName and PathState read, laid out
+// fakeBlockSysfs builds the parts of sysfs PathName and PathState read, laid out
 // as a 6.1 kernel does for a SCSI disk behind tcm_loop:
 // dev/block/8:16 -> ../../devices/.../block/sdb, block/sdb -> the same
 // directory, whose device/ holds state.
-func fakeSysfs(t *testing.T) device.Sysfs {
+func fakeBlockSysfs(t *testing.T) Sysfs {
 	t.Helper()
 	root := t.TempDir()
 	mk := func(disk, hctl, state string, maj, min int) {
@@ -48,19 +47,17 @@ func fakeSysfs(t *testing.T) device.Sysfs {
 	mk("sdb", "2:0:1:0", "running", 8, 16)
 	mk("sdc", "2:0:1:1", "transport-offline", 8, 32)
 	mk("vda", "virtio0", "", 254, 0)
-	return device.Sysfs{Root: root}
+	return Sysfs{Root: root}
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
 func TestPathNameAndState(t *testing.T) {
-	sys := fakeSysfs(t)
+	sys := fakeBlockSysfs(t)
 	for _, c := range []struct {
-		dev         Dev
+		dev         dm.Dev
 		name, state string
 	}{
-		{Dev{8, 16}, "sdb", "running"},
-		{Dev{8, 32}, "sdc", "transport-offline"},
+		{dm.Dev{Major: 8, Minor: 16}, "sdb", "running"},
+		{dm.Dev{Major: 8, Minor: 32}, "sdc", "transport-offline"},
 	} {
 		name, err := PathName(sys, c.dev)
 		if err != nil || name != c.name {
@@ -71,7 +68,7 @@ func TestPathNameAndState(t *testing.T) {
 			t.Fatalf("PathState(%s) = %q, %v, want %q", name, state, err, c.state)
 		}
 	}
-	if name, err := PathName(sys, Dev{8, 48}); err == nil || !errors.Is(err, fs.ErrNotExist) {
+	if name, err := PathName(sys, dm.Dev{Major: 8, Minor: 48}); err == nil || !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("PathName(8:48) = %q, %v, want not-exist", name, err)
 	}
 	if state, err := PathState(sys, "vda"); err == nil || !errors.Is(err, fs.ErrNotExist) {
@@ -81,13 +78,5 @@ func TestPathNameAndState(t *testing.T) {
 		if state, err := PathState(sys, bad); err == nil {
 			t.Errorf("PathState(%q) = %q, want an error", bad, state)
 		}
-	}
-}
-
-// TestSysfsDefaultRoot checks that the zero device.Sysfs means /sys, as in
-// package device.
-func TestSysfsDefaultRoot(t *testing.T) {
-	if got := sysfsRoot(device.Sysfs{}); got != "/sys" {
-		t.Errorf("root = %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package linuxpr
+package blkpr
 
 import (
 	"runtime"
@@ -147,8 +147,8 @@ func TestIocEncoding(t *testing.T) {
 		{IOC_PR_REGISTER, 24}, {IOC_PR_RESERVE, 16}, {IOC_PR_CLEAR, 16},
 		{IOC_PR_READ_KEYS, 16}, {IOC_PR_READ_RESERVATION, 16}, {NVME_IOCTL_IO_CMD, 72}, {NVME_IOCTL_ID, 0},
 	} {
-		if got := iocSize(c.req); got != c.size {
-			t.Errorf("iocSize(%#x) = %d, want %d", c.req, got, c.size)
+		if got := ArgSize(c.req); got != c.size {
+			t.Errorf("ArgSize(%#x) = %d, want %d", c.req, got, c.size)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package sgio
 
 import (
-	"context"
 	"errors"
 	"math"
 	"os"
@@ -11,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/scsi"
 )
 
@@ -55,12 +53,12 @@ func TestRealSGIONotSCSI(t *testing.T) {
 			}
 			t.Logf("SG_IO on %s: %v", path, xerr)
 
-			// Backend, PR IN and PR OUT.
-			for _, req := range []*backend.Request{
+			// Passthrough, PR IN and PR OUT.
+			for _, req := range []*request{
 				{CDB: cdb, FD: fd},
 				{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 24), Param: make([]byte, 24), FD: fd},
 			} {
-				rep, err := b.Execute(context.Background(), req)
+				rep, err := run(b, req)
 				if !errors.Is(err, errno) {
 					t.Errorf("op %#x: err = %v, want %v", req.CDB[0], err, errno)
 				}
@@ -69,7 +67,7 @@ func TestRealSGIONotSCSI(t *testing.T) {
 				}
 				var w [96]byte
 				copy(w[:], sense)
-				if rep.Sense != w {
+				if senseField(rep) != w {
 					t.Errorf("op %#x: sense % x, want % x", req.CDB[0], rep.Sense[:18], sense)
 				}
 			}
@@ -77,7 +75,7 @@ func TestRealSGIONotSCSI(t *testing.T) {
 	}
 
 	// A closed descriptor: EBADF, which QEMU's table answers with 0B/00/06.
-	rep, err := b.Execute(context.Background(), &backend.Request{CDB: scsi.PRInCDB(0, 8), FD: math.MaxInt32})
+	rep, err := run(b, &request{CDB: scsi.PRInCDB(0, 8), FD: math.MaxInt32})
 	if !errors.Is(err, unix.EBADF) || rep.Status != scsi.StatusCheckCondition || rep.Sense[2] != 0x0b || rep.Sense[12] != 0 || rep.Sense[13] != 0x06 {
 		t.Errorf("bad fd: status %#x sense % x err %v", rep.Status, rep.Sense[:14], err)
 	}

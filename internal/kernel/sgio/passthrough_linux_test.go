@@ -2,8 +2,8 @@ package sgio
 
 import (
 	"bytes"
-	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -12,9 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
 
 // hdrIn is what the fake device saw of the sg_io_hdr inputs.
@@ -89,13 +87,36 @@ func (f *fakeDevice) ioctl(fd int, h *Hdr) error {
 // fixed is 18 bytes of fixed-format sense (SPC-4 §4.5.3) zero padded to 96, as
 // qemu-pr-helper's scsi_build_sense leaves its memset buffer. Written out here
 // rather than taken from scsi.Sense.Fixed so this test checks the bytes.
-func fixed(key, asc, ascq byte) [wire.SenseSize]byte {
-	var b [wire.SenseSize]byte
+// senseField is the 96-byte sense field of the helper reply that carries r, as the
+// server fills it: r.Sense, zero filled. A result's sense never exceeds it.
+func senseField(r scsi.Result) (f [SenseLen]byte) {
+	if len(r.Sense) > SenseLen {
+		panic(fmt.Sprintf("sense of %d bytes", len(r.Sense)))
+	}
+	copy(f[:], r.Sense)
+	return f
+}
+
+func fixed(key, asc, ascq byte) [SenseLen]byte {
+	var b [SenseLen]byte
 	b[0], b[2], b[7], b[12], b[13] = 0x70, key, 10, asc, ascq
 	return b
 }
 
-func newBackend(t *testing.T, f *fakeDevice) *Backend {
+// request is a command as a backend passes it on.
+type request struct {
+	CDB   [cdbLen]byte
+	Param []byte
+	FD    int
+}
+
+// run is Do on a request, returning the result and the log error.
+func run(p *Passthrough, r *request) (scsi.Result, error) {
+	o := p.Do(r.FD, r.CDB, r.Param)
+	return o.Reply, o.Err
+}
+
+func newPassthrough(t *testing.T, f *fakeDevice) *Passthrough {
 	t.Helper()
 	b, err := New(Options{Ioctl: f.ioctl})
 	if err != nil {
@@ -106,12 +127,12 @@ func newBackend(t *testing.T, f *fakeDevice) *Backend {
 
 // prIn and prOut are requests as the server would pass them: READ KEYS with an
 // allocation length of 40, REGISTER with a 24-byte parameter list.
-func prIn() *backend.Request {
-	return &backend.Request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 40), FD: 7}
+func prIn() *request {
+	return &request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 40), FD: 7}
 }
 
-func prOut(param []byte) *backend.Request {
-	return &backend.Request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, uint32(len(param))), Param: param, FD: 7}
+func prOut(param []byte) *request {
+	return &request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, uint32(len(param))), Param: param, FD: 7}
 }
 
 func pattern(n int, seed byte) []byte {
@@ -125,12 +146,12 @@ func pattern(n int, seed byte) []byte {
 // TestExecuteErrno covers every row of scsi_sense_from_errno (docs/pr-helper-protocol.md §4.9)
 // for both PR IN and PR OUT: the status and the 96 sense bytes on the wire.
 func TestExecuteErrno(t *testing.T) {
-	none := [wire.SenseSize]byte{}
+	none := [SenseLen]byte{}
 	ioErr := fixed(0x0b, 0x00, 0x06)
 	for _, tc := range []struct {
 		errno  unix.Errno
 		status byte
-		sense  [wire.SenseSize]byte
+		sense  [SenseLen]byte
 	}{
 		{unix.EDOM, 0x28, none},
 		{unix.EBADE, 0x18, none},
@@ -149,19 +170,19 @@ func TestExecuteErrno(t *testing.T) {
 		{unix.EBADF, 0x02, ioErr},
 		{unix.EFAULT, 0x02, ioErr},
 	} {
-		for _, req := range []*backend.Request{prIn(), prOut(pattern(24, 1))} {
+		for _, req := range []*request{prIn(), prOut(pattern(24, 1))} {
 			name := tc.errno.Error() + "/PR-OUT"
 			if req.CDB[0] == scsi.OpPersistentReserveIn {
 				name = tc.errno.Error() + "/PR-IN"
 			}
 			t.Run(name, func(t *testing.T) {
 				f := &fakeDevice{errno: tc.errno, sbLenWr: -1, data: pattern(64, 3)}
-				rep, err := newBackend(t, f).Execute(context.Background(), req)
+				rep, err := run(newPassthrough(t, f), req)
 				if rep.Status != tc.status {
 					t.Errorf("status = %#x, want %#x", rep.Status, tc.status)
 				}
-				if rep.Sense != tc.sense {
-					t.Errorf("sense = % x, want % x", rep.Sense[:20], tc.sense[:20])
+				if senseField(rep) != tc.sense {
+					t.Errorf("sense = % x, want % x", rep.Sense, tc.sense[:20])
 				}
 				if len(rep.Data) != 0 {
 					t.Errorf("data = %d bytes, want none", len(rep.Data))
@@ -181,13 +202,13 @@ func TestExecuteErrno(t *testing.T) {
 // (docs/pr-helper-protocol.md §4.9), including QEMU's quirk that an unknown non-zero host status
 // is reported as GOOD, with the PR IN data that goes with GOOD.
 func TestExecuteHostStatus(t *testing.T) {
-	none := [wire.SenseSize]byte{}
-	payload := pattern(wire.MaxData, 9)
-	const resid = wire.MaxData - 40
+	none := [SenseLen]byte{}
+	payload := pattern(dataLen, 9)
+	const resid = dataLen - 40
 	for _, tc := range []struct {
 		host   uint16
 		status byte
-		sense  [wire.SenseSize]byte
+		sense  [SenseLen]byte
 	}{
 		{0x01, 0x02, fixed(0x0b, 0x05, 0x00)},
 		{0x02, 0x08, none},
@@ -211,12 +232,12 @@ func TestExecuteHostStatus(t *testing.T) {
 		t.Run(HostStatusName(tc.host), func(t *testing.T) {
 			// The device status says CHECK CONDITION; host status must win.
 			f := &fakeDevice{hostStatus: tc.host, status: 0x02, resid: resid, sbLenWr: -1, data: payload}
-			rep, err := newBackend(t, f).Execute(context.Background(), prIn())
+			rep, err := run(newPassthrough(t, f), prIn())
 			if rep.Status != tc.status {
 				t.Errorf("status = %#x, want %#x", rep.Status, tc.status)
 			}
-			if rep.Sense != tc.sense {
-				t.Errorf("sense = % x, want % x", rep.Sense[:20], tc.sense[:20])
+			if senseField(rep) != tc.sense {
+				t.Errorf("sense = % x, want % x", rep.Sense, tc.sense[:20])
 			}
 			if tc.status == scsi.StatusGood {
 				if !bytes.Equal(rep.Data, payload[:40]) {
@@ -237,23 +258,23 @@ func TestExecuteHostStatus(t *testing.T) {
 // scsi_build_sense on the buffer the kernel may have written, while BUSY and
 // RESERVATION CONFLICT leave the kernel's bytes alone.
 func TestHostStatusSenseOverlay(t *testing.T) {
-	devSense := pattern(wire.SenseSize, 0x40)
+	devSense := pattern(SenseLen, 0x40)
 	for _, tc := range []struct {
 		host uint16
-		want [wire.SenseSize]byte
+		want [SenseLen]byte
 	}{
-		{0x03, func() [wire.SenseSize]byte {
+		{0x03, func() [SenseLen]byte {
 			b := fixed(0x0b, 0x2e, 0x02)
 			copy(b[18:], devSense[18:])
 			return b
 		}()},
-		{0x02, [wire.SenseSize]byte(devSense)},
-		{0x11, [wire.SenseSize]byte(devSense)},
+		{0x02, [SenseLen]byte(devSense)},
+		{0x11, [SenseLen]byte(devSense)},
 	} {
 		f := &fakeDevice{hostStatus: tc.host, sense: devSense, sbLenWr: -1}
-		rep, _ := newBackend(t, f).Execute(context.Background(), prOut(nil))
-		if rep.Sense != tc.want {
-			t.Errorf("host %#x: sense = % x, want % x", tc.host, rep.Sense, tc.want)
+		rep, _ := run(newPassthrough(t, f), prOut(nil))
+		if senseField(rep) != tc.want {
+			t.Errorf("host %#x: sense = % x, want % x", tc.host, senseField(rep), tc.want)
 		}
 	}
 }
@@ -281,13 +302,13 @@ func TestExecuteDriverStatus(t *testing.T) {
 		{0x08, 0x02, 0x02, "check condition, sense 5/24/00"},
 		{0x10, 0x00, 0x00, ""},
 	} {
-		f := &fakeDevice{driverStatus: tc.driver, status: tc.devStatus, sense: ccSense[:18], sbLenWr: -1, data: pattern(16, 1), resid: wire.MaxData - 16}
-		rep, err := newBackend(t, f).Execute(context.Background(), prIn())
+		f := &fakeDevice{driverStatus: tc.driver, status: tc.devStatus, sense: ccSense[:18], sbLenWr: -1, data: pattern(16, 1), resid: dataLen - 16}
+		rep, err := run(newPassthrough(t, f), prIn())
 		if rep.Status != tc.status {
 			t.Errorf("driver %#x: status = %#x, want %#x", tc.driver, rep.Status, tc.status)
 		}
-		if rep.Sense != ccSense {
-			t.Errorf("driver %#x: sense = % x, want the device's bytes", tc.driver, rep.Sense[:20])
+		if senseField(rep) != ccSense {
+			t.Errorf("driver %#x: sense = % x, want the device's bytes", tc.driver, rep.Sense)
 		}
 		if tc.wantErr == "" {
 			if err != nil || len(rep.Data) != 16 {
@@ -302,30 +323,30 @@ func TestExecuteDriverStatus(t *testing.T) {
 // TestExecutePRInGood checks the PR IN reply data: the bytes the device wrote,
 // 8192 - resid of them, whatever the resid.
 func TestExecutePRInGood(t *testing.T) {
-	payload := pattern(wire.MaxData, 0x11)
+	payload := pattern(dataLen, 0x11)
 	for _, tc := range []struct {
 		resid int32
 		want  int
 	}{
-		{wire.MaxData - 8, 8},
-		{wire.MaxData - 40, 40},
-		{0, wire.MaxData},
-		{wire.MaxData, 0},
-		{-5, wire.MaxData},
-		{wire.MaxData + 1, 0},
+		{dataLen - 8, 8},
+		{dataLen - 40, 40},
+		{0, dataLen},
+		{dataLen, 0},
+		{-5, dataLen},
+		{dataLen + 1, 0},
 		{math.MaxInt32, 0},
-		{math.MinInt32, wire.MaxData},
+		{math.MinInt32, dataLen},
 	} {
 		f := &fakeDevice{resid: tc.resid, sbLenWr: -1, data: payload}
-		rep, err := newBackend(t, f).Execute(context.Background(), prIn())
+		rep, err := run(newPassthrough(t, f), prIn())
 		if err != nil || rep.Status != scsi.StatusGood {
 			t.Errorf("resid %d: status %#x err %v, want GOOD nil", tc.resid, rep.Status, err)
 		}
 		if !bytes.Equal(rep.Data, payload[:tc.want]) {
 			t.Errorf("resid %d: data = %d bytes, want the first %d of the payload", tc.resid, len(rep.Data), tc.want)
 		}
-		if rep.Sense != ([wire.SenseSize]byte{}) {
-			t.Errorf("resid %d: sense not zero: % x", tc.resid, rep.Sense[:20])
+		if senseField(rep) != ([SenseLen]byte{}) {
+			t.Errorf("resid %d: sense not zero: % x", tc.resid, rep.Sense)
 		}
 	}
 }
@@ -337,10 +358,10 @@ func TestExecutePRInFraming(t *testing.T) {
 	req := prIn()
 	copy(req.CDB[10:], []byte{0xa1, 0xa2, 0xa3, 0xa4, 0xa5, 0xa6})
 	f := &fakeDevice{sbLenWr: -1}
-	if _, err := newBackend(t, f).Execute(context.Background(), req); err != nil {
+	if _, err := run(newPassthrough(t, f), req); err != nil {
 		t.Fatal(err)
 	}
-	want := hdrIn{interfaceID: 'S', dir: DirFromDevice, cmdLen: 16, mxSbLen: 96, dxferLen: wire.MaxData, timeout: 30000}
+	want := hdrIn{interfaceID: 'S', dir: DirFromDevice, cmdLen: 16, mxSbLen: 96, dxferLen: dataLen, timeout: 30000}
 	if f.in != want {
 		t.Errorf("hdr = %+v, want %+v", f.in, want)
 	}
@@ -361,7 +382,7 @@ func TestExecutePROut(t *testing.T) {
 	param := pattern(24, 0x31)
 	for _, tc := range []struct {
 		name    string
-		req     *backend.Request
+		req     *request
 		wantOut []byte
 		wantLen uint32
 		nilPtr  bool
@@ -369,19 +390,19 @@ func TestExecutePROut(t *testing.T) {
 		{"register", prOut(param), param, 24, false},
 		{"empty", prOut(nil), nil, 0, true},
 		// Param shorter than the framing length: zero padded, as the buffer is.
-		{"short", &backend.Request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 24), Param: param[:10]},
+		{"short", &request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 24), Param: param[:10]},
 			append(bytes.Clone(param[:10]), make([]byte, 14)...), 24, false},
 		// Param longer: only the framing length goes out.
-		{"long", &backend.Request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 8), Param: param}, param[:8], 8, false},
+		{"long", &request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 8), Param: param}, param[:8], 8, false},
 		// Bytes 5-6 of the parameter list length are ignored, like QEMU's framing.
-		{"hi-bytes", &backend.Request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 0x10018), Param: param}, param, 24, false},
+		{"hi-bytes", &request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 0x10018), Param: param}, param, 24, false},
 		// A length over 8192 (the server refuses it) is capped, never overruns.
-		{"oversized", &backend.Request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 0xffff), Param: param},
-			append(bytes.Clone(param), make([]byte, wire.MaxData-24)...), wire.MaxData, false},
+		{"oversized", &request{CDB: scsi.PROutCDB(scsi.SARegister, 0, 0, 0xffff), Param: param},
+			append(bytes.Clone(param), make([]byte, dataLen-24)...), dataLen, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeDevice{sbLenWr: -1, data: pattern(64, 1)}
-			rep, err := newBackend(t, f).Execute(context.Background(), tc.req)
+			rep, err := run(newPassthrough(t, f), tc.req)
 			if err != nil || rep.Status != scsi.StatusGood || rep.Data != nil {
 				t.Errorf("status %#x data %d err %v, want GOOD, no data, nil", rep.Status, len(rep.Data), err)
 			}
@@ -405,14 +426,14 @@ func TestExecutePROut(t *testing.T) {
 func TestExecuteDeviceSense(t *testing.T) {
 	fixedDev := []byte{0x70, 0, 0x05, 0, 0, 0, 0, 0x0a, 0, 0, 0, 0, 0x24, 0x00, 0, 0xc0, 0x00, 0x02}
 	descDev := []byte{0x72, 0x0b, 0x47, 0x03, 0, 0, 0, 0x0c, 0x00, 0x0a, 0x80, 0, 0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 0}
-	full := pattern(wire.SenseSize, 0x70)
+	full := pattern(SenseLen, 0x70)
 	full[0], full[2], full[12], full[13] = 0x70, 0x06, 0x2a, 0x03
 	for _, tc := range []struct {
 		name    string
 		status  byte
 		sense   []byte
 		sbLen   int
-		op      *backend.Request
+		op      *request
 		wantErr string
 	}{
 		{"fixed", 0x02, fixedDev, -1, prOut(pattern(24, 0)), "SG_IO on fd 7: check condition, sense 5/24/00"},
@@ -427,14 +448,14 @@ func TestExecuteDeviceSense(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := &fakeDevice{status: tc.status, sense: tc.sense, sbLenWr: tc.sbLen, data: pattern(64, 1), driverStatus: 0x08}
-			rep, err := newBackend(t, f).Execute(context.Background(), tc.op)
+			rep, err := run(newPassthrough(t, f), tc.op)
 			if rep.Status != tc.status {
 				t.Errorf("status = %#x, want %#x", rep.Status, tc.status)
 			}
-			var want [wire.SenseSize]byte
+			var want [SenseLen]byte
 			copy(want[:], tc.sense)
-			if rep.Sense != want {
-				t.Errorf("sense = % x, want % x", rep.Sense, want)
+			if senseField(rep) != want {
+				t.Errorf("sense = % x, want % x", senseField(rep), want)
 			}
 			if rep.Data != nil {
 				t.Errorf("data = %d bytes, want none", len(rep.Data))
@@ -451,15 +472,11 @@ func TestExecuteDeviceSense(t *testing.T) {
 func TestExecuteOtherOpcode(t *testing.T) {
 	for _, op := range []byte{0x00, 0x12, 0x28, 0x5d, 0xff} {
 		f := &fakeDevice{sbLenWr: -1}
-		req := &backend.Request{CDB: [16]byte{op}, FD: 7}
-		rep, err := newBackend(t, f).Execute(context.Background(), req)
-		if f.calls != 0 || rep.Status != 0x02 || rep.Sense != fixed(0x05, 0x20, 0x00) || err == nil {
+		req := &request{CDB: [16]byte{op}, FD: 7}
+		rep, err := run(newPassthrough(t, f), req)
+		if f.calls != 0 || rep.Status != 0x02 || senseField(rep) != fixed(0x05, 0x20, 0x00) || err == nil {
 			t.Errorf("opcode %#x: calls %d status %#x sense % x err %v", op, f.calls, rep.Status, rep.Sense[:14], err)
 		}
-	}
-	rep, err := newBackend(t, &fakeDevice{}).Execute(context.Background(), nil)
-	if rep.Status != 0x02 || err == nil {
-		t.Errorf("nil request: status %#x err %v", rep.Status, err)
 	}
 }
 
@@ -487,7 +504,7 @@ func TestNewTimeout(t *testing.T) {
 		if !tc.ok {
 			continue
 		}
-		if _, err := b.Execute(context.Background(), prIn()); err != nil {
+		if _, err := run(b, prIn()); err != nil {
 			t.Fatal(err)
 		}
 		if f.in.timeout != tc.wantMs {
@@ -495,7 +512,7 @@ func TestNewTimeout(t *testing.T) {
 		}
 	}
 	b, err := New(Options{})
-	if err != nil || b.Timeout() != DefaultTimeout || b.Name() != "sgio" {
+	if err != nil || b.Timeout() != DefaultTimeout {
 		t.Errorf("New(zero): %v, %v", b, err)
 	}
 }
@@ -567,7 +584,7 @@ func TestExecWith(t *testing.T) {
 	}
 }
 
-// FuzzExecute drives Backend with arbitrary kernel answers and requests and
+// FuzzExecute drives Passthrough.Do with arbitrary kernel answers and requests and
 // checks the invariants the wire layer and QEMU's client rely on: no panic, data
 // only for PR IN with GOOD and never more than 8192 bytes, and an error for the
 // log whenever the reply is not GOOD.
@@ -585,9 +602,9 @@ func FuzzExecute(f *testing.F) {
 		cdb[0] = op
 		cdb[7], cdb[8] = byte(length>>8), byte(length)
 		fd := &fakeDevice{errno: unix.Errno(errno), status: status, hostStatus: host, driverStatus: driver,
-			resid: resid, sense: sense, sbLenWr: int(sbLen), data: pattern(wire.MaxData, op)}
-		rep, err := newBackend(t, fd).Execute(context.Background(), &backend.Request{CDB: cdb, Param: param, FD: 5})
-		if len(rep.Data) > wire.MaxData {
+			resid: resid, sense: sense, sbLenWr: int(sbLen), data: pattern(dataLen, op)}
+		rep, err := run(newPassthrough(t, fd), &request{CDB: cdb, Param: param, FD: 5})
+		if len(rep.Data) > dataLen {
 			t.Fatalf("data %d bytes", len(rep.Data))
 		}
 		if len(rep.Data) > 0 && (op != scsi.OpPersistentReserveIn || rep.Status != scsi.StatusGood) {
@@ -596,7 +613,7 @@ func FuzzExecute(f *testing.F) {
 		if rep.Status != scsi.StatusGood && err == nil {
 			t.Fatalf("status %#x without an error", rep.Status)
 		}
-		if fd.calls > 0 && fd.in.dxferLen > wire.MaxData {
+		if fd.calls > 0 && fd.in.dxferLen > dataLen {
 			t.Fatalf("dxfer_len %d", fd.in.dxferLen)
 		}
 	})
@@ -620,14 +637,10 @@ func TestPathFailed(t *testing.T) {
 		{"DID_TRANSPORT_DISRUPTED", fakeDevice{hostStatus: 0x0e, sbLenWr: -1}, true},
 		{"DRIVER_TIMEOUT", fakeDevice{driverStatus: 0x06, sbLenWr: -1}, true},
 	} {
-		b := newBackend(t, &tc.dev)
+		b := newPassthrough(t, &tc.dev)
 		o := b.Do(7, scsi.PRInCDB(scsi.SAReadKeys, 40), nil)
 		if o.PathFailed() != tc.want {
 			t.Errorf("%s: PathFailed %v, want %v (%+v)", tc.name, o.PathFailed(), tc.want, o)
-		}
-		rep, err := b.Execute(context.Background(), &backend.Request{FD: 7, CDB: scsi.PRInCDB(scsi.SAReadKeys, 40)})
-		if rep.Status != o.Reply.Status || rep.Sense != o.Reply.Sense || (err == nil) != (o.Err == nil) {
-			t.Errorf("%s: Execute and Do differ: %+v %v / %+v", tc.name, rep, err, o)
 		}
 	}
 }

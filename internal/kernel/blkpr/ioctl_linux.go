@@ -1,4 +1,4 @@
-package linuxpr
+package blkpr
 
 import (
 	"unsafe"
@@ -6,8 +6,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// iocSize is the argument size encoded in an ioctl request number (_IOC_SIZE).
-func iocSize(req uint) uintptr { return uintptr(req>>16) & (1<<iocSizeBits - 1) }
+// ArgSize is the argument size encoded in an ioctl request number (_IOC_SIZE).
+func ArgSize(req uint) uintptr { return uintptr(req>>16) & (1<<iocSizeBits - 1) }
 
 // Registration is struct pr_registration of include/uapi/linux/pr.h (24 bytes:
 // old_key@0, new_key@8, flags@16, 4 bytes of padding), the argument of
@@ -137,16 +137,16 @@ const (
 // return value, or the errno (a unix.Errno) when it failed. The <linux/pr.h>
 // ioctls return positive PR_STS_* codes this way, NVME_IOCTL_ID the namespace ID,
 // NVME_IOCTL_IO_CMD the NVMe status. arg points to the struct the request number
-// names (iocSize(req) bytes); ReadKeys.KeysPtr and NVMePassthru.Addr point to
+// names (ArgSize(req) bytes); ReadKeys.KeysPtr and NVMePassthru.Addr point to
 // buffers the caller has pinned. Tests inject a scripted kernel that reads the
 // struct's bytes and writes its answers back, as the kernel would; it must not
 // keep arg or the buffers after it returns.
 type IoctlFunc func(fd int, req uint, arg unsafe.Pointer) (int, error)
 
-// ioctl is the real IoctlFunc: a raw ioctl(2). unix.Syscall tells the Go
+// Ioctl is the real IoctlFunc: a raw ioctl(2). unix.Syscall tells the Go
 // scheduler the thread may block (a PR command waits for the device), so the
 // goroutine's processor goes to another thread meanwhile. No cgo.
-func ioctl(fd int, req uint, arg unsafe.Pointer) (int, error) {
+func Ioctl(fd int, req uint, arg unsafe.Pointer) (int, error) {
 	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(arg))
 	if e != 0 {
 		return -1, e

@@ -1,4 +1,4 @@
-package linuxpr
+package blkpr
 
 // The enum pr_type values. NVMe reservation types use the same numbers.
 const (

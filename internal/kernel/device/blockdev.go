@@ -1,4 +1,4 @@
-package dm
+package device
 
 import (
 	"fmt"
@@ -7,25 +7,16 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/kernel/dm"
 )
-
-// sysfsRoot is where sys looks; the zero device.Sysfs is the real /sys, as in
-// package device.
-func sysfsRoot(sys device.Sysfs) string {
-	if sys.Root == "" {
-		return device.DefaultSysfsRoot
-	}
-	return sys.Root
-}
 
 // PathName returns the kernel name of the block device d ("sdb", "nvme0n1"):
 // the last element of the target of the link <sysfs>/dev/block/<major>:<minor>,
 // which the block layer points at the disk's directory under /sys/devices.
 // The link is read, not followed, so a name is found even where the device's
 // directory is being torn down.
-func PathName(sys device.Sysfs, d Dev) (string, error) {
-	link := filepath.Join(sysfsRoot(sys), "dev", "block", d.String())
+func PathName(sys Sysfs, d dm.Dev) (string, error) {
+	link := filepath.Join(sys.root(), "dev", "block", d.String())
 	target, err := os.Readlink(link)
 	if err != nil {
 		return "", fmt.Errorf("name of block device %s: %w", d, err)
@@ -48,11 +39,11 @@ const maxStateLen = 4096
 // "cancel", "deleted", "created-blocked"); for an NVMe namespace it is the
 // controller's state ("live", "connecting", ...). A device without the
 // attribute gives an error wrapping fs.ErrNotExist.
-func PathState(sys device.Sysfs, name string) (string, error) {
+func PathState(sys Sysfs, name string) (string, error) {
 	if !validName(name) {
 		return "", fmt.Errorf("state of block device %q: not a device name", name)
 	}
-	p := filepath.Join(sysfsRoot(sys), "block", name, "device", "state")
+	p := filepath.Join(sys.root(), "block", name, "device", "state")
 	f, err := os.Open(p)
 	if err != nil {
 		return "", fmt.Errorf("state of %s: %w", name, err)

@@ -1,4 +1,4 @@
-package main
+package builder
 
 import (
 	"log/slog"
@@ -61,30 +61,9 @@ func dmFailed(info device.Info) (map[string]bool, error) {
 		if p.Active {
 			continue
 		}
-		if name, err := dm.PathName(device.Sysfs{}, p.Dev); err == nil {
+		if name, err := device.PathName(device.Sysfs{}, p.Dev); err == nil {
 			failed[name] = true
 		}
 	}
 	return failed, nil
-}
-
-// refineDM tells a multipath map that multipathd did not make (its dm uuid
-// does not start "mpath-") from other device-mapper devices by its table, as
-// qemu-pr-helper does: the first target's type is "multipath"
-// (DM_TABLE_STATUS). The control node needs CAP_SYS_ADMIN; without it such a
-// map stays a plain dm device (served by linuxpr, whose REGISTER the kernel
-// sends down every path).
-func refineDM(info device.Info) device.Info {
-	if info.Kind != device.DM {
-		return info
-	}
-	ctl, err := dm.Open(dm.ControlPath)
-	if err != nil {
-		return info
-	}
-	defer ctl.Close()
-	if t, err := ctl.TableStatus(dm.Dev{Major: info.Major, Minor: info.Minor}, false); err == nil && dm.IsMultipath(t) {
-		info.Kind = device.DMMultipath
-	}
-	return info
 }

@@ -1,0 +1,133 @@
+// Package builder makes the backends a backend.Plan names, each wired to the
+// kernel interfaces, the multipath daemon or the state store it works with.
+// It is where the daemon's set-up meets the backends: the plan says which
+// backends there are (and so which capabilities the daemon keeps, and what the
+// router and --explain may choose); Build says how each one is made.
+package builder
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/backend/emulate"
+	"github.com/prhelper/prhelper/internal/backend/linuxpr"
+	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/store"
+	"github.com/prhelper/prhelper/internal/store/sqlite"
+	"github.com/prhelper/prhelper/pr"
+)
+
+// Env is what the backends are built with.
+type Env struct {
+	// Devices classifies received descriptors (linuxpr's PR IN fallback, the
+	// multipath backend's map discovery); the router shares it.
+	Devices *device.Cache
+	// DB is the emulation state database (SQLite), opened when the plan has
+	// emulate and OpenStore is nil.
+	DB string
+	// OpenStore, when set, opens the emulation's state store instead of DB
+	// (the daemon's choice between SQLite and etcd).
+	OpenStore func() (store.Store, error)
+	// Fencing, when set, gives the emulation its fencing over the opened store
+	// (package fence); nil fences nobody.
+	Fencing func(store.Store) emulate.Fencing
+	Log     *slog.Logger
+}
+
+// Set is the built backends of a plan.
+type Set struct {
+	Backends map[backend.Name]backend.Backend
+	closers  []func()
+}
+
+// Close releases what the backends hold (multipath path devices, the state
+// store); failures are logged.
+func (s *Set) Close() {
+	for _, c := range s.closers {
+		c()
+	}
+	s.closers = nil
+}
+
+// Build makes every backend of p. On error, what was built is closed again.
+func Build(p backend.Plan, env Env) (*Set, error) {
+	log := env.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if env.Devices == nil {
+		return nil, errors.New("builder: no device classifier")
+	}
+	s := &Set{Backends: map[backend.Name]backend.Backend{}}
+	for _, n := range p.Names() {
+		if err := s.add(n, env, log); err != nil {
+			s.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// add builds backend n into s.
+func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
+	switch n {
+	case backend.Sgio:
+		sg, err := sgio.New(sgio.Options{})
+		if err != nil {
+			return err
+		}
+		s.Backends[n] = sg
+	case backend.LinuxPR:
+		devices := env.Devices
+		lp, err := linuxpr.New(linuxpr.Options{Kind: func(fd int) linuxpr.DeviceKind { return linuxprKind(devices, fd) }, Logger: log})
+		if err != nil {
+			return err
+		}
+		s.Backends[n] = lp
+	case backend.Mpath:
+		mp, err := newMpath(env.Devices.Classify, log)
+		if err != nil {
+			return err
+		}
+		s.Backends[n] = mp
+		s.closers = append(s.closers, func() {
+			if err := mp.Close(); err != nil {
+				log.Warn("closing multipath path devices", "err", err)
+			}
+		})
+	case backend.Emulate:
+		open := env.OpenStore
+		if open == nil {
+			open = func() (store.Store, error) { return sqlite.Open(env.DB, sqlite.Options{}) }
+		}
+		st, err := open()
+		if err != nil {
+			return fmt.Errorf("emulation state: %w", err)
+		}
+		em := emulate.New(st, pr.LIO())
+		if env.Fencing != nil {
+			em = em.WithFencing(env.Fencing(st))
+		}
+		s.Backends[n] = em
+		s.closers = append(s.closers, func() {
+			if err := st.Close(); err != nil {
+				log.Warn("closing the state database", "err", err)
+			}
+		})
+	default:
+		return fmt.Errorf("builder: no backend %q", n)
+	}
+	return nil
+}
+
+// linuxprKind tells the linuxpr backend which PR IN fallback a device needs.
+func linuxprKind(devices *device.Cache, fd int) linuxpr.DeviceKind {
+	info, err := devices.Classify(fd)
+	if err != nil {
+		return linuxpr.KindNotBlock
+	}
+	return linuxpr.KindOf(info)
+}
