@@ -32,7 +32,13 @@
 #                         and 2 GiB, and an inner TCG guest with its own time
 #                         limits; a nested test runs beside a plain one)
 #      LAB_HEARTBEAT=S    seconds between "still running" lines (default 60)
+#      LAB_LOCK=FILE      run under flock FILE (a host shared by several
+#                         checkouts: one lab at a time; the wait is not timed)
 set -uo pipefail
+if [ -n "${LAB_LOCK:-}" ] && [ "${LAB_LOCK_HELD:-}" != "$LAB_LOCK" ]; then
+	echo "== lab: waiting for the lock $LAB_LOCK"
+	exec env LAB_LOCK_HELD="$LAB_LOCK" flock "$LAB_LOCK" "$0" "$@"
+fi
 LAB=$(cd "$(dirname "$0")" && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
 export LAB_BUILD=$BUILD
