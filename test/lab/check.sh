@@ -37,7 +37,7 @@
 set -uo pipefail
 if [ -n "${LAB_LOCK:-}" ] && [ "${LAB_LOCK_HELD:-}" != "$LAB_LOCK" ]; then
 	echo "== lab: waiting for the lock $LAB_LOCK"
-	exec env LAB_LOCK_HELD="$LAB_LOCK" flock "$LAB_LOCK" "$0" "$@"
+	exec env LAB_LOCK_HELD="$LAB_LOCK" flock "$LAB_LOCK" "$BASH" "$0" "$@"
 fi
 LAB=$(cd "$(dirname "$0")" && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
