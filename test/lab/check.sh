@@ -4,10 +4,13 @@
 # Builds the lab VM image (installing host packages with apt when missing),
 # builds the Go binaries under test (cmd/prhelper, cmd/prpersist) and the Go lab
 # tools (test/lab/tools/*) statically into build/gobin (shared read-only with
-# every VM at /lab/bin), then runs each test file in its own VM, LAB_JOBS VMs at
-# a time (default 2), longest tests first so that the tail is short. The two
-# NVMe images are built in the background meanwhile; their tests start when
-# their image is ready.
+# every VM at /lab/bin), then runs each test file in its own VM, several at a
+# time as long as their vCPUs fit the host's cores (LAB_CPUS, default nproc):
+# TCG runs each vCPU on a host thread, and the guests' time limits are wall
+# clock, so VMs are not packed beyond the cores (on 2 cores: two one-vCPU VMs
+# side by side, a two-vCPU VM alone). Longest tests first so that the tail is
+# short. The two NVMe images are built in the background meanwhile; their tests
+# start when their image is ready.
 #
 # Output: "START <test>" when a test's VM starts, "... still running: <test>
 # (<seconds>s), ..." every LAB_HEARTBEAT seconds while tests run, and one
@@ -26,11 +29,10 @@
 # Env: LAB_NESTED_TEST=0  leave out the nested-QEMU tests (c, d; ~4 minutes)
 #      LAB_ONLY="a b"     run only the named tests (names as printed)
 #      LAB_NVME_TEST=0    leave out the NVMe tests (two more images, ~3 minutes)
-#      LAB_JOBS=N         VMs at a time (default 2, 1 on a one-core host; 1 runs
-#                         them one after another as before)
-#      LAB_NESTED_JOBS=N  nested-QEMU VMs at a time (default 1: each has 2 vCPUs
-#                         and 2 GiB, and an inner TCG guest with its own time
-#                         limits; a nested test runs beside a plain one)
+#      LAB_CPUS=N         host cores for the VMs' vCPUs together (default:
+#                         nproc); a VM wider than that runs alone
+#      LAB_JOBS=N         VMs at a time at most (default 2; 1 runs them one after
+#                         another)
 #      LAB_HEARTBEAT=S    seconds between "still running" lines (default 60)
 #      LAB_LOCK=FILE      run under flock FILE (a host shared by several
 #                         checkouts: one lab at a time; the wait is not timed)
@@ -43,8 +45,8 @@ LAB=$(cd "$(dirname "$0")" && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
 export LAB_BUILD=$BUILD
 NESTED=${LAB_NESTED_TEST:-1}
-JOBS=${LAB_JOBS:-$( [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ] && echo 2 || echo 1)}
-NJOBS=${LAB_NESTED_JOBS:-1}
+CPUS=${LAB_CPUS:-$(nproc 2>/dev/null || echo 1)}
+JOBS=${LAB_JOBS:-2}
 BEAT=${LAB_HEARTBEAT:-60}
 
 if ! command -v qemu-system-x86_64 >/dev/null 2>&1 && ! command -v apt-get >/dev/null 2>&1; then
@@ -68,7 +70,8 @@ rm -f "$RUNS"/check-*.result "$RUNS"/check-*.result.tmp "$RUNS"/build-*.status "
 selected() { [ -z "${LAB_ONLY:-}" ] || echo " $LAB_ONLY " | grep -q " $1 "; }
 
 # ------------------------------------------------------------------ the tests
-# add NAME NESTED(0|1) IMAGE(""|an NVMe test's name) BUILD-DIR run.sh-args...
+# add NAME VCPUS IMAGE(""|an NVMe test's name) BUILD-DIR run.sh-args...
+#   (VCPUS: the -c given to run.sh, whose default is 2)
 # In the order they are started: longest first (seconds alone on this 2-core
 # host under TCG, roughly: two-vms-peer 220, nested-qemu 185, mpath-nested 150,
 # mpath 150, emulate-vs-lio 100, prhelper-two-paths 40, the NVMe ones 30 after
@@ -76,20 +79,20 @@ selected() { [ -z "${LAB_ONLY:-}" ] || echo " $LAB_ONLY " | grep -q " $1 "; }
 # -c 1: one vCPU, for LIO's determinism (prdiff, emulate-vs-lio,
 # linuxpr-vs-sgio); -n: nested (QEMU inside, 2 vCPUs, 2 GiB).
 NAMES=()
-declare -A T_NEST T_IMG T_DIR T_ARGS
+declare -A T_CPU T_IMG T_DIR T_ARGS
 add() {
-	local name=$1 nest=$2 img=$3 dir=$4; shift 4
+	local name=$1 cpu=$2 img=$3 dir=$4; shift 4
 	selected "$name" || return 0
-	NAMES+=("$name"); T_NEST[$name]=$nest T_IMG[$name]=$img T_DIR[$name]=$dir
+	NAMES+=("$name"); T_CPU[$name]=$cpu T_IMG[$name]=$img T_DIR[$name]=$dir
 	T_ARGS[$name]=$(printf '%q ' "$@")
 }
 if [ "$NESTED" = 1 ]; then
-	add two-vms-peer 1 "" "$BUILD" -n -m 2048 -t 1500 "$LAB/tests/two-vms-peer.sh"
-	add nested-qemu 1 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/nested-qemu.sh"
-	add mpath-nested 1 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/mpath-nested.sh"
+	add two-vms-peer 2 "" "$BUILD" -n -m 2048 -t 1500 "$LAB/tests/two-vms-peer.sh"
+	add nested-qemu 2 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/nested-qemu.sh"
+	add mpath-nested 2 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/mpath-nested.sh"
 fi
-add mpath 0 "" "$BUILD" -t 500 "$LAB/tests/mpath.sh"
-add emulate-vs-lio 0 "" "$BUILD" -c 1 -t 600 "$LAB/tests/emulate-vs-lio.sh"
+add mpath 2 "" "$BUILD" -t 500 "$LAB/tests/mpath.sh"
+add emulate-vs-lio 1 "" "$BUILD" -c 1 -t 600 "$LAB/tests/emulate-vs-lio.sh"
 # NVMe (issue 4): linuxpr on an nvmet namespace that two hosts share over
 # nvme-loop. nvmet reservations need Linux 6.13+, so each test has its own image
 # (build.sh LAB_NVME=1) with a kernel from trixie-backports: the newest one
@@ -99,17 +102,17 @@ add emulate-vs-lio 0 "" "$BUILD" -c 1 -t 600 "$LAB/tests/emulate-vs-lio.sh"
 NVME_IMGS=()
 declare -A NV_PKG
 if [ "${LAB_NVME_TEST:-1}" = 1 ]; then
-	add linuxpr-nvme 0 linuxpr-nvme "$BUILD/nvme" -t 600 -b "$BUILD/gobin" "$LAB/tests/linuxpr-nvme.sh" ioctl
-	add linuxpr-nvme-report 0 linuxpr-nvme-report "$BUILD/nvme-6.18" -t 600 -b "$BUILD/gobin" "$LAB/tests/linuxpr-nvme.sh" report
+	add linuxpr-nvme 2 linuxpr-nvme "$BUILD/nvme" -t 600 -b "$BUILD/gobin" "$LAB/tests/linuxpr-nvme.sh" ioctl
+	add linuxpr-nvme-report 2 linuxpr-nvme-report "$BUILD/nvme-6.18" -t 600 -b "$BUILD/gobin" "$LAB/tests/linuxpr-nvme.sh" report
 	NV_PKG[linuxpr-nvme]="" NV_PKG[linuxpr-nvme-report]=linux-image-6.18.15+deb13-amd64
 	for n in linuxpr-nvme linuxpr-nvme-report; do [ -n "${T_DIR[$n]:-}" ] && NVME_IMGS+=("$n"); done
 fi
-add prhelper-two-paths 0 "" "$BUILD" -t 300 "$LAB/tests/prhelper-two-paths.sh"
-add linuxpr-multipath 0 "" "$BUILD" -t 300 "$LAB/tests/linuxpr-multipath.sh"
-add linuxpr-vs-sgio 0 "" "$BUILD" -c 1 -t 300 "$LAB/tests/linuxpr-vs-sgio.sh"
-add linuxpr-unprivileged 0 "" "$BUILD" -t 300 "$LAB/tests/linuxpr-unprivileged.sh"
-add smoke 0 "" "$BUILD" -t 120 "$LAB/tests/smoke.sh"
-add prdiff 0 "" "$BUILD" -c 1 -t 300 "$LAB/tests/prdiff.sh"
+add prhelper-two-paths 2 "" "$BUILD" -t 300 "$LAB/tests/prhelper-two-paths.sh"
+add linuxpr-multipath 2 "" "$BUILD" -t 300 "$LAB/tests/linuxpr-multipath.sh"
+add linuxpr-vs-sgio 1 "" "$BUILD" -c 1 -t 300 "$LAB/tests/linuxpr-vs-sgio.sh"
+add linuxpr-unprivileged 2 "" "$BUILD" -t 300 "$LAB/tests/linuxpr-unprivileged.sh"
+add smoke 2 "" "$BUILD" -t 120 "$LAB/tests/smoke.sh"
+add prdiff 1 "" "$BUILD" -c 1 -t 300 "$LAB/tests/prdiff.sh"
 
 # ------------------------------------------------- NVMe images, in background
 # One after another (each its own build dir, debs and private apt lists), while
@@ -163,7 +166,7 @@ run_test() {
 pass=0 fail=$gofail
 PENDING=("${NAMES[@]}")
 declare -A PID START READY
-running=0 nrunning=0
+running=0 used=0 # VMs running, their vCPUs
 stop_all() {
 	local n p
 	for n in "${!PID[@]}"; do
@@ -201,19 +204,19 @@ last=$(date +%s)
 while [ ${#PENDING[@]} -gt 0 ] || [ $running -gt 0 ]; do
 	images
 	# start what fits, in order (a test whose image failed is dropped: images
-	# printed its SKIP or FAIL)
+	# printed its SKIP or FAIL); a test wider than CPUS runs alone
 	rest=()
 	for n in "${PENDING[@]}"; do
 		img=${T_IMG[$n]}
 		[ -n "$img" ] && [ "${READY[$img]:-}" = failed ] && continue
-		if [ $running -ge "$JOBS" ] || { [ "${T_NEST[$n]}" = 1 ] && [ $nrunning -ge "$NJOBS" ]; } ||
+		if { [ $running -gt 0 ] && { [ $running -ge "$JOBS" ] || [ $((used + ${T_CPU[$n]})) -gt "$CPUS" ]; }; } ||
 			{ [ -n "$img" ] && [ "${READY[$img]:-}" != ok ]; }; then
 			rest+=("$n"); continue
 		fi
 		echo "START $n"
 		run_test "$n" &
 		PID[$n]=$! START[$n]=$(date +%s)
-		running=$((running + 1)); [ "${T_NEST[$n]}" = 1 ] && nrunning=$((nrunning + 1))
+		running=$((running + 1)) used=$((used + ${T_CPU[$n]}))
 		last=$(date +%s)
 	done
 	PENDING=("${rest[@]}")
@@ -230,7 +233,7 @@ while [ ${#PENDING[@]} -gt 0 ] || [ $running -gt 0 ]; do
 			echo "FAIL $n ($(( $(date +%s) - ${START[$n]} ))s): the test's job ended without a result"; fail=$((fail + 1))
 		fi
 		unset "PID[$n]"
-		running=$((running - 1)); [ "${T_NEST[$n]}" = 1 ] && nrunning=$((nrunning - 1))
+		running=$((running - 1)) used=$((used - ${T_CPU[$n]}))
 		last=$(date +%s)
 	done
 	# heartbeat
