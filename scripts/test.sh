@@ -20,29 +20,48 @@ if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
 	export PATH=/usr/local/go/bin:$PATH
 fi
 command -v go >/dev/null || { say "FATAL: Go (1.26 or newer) is not installed: see README.md"; echo "all: 0 passed, 1 failed"; exit 1; }
-if ! command -v gcc >/dev/null; then
-	# the race detector links cgo
+# the race detector links cgo: it needs gcc and the C library headers
+cgo_ok() { command -v gcc >/dev/null && printf '#include <stdlib.h>\nint main(void){return 0;}\n' | gcc -x c -o /dev/null - >/dev/null 2>&1; }
+if ! cgo_ok; then
 	if need_root_apt; then
-		say "installing gcc for go test -race"
+		say "installing gcc and libc6-dev for go test -race"
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null ||
+			say "apt-get install gcc libc6-dev failed"
 	fi
+	cgo_ok || say "no working gcc: go test -race will fail (install gcc and libc6-dev)"
 fi
 
 pass=0 fail=0
-check() { # check NAME CMD... : a pass/fail hygiene step
-	local name=$1; shift
-	local out
-	if out=$("$@" 2>&1) && [ -z "$out" ]; then
+# Fetch every module once, up front: on an empty module cache the go commands
+# below would otherwise interleave "go: downloading ..." lines with their
+# findings. A failure here is reported by the checks that need the modules.
+say "go mod download"
+go mod download 2>&1 | tail -n 20
+
+ERR=$(mktemp)
+check() { # check NAME MODE CMD... : a pass/fail hygiene step, judged on its
+	# exit status; MODE "list" also fails on any standard output (gofmt -l's
+	# file list, go mod tidy -diff's diff). Standard error (e.g. "go:
+	# downloading ...") is shown only when the step fails.
+	local name=$1 mode=$2; shift 2
+	local out rc ok=1
+	out=$("$@" 2>"$ERR"); rc=$?
+	[ $rc = 0 ] || ok=0
+	[ "$mode" = list ] && [ -n "$out" ] && ok=0
+	if [ $ok = 1 ]; then
 		pass=$((pass + 1)); say "PASS $name"
 	else
-		fail=$((fail + 1)); say "FAIL $name"; echo "$out" | head -40
+		fail=$((fail + 1)); say "FAIL $name (exit $rc)"
+		{ echo "$out"; grep -v '^go: downloading ' "$ERR"; } | grep -v '^$' | head -40
 	fi
 }
-check gofmt gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/lab/build/*')
-check "go vet" go vet ./...
-check "go mod tidy" go mod tidy -diff
-check "CGO_ENABLED=0 build" env CGO_ENABLED=0 go build -o /dev/null ./...
+check gofmt list gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './test/lab/build/*')
+check "go vet" status go vet ./...
+check "go mod tidy" list go mod tidy -diff
+# -trimpath as test/lab/gobuild.sh builds: the lab then reuses the build cache
+check "CGO_ENABLED=0 build" status env CGO_ENABLED=0 go build -trimpath -o /dev/null ./...
+rm -f "$ERR"
 
 say "go test -race ./..."
 LOG=$(mktemp)

@@ -177,6 +177,7 @@ if [ $FORCE = 0 ] && [ -f "$OUT" ] && { [ "${LAB_NESTED:-0}" != 1 ] || [ -f "$NO
 fi
 
 # ------------------------------------------------------------ stage unpack
+log "building $OUT: unpacking $(echo $GUEST_PKGS | wc -w) guest packages into $STAGE"
 rm -rf "$STAGE"; mkdir -p "$STAGE"
 for p in $GUEST_PKGS; do dpkg-deb -x "${DEB[$p]}" "$STAGE"; done
 
@@ -256,6 +257,7 @@ put_elf "$(ldconfig -p | awk '/libgcc_s.so.1 .*x86-64/{print $NF; exit}')" /usr/
 put_elf /usr/bin/qemu-pr-helper /usr/bin/qemu-pr-helper
 
 # ---------------------------------------------------------- kernel modules
+log "kernel modules ($KV) and their dependencies"
 MODS="configfs target_core_mod target_core_file target_core_iblock target_core_pscsi target_core_user
   tcm_loop scsi_mod sd_mod sg scsi_debug scsi_dh_alua scsi_dh_emc scsi_dh_rdac
   dm_mod dm_multipath dm_round_robin dm_service_time dm_queue_length
@@ -308,6 +310,7 @@ mkdir -p lab; install -m 0644 "$LAB/guest/lib.sh" lab/lib.sh
 # ------------------------------------------------------------------- pack
 # uncompressed: gunzip of the image costs ~1 s per boot under TCG
 pack() { find . -print0 | LC_ALL=C sort -z | cpio --null -o -H newc --quiet -R 0:0 > "$1.tmp" && mv "$1.tmp" "$1"; }
+log "packing $OUT"
 pack "$OUT"
 log "image: $OUT ($(du -h "$OUT" | cut -f1), $(find . | wc -l) files, $(du -sh . | cut -f1) unpacked), kernel $KV"
 
@@ -315,6 +318,7 @@ log "image: $OUT ($(du -h "$OUT" | cut -f1), $(find . | wc -l) files, $(du -sh .
 # (-object pr-manager-helper + -device scsi-block) can be the helper's client
 # inside the lab VM; the inner guest boots the plain image from a 9p share.
 if [ "${LAB_NESTED:-0}" = 1 ]; then
+	log "nested image: adding qemu-system-x86_64 and its firmware"
 	put_elf /usr/bin/qemu-system-x86_64
 	put_elf /usr/lib/x86_64-linux-gnu/qemu/accel-tcg-x86_64.so
 	for f in bios-256k.bin linuxboot_dma.bin pvh.bin kvmvapic.bin; do
