@@ -1,8 +1,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 )
 
 // UpdateFunc computes the next value of one key from its current value cur (nil when
@@ -41,3 +43,15 @@ var ErrClosed = errors.New("store closed")
 // ErrBusy is returned (wrapped) when another process held the database's write lock for
 // longer than the store was configured to wait.
 var ErrBusy = errors.New("store busy")
+
+// Apply runs fn on a copy of cur (nil stays nil), turning a panic into an error: a
+// store runs many callers' functions on one goroutine (a writer, a key's worker),
+// and one bad function must not take it down with every other Update.
+func Apply(fn UpdateFunc, cur []byte) (next []byte, changed bool, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			next, changed, err = nil, false, fmt.Errorf("update function panicked: %v", p)
+		}
+	}()
+	return fn(bytes.Clone(cur))
+}

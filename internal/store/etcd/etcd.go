@@ -1,6 +1,7 @@
 package etcd
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -395,12 +396,12 @@ func apply(batch []*request, base []byte) (cur []byte, changed bool, live int) {
 			r.err = err
 			continue
 		}
-		next, ch, err := call(r.fn, clone(cur))
+		next, ch, err := store.Apply(r.fn, cur)
 		r.err = err
 		if err != nil || !ch {
 			continue
 		}
-		cur, changed = clone(next), true
+		cur, changed = bytes.Clone(next), true
 	}
 	return cur, changed, live
 }
@@ -790,25 +791,6 @@ func newID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// clone copies v, keeping nil (absent) distinct from empty.
-func clone(v []byte) []byte {
-	if v == nil {
-		return nil
-	}
-	return append(make([]byte, 0, len(v)), v...)
-}
-
-// call runs fn, turning a panic into an error so that one bad fn cannot take down the
-// key's worker and with it every other Update of the key.
-func call(fn store.UpdateFunc, cur []byte) (next []byte, changed bool, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			next, changed, err = nil, false, fmt.Errorf("update function panicked: %v", p)
-		}
-	}()
-	return fn(cur)
 }
 
 // backoff is the pause before retry attempt+1: short at first (a conflict or a leader

@@ -544,7 +544,7 @@ func (s *Store) runBatch(batch []*request) {
 					return err
 				}
 			}
-			next, changed, err := call(r.fn, clone(cur))
+			next, changed, err := store.Apply(r.fn, cur)
 			r.err = err
 			if err != nil || !changed {
 				continue
@@ -552,7 +552,7 @@ func (s *Store) runBatch(batch []*request) {
 			if _, seen := overlay[r.key]; !seen {
 				dirty = append(dirty, r.key) // overlay holds exactly the changed keys
 			}
-			overlay[r.key] = clone(next)
+			overlay[r.key] = bytes.Clone(next)
 		}
 		now := time.Now().UnixMilli()
 		for _, k := range dirty {
@@ -588,25 +588,6 @@ func (s *Store) runBatch(batch []*request) {
 			r.done <- r.err
 		}
 	}
-}
-
-// clone copies v, keeping nil (absent) distinct from empty.
-func clone(v []byte) []byte {
-	if v == nil {
-		return nil
-	}
-	return append(make([]byte, 0, len(v)), v...)
-}
-
-// call runs fn, turning a panic into an error so that one bad fn cannot take down the
-// writer goroutine and with it every other Update.
-func call(fn store.UpdateFunc, cur []byte) (next []byte, changed bool, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			next, changed, err = nil, false, fmt.Errorf("update function panicked: %v", p)
-		}
-	}()
-	return fn(cur)
 }
 
 func (s *Store) read(ctx context.Context, key string) ([]byte, error) {
