@@ -73,7 +73,7 @@ selected() { [ -z "${LAB_ONLY:-}" ] || echo " $LAB_ONLY " | grep -q " $1 "; }
 # add NAME VCPUS IMAGE(""|an NVMe test's name) BUILD-DIR run.sh-args...
 #   (VCPUS: the -c given to run.sh, whose default is 2)
 # In the order they are started: longest first (seconds alone on this 2-core
-# host under TCG, roughly: fence-kill 450, two-vms-peer 220, nested-qemu 185, mpath-nested 150,
+# host under TCG, roughly: fence-kill (its kill run) 450, two-vms-peer 220, nested-qemu 185, mpath-nested 150,
 # mpath 150, emulate-vs-lio 100, prhelper-two-paths 40, the NVMe ones 30 after
 # their image, the rest under 15), so the last ones to finish are short.
 # -c 1: one vCPU, for LIO's determinism (prdiff, emulate-vs-lio,
@@ -87,7 +87,7 @@ add() {
 	T_ARGS[$name]=$(printf '%q ' "$@")
 }
 if [ "$NESTED" = 1 ]; then
-	add fence-kill 2 "" "$BUILD" -n -m 2048 -t 1500 "$LAB/tests/fence-kill.sh"
+	add fence-kill 2 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/fence-kill.sh" kill
 	add two-vms-peer 2 "" "$BUILD" -n -m 2048 -t 1500 "$LAB/tests/two-vms-peer.sh"
 	add nested-qemu 2 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/nested-qemu.sh"
 	add mpath-nested 2 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/mpath-nested.sh"
