@@ -87,7 +87,7 @@ scenario() {
 	lab_ok "$MODE: VM2's PREEMPT returned" lab_wait 400 test -e /tmp/inner-$MODE-vm2/out/vm2.preempted
 	AT_GOOD=$(tail -n1 /tmp/samples-$MODE | cut -d' ' -f1)
 	echo "== $MODE: VM2's PREEMPT returned at $(lab_uptime)s, sample $AT_GOOD: $(tail -n1 /tmp/samples-$MODE)"
-	sleep 5
+	sleep 8 # samples that start after the GOOD: each takes up to a second or two
 	touch /tmp/sampler.stop; wait $SP
 	touch /tmp/inner-$MODE-vm1/stop
 	wait $Q2; R2=$?
