@@ -63,7 +63,7 @@ type Options struct {
 	// (docs/fencing.md, "Across hosts").
 	Members Members
 	Log     *slog.Logger
-	Now      func() time.Time
+	Now     func() time.Time
 }
 
 // Coordinator records the fences an eviction needs, carries out this helper's
@@ -128,7 +128,6 @@ func (c *Coordinator) TrackPID(initiator string, pid int) (func(), error) {
 	return c.tracked(c.o.Registry.TrackPID(initiator, pid))
 }
 
-//
 // Across hosts (Members) a connection that could not be announced is refused
 // (the error wraps ErrNotAnnounced): another host's helper would not wait for
 // this one's fence of it.

@@ -61,9 +61,9 @@ type Session struct {
 	mu       sync.Mutex
 	lease    clientv3.LeaseID
 	id       string
-	deadline time.Time // self-fence when the local clock passes it
-	fenced   bool      // SelfFence ran for the current lease
-	lastAnn  []byte // last announcement value, written again under a new lease
+	deadline time.Time   // self-fence when the local clock passes it
+	fenced   bool        // SelfFence ran for the current lease
+	lastAnn  []byte      // last announcement value, written again under a new lease
 	timer    *time.Timer // runs the self-fence at deadline, whatever Run is doing
 }
 
