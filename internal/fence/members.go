@@ -71,7 +71,9 @@ func (c *Coordinator) procsBefore(r Record) time.Time {
 	defer c.mu.Unlock()
 	t, ok := c.firstSeen[r.ID]
 	if !ok {
-		t = c.o.Now()
+		// The registry's clock (process start times), not Options.Now: both
+		// sides of the comparison are read on this host.
+		t = time.Now()
 		c.firstSeen[r.ID] = t
 	}
 	return t
