@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -28,14 +29,32 @@ type fenceHosts struct {
 	proxiesB []*etcdtest.Proxy
 }
 
-const fenceLeaseTTL = 3 * time.Second
+// fenceLeaseTTL is the helpers' --fence-lease-ttl in these tests: 3s, or
+// PRHELPER_FENCE_TEST_TTL (e.g. 10s, the default, to measure the self-fence
+// delay the defaults give).
+func fenceLeaseTTL(t *testing.T) time.Duration {
+	if v := os.Getenv("PRHELPER_FENCE_TEST_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("PRHELPER_FENCE_TEST_TTL: %v", err)
+		}
+		return d
+	}
+	return 3 * time.Second
+}
 
-func startFenceHosts(t *testing.T) *fenceHosts {
+// startFenceHosts starts the cluster and the two helpers. With shared, every
+// disk image is one LU (id=); without, each image is its own LU.
+func startFenceHosts(t *testing.T, shared bool) *fenceHosts {
 	t.Helper()
 	c := etcdtest.Start(t, 3)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "prhelper.conf")
-	if err := os.WriteFile(conf, []byte("backend emulate\nrule kind=file backend=emulate id=shared-lu-fence\n"), 0o600); err != nil {
+	rule := "rule kind=file backend=emulate\n"
+	if shared {
+		rule = "rule kind=file backend=emulate id=shared-lu-fence\n"
+	}
+	if err := os.WriteFile(conf, []byte("backend emulate\n"+rule), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	h := &fenceHosts{c: c, cli: c.Client(t), prefix: "/prhelper-fence/", sockA: filepath.Join(dir, "a.sock"), sockB: filepath.Join(dir, "b.sock")}
@@ -52,7 +71,7 @@ func startFenceHosts(t *testing.T) *fenceHosts {
 	args := func(host, sock string, eps []string) []string {
 		return []string{"--config=" + conf, "--initiator=peer", "-k", sock, "--fence=kill", "-vv",
 			"--etcd-endpoints=" + strings.Join(eps, ","), "--etcd-prefix=" + h.prefix,
-			"--fence-host=" + host, "--fence-lease-ttl=" + fenceLeaseTTL.String()}
+			"--fence-host=" + host, "--fence-lease-ttl=" + fenceLeaseTTL(t).String()}
 	}
 	h.a = startHelper(t, args("hostA", h.sockA, c.Endpoints())...)
 	h.b = startHelper(t, args("hostB", h.sockB, viaProxy)...)
@@ -116,17 +135,35 @@ func (h *fenceHosts) logs(t *testing.T) {
 // the record in etcd, kills VM1 and confirms; A's helper answers GOOD only
 // after that: VM1 has exited when VM2 reads GOOD, and no block of VM1 reaches
 // the disk after it.
+//
+// The same on one host (both VMs on host A's helper) for comparison; each
+// round is a new disk image (a new LU), and the PREEMPT-to-GOOD times are
+// printed (docs/fencing.md, "Figures").
 func TestFenceAcrossHosts(t *testing.T) {
-	h := startFenceHosts(t)
-	disk := diskFile(t)
-	v1, preempt := fenceScenario(t, h.sockB, h.sockA, disk)
-	checkFencedBeforeGood(t, v1, preempt, disk)
-	h.logs(t)
-	if !strings.Contains(h.b.stderr.String(), "msg=fenced") || !strings.Contains(h.b.stderr.String(), uuid1) {
-		t.Errorf("host B's helper did not log its fence of vm1:\n%s", h.b.stderr)
+	h := startFenceHosts(t, false)
+	const rounds = 5
+	for _, where := range []struct {
+		name       string
+		sock1, vm2 string
+	}{{"one host (A, A)", h.sockA, h.sockA}, {"across hosts (B, A)", h.sockB, h.sockA}} {
+		var took []time.Duration
+		for range rounds {
+			disk := diskFile(t)
+			v1, preempt := fenceScenario(t, where.sock1, where.vm2, disk)
+			checkFencedBeforeGood(t, v1, preempt, disk)
+			took = append(took, time.Duration(atoi64(preempt[3])-atoi64(preempt[2])))
+		}
+		slices.Sort(took)
+		t.Logf("figure: PREEMPT sent -> GOOD received, kill, etcd, %s, %d rounds: min %v median %v max %v", where.name, rounds,
+			took[0].Round(time.Millisecond), took[rounds/2].Round(time.Millisecond), took[rounds-1].Round(time.Millisecond))
 	}
-	if strings.Contains(h.a.stderr.String(), "msg=fenced") {
-		t.Errorf("host A's helper fenced something itself; vm1 was on host B:\n%s", h.a.stderr)
+	h.logs(t)
+	// Each helper fenced the VMs it served, and only those: A in the
+	// one-host rounds, B in the cross-host ones.
+	for name, p := range map[string]*proc{"A": h.a, "B": h.b} {
+		if n := strings.Count(p.stderr.String(), "msg=fenced"); n != rounds {
+			t.Errorf("host %s's helper fenced %d times, want %d:\n%s", name, n, rounds, p.stderr)
+		}
 	}
 }
 
@@ -139,7 +176,8 @@ func TestFenceAcrossHosts(t *testing.T) {
 // that removed the fence record before the GOOD; VM1 has exited when VM2
 // reads GOOD; no block of VM1 after it.
 func TestFenceAcrossHostsPartition(t *testing.T) {
-	h := startFenceHosts(t)
+	h := startFenceHosts(t, true)
+	ttlB := fenceLeaseTTL(t)
 	disk := diskFile(t)
 	ctx := context.Background()
 	v1 := startVM(t, h.sockB, disk, uuid1, "vm1", "register:0:a1:0 reserve:a1:0:5", true)
@@ -170,7 +208,7 @@ func TestFenceAcrossHostsPartition(t *testing.T) {
 	v3 := startVM(t, h.sockA, disk, uuid2, "vm2", "preempt:b2:a1:5", false)
 	// VM1 is killed by its own helper; at that moment B's lease must still
 	// be alive at etcd (the self-fence comes before the expiry).
-	if !v1.killed(3 * fenceLeaseTTL) {
+	if !v1.killed(3 * ttlB) {
 		t.Fatal("vm1 was not killed by host B's self-fence")
 	}
 	selfFenced := time.Since(cut)
@@ -204,7 +242,7 @@ func TestFenceAcrossHostsPartition(t *testing.T) {
 	}
 	sent, got := atoi64(preempt[2]), atoi64(preempt[3])
 	t.Logf("partition: PREEMPT sent %v after the cut, GOOD %v after it was sent (lease TTL %v); expiry at revision %d, record removed at %d",
-		time.Unix(0, sent).Sub(cut).Round(time.Millisecond), time.Duration(got-sent).Round(time.Millisecond), fenceLeaseTTL, delRev, lu.Kvs[0].ModRevision)
+		time.Unix(0, sent).Sub(cut).Round(time.Millisecond), time.Duration(got-sent).Round(time.Millisecond), ttlB, delRev, lu.Kvs[0].ModRevision)
 	h.logs(t)
 	if !strings.Contains(h.b.stderr.String(), "self-fenced") {
 		t.Errorf("host B's helper did not log its self-fence:\n%s", h.b.stderr)
