@@ -75,6 +75,10 @@ type Coordinator struct {
 	mu       sync.Mutex
 	inflight map[string]chan struct{} // record ID -> closed when this helper's attempt ends
 	lastTry  map[string]time.Time     // record ID -> last failed attempt
+	// confirmed: record ID -> when this helper recorded its fence of it, so
+	// that a scan that read the record before the confirmation does not fence
+	// again (an exec: agent would run twice).
+	confirmed map[string]time.Time
 
 	firstSeen map[string]time.Time // record ID -> when this helper first saw it (Members)
 
@@ -112,6 +116,7 @@ func New(o Options) *Coordinator {
 		o.Registry = NewRegistry()
 	}
 	return &Coordinator{o: o, inflight: make(map[string]chan struct{}), lastTry: make(map[string]time.Time), announced: ^uint64(0),
+		confirmed: make(map[string]time.Time),
 		firstSeen: make(map[string]time.Time), registered: make(map[string]bool), recent: make(map[string]time.Time)}
 }
 
@@ -375,6 +380,10 @@ func ownerOf(r Record) string {
 // marked: one store write less before the answer.
 func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpers map[string]announcement) {
 	c.mu.Lock()
+	if _, done := c.confirmed[r.ID]; done {
+		c.mu.Unlock()
+		return
+	}
 	if ch, ok := c.inflight[r.ID]; ok {
 		c.mu.Unlock()
 		select {
@@ -386,6 +395,31 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 	ch := make(chan struct{})
 	c.inflight[r.ID] = ch
 	c.mu.Unlock()
+	c.fenceClaimed(ctx, lu, r, helpers, ch)
+}
+
+// claim starts an attempt on r for a scan, when one is due (retryDue) and r
+// is not confirmed or in progress; the attempt is fenceClaimed with ch.
+func (c *Coordinator) claim(r Record) (chan struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, done := c.confirmed[r.ID]; done {
+		return nil, false
+	}
+	if _, busy := c.inflight[r.ID]; busy {
+		return nil, false
+	}
+	if t, failed := c.lastTry[r.ID]; failed && c.o.Now().Sub(t) < c.o.Timeout {
+		return nil, false
+	}
+	ch := make(chan struct{})
+	c.inflight[r.ID] = ch
+	return ch, true
+}
+
+// fenceClaimed is fenceLocal's attempt, once this helper claimed r (ch in
+// inflight).
+func (c *Coordinator) fenceClaimed(ctx context.Context, lu string, r Record, helpers map[string]announcement, ch chan struct{}) {
 	defer func() {
 		c.mu.Lock()
 		delete(c.inflight, r.ID)
@@ -470,6 +504,10 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 	})
 	if uerr != nil {
 		c.o.Log.Error("fence outcome not recorded", "victim", r.Victim, "lu", lu, "err", uerr)
+	} else if err == nil {
+		c.mu.Lock()
+		c.confirmed[r.ID] = c.o.Now()
+		c.mu.Unlock()
 	}
 }
 
@@ -664,9 +702,11 @@ func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep b
 		}
 		var stale []string
 		for _, r := range recs {
-			if _, ok := serves[r.Victim]; ok && !r.doneBy(c.id()) && c.retryDue(r) {
-				c.seen(r)
-				go c.fenceLocal(context.WithoutCancel(ctx), lu, r, nil)
+			if _, ok := serves[r.Victim]; ok && !r.doneBy(c.id()) {
+				if ch, ok := c.claim(r); ok {
+					c.seen(r)
+					go c.fenceClaimed(context.WithoutCancel(ctx), lu, r, nil, ch)
+				}
 			}
 			if sweep && c.o.Now().Sub(time.Unix(0, r.Created)) > 2*c.o.Timeout {
 				if helpers == nil {
@@ -688,17 +728,19 @@ func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep b
 	if c.o.Members != nil {
 		c.scanned(start, regs)
 	}
+	if sweep {
+		c.forget()
+	}
 	return nil
 }
 
-// retryDue reports whether a fence of r may be attempted now: at once the
-// first time, then once per Timeout after a failure.
-func (c *Coordinator) retryDue(r Record) bool {
+// forget drops what this helper remembers of records confirmed long ago.
+func (c *Coordinator) forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, busy := c.inflight[r.ID]; busy {
-		return false
+	for id, t := range c.confirmed {
+		if c.o.Now().Sub(t) > 4*c.o.Timeout {
+			delete(c.confirmed, id)
+		}
 	}
-	t, failed := c.lastTry[r.ID]
-	return !failed || c.o.Now().Sub(t) >= c.o.Timeout
 }
