@@ -247,4 +247,7 @@ func TestFenceAcrossHostsPartition(t *testing.T) {
 	if !strings.Contains(h.b.stderr.String(), "self-fenced") {
 		t.Errorf("host B's helper did not log its self-fence:\n%s", h.b.stderr)
 	}
+	if !strings.Contains(h.a.stderr.String(), "helper's lease expired") {
+		t.Errorf("host A's helper did not log that it counted B's lease expiry:\n%s", h.a.stderr)
+	}
 }

@@ -257,6 +257,7 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, fd int, w *Wait) err
 	ctx = context.WithoutCancel(ctx)
 	key := c.o.KeyPrefix + lu
 	c.o.Log.Info("committed; fencing before the answer", "lu", lu, "records", w.IDs)
+	waitedFor := map[string]bool{} // helpers whose confirmation was missing (Members: logged when their lease expires)
 	for {
 		recs, err := c.records(ctx, key)
 		if err != nil {
@@ -292,11 +293,22 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, fd int, w *Wait) err
 		var waiting []string
 		var failed []string
 		var complete []string
+		if c.o.Members != nil {
+			for h := range waitedFor {
+				if _, ok := helpers[h]; !ok {
+					c.o.Log.Warn("helper's lease expired: its VMs count as fenced (it fenced them itself before the expiry)", "lu", lu, "helper", h)
+					delete(waitedFor, h)
+				}
+			}
+		}
 		for _, r := range recs {
 			if !slices.Contains(w.IDs, r.ID) {
 				continue
 			}
 			missing, fails := c.status(r, helpers)
+			for _, h := range missing {
+				waitedFor[h] = true
+			}
 			switch {
 			case len(missing) == 0:
 				complete = append(complete, r.ID)
