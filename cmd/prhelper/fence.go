@@ -145,17 +145,17 @@ func etcdOf(st store.Store) (*etcd.Store, bool) {
 // selfFence is the lease's last resort: the helper could not renew it, so
 // other hosts will soon count its VMs as fenced; it kills (or runs the agent
 // for) those that hold registrations first.
-func (f *fencing) selfFence(ctx context.Context, why string) {
+func (f *fencing) selfFence(ctx context.Context, why string) error {
 	if f.coord == nil {
-		return
+		return nil
 	}
-	log := f.log
 	fenced, err := f.coord.SelfFence(ctx)
 	if err != nil {
-		log.Error("self-fence failed", "fenced", fenced, "err", err)
-		return
+		f.log.Error("self-fence failed", "fenced", fenced, "err", err)
+		return err
 	}
-	log.Warn("self-fenced", "fenced", fenced, "why", why)
+	f.log.Warn("self-fenced", "fenced", fenced, "why", why)
+	return nil
 }
 
 // track is the server's hook for new connections, nil when nothing is fenced.

@@ -46,8 +46,10 @@ type Options struct {
 	// once per lease whose renewal was not confirmed for 3/4 of its TTL
 	// (counted on the local monotonic clock from the sending of the last
 	// renewal etcd confirmed), or that etcd says is gone; the VMs must be dead
-	// when it returns.
-	SelfFence func(ctx context.Context, why string)
+	// when it returns nil. After an error it is tried again every TTL/5, and
+	// the lease is neither given up nor replaced meanwhile: while it lives,
+	// other hosts keep waiting for this helper.
+	SelfFence func(ctx context.Context, why string) error
 	Log       *slog.Logger
 	// Now is the local clock (monotonic readings only); tests may replace it.
 	Now func() time.Time
@@ -85,7 +87,7 @@ func Open(ctx context.Context, o Options) (*Session, error) {
 		o.Now = time.Now
 	}
 	if o.SelfFence == nil {
-		o.SelfFence = func(context.Context, string) {}
+		o.SelfFence = func(context.Context, string) error { return nil }
 	}
 	s := &Session{o: o, dir: o.Prefix + MembersDir}
 	s.timer = time.AfterFunc(time.Hour, func() {
@@ -256,14 +258,21 @@ func (s *Session) selfFence(ctx context.Context, why string) {
 		s.mu.Unlock()
 		return
 	}
-	s.fenced = true
+	s.fenced = true // no renewal may move the deadline while the self-fence runs
 	s.timer.Stop()
 	id, deadline := s.id, s.deadline
 	s.mu.Unlock()
 	start := s.o.Now()
 	s.o.Log.Error("fence lease lost: fencing this helper's VMs that hold registrations", "helper", id, "why", why,
 		"late_by", start.Sub(deadline).Round(time.Millisecond))
-	s.o.SelfFence(context.WithoutCancel(ctx), why)
+	if err := s.o.SelfFence(context.WithoutCancel(ctx), why); err != nil {
+		s.o.Log.Error("self-fence failed; keeping the lease and trying again", "helper", id, "err", err)
+		s.mu.Lock()
+		s.fenced = false
+		s.timer.Reset(s.o.TTL / 5)
+		s.mu.Unlock()
+		return
+	}
 	s.o.Log.Warn("self-fence done", "helper", id, "took", s.o.Now().Sub(start).Round(time.Microsecond))
 }
 

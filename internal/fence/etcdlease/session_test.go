@@ -2,6 +2,7 @@ package etcdlease_test
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +69,7 @@ func TestSessionLifecycle(t *testing.T) {
 	var events []fenceEvent
 	var s *etcdlease.Session
 	s, err := etcdlease.Open(ctx, etcdlease.Options{Client: cli, Prefix: "/lease-test/", Host: "hostB", TTL: 3 * time.Second,
-		SelfFence: func(ctx context.Context, why string) {
+		SelfFence: func(ctx context.Context, why string) error {
 			id := s.ID()
 			lease, _ := strconv.ParseInt(id[strings.IndexByte(id, '@')+1:], 16, 64)
 			ttl, err := direct.TimeToLive(ctx, clientv3.LeaseID(lease))
@@ -80,6 +81,7 @@ func TestSessionLifecycle(t *testing.T) {
 			mu.Lock()
 			events = append(events, fenceEvent{time.Now(), left, resp != nil && len(resp.Kvs) == 1})
 			mu.Unlock()
+			return nil
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -168,4 +170,55 @@ func TestCheckTTL(t *testing.T) {
 			t.Errorf("CheckTTL(%v) = %v", tc.d, err)
 		}
 	}
+}
+
+// TestSelfFenceFailureRetried: a self-fence that fails is tried again, and the
+// lease is not replaced (so not revoked) before one succeeded: while it lives,
+// other hosts keep waiting for this helper.
+func TestSelfFenceFailureRetried(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	cli, cut := proxied(t, c)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var calls []string // the session's ID at each call
+	var s *etcdlease.Session
+	s, err := etcdlease.Open(ctx, etcdlease.Options{Client: cli, Prefix: "/lease-retry/", Host: "hostB", TTL: 2 * time.Second,
+		SelfFence: func(context.Context, string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, s.ID())
+			if len(calls) == 1 {
+				return errors.New("agent exited 1")
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := s.ID()
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	cut(true)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		n := len(calls)
+		mu.Unlock()
+		if n >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("self-fence calls: %d, want a retry after the failure", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	got := append([]string(nil), calls...)
+	mu.Unlock()
+	if got[0] != first || got[1] != first {
+		t.Fatalf("the lease was replaced before a self-fence succeeded: IDs %v, first %s", got, first)
+	}
+	cut(false)
 }
