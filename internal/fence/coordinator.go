@@ -88,7 +88,7 @@ type Coordinator struct {
 
 	regMu      sync.Mutex
 	registered map[string]bool      // initiators registered, as the last scan read them (Members)
-	recent     map[string]time.Time // initiators registered by commands through this helper, when
+	recent     map[string]time.Time // initiators registered by commands through this helper -> when noted
 }
 
 // New returns a coordinator; Run must run for other helpers' records to be
