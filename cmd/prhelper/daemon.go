@@ -104,6 +104,10 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	if plan.Has(backend.Emulate) {
 		log.Info("fencing", "fence", set.fencing.String(), "timeout", set.fencing.timeout, "means", set.fencing.describe())
+		if set.fencing.session != nil {
+			log.Info("fencing across hosts", "helper", set.fencing.session.ID(), "lease_ttl", set.fencing.leaseTTL,
+				"means", "other hosts wait for this helper's fences, or for its etcd lease to expire; it kills its VMs holding registrations 3/4 TTL after its last confirmed renewal")
+		}
 	}
 	log.Info("prhelper ready", "backend", set.backend, "rules", len(set.rules), "pid", os.Getpid(), "version", version)
 	if detach.IsChild() {

@@ -314,8 +314,16 @@ func TestFenceSettings(t *testing.T) {
 		{[]string{"--fence=exec:relative"}, "", 0, "absolute path"},
 		{[]string{"--fence=shoot"}, "", 0, "want none, kill or exec:PATH"},
 		{[]string{"--fence-timeout=0"}, "", 0, "positive duration"},
-		{[]string{"--fence=kill", "--etcd-endpoints=http://127.0.0.1:2379"}, "", 0, "fencing across hosts is not supported yet"},
-		{[]string{"--etcd-endpoints=http://127.0.0.1:2379"}, "none", 10 * time.Second, ""},
+		{[]string{"--fence=kill", "--etcd-endpoints=http://127.0.0.1:2379"}, "kill", 20 * time.Second, ""},
+		{[]string{"--fence=kill", "--etcd-endpoints=http://127.0.0.1:2379", "--fence-lease-ttl=3s"}, "kill", 6 * time.Second, ""},
+		{[]string{"--fence=kill", "--etcd-endpoints=http://127.0.0.1:2379", "--fence-lease-ttl=5s", "--fence-timeout=5s"}, "", 0, "must exceed --fence-lease-ttl"},
+		{[]string{"--fence=kill", "--etcd-endpoints=http://127.0.0.1:2379", "--fence-lease-ttl=1s"}, "", 0, "at least 2s"},
+		{[]string{"--fence=kill", "--etcd-endpoints=http://127.0.0.1:2379", "--fence-lease-ttl=2500ms"}, "", 0, "whole seconds"},
+		{[]string{"--fence=kill", "--etcd-endpoints=http://127.0.0.1:2379", "--fence-host=a/b"}, "", 0, "--fence-host"},
+		{[]string{"--fence=kill", "--fence-lease-ttl=3s"}, "", 0, "need the etcd store"},
+		{[]string{"--etcd-endpoints=http://127.0.0.1:2379"}, "none", 20 * time.Second, ""},
+		{[]string{"--etcd-endpoints=http://127.0.0.1:2379", "--config=" + conf}, "", 0, "must exceed --fence-lease-ttl"},
+		{[]string{"--etcd-endpoints=http://127.0.0.1:2379", "--config=" + conf, "--fence-lease-ttl=2s"}, "exec:/bin/true", 3 * time.Second, ""},
 	} {
 		o, err := parseOptions("prhelper", tc.args)
 		if err != nil {

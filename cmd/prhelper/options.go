@@ -55,6 +55,9 @@ type options struct {
 	// fence is the fencing policy (none, kill, exec:PATH), fenceTimeout its limit.
 	fence        string
 	fenceTimeout string
+	// fenceLeaseTTL and fenceHost: fencing across hosts with the etcd store.
+	fenceLeaseTTL string
+	fenceHost     string
 }
 
 // Defaults of prhelper's own options.
@@ -96,6 +99,8 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 0, "")
 	fs.StringVar(&o.fence, "fence", "", "")
 	fs.StringVar(&o.fenceTimeout, "fence-timeout", "", "")
+	fs.StringVar(&o.fenceLeaseTTL, "fence-lease-ttl", "", "")
+	fs.StringVar(&o.fenceHost, "fence-host", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -210,7 +215,18 @@ prhelper's own options:
                             PRHELPER_FENCE_* variables; exit 0 = fenced). The
                             evictor gets GOOD only once the VM is fenced, else
                             CHECK CONDITION 04/44/00 (docs/fencing.md)
-      --fence-timeout=DUR   how long a command waits for its fences (default 10s)
+      --fence-timeout=DUR   how long a command waits for its fences (default 10s;
+                            with etcd twice --fence-lease-ttl, and it must
+                            exceed it)
+      --fence-lease-ttl=DUR with etcd: the TTL of this helper's etcd lease, its
+                            proof of life to other hosts (whole seconds, at
+                            least 2s; default 10s). A helper that cannot renew
+                            it for 3/4 of the TTL kills its VMs that hold
+                            registrations; an evicted VM's host that neither
+                            confirms the fence nor renews its lease counts as
+                            fenced once the lease expired (docs/fencing.md)
+      --fence-host=NAME     with etcd: this host's name in fence records and
+                            logs (default: the host name)
 
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops

@@ -74,13 +74,10 @@ func loadSettings(o *options) (*settings, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.fencing = fencing
-	if s.fencing.policy != nil && s.etcd.enabled() {
-		// A fence record names helpers by process on this host; across hosts it
-		// needs each host's etcd lease as its proof of life, which is not built
-		// yet. Refuse rather than answer GOOD while a VM on another host writes.
-		return nil, fmt.Errorf("--fence=%s with an etcd store: fencing across hosts is not supported yet (use --fence=none, or a SQLite --db on one host)", s.fencing)
+	if err := fencing.acrossHosts(s.etcd.enabled(), firstSet(o.fenceLeaseTTL, c.FenceLeaseTTL), firstSet(o.fenceHost, c.FenceHost)); err != nil {
+		return nil, err
 	}
+	s.fencing = fencing
 	b, err := backend.ParseName(name)
 	if err != nil {
 		return nil, fmt.Errorf("--backend: %w", err)
@@ -124,7 +121,7 @@ func buildRouter(s *settings, plan backend.Plan, log *slog.Logger) (*router.Rout
 	set, err := builder.Build(plan, builder.Env{
 		Devices:   devices,
 		OpenStore: func() (store.Store, error) { return openStore(s, log) },
-		Fencing:   func(st store.Store) emulate.Fencing { return s.fencing.attach(st, pr.LIO(), log) },
+		Fencing:   func(st store.Store) (emulate.Fencing, error) { return s.fencing.attach(st, pr.LIO(), log) },
 		Log:       log,
 	})
 	if err != nil {

@@ -58,8 +58,12 @@ type Options struct {
 	// session and lease instead.
 	HelperID string
 	Alive    func(id string) bool
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Members, when set, replaces HelperID and Alive and the announcements in
+	// the store: helpers across hosts, alive while their etcd lease is
+	// (docs/fencing.md, "Across hosts").
+	Members Members
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Coordinator records the fences an eviction needs, carries out this helper's
@@ -71,9 +75,20 @@ type Coordinator struct {
 	mu       sync.Mutex
 	inflight map[string]chan struct{} // record ID -> closed when this helper's attempt ends
 	lastTry  map[string]time.Time     // record ID -> last failed attempt
+	// confirmed: record ID -> when this helper recorded its fence of it, so
+	// that a scan that read the record before the confirmation does not fence
+	// again (an exec: agent would run twice).
+	confirmed map[string]time.Time
 
-	annMu     sync.Mutex
-	announced uint64 // registry version last announced; guarded by annMu
+	firstSeen map[string]time.Time // record ID -> when this helper first saw it (Members)
+
+	annMu       sync.Mutex
+	announced   uint64 // registry version last announced; guarded by annMu
+	announcedAs string // helper ID it was announced under; guarded by annMu
+
+	regMu      sync.Mutex
+	registered map[string]bool      // initiators registered, as the last scan read them (Members)
+	recent     map[string]time.Time // initiators registered by commands through this helper -> when noted
 }
 
 // New returns a coordinator; Run must run for other helpers' records to be
@@ -85,7 +100,7 @@ func New(o Options) *Coordinator {
 	if o.Poll <= 0 {
 		o.Poll = DefaultPoll
 	}
-	if o.HelperID == "" {
+	if o.HelperID == "" && o.Members == nil {
 		o.HelperID = SelfID()
 	}
 	if o.Alive == nil {
@@ -100,7 +115,9 @@ func New(o Options) *Coordinator {
 	if o.Registry == nil {
 		o.Registry = NewRegistry()
 	}
-	return &Coordinator{o: o, inflight: make(map[string]chan struct{}), lastTry: make(map[string]time.Time), announced: ^uint64(0)}
+	return &Coordinator{o: o, inflight: make(map[string]chan struct{}), lastTry: make(map[string]time.Time), announced: ^uint64(0),
+		confirmed: make(map[string]time.Time),
+		firstSeen: make(map[string]time.Time), registered: make(map[string]bool), recent: make(map[string]time.Time)}
 }
 
 // Track registers a new connection of initiator (Registry.Track) and announces
@@ -116,33 +133,45 @@ func (c *Coordinator) TrackPID(initiator string, pid int) (func(), error) {
 	return c.tracked(c.o.Registry.TrackPID(initiator, pid))
 }
 
+// Across hosts (Members) a connection that could not be announced is refused
+// (the error wraps ErrNotAnnounced): another host's helper would not wait for
+// this one's fence of it.
 func (c *Coordinator) tracked(release func(), err error) (func(), error) {
 	if err != nil {
 		return release, err
 	}
 	if err := c.sync(context.Background()); err != nil {
+		if c.o.Members != nil {
+			return release, fmt.Errorf("%w: %v", ErrNotAnnounced, err)
+		}
 		c.o.Log.Warn("fence: announcement not written", "err", err)
 	}
 	return release, nil
 }
+
+// ErrNotAnnounced is returned (wrapped) by Track when, across hosts, the
+// connection's VM could not be announced under this helper's lease: the
+// connection must not be served.
+var ErrNotAnnounced = errors.New("VM not announced in the store")
 
 // sync writes this helper's announcement if the registry changed since.
 func (c *Coordinator) sync(ctx context.Context) error {
 	c.annMu.Lock()
 	defer c.annMu.Unlock()
 	serves, v := c.o.Registry.served()
-	if v == c.announced {
+	id := c.id()
+	if v == c.announced && id == c.announcedAs {
 		return nil
 	}
 	if err := c.announce(ctx, serves); err != nil {
 		return err
 	}
-	c.announced = v
+	c.announced, c.announcedAs = v, id
 	return nil
 }
 
 // HelperID returns the name of this helper in records.
-func (c *Coordinator) HelperID() string { return c.o.HelperID }
+func (c *Coordinator) HelperID() string { return c.id() }
 
 // Wait is what a command must wait for after its commit: the IDs of the fence
 // records pending on its logical unit.
@@ -170,6 +199,7 @@ func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.Sta
 	}
 	before := copyState(&st)
 	res = exec(&st)
+	c.noteRegistered(&st)
 	nextState, err := st.MarshalBinary()
 	if err != nil {
 		return nil, false, res, nil, err
@@ -184,7 +214,7 @@ func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.Sta
 					continue // two nexuses of one initiator: one fence
 				}
 				pending = append(pending, Record{
-					ID:     fmt.Sprintf("%s/%d/%s", c.o.HelperID, now, name),
+					ID:     fmt.Sprintf("%s/%d/%s", c.id(), now, name),
 					Victim: name, Evictor: evictor, Created: now,
 				})
 			}
@@ -227,6 +257,7 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, fd int, w *Wait) err
 	ctx = context.WithoutCancel(ctx)
 	key := c.o.KeyPrefix + lu
 	c.o.Log.Info("committed; fencing before the answer", "lu", lu, "records", w.IDs)
+	waitedFor := map[string]bool{} // helpers whose confirmation was missing (Members: logged when their lease expires)
 	for {
 		recs, err := c.records(ctx, key)
 		if err != nil {
@@ -241,7 +272,8 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, fd int, w *Wait) err
 		// This helper's own part first: fence the victims it serves.
 		var helpers map[string]announcement
 		for _, r := range open {
-			if !r.doneBy(c.o.HelperID) && fctx.Err() == nil {
+			c.seen(r)
+			if !r.doneBy(c.id()) && fctx.Err() == nil {
 				if helpers == nil {
 					if helpers, err = c.helpers(ctx); err != nil {
 						return fmt.Errorf("%w: read helpers: %v", ErrNotConfirmed, err)
@@ -261,11 +293,22 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, fd int, w *Wait) err
 		var waiting []string
 		var failed []string
 		var complete []string
+		if c.o.Members != nil {
+			for h := range waitedFor {
+				if _, ok := helpers[h]; !ok {
+					c.o.Log.Warn("helper's lease expired: its VMs count as fenced (it fenced them itself before the expiry)", "lu", lu, "helper", h)
+					delete(waitedFor, h)
+				}
+			}
+		}
 		for _, r := range recs {
 			if !slices.Contains(w.IDs, r.ID) {
 				continue
 			}
 			missing, fails := c.status(r, helpers)
+			for _, h := range missing {
+				waitedFor[h] = true
+			}
 			switch {
 			case len(missing) == 0:
 				complete = append(complete, r.ID)
@@ -322,11 +365,11 @@ func (c *Coordinator) status(r Record, helpers map[string]announcement) (missing
 		}
 	}
 	for h, a := range helpers {
-		if since, ok := a.Serves[r.Victim]; ok && since < r.Created && (h == c.o.HelperID || c.o.Alive(h)) {
+		if c.servedBefore(a, r) && c.alive(h, helpers) {
 			need(h)
 		}
 	}
-	if owner := ownerOf(r); owner == c.o.HelperID || c.o.Alive(owner) {
+	if owner := ownerOf(r); c.alive(owner, helpers) {
 		need(owner)
 	}
 	slices.Sort(missing)
@@ -349,6 +392,10 @@ func ownerOf(r Record) string {
 // marked: one store write less before the answer.
 func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpers map[string]announcement) {
 	c.mu.Lock()
+	if _, done := c.confirmed[r.ID]; done {
+		c.mu.Unlock()
+		return
+	}
 	if ch, ok := c.inflight[r.ID]; ok {
 		c.mu.Unlock()
 		select {
@@ -360,6 +407,31 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 	ch := make(chan struct{})
 	c.inflight[r.ID] = ch
 	c.mu.Unlock()
+	c.fenceClaimed(ctx, lu, r, helpers, ch)
+}
+
+// claim starts an attempt on r for a scan, when one is due (retryDue) and r
+// is not confirmed or in progress; the attempt is fenceClaimed with ch.
+func (c *Coordinator) claim(r Record) (chan struct{}, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, done := c.confirmed[r.ID]; done {
+		return nil, false
+	}
+	if _, busy := c.inflight[r.ID]; busy {
+		return nil, false
+	}
+	if t, failed := c.lastTry[r.ID]; failed && c.o.Now().Sub(t) < c.o.Timeout {
+		return nil, false
+	}
+	ch := make(chan struct{})
+	c.inflight[r.ID] = ch
+	return ch, true
+}
+
+// fenceClaimed is fenceLocal's attempt, once this helper claimed r (ch in
+// inflight).
+func (c *Coordinator) fenceClaimed(ctx context.Context, lu string, r Record, helpers map[string]announcement, ch chan struct{}) {
 	defer func() {
 		c.mu.Lock()
 		delete(c.inflight, r.ID)
@@ -368,7 +440,7 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 	}()
 
 	var err error
-	procs := c.o.Registry.procs(r.Victim, time.Unix(0, r.Created))
+	procs := c.o.Registry.procs(r.Victim, c.procsBefore(r))
 	switch {
 	case c.o.Policy == nil:
 		closeProcs(procs)
@@ -377,7 +449,7 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 		}
 	default:
 		run := len(procs) > 0
-		if !run && ownerOf(r) == c.o.HelperID {
+		if !run && ownerOf(r) == c.id() {
 			if _, ok := c.o.Policy.(Exec); ok {
 				run = !c.servedElsewhere(ctx, r)
 			}
@@ -403,8 +475,10 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 		c.lastTry[r.ID] = c.o.Now()
 	} else {
 		delete(c.lastTry, r.ID)
+		delete(c.firstSeen, r.ID)
 	}
 	c.mu.Unlock()
+	self := c.id()
 	uerr := c.o.Store.Update(context.WithoutCancel(ctx), c.o.KeyPrefix+lu, func(cur []byte) ([]byte, bool, error) {
 		st, pending, err2 := Decode(cur)
 		if err2 != nil {
@@ -417,7 +491,7 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 		p := &pending[i]
 		if err == nil && helpers != nil {
 			done := *p
-			done.Done = append(slices.Clone(p.Done), c.o.HelperID)
+			done.Done = append(slices.Clone(p.Done), self)
 			if missing, _ := c.status(done, helpers); len(missing) == 0 {
 				next, err2 := Encode(st, slices.Delete(slices.Clone(pending), i, i+1))
 				return next, err2 == nil, err2
@@ -427,14 +501,14 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 			if p.Failed == nil {
 				p.Failed = map[string]string{}
 			}
-			p.Failed[c.o.HelperID] = err.Error()
+			p.Failed[self] = err.Error()
 		} else {
-			delete(p.Failed, c.o.HelperID)
+			delete(p.Failed, self)
 			if len(p.Failed) == 0 {
 				p.Failed = nil
 			}
-			if !p.doneBy(c.o.HelperID) {
-				p.Done = append(p.Done, c.o.HelperID)
+			if !p.doneBy(self) {
+				p.Done = append(p.Done, self)
 			}
 		}
 		next, err2 := Encode(st, pending)
@@ -442,6 +516,10 @@ func (c *Coordinator) fenceLocal(ctx context.Context, lu string, r Record, helpe
 	})
 	if uerr != nil {
 		c.o.Log.Error("fence outcome not recorded", "victim", r.Victim, "lu", lu, "err", uerr)
+	} else if err == nil {
+		c.mu.Lock()
+		c.confirmed[r.ID] = c.o.Now()
+		c.mu.Unlock()
 	}
 }
 
@@ -453,7 +531,7 @@ func (c *Coordinator) servedElsewhere(ctx context.Context, r Record) bool {
 		return true // unknown: leave it to the helpers (the wait will say)
 	}
 	for h, a := range hs {
-		if since, ok := a.Serves[r.Victim]; ok && h != c.o.HelperID && since < r.Created && c.o.Alive(h) {
+		if h != c.id() && c.servedBefore(a, r) && c.alive(h, hs) {
 			return true
 		}
 	}
@@ -488,6 +566,22 @@ func (c *Coordinator) remove(ctx context.Context, key string, ids []string) erro
 
 // helpers reads every helper's announcement.
 func (c *Coordinator) helpers(ctx context.Context) (map[string]announcement, error) {
+	if c.o.Members != nil {
+		list, err := c.o.Members.List(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[string]announcement, len(list))
+		for id, v := range list {
+			var a announcement
+			if json.Unmarshal(v, &a) == nil {
+				out[id] = a
+			} else {
+				out[id] = announcement{} // alive, serving nothing known
+			}
+		}
+		return out, nil
+	}
 	keys, err := c.o.Store.Keys(ctx)
 	if err != nil {
 		return nil, err
@@ -513,6 +607,13 @@ func (c *Coordinator) helpers(ctx context.Context) (map[string]announcement, err
 
 // announce writes this helper's announcement (nil serves: remove it).
 func (c *Coordinator) announce(ctx context.Context, serves map[string]int64) error {
+	if c.o.Members != nil {
+		v, err := announcementValue(serves)
+		if err != nil {
+			return err
+		}
+		return c.o.Members.Announce(ctx, v)
+	}
 	var v []byte
 	if serves != nil {
 		b, err := json.Marshal(announcement{Serves: serves})
@@ -537,6 +638,9 @@ func (c *Coordinator) announce(ctx context.Context, serves map[string]int64) err
 // removed.
 func (c *Coordinator) Run(ctx context.Context) error {
 	defer func() {
+		if c.o.Members != nil {
+			return // the lease expires by itself (etcdlease.Session.Run)
+		}
 		if err := c.announce(context.WithoutCancel(ctx), nil); err != nil {
 			c.o.Log.Warn("fence: announcement not removed", "err", err)
 		}
@@ -574,13 +678,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // older than twice the timeout (their evictor is gone) and announcements of
 // helpers that are not alive.
 func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep bool) error {
+	start := c.o.Now()
 	keys, err := c.o.Store.Keys(ctx)
 	if err != nil {
 		return err
 	}
+	regs := map[string]bool{}
 	var helpers map[string]announcement
 	for _, k := range keys {
-		if sweep {
+		if sweep && c.o.Members == nil {
 			if id, ok := strings.CutPrefix(k, helperPrefix); ok && id != c.o.HelperID && !c.o.Alive(id) {
 				c.o.Store.Update(ctx, k, func([]byte) ([]byte, bool, error) { return nil, true, nil })
 			}
@@ -589,14 +695,30 @@ func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep b
 		if !ok {
 			continue
 		}
-		recs, err := c.records(ctx, k)
+		v, err := c.o.Store.Get(ctx, k)
+		if err != nil {
+			return err
+		}
+		if c.o.Members != nil {
+			in, err := registeredIn(v)
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			for _, i := range in {
+				regs[i] = true
+			}
+		}
+		_, recs, err := Decode(v)
 		if err != nil || len(recs) == 0 {
 			continue
 		}
 		var stale []string
 		for _, r := range recs {
-			if _, ok := serves[r.Victim]; ok && !r.doneBy(c.o.HelperID) && c.retryDue(r) {
-				go c.fenceLocal(context.WithoutCancel(ctx), lu, r, nil)
+			if _, ok := serves[r.Victim]; ok && !r.doneBy(c.id()) {
+				if ch, ok := c.claim(r); ok {
+					c.seen(r)
+					go c.fenceClaimed(context.WithoutCancel(ctx), lu, r, nil, ch)
+				}
 			}
 			if sweep && c.o.Now().Sub(time.Unix(0, r.Created)) > 2*c.o.Timeout {
 				if helpers == nil {
@@ -615,17 +737,22 @@ func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep b
 			}
 		}
 	}
+	if c.o.Members != nil {
+		c.scanned(start, regs)
+	}
+	if sweep {
+		c.forget()
+	}
 	return nil
 }
 
-// retryDue reports whether a fence of r may be attempted now: at once the
-// first time, then once per Timeout after a failure.
-func (c *Coordinator) retryDue(r Record) bool {
+// forget drops what this helper remembers of records confirmed long ago.
+func (c *Coordinator) forget() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, busy := c.inflight[r.ID]; busy {
-		return false
+	for id, t := range c.confirmed {
+		if c.o.Now().Sub(t) > 4*c.o.Timeout {
+			delete(c.confirmed, id)
+		}
 	}
-	t, failed := c.lastTry[r.ID]
-	return !failed || c.o.Now().Sub(t) >= c.o.Timeout
 }

@@ -33,7 +33,7 @@ type Env struct {
 	OpenStore func() (store.Store, error)
 	// Fencing, when set, gives the emulation its fencing over the opened store
 	// (package fence); nil fences nobody.
-	Fencing func(store.Store) emulate.Fencing
+	Fencing func(store.Store) (emulate.Fencing, error)
 	Log     *slog.Logger
 }
 
@@ -109,7 +109,12 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 		}
 		em := emulate.New(st, pr.LIO())
 		if env.Fencing != nil {
-			em = em.WithFencing(env.Fencing(st))
+			f, err := env.Fencing(st)
+			if err != nil {
+				st.Close()
+				return fmt.Errorf("fencing: %w", err)
+			}
+			em = em.WithFencing(f)
 		}
 		s.Backends[n] = em
 		s.closers = append(s.closers, func() {

@@ -33,6 +33,10 @@ type Config struct {
 	// Go duration ("10s").
 	Fence        string
 	FenceTimeout string
+	// FenceLeaseTTL and FenceHost are --fence-lease-ttl and --fence-host
+	// (fencing across hosts with the etcd store).
+	FenceLeaseTTL string
+	FenceHost     string
 }
 
 // Listen is one extra listening socket.
@@ -146,6 +150,10 @@ func (c *Config) directive(f []string, line int) error {
 		c.Fence, err = one()
 	case "fence-timeout":
 		c.FenceTimeout, err = one()
+	case "fence-lease-ttl":
+		c.FenceLeaseTTL, err = one()
+	case "fence-host":
+		c.FenceHost, err = one()
 	case "listen":
 		if len(f) < 2 {
 			return fmt.Errorf("listen needs a socket path")
@@ -160,7 +168,7 @@ func (c *Config) directive(f []string, line int) error {
 			c.Rules = append(c.Rules, r)
 		}
 	default:
-		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout)", f[0])
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host)", f[0])
 	}
 	return err
 }

@@ -57,9 +57,16 @@ type Listener struct {
 	TargetPort uint16
 	// Track, if set, is told each identified connection when it starts (the
 	// fencing registry pins the peer process with a pidfd) and returns what to
-	// call when the connection ends.
+	// call when the connection ends. An error wrapping ErrRefuse closes the
+	// connection before its handshake; any other is logged and the connection
+	// served.
 	Track func(initiator string, c *net.UnixConn) (release func(), err error)
 }
+
+// ErrRefuse, wrapped in Track's error, makes the server close the connection
+// instead of serving it (a VM whose helper could not announce it to the other
+// hosts must not be served: docs/fencing.md, "Across hosts").
+var ErrRefuse = errors.New("connection refused")
 
 // Serve accepts connections on every listener until ctx is done, then shuts down
 // within a bound: the listeners are closed (which removes a socket file the
@@ -180,11 +187,15 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 			log = log.With("initiator", c.initiator)
 			if c.listener.Track != nil {
 				release, err := c.listener.Track(c.initiator, c.UnixConn)
-				if err != nil {
-					log.Warn("peer process not tracked: it cannot be fenced", "err", err)
-				}
 				if release != nil {
 					defer release()
+				}
+				if errors.Is(err, ErrRefuse) {
+					log.Error("connection refused", "err", err)
+					return
+				}
+				if err != nil {
+					log.Warn("peer process not tracked: it cannot be fenced", "err", err)
 				}
 			}
 		}

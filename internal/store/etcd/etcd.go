@@ -263,6 +263,10 @@ func Open(opts Options) (*Store, error) {
 // Client returns the etcd client, for tools and tests.
 func (s *Store) Client() *clientv3.Client { return s.cli }
 
+// Prefix is the key prefix of this store in etcd (ends with '/'); other
+// parts of a helper (the fencing leases) keep their keys under it.
+func (s *Store) Prefix() string { return s.opts.Prefix }
+
 // currentLease returns the lease that new transaction records are attached to. A lease
 // is used for half its TTL, so a record outlives its transaction's resolution (bounded
 // by Timeout) by far; old leases expire by themselves and take their records with them.
