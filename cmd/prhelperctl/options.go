@@ -28,6 +28,7 @@ type options struct {
 	force   bool
 	dryRun  bool
 	replace bool
+	search  []string
 	help    bool
 	version bool
 }
@@ -59,6 +60,7 @@ func parseOptions(args []string) (*options, error) {
 	fs.BoolVarP(&o.force, "force", "f", false, "")
 	fs.BoolVarP(&o.dryRun, "dry-run", "n", false, "")
 	fs.BoolVar(&o.replace, "replace", false, "")
+	fs.StringArrayVar(&o.search, "search", nil, "")
 	fs.BoolVarP(&o.help, "help", "h", false, "")
 	fs.BoolVarP(&o.version, "version", "V", false, "")
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +107,9 @@ func parseOptions(args []string) (*options, error) {
 	if o.dryRun && o.cmd != "purge" {
 		return nil, usagef("--dry-run is for purge")
 	}
+	if len(o.search) > 0 && o.cmd != "purge" {
+		return nil, usagef("--search is for purge")
+	}
 	if o.replace && o.cmd != "import" {
 		return nil, usagef("--replace is for import")
 	}
@@ -146,6 +151,9 @@ Options:
       --json                 one JSON object on stdout (export: the document)
   -f, --force                clear without asking; purge an etcd store
   -n, --dry-run              purge: change nothing
+      --search=DIR           purge: look for disk images only under DIR
+                             (repeatable) instead of in the whole filesystem
+                             that held them; an image elsewhere counts as gone
       --replace              import: overwrite LUs whose state differs
   -h, --help                 display this help and exit
   -V, --version              output version information and exit

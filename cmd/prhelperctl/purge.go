@@ -37,6 +37,7 @@ type purgeItem struct {
 // device): "file:<maj>:<min>:<inode>" for a disk image, the wwid or dm uuid
 // (Info.Key) for a device. A name from a rule's id= is neither, and is kept.
 type presence struct {
+	search  []string                  // --search: where images are, else their whole filesystem
 	devices map[string]string         // Info.Key of every device -> its name
 	inodes  map[[2]uint32]*inodeIndex // by filesystem device number
 	mounts  map[[2]uint32][]string    // mount points by device number
@@ -48,7 +49,7 @@ type inodeIndex struct {
 	err    error // the walk did not see everything
 }
 
-func newPresence() (*presence, error) {
+func newPresence(search []string) (*presence, error) {
 	devs, err := device.Present(device.Sysfs{})
 	if err != nil {
 		return nil, err
@@ -57,7 +58,7 @@ func newPresence() (*presence, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &presence{devices: devs, inodes: map[[2]uint32]*inodeIndex{}, mounts: mounts}, nil
+	return &presence{search: search, devices: devs, inodes: map[[2]uint32]*inodeIndex{}, mounts: mounts}, nil
 }
 
 // check returns the verdict for one LU name and why.
@@ -106,14 +107,23 @@ func (p *presence) checkFile(maj, min uint32, ino uint64) (string, string) {
 	idx, ok := p.inodes[key]
 	if !ok {
 		roots := p.mounts[key]
-		if len(roots) == 0 {
-			p.inodes[key] = nil
-			return verdictUnknown, fmt.Sprintf("filesystem %d:%d is not mounted here: kept", maj, min)
+		if len(p.search) > 0 {
+			roots = nil
+			for _, d := range p.search {
+				if devOf(d) == key {
+					roots = append(roots, d)
+				}
+			}
 		}
-		idx = walkInodes(roots[0], key)
+		if len(roots) > 0 {
+			idx = walkInodes(roots, key)
+		}
 		p.inodes[key] = idx
 	}
 	if idx == nil {
+		if len(p.search) > 0 {
+			return verdictUnknown, fmt.Sprintf("no --search directory is on filesystem %d:%d: kept", maj, min)
+		}
 		return verdictUnknown, fmt.Sprintf("filesystem %d:%d is not mounted here: kept", maj, min)
 	}
 	if path, ok := idx.inodes[ino]; ok {
@@ -122,12 +132,33 @@ func (p *presence) checkFile(maj, min uint32, ino uint64) (string, string) {
 	if idx.err != nil {
 		return verdictUnknown, fmt.Sprintf("no file with inode %d found under %s, but not everything could be read (%v): kept", ino, idx.root, idx.err)
 	}
-	return verdictGone, fmt.Sprintf("no file on %d:%d (mounted at %s) has inode %d", maj, min, idx.root, ino)
+	return verdictGone, fmt.Sprintf("no file on %d:%d under %s has inode %d", maj, min, idx.root, ino)
 }
 
-// walkInodes indexes the regular files of the filesystem dev under root.
-func walkInodes(root string, dev [2]uint32) *inodeIndex {
-	idx := &inodeIndex{root: root, inodes: map[uint64]string{}}
+// devOf returns the device number of the filesystem holding path.
+func devOf(path string) [2]uint32 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return [2]uint32{^uint32(0), ^uint32(0)}
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return [2]uint32{devMajor(uint64(st.Dev)), devMinor(uint64(st.Dev))}
+}
+
+// devMajor and devMinor decode a Linux dev_t (glibc's gnu_dev_major/minor).
+func devMajor(d uint64) uint32 { return uint32((d>>8)&0xfff | (d>>32)&^0xfff) }
+func devMinor(d uint64) uint32 { return uint32(d&0xff | (d>>12)&^0xff) }
+
+// walkInodes indexes the regular files of the filesystem dev under roots.
+func walkInodes(roots []string, dev [2]uint32) *inodeIndex {
+	idx := &inodeIndex{root: strings.Join(roots, ", "), inodes: map[uint64]string{}}
+	for _, root := range roots {
+		walkInodesUnder(idx, root, dev)
+	}
+	return idx
+}
+
+func walkInodesUnder(idx *inodeIndex, root string, dev [2]uint32) {
 	_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if idx.err == nil {
@@ -147,7 +178,7 @@ func walkInodes(root string, dev [2]uint32) *inodeIndex {
 			if !ok {
 				return nil
 			}
-			if uint32(st.Dev>>8&0xfff|st.Dev>>32&^0xfff) != dev[0] || uint32(st.Dev&0xff|st.Dev>>12&^0xff) != dev[1] {
+			if devMajor(uint64(st.Dev)) != dev[0] || devMinor(uint64(st.Dev)) != dev[1] {
 				if d.IsDir() {
 					return fs.SkipDir // another filesystem mounted here
 				}
@@ -161,7 +192,6 @@ func walkInodes(root string, dev [2]uint32) *inodeIndex {
 		}
 		return nil
 	})
-	return idx
 }
 
 // mountPoints reads mountinfo (proc(5)): field 3 is the filesystem's
@@ -226,7 +256,7 @@ func (e *env) purge(ctx context.Context, st adminStore) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := newPresence()
+	p, err := newPresence(e.o.search)
 	if err != nil {
 		return nil, err
 	}
