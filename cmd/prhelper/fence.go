@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/internal/backend/emulate"
+	"github.com/prhelper/prhelper/internal/daemon/metrics"
 	"github.com/prhelper/prhelper/internal/fence"
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/pr"
@@ -52,9 +53,13 @@ func newFencing(policy, timeout string) (*fencing, error) {
 // attach makes the coordinator over the emulation's store. Every helper on the
 // store gets one, whatever its policy: under none it records nothing but still
 // keeps other helpers' records and waits for them.
-func (f *fencing) attach(st store.Store, p pr.Profile, log *slog.Logger) emulate.Fencing {
-	f.coord = fence.New(fence.Options{Store: st, KeyPrefix: emulate.KeyPrefix, Profile: p, Policy: f.policy,
-		Registry: f.reg, Timeout: f.timeout, Log: log.With("fence", f.String())})
+func (f *fencing) attach(st store.Store, p pr.Profile, m *metrics.Metrics, log *slog.Logger) emulate.Fencing {
+	o := fence.Options{Store: st, KeyPrefix: emulate.KeyPrefix, Profile: p, Policy: f.policy,
+		Registry: f.reg, Timeout: f.timeout, Log: log.With("fence", f.String())}
+	if m != nil {
+		o.OnFence, o.OnWait = m.Fenced, m.FenceWaited
+	}
+	f.coord = fence.New(o)
 	return f.coord
 }
 

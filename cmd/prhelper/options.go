@@ -55,6 +55,9 @@ type options struct {
 	// fence is the fencing policy (none, kill, exec:PATH), fenceTimeout its limit.
 	fence        string
 	fenceTimeout string
+	// metrics is where Prometheus metrics are served: HOST:PORT or
+	// unix:PATH; "" is off.
+	metrics string
 }
 
 // Defaults of prhelper's own options.
@@ -96,6 +99,7 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 0, "")
 	fs.StringVar(&o.fence, "fence", "", "")
 	fs.StringVar(&o.fenceTimeout, "fence-timeout", "", "")
+	fs.StringVar(&o.metrics, "metrics", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -211,6 +215,9 @@ prhelper's own options:
                             evictor gets GOOD only once the VM is fenced, else
                             CHECK CONDITION 04/44/00 (docs/fencing.md)
       --fence-timeout=DUR   how long a command waits for its fences (default 10s)
+      --metrics=ADDR        serve Prometheus metrics at http://ADDR/metrics
+                            (HOST:PORT, e.g. 127.0.0.1:9851) or, with
+                            unix:PATH, on a Unix socket; off by default
 
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops

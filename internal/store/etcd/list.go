@@ -34,3 +34,13 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Entry, error) 
 	}
 	return out, nil
 }
+
+// ConnectionState names the state of the client's connection to the cluster
+// (gRPC connectivity: IDLE, CONNECTING, READY, TRANSIENT_FAILURE, SHUTDOWN),
+// for metrics.
+func (s *Store) ConnectionState() string {
+	if c := s.cli.ActiveConnection(); c != nil {
+		return c.GetState().String()
+	}
+	return "SHUTDOWN"
+}
