@@ -9,7 +9,7 @@
 // so a host with thousands of disks exports the same few series.
 //
 // The per-request cost is a counter increment and a histogram observation on
-// children looked up once per label combination and then kept in a map
+// children looked up once per label combination and then kept in a sync.Map
 // (BenchmarkObserve); the store, multipath and etcd figures are read only when
 // Prometheus scrapes.
 package metrics

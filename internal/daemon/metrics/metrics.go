@@ -35,8 +35,7 @@ type Metrics struct {
 	fenceWaits    *prometheus.CounterVec
 	fenceWait     prometheus.Histogram
 
-	mu       sync.RWMutex
-	children map[requestKey]child
+	children sync.Map // requestKey -> child: read-mostly, lock-free loads
 
 	cmdLabels    [2][32]string
 	statusLabels [256]string
@@ -60,7 +59,7 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 // New makes the collectors in a new registry, with the Go runtime's and the
 // process's standard collectors and a build-info gauge carrying version.
 func New(version string) *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry(), children: map[requestKey]child{}}
+	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "prhelper_requests_total",
 		Help: "PR commands answered, by command, backend that served them, and SCSI status."}, []string{"command", "backend", "status"})
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "prhelper_request_duration_seconds",
@@ -131,18 +130,16 @@ func (m *Metrics) Request(cdb []byte, backend string, status byte, d time.Durati
 			k.cmd = 32 + cdb[1]&0x1f
 		}
 	}
-	m.mu.RLock()
-	c, ok := m.children[k]
-	m.mu.RUnlock()
-	if !ok {
+	var c child
+	if v, ok := m.children.Load(k); ok {
+		c = v.(child)
+	} else {
 		cmd := "other"
 		if k.cmd < 64 {
 			cmd = m.cmdLabels[k.cmd/32][k.cmd%32]
 		}
 		c = child{count: m.requests.WithLabelValues(cmd, backend, m.statusLabels[status]), latency: m.latency.WithLabelValues(backend)}
-		m.mu.Lock()
-		m.children[k] = c
-		m.mu.Unlock()
+		m.children.Store(k, c)
 	}
 	c.count.Inc()
 	c.latency.Observe(d.Seconds())
