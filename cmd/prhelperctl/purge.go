@@ -78,10 +78,16 @@ func (p *presence) check(name string) (string, string) {
 // looksLikeDeviceID reports whether name has the form of an identity the
 // kernel reports (package device, Info.ID): wwid designators, dm uuids.
 func looksLikeDeviceID(name string) bool {
-	for _, p := range []string{"naa.", "eui.", "t10.", "uuid.", "nvme.", "mpath-", "LVM-", "part"} {
+	for _, p := range []string{"naa.", "eui.", "t10.", "uuid.", "nvme.", "mpath-", "LVM-"} {
 		if strings.HasPrefix(name, p) {
 			return true
 		}
+	}
+	// A partition's dm uuid: "part<N>-<its disk's uuid>".
+	if rest, ok := strings.CutPrefix(name, "part"); ok {
+		n, tail, ok := strings.Cut(rest, "-")
+		_, err := strconv.Atoi(n)
+		return ok && err == nil && tail != ""
 	}
 	return false
 }

@@ -36,8 +36,10 @@ func TestVerdictByName(t *testing.T) {
 		{"naa.60014050000", verdictGone},
 		{"mpath-3600140511", verdictGone},
 		{"shared-disk-1", verdictUnknown},
-		{"file:7:7:12", verdictUnknown}, // filesystem 7:7 not mounted
-		{"file:7:7", verdictUnknown},    // not a file identity: an id= name
+		{"part1-mpath-3600140511", verdictGone},
+		{"partner-disk", verdictUnknown}, // an id=, not a partition's uuid
+		{"file:7:7:12", verdictUnknown},  // filesystem 7:7 not mounted
+		{"file:7:7", verdictUnknown},     // not a file identity: an id= name
 	} {
 		if v, why := p.check(c.name); v != c.verdict {
 			t.Errorf("%s: %s (%s), want %s", c.name, v, why, c.verdict)
