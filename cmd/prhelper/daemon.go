@@ -10,7 +10,9 @@ import (
 
 	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/internal/daemon/activation"
+	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/daemon/detach"
+	"github.com/prhelper/prhelper/internal/daemon/metrics"
 	"github.com/prhelper/prhelper/internal/daemon/pidfile"
 	"github.com/prhelper/prhelper/internal/daemon/privilege"
 	"github.com/prhelper/prhelper/internal/daemon/server"
@@ -38,7 +40,11 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 	plan := set.plan()
-	rt, closeBackends, err := buildRouter(set, plan, log)
+	var m *metrics.Metrics
+	if set.metrics != "" {
+		m = metrics.New(version)
+	}
+	rt, closeBackends, err := buildRouter(set, plan, m, log)
 	if err != nil {
 		return err
 	}
@@ -54,6 +60,22 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		}
 		for _, l := range listeners {
 			l.Close()
+		}
+	}
+	// The metrics socket is opened with the others, before the privilege drop.
+	var metricsL net.Listener
+	if m != nil {
+		ml, msock, err := listenMetrics(set.metrics)
+		if err != nil {
+			discard()
+			return err
+		}
+		metricsL = ml
+		if msock != nil {
+			sockets = append(sockets, msock)
+		} else {
+			prev := discard
+			discard = func() { ml.Close(); prev() }
 		}
 	}
 	if o.daemon || o.pidSet {
@@ -98,7 +120,11 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 
-	srv := server.New(rt, log, server.Options{Grace: o.shutdownGrace})
+	sopts := server.Options{Grace: o.shutdownGrace}
+	if m != nil {
+		sopts.Observer = m
+	}
+	srv := server.New(rt, log, sopts)
 	for _, l := range listeners {
 		log.Info("listening", "socket", l.name, "initiator", l.policy, "port", l.TargetPort)
 	}
@@ -132,6 +158,21 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		sl[i] = l.Listener
 		sl[i].Track = set.fencing.track()
 	}
+	metricsDone := make(chan struct{})
+	go func() {
+		defer close(metricsDone)
+		if metricsL == nil {
+			return
+		}
+		log.Info("serving metrics", "addr", set.metrics)
+		if err := m.Serve(serveCtx, metricsL, log); err != nil {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	defer func() {
+		cancel()
+		<-metricsDone
+	}()
 	fenceDone := make(chan struct{})
 	go func() {
 		defer close(fenceDone)
@@ -274,4 +315,26 @@ func dropPrivileges(log *slog.Logger, keep []privilege.Cap, uid, gid int) error 
 	}
 	log.Debug("privileges dropped", "keep", fmt.Sprint(keep), "uid", os.Getuid(), "gid", os.Getgid())
 	return nil
+}
+
+// listenMetrics opens the metrics listener: a TCP address, or a Unix socket
+// made as the helper's own sockets are (published into place, removed at
+// exit), returned as a socketFile too.
+func listenMetrics(where string) (net.Listener, *socketFile, error) {
+	network, addr, err := config.ParseMetrics(where)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics: %w", err)
+	}
+	if network == "unix" {
+		sock, err := listenSocket(addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--metrics: %w", err)
+		}
+		return sock.l, sock, nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--metrics: %w", err)
+	}
+	return l, nil, nil
 }

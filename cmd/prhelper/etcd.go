@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/prhelper/prhelper/internal/daemon/config"
+	"github.com/prhelper/prhelper/internal/daemon/metrics"
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/internal/store/etcd"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
@@ -66,9 +67,14 @@ func (e *etcdSettings) load(c *config.Config, o *options) error {
 
 // openStore opens the store the settings name: etcd when endpoints are given, else
 // the SQLite file.
-func openStore(s *settings, log *slog.Logger) (store.Store, error) {
+func openStore(s *settings, m *metrics.Metrics, log *slog.Logger) (store.Store, error) {
 	if !s.etcd.enabled() {
-		return sqlite.Open(s.db, sqlite.Options{})
+		st, err := sqlite.Open(s.db, sqlite.Options{OnCommit: m.StoreCommit("sqlite")})
+		if err == nil {
+			m.StoreCounter("sqlite", "busy_retries", "SQLite attempts that found the database locked by another process.",
+				func() uint64 { return st.Stats().BusyRetries })
+		}
+		return st, err
 	}
 	st, err := etcd.Open(etcd.Options{
 		Endpoints: s.etcd.endpoints,
@@ -76,10 +82,16 @@ func openStore(s *settings, log *slog.Logger) (store.Store, error) {
 		CACert:    s.etcd.cacert,
 		Cert:      s.etcd.cert,
 		Key:       s.etcd.keyFile,
+		OnCommit:  m.StoreCommit("etcd"),
 	})
 	if err != nil {
 		return nil, err
 	}
+	m.StoreCounter("etcd", "conflicts", "etcd batches recomputed because another helper changed the key first.",
+		func() uint64 { return st.Stats().Conflicts })
+	m.StoreCounter("etcd", "unknown_outcomes", "etcd transactions whose outcome stayed unknown until the store's timeout.",
+		func() uint64 { return st.Stats().Unknown })
+	m.WatchEtcd(st.ConnectionState)
 	if !strings.HasPrefix(s.etcd.endpoints[0], "https://") || s.etcd.cert == "" {
 		log.Warn("etcd without TLS client certificates: whoever can write the prefix controls every reservation (see --etcd-cert)", "endpoints", strings.Join(s.etcd.endpoints, ","))
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/internal/backend/emulate"
+	"github.com/prhelper/prhelper/internal/daemon/metrics"
 	"github.com/prhelper/prhelper/internal/daemon/server"
 	"github.com/prhelper/prhelper/internal/fence"
 	"github.com/prhelper/prhelper/internal/fence/etcdlease"
@@ -110,10 +111,13 @@ func (f *fencing) acrossHosts(etcdStore bool, ttl, host string) error {
 //
 // With the etcd store the helper first takes its lease (etcdlease): its proof
 // of life for the other hosts, under which it announces the VMs it serves.
-func (f *fencing) attach(st store.Store, p pr.Profile, log *slog.Logger) (emulate.Fencing, error) {
+func (f *fencing) attach(st store.Store, p pr.Profile, m *metrics.Metrics, log *slog.Logger) (emulate.Fencing, error) {
 	f.log = log
 	o := fence.Options{Store: st, KeyPrefix: emulate.KeyPrefix, Profile: p, Policy: f.policy,
 		Registry: f.reg, Timeout: f.timeout, Log: log.With("fence", f.String())}
+	if m != nil {
+		o.OnFence, o.OnWait = m.Fenced, m.FenceWaited
+	}
 	if f.etcd {
 		es, ok := etcdOf(st)
 		if !ok {

@@ -58,6 +58,9 @@ type options struct {
 	// fenceLeaseTTL and fenceHost: fencing across hosts with the etcd store.
 	fenceLeaseTTL string
 	fenceHost     string
+	// metrics is where Prometheus metrics are served: HOST:PORT or
+	// unix:PATH; "" is off.
+	metrics string
 }
 
 // Defaults of prhelper's own options.
@@ -101,6 +104,7 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringVar(&o.fenceTimeout, "fence-timeout", "", "")
 	fs.StringVar(&o.fenceLeaseTTL, "fence-lease-ttl", "", "")
 	fs.StringVar(&o.fenceHost, "fence-host", "", "")
+	fs.StringVar(&o.metrics, "metrics", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -227,6 +231,9 @@ prhelper's own options:
                             fenced once the lease expired (docs/fencing.md)
       --fence-host=NAME     with etcd: this host's name in fence records and
                             logs (default: the host name)
+      --metrics=ADDR        serve Prometheus metrics at http://ADDR/metrics
+                            (HOST:PORT, e.g. 127.0.0.1:9851) or, with
+                            unix:PATH, on a Unix socket; off by default
 
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops

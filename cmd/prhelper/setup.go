@@ -12,6 +12,7 @@ import (
 	"github.com/prhelper/prhelper/internal/backend/builder"
 	"github.com/prhelper/prhelper/internal/backend/emulate"
 	"github.com/prhelper/prhelper/internal/daemon/config"
+	"github.com/prhelper/prhelper/internal/daemon/metrics"
 	"github.com/prhelper/prhelper/internal/daemon/router"
 	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/internal/kernel/dm"
@@ -35,6 +36,7 @@ type settings struct {
 	dbSet     bool // --db, db or an etcd store given: emulation is enabled for auto
 	etcd      etcdSettings
 	fencing   *fencing
+	metrics   string // --metrics or the file's metrics: where; "" is off
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -77,6 +79,12 @@ func loadSettings(o *options) (*settings, error) {
 	if err := fencing.acrossHosts(s.etcd.enabled(), firstSet(o.fenceLeaseTTL, c.FenceLeaseTTL), firstSet(o.fenceHost, c.FenceHost)); err != nil {
 		return nil, err
 	}
+	s.metrics = firstSet(o.metrics, c.Metrics)
+	if s.metrics != "" {
+		if _, _, err := config.ParseMetrics(s.metrics); err != nil {
+			return nil, fmt.Errorf("--metrics: %w", err)
+		}
+	}
 	s.fencing = fencing
 	b, err := backend.ParseName(name)
 	if err != nil {
@@ -116,17 +124,18 @@ func newDevices(ttl time.Duration) *device.Cache {
 
 // buildRouter makes the backends of the settings' plan and the router over
 // them. The returned close function releases what the backends hold.
-func buildRouter(s *settings, plan backend.Plan, log *slog.Logger) (*router.Router, func(), error) {
+func buildRouter(s *settings, plan backend.Plan, m *metrics.Metrics, log *slog.Logger) (*router.Router, func(), error) {
 	devices := newDevices(classifyTTL)
 	set, err := builder.Build(plan, builder.Env{
 		Devices:   devices,
-		OpenStore: func() (store.Store, error) { return openStore(s, log) },
-		Fencing:   func(st store.Store) (emulate.Fencing, error) { return s.fencing.attach(st, pr.LIO(), log) },
+		OpenStore: func() (store.Store, error) { return openStore(s, m, log) },
+		Fencing:   func(st store.Store) (emulate.Fencing, error) { return s.fencing.attach(st, pr.LIO(), m, log) },
 		Log:       log,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
+	m.WatchPaths(set.MultipathPaths)
 	return &router.Router{
 		Default:  s.backend,
 		Rules:    s.rules,

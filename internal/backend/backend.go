@@ -39,6 +39,9 @@ type Request struct {
 	// LU identifies the logical unit, the same on every host that sees it (a WWID,
 	// a dm uuid, or an id from the configuration for a disk image).
 	LU string
+	// Served is set by a backend that hands the request on to another (the
+	// router) to the name of the one that served it, for logs and metrics.
+	Served Name
 }
 
 // Backend executes PR commands. Implementations must be safe for concurrent use:

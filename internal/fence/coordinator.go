@@ -64,6 +64,12 @@ type Options struct {
 	Members Members
 	Log     *slog.Logger
 	Now     func() time.Time
+	// OnFence, when set, is told each fence this helper's policy carried out
+	// (err nil: fenced), and OnWait each evicting command's wait for its
+	// fences (err nil: every fence confirmed), with how long they took
+	// (metrics). Both must return at once.
+	OnFence func(err error, took time.Duration)
+	OnWait  func(err error, took time.Duration)
 }
 
 // Coordinator records the fences an eviction needs, carries out this helper's
@@ -250,6 +256,15 @@ func (c *Coordinator) Fence(ctx context.Context, lu string, fd int, w *Wait) err
 	if w == nil || len(w.IDs) == 0 {
 		return nil
 	}
+	start := c.o.Now()
+	err := c.fence(ctx, lu, fd, w)
+	if c.o.OnWait != nil {
+		c.o.OnWait(err, c.o.Now().Sub(start))
+	}
+	return err
+}
+
+func (c *Coordinator) fence(ctx context.Context, lu string, fd int, w *Wait) error {
 	// The policies run under the deadline; the store is read and written
 	// outside it, so that the answer says what was waited for.
 	fctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
@@ -460,6 +475,9 @@ func (c *Coordinator) fenceClaimed(ctx context.Context, lu string, r Record, hel
 			pids := make([]int, len(procs))
 			for i, p := range procs {
 				pids[i] = p.PID
+			}
+			if c.o.OnFence != nil {
+				c.o.OnFence(err, c.o.Now().Sub(start))
 			}
 			if err != nil {
 				c.o.Log.Error("fence failed", "victim", r.Victim, "lu", lu, "policy", c.o.Policy.String(), "pids", pids, "err", err)

@@ -40,7 +40,10 @@ type Env struct {
 // Set is the built backends of a plan.
 type Set struct {
 	Backends map[backend.Name]backend.Backend
-	closers  []func()
+	// MultipathPaths counts the multipath backend's paths by state
+	// (mpath.Discoverer.PathStates), for metrics; nil without that backend.
+	MultipathPaths func() map[string]int
+	closers        []func()
 }
 
 // Close releases what the backends hold (multipath path devices, the state
@@ -88,11 +91,11 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 		}
 		s.Backends[n] = lp
 	case backend.Mpath:
-		mp, err := newMpath(env.Devices.Classify, log)
+		mp, disc, err := newMpath(env.Devices.Classify, log)
 		if err != nil {
 			return err
 		}
-		s.Backends[n] = mp
+		s.Backends[n], s.MultipathPaths = mp, disc.PathStates
 		s.closers = append(s.closers, func() {
 			if err := mp.Close(); err != nil {
 				log.Warn("closing multipath path devices", "err", err)

@@ -20,15 +20,16 @@ const pathsTTL = time.Second
 // device-mapper's status where the control node may be used), SG_IO to each
 // path, multipathd at its default sockets, and multipath.conf's
 // reservation_key.
-func newMpath(classify func(fd int) (device.Info, error), log *slog.Logger) (*mpath.Backend, error) {
+func newMpath(classify func(fd int) (device.Info, error), log *slog.Logger) (*mpath.Backend, *mpath.Discoverer, error) {
 	disc := &mpath.Discoverer{Classify: classify, Failed: dmFailed, TTL: pathsTTL}
-	return mpath.New(mpath.Options{
+	b, err := mpath.New(mpath.Options{
 		Discover: disc.Discover,
 		Open:     mpath.OpenPath,
 		Daemon:   multipathd.New(multipathd.Options{}),
 		Key:      configuredKey,
 		Logger:   log,
 	})
+	return b, disc, err
 }
 
 // configuredKey reads multipath.conf (and its conf.d) for each PR OUT, so that

@@ -30,6 +30,9 @@ type Path struct {
 	Dev    string // kernel name of the SCSI disk: "sdb"
 	Usable bool   // the SCSI device is running and dm has not failed the path
 	Why    string // why the path is not usable, for the log
+	// State is the path's state for metrics: usable, dm_failed,
+	// scsi_<SCSI device state> (offline, blocked, ...) or not_scsi.
+	State string
 }
 
 // Daemon is what the backend tells multipathd about a map

@@ -77,6 +77,20 @@ func (d *Discoverer) Discover(fd int) (Map, error) {
 	return m, nil
 }
 
+// PathStates counts the paths of the maps Discover looked at, by Path.State as
+// it last saw them (the maps of its cache; none without a TTL), for metrics.
+func (d *Discoverer) PathStates() map[string]int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]int{}
+	for _, c := range d.cache {
+		for _, p := range c.m.Paths {
+			out[p.State]++
+		}
+	}
+	return out
+}
+
 func (m Map) clone() Map {
 	m.Paths = slices.Clone(m.Paths)
 	return m
@@ -102,14 +116,14 @@ func (d *Discoverer) look(info device.Info) (Map, error) {
 	}
 	sys := device.Sysfs{Root: root}
 	for _, e := range ents {
-		p := Path{Dev: e.Name(), Usable: true}
+		p := Path{Dev: e.Name(), Usable: true, State: "usable"}
 		switch state, err := device.PathState(sys, p.Dev); {
 		case err != nil:
-			p.Usable, p.Why = false, "(no SCSI device state: not a SCSI path)"
+			p.Usable, p.Why, p.State = false, "(no SCSI device state: not a SCSI path)", "not_scsi"
 		case state != "running":
-			p.Usable, p.Why = false, "(SCSI device "+state+")"
+			p.Usable, p.Why, p.State = false, "(SCSI device "+state+")", "scsi_"+strings.ReplaceAll(state, "-", "_")
 		case failed[p.Dev]:
-			p.Usable, p.Why = false, "(failed by dm-multipath)"
+			p.Usable, p.Why, p.State = false, "(failed by dm-multipath)", "dm_failed"
 		}
 		m.Paths = append(m.Paths, p)
 	}

@@ -29,9 +29,9 @@ func TestDiscoverer(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Map{Name: "mpatha", WWID: "36001405abc", Paths: []Path{
-		{Dev: "sdb", Usable: true},
-		{Dev: "sdc", Why: "(SCSI device offline)"},
-		{Dev: "sdd", Why: "(failed by dm-multipath)"},
+		{Dev: "sdb", Usable: true, State: "usable"},
+		{Dev: "sdc", Why: "(SCSI device offline)", State: "scsi_offline"},
+		{Dev: "sdd", Why: "(failed by dm-multipath)", State: "dm_failed"},
 	}}
 	if m.Name != want.Name || m.WWID != want.WWID || len(m.Paths) != 3 {
 		t.Fatalf("%+v", m)
@@ -72,6 +72,12 @@ func TestDiscoverer(t *testing.T) {
 	now = now.Add(600 * time.Millisecond)
 	if m, _ := d.Discover(3); len(m.Paths) != 4 || m.Paths[3].Usable {
 		t.Fatalf("not looked again after the TTL: %+v", m)
+	}
+	// What metrics read: the paths of the cached map by state (sde has no
+	// SCSI device state: not a SCSI path).
+	got := d.PathStates()
+	if len(got) != 3 || got["usable"] != 2 || got["scsi_offline"] != 1 || got["not_scsi"] != 1 {
+		t.Fatalf("PathStates = %v", got)
 	}
 }
 

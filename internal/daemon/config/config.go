@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"path"
 	"strconv"
@@ -37,6 +38,9 @@ type Config struct {
 	// (fencing across hosts with the etcd store).
 	FenceLeaseTTL string
 	FenceHost     string
+	// Metrics is where Prometheus metrics are served (HOST:PORT or
+	// unix:PATH, checked by ParseMetrics); "" is off.
+	Metrics string
 }
 
 // Listen is one extra listening socket.
@@ -154,6 +158,10 @@ func (c *Config) directive(f []string, line int) error {
 		c.FenceLeaseTTL, err = one()
 	case "fence-host":
 		c.FenceHost, err = one()
+	case "metrics":
+		if c.Metrics, err = one(); err == nil {
+			_, _, err = ParseMetrics(c.Metrics)
+		}
 	case "listen":
 		if len(f) < 2 {
 			return fmt.Errorf("listen needs a socket path")
@@ -168,7 +176,7 @@ func (c *Config) directive(f []string, line int) error {
 			c.Rules = append(c.Rules, r)
 		}
 	default:
-		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host)", f[0])
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host, metrics)", f[0])
 	}
 	return err
 }
@@ -274,4 +282,23 @@ func ParseEndpoints(v string) ([]string, error) {
 		return nil, fmt.Errorf("no etcd endpoint in %q", v)
 	}
 	return eps, nil
+}
+
+// ParseMetrics checks where metrics are to be served: "unix:PATH" with an
+// absolute PATH (network "unix"), else HOST:PORT (network "tcp").
+func ParseMetrics(v string) (network, addr string, err error) {
+	if p, ok := strings.CutPrefix(v, "unix:"); ok {
+		if !strings.HasPrefix(p, "/") {
+			return "", "", fmt.Errorf("metrics socket path %q must be absolute", p)
+		}
+		return "unix", p, nil
+	}
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", "", fmt.Errorf("metrics address %q: want HOST:PORT (127.0.0.1:9851) or unix:PATH", v)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return "", "", fmt.Errorf("metrics address %q: bad port %q", v, port)
+	}
+	return "tcp", net.JoinHostPort(host, port), nil
 }

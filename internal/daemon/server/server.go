@@ -146,6 +146,7 @@ func (s *Server) start(ctx, execCtx context.Context, nc *net.UnixConn, l Listene
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.opts.Observer.ConnOpened()
 	go func() {
 		defer s.wg.Done()
 		defer func() {
@@ -153,6 +154,7 @@ func (s *Server) start(ctx, execCtx context.Context, nc *net.UnixConn, l Listene
 			delete(s.conns, c)
 			s.mu.Unlock()
 			nc.Close()
+			s.opts.Observer.ConnClosed()
 		}()
 		s.serveConn(ctx, execCtx, c)
 	}()
@@ -182,6 +184,7 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 	if c.listener.Identify != nil {
 		c.initiator, c.identityErr = c.listener.Identify(c.UnixConn)
 		if c.identityErr != nil {
+			s.opts.Observer.PeerRefused("identity")
 			log.Warn("initiator identity unknown; backends that need it will refuse", "err", c.identityErr)
 		} else {
 			log = log.With("initiator", c.initiator)
@@ -216,10 +219,13 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 			unix.Close(req.FD)
 			return
 		}
-		rep := reply(s.execute(execCtx, log, c, req))
+		start := time.Now()
+		res, served := s.execute(execCtx, log, c, req)
+		rep := reply(res)
 		s.setPhase(c, phaseReply, req)
 		s.writeDeadline(c)
 		err = wire.WriteReply(c.UnixConn, req.CDB[:], &rep)
+		s.opts.Observer.Request(req.CDB[:], served, res.Status, time.Since(start))
 		s.setPhase(c, phaseIdle, nil)
 		if err != nil {
 			s.logReplyErr(log, req, err)
@@ -231,8 +237,10 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 	}
 }
 
-// execute runs one request and closes its descriptor, whatever happens.
-func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request) (res scsi.Result) {
+// execute runs one request and closes its descriptor, whatever happens. It
+// returns the answer and the name of the backend that served it ("server" for
+// a request refused before any backend ran).
+func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request) (res scsi.Result, served string) {
 	defer unix.Close(req.FD)
 	s.requests.Add(1)
 	name := scsi.CommandName(req.CDB[:])
@@ -242,7 +250,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		// instead of the whole helper going down.
 		if p := recover(); p != nil {
 			log.Error("backend panic", "cmd", name, "panic", p)
-			res = scsi.CheckCondition(scsi.SenseTargetFailure)
+			res, served = scsi.CheckCondition(scsi.SenseTargetFailure), s.backend.Name()
 		}
 	}()
 	if !req.IsPRIn() && readOnly(req.FD) {
@@ -250,11 +258,15 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		// INVALID COMMAND OPERATION CODE, and keeps the connection.
 		log.Warn("request failed", "cmd", name, "status", "CHECK CONDITION", "sense", scsi.SenseInvalidOpcode.String(),
 			"err", "PR OUT on a descriptor opened read-only")
-		return scsi.CheckCondition(scsi.SenseInvalidOpcode)
+		return scsi.CheckCondition(scsi.SenseInvalidOpcode), "server"
 	}
 	breq := &backend.Request{CDB: req.CDB, Param: req.Param, FD: req.FD,
 		Initiator: c.initiator, IdentityErr: c.identityErr, TargetPort: c.listener.TargetPort}
 	res, err := s.backend.Execute(ctx, breq)
+	served = string(breq.Served)
+	if served == "" {
+		served = s.backend.Name()
+	}
 	if err != nil || res.Status != scsi.StatusGood {
 		attrs := []any{"cmd", name, "backend", s.backend.Name(), "status", scsi.StatusName(res.Status)}
 		if sn, ok := res.ParseSense(); ok && res.Status == scsi.StatusCheckCondition {
@@ -267,7 +279,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 	} else {
 		log.Debug("request done", "cmd", name, "data", len(res.Data))
 	}
-	return res
+	return res, served
 }
 
 // reply is the helper protocol's reply carrying res: the sense data in the
@@ -287,6 +299,9 @@ func readOnly(fd int) bool {
 }
 
 func (s *Server) logConnErr(log *slog.Logger, what string, err error) {
+	if errors.Is(err, wire.ErrProtocol) {
+		s.opts.Observer.PeerRefused("protocol")
+	}
 	switch {
 	case errors.Is(err, io.EOF):
 		log.Debug("connection closed by peer")

@@ -36,7 +36,33 @@ type Options struct {
 	// (an SG_IO or <linux/pr.h> ioctl that has not timed out yet) does not
 	// return on cancellation; Serve returns without it.
 	CancelWait time.Duration
+	// Observer, when set, is told about connections, refused peers and every
+	// answered request (the daemon's metrics).
+	Observer Observer
 }
+
+// Observer is what the server reports for metrics. Its methods are called on
+// the connections' goroutines and must be cheap and safe for concurrent use.
+type Observer interface {
+	ConnOpened()
+	ConnClosed()
+	// PeerRefused counts a peer refused for reason: "identity" (the
+	// listener's policy could not name it) or "protocol" (its connection was
+	// closed for a protocol violation).
+	PeerRefused(reason string)
+	// Request reports one answered request: its CDB, the backend that served
+	// it (backend.Request.Served, else the server's backend), the SCSI status
+	// and the time from the request read to the answer.
+	Request(cdb []byte, backend string, status byte, d time.Duration)
+}
+
+// nopObserver is the Observer when none is set.
+type nopObserver struct{}
+
+func (nopObserver) ConnOpened()                                 {}
+func (nopObserver) ConnClosed()                                 {}
+func (nopObserver) PeerRefused(string)                          {}
+func (nopObserver) Request([]byte, string, byte, time.Duration) {}
 
 func (o Options) withDefaults() Options {
 	if o.Grace <= 0 {
@@ -47,6 +73,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CancelWait <= 0 {
 		o.CancelWait = DefaultCancelWait
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 	return o
 }

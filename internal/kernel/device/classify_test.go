@@ -9,11 +9,6 @@ import (
 	"testing"
 )
 
-// mkdev encodes major:minor as a Linux dev_t (glibc gnu_dev_makedev).
-func mkdev(major, minor uint32) uint64 {
-	return uint64(minor&0xff) | uint64(major&0xfff)<<8 | uint64(minor&^0xff)<<12 | uint64(major&^0xfff)<<32
-}
-
 func blk(major, minor uint32) fileStat {
 	return fileStat{mode: modeBlk | 0o660, rdev: mkdev(major, minor)}
 }

@@ -79,6 +79,10 @@ type Options struct {
 	// exactly-once resolution; it must exceed Timeout by far. Zero means
 	// DefaultRecordTTL.
 	RecordTTL time.Duration
+	// OnCommit, when set, is told each batch of one key's Updates that a
+	// transaction answered (metrics): how many, and the time from the batch's
+	// first attempt to the answer. It must return at once.
+	OnCommit func(store.Commit)
 }
 
 func (o *Options) setDefaults() {
@@ -451,6 +455,7 @@ func (s *Store) runBatch(key string, kq *keyQueue, batch []*request, pre *specul
 func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch []*request, pre *speculation) (*speculation, error) {
 	ek := s.state + key
 	var next *speculation
+	start := time.Now()
 	if time.Since(kq.contended) < contendedFor {
 		// Leave the other helper a moment to commit between two of ours.
 		if err := sleep(ctx, mrand.N(2*time.Millisecond)); err != nil {
@@ -530,6 +535,9 @@ func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch
 		}
 		if ok {
 			s.stats.updates.Add(uint64(live))
+			if s.opts.OnCommit != nil {
+				s.opts.OnCommit(store.Commit{Updates: live, Duration: time.Since(start)})
+			}
 			return next, nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/prhelper/prhelper/internal/store"
@@ -102,4 +103,23 @@ func cloneIf(v []byte, ok bool) []byte {
 
 func clone(v []byte) []byte {
 	return append(make([]byte, 0, len(v)), v...)
+}
+
+var _ store.Lister = (*Store)(nil)
+
+// List implements store.Lister; the memory store keeps no times or revisions.
+func (s *Store) List(ctx context.Context, prefix string) ([]store.Entry, error) {
+	keys, err := s.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []store.Entry
+	for _, k := range keys {
+		if v, ok := s.values[k]; ok && strings.HasPrefix(k, prefix) {
+			out = append(out, store.Entry{Key: k, Value: clone(v)})
+		}
+	}
+	return out, nil
 }

@@ -52,6 +52,9 @@ type Options struct {
 	NoGroupCommit bool
 	// MaxBatch bounds how many Updates share one transaction. Zero means DefaultMaxBatch.
 	MaxBatch int
+	// OnCommit, when set, is told each committed Update transaction (metrics).
+	// It runs on the writer goroutine and must return at once.
+	OnCommit func(store.Commit)
 }
 
 // Store is a store.Store on a SQLite database file. Its methods are safe for concurrent
@@ -518,6 +521,7 @@ func (s *Store) next() []*request {
 // contributes nothing, and each changed key is written once before the single COMMIT.
 func (s *Store) runBatch(batch []*request) {
 	ctx := context.Background()
+	start := time.Now()
 	var live []*request // requests whose fn ran and succeeded or failed on its own
 	err := s.withWriteTx(ctx, func() error {
 		live = live[:0]
@@ -565,6 +569,9 @@ func (s *Store) runBatch(batch []*request) {
 	if err == nil {
 		s.stats.transactions.Add(1)
 		s.stats.updates.Add(uint64(len(live)))
+		if s.opts.OnCommit != nil {
+			s.opts.OnCommit(store.Commit{Updates: len(live), Duration: time.Since(start)})
+		}
 	}
 	if err == nil && !s.dirSynced {
 		// The first commit of this connection may have created the -wal file; make its

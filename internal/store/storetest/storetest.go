@@ -57,6 +57,7 @@ func Run(t *testing.T, open Open) {
 		{"EmptyValueIsNotAbsent", testEmptyValueIsNotAbsent},
 		{"FnSeesLatestValue", testFnSeesLatestValue},
 		{"KeysSorted", testKeysSorted},
+		{"ListPrefix", testListPrefix},
 		{"CanceledContext", testCanceledContext},
 		{"ConcurrentIncrements64", testConcurrentIncrements},
 		{"ConcurrentErrorsIsolated", testConcurrentErrorsIsolated},
@@ -261,6 +262,35 @@ func testKeysSorted(t *testing.T, s store.Store) {
 	want := []string{"naa.a", "naa.b", "naa.c", "vm1/lun0"}
 	if !slices.Equal(keys, want) {
 		t.Fatalf("Keys = %q, want %q", keys, want)
+	}
+}
+
+// testListPrefix checks store.Lister, for stores that implement it: the keys
+// under the prefix in order, with their values, deleted keys left out.
+func testListPrefix(t *testing.T, s store.Store) {
+	l, ok := s.(store.Lister)
+	if !ok {
+		t.Skip("store does not implement store.Lister")
+	}
+	for _, k := range []string{"lu/b", "lu/a", "fence/helper/x", "lu/c", "lv"} {
+		set(t, s, k, []byte("v-"+k))
+	}
+	if err := s.Update(context.Background(), "lu/c", func([]byte) ([]byte, bool, error) { return nil, true, nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := l.List(context.Background(), "lu/")
+	if err != nil {
+		t.Fatalf("List: %v", err)
+	}
+	var keys []string
+	for _, e := range got {
+		keys = append(keys, e.Key)
+		if string(e.Value) != "v-"+e.Key {
+			t.Errorf("List: %s = %q", e.Key, e.Value)
+		}
+	}
+	if want := []string{"lu/a", "lu/b"}; !slices.Equal(keys, want) {
+		t.Fatalf("List(lu/) keys = %q, want %q", keys, want)
 	}
 }
 
