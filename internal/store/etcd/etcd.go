@@ -184,21 +184,12 @@ type keyQueue struct {
 	contended time.Time // last conflict with another writer; worker only
 }
 
-// request states, as in the SQLite store: a queued request is taken by the worker just
-// before its fn runs, or abandoned by its caller whose ctx ended first.
-const (
-	stateQueued int32 = iota
-	stateTaken
-	stateAbandoned
-)
-
 type request struct {
 	ctx      context.Context
 	deadline time.Time
 	fn       store.UpdateFunc
-	state    atomic.Int32
-	done     chan error
-	err      error // result of the latest fn run, worker only
+	*store.Pending
+	err error // result of the latest fn run, worker only
 }
 
 // Open connects to the cluster and checks that it answers a linearizable read (which
@@ -293,7 +284,7 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: update %q: %w", key, err)
 	}
-	r := &request{ctx: ctx, fn: fn, done: make(chan error, 1), deadline: time.Now().Add(s.opts.Timeout)}
+	r := &request{ctx: ctx, fn: fn, Pending: store.NewPending(), deadline: time.Now().Add(s.opts.Timeout)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -311,18 +302,7 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 		go s.worker(key, kq)
 	}
 	s.mu.Unlock()
-	var err error
-	select {
-	case err = <-r.done:
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			err = ctx.Err()
-		} else {
-			// fn already ran: the caller must learn whether the change committed.
-			err = <-r.done
-		}
-	}
-	if err != nil {
+	if err := r.Wait(ctx); err != nil {
 		return fmt.Errorf("store: update %q: %w", key, err)
 	}
 	return nil
@@ -383,13 +363,8 @@ type speculation struct {
 func apply(batch []*request, base []byte) (cur []byte, changed bool, live int) {
 	cur = base
 	for _, r := range batch {
-		switch r.state.Load() {
-		case stateAbandoned:
-			continue
-		case stateQueued:
-			if !r.state.CompareAndSwap(stateQueued, stateTaken) {
-				continue
-			}
+		if !r.Take() {
+			continue // abandoned by its caller
 		}
 		live++
 		if err := r.ctx.Err(); err != nil {
@@ -431,14 +406,10 @@ func (s *Store) runBatch(key string, kq *keyQueue, batch []*request, pre *specul
 		kq.valid = false
 	}
 	for _, r := range batch {
-		switch {
-		case err != nil && r.state.Load() == stateTaken:
-			r.done <- err
-		case err != nil:
-			r.state.CompareAndSwap(stateQueued, stateTaken)
-			r.done <- err
-		default:
-			r.done <- r.err
+		if err == nil {
+			r.Finish(r.err)
+		} else {
+			r.Finish(err)
 		}
 	}
 	return next
