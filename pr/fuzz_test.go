@@ -2,6 +2,7 @@ package pr
 
 import (
 	"encoding/binary"
+	"errors"
 	"reflect"
 	"testing"
 
@@ -205,7 +206,19 @@ func checkInvariants(t *testing.T, st *State, beforeGen uint32) {
 	}
 	b2, _ := back.MarshalBinary()
 	if string(b) != string(b2) {
-		t.Fatalf("encoding is not stable:\n%s\n%s", b, b2)
+		t.Fatalf("encoding is not stable:\n%x\n%x", b, b2)
+	}
+	// Version 1 (JSON), as earlier helpers stored it, decodes to the same state.
+	j, err := st.marshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old State
+	if err := old.UnmarshalBinary(j); err != nil {
+		t.Fatalf("JSON state does not decode: %v\n%s", err, j)
+	}
+	if !reflect.DeepEqual(old, back) {
+		t.Fatalf("JSON and binary encodings decode differently:\n%+v\n%+v", old, back)
 	}
 }
 
@@ -245,6 +258,11 @@ func FuzzUnmarshalState(f *testing.F) {
 	f.Add([]byte(`{"generation":1}`))
 	f.Add([]byte(`{"v":1,"generation":2,"registrations":[{"nexus":{"initiator":{"proto":5,"name":"iqn.a","isid":"00023d000001"},"rtpi":1},"key":1},{"nexus":{"initiator":{"proto":6,"addr":5},"rtpi":3},"key":2}],"reservation":{"holder":{"initiator":{"proto":5,"name":"iqn.a","isid":"00023d000001"},"rtpi":1},"type":8,"scope":0},"aptpl":true,"unit_attentions":[{"nexus":{"initiator":{"proto":6,"addr":5},"rtpi":3},"conditions":[{"asc":42,"ascq":4}]}],"ports":[{"rtpi":1,"proto":5,"initiators":null}]}`))
 	f.Add([]byte(`{"v":1,"reservation":{"holder":{"initiator":{"proto":5},"rtpi":1},"type":3}}`))
+	for _, st := range []State{{}, goldenValue()} {
+		b, _ := st.MarshalBinary()
+		f.Add(b)
+		f.Add(b[:len(b)-1])
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var st State
 		if err := st.UnmarshalBinary(b); err != nil {
@@ -261,5 +279,25 @@ func FuzzUnmarshalState(f *testing.F) {
 			Execute(SPC4(), &st, n, c[:], param)
 			checkInvariants(t, &st, 0)
 		}
+	})
+}
+
+// FuzzBinaryState feeds the version 2 decoder alone (the version byte is added):
+// no panic, no huge allocation, and what decodes round-trips exactly.
+func FuzzBinaryState(f *testing.F) {
+	for _, st := range []State{{}, goldenValue()} {
+		b, _ := st.MarshalBinary()
+		f.Add(b[1:])
+	}
+	f.Add([]byte{0, 0, 0xff, 0xff, 0xff, 0xff, 0x07})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var st State
+		if err := st.UnmarshalBinary(append([]byte{StateVersion}, b...)); err != nil {
+			if !errors.Is(err, ErrState) {
+				t.Fatalf("error without ErrState: %v", err)
+			}
+			return
+		}
+		checkInvariants(t, &st, st.Generation)
 	})
 }

@@ -9,8 +9,12 @@ import (
 	"github.com/prhelper/prhelper/scsi"
 )
 
-// StateVersion is the version written by State.MarshalBinary.
-const StateVersion = 1
+// StateVersion is the version written by State.MarshalBinary: 2, the binary
+// encoding described in codec.go. Version 1 (JSON) is still read.
+const StateVersion = binaryVersion
+
+// jsonVersion is the "v" field of the version 1 (JSON) encoding.
+const jsonVersion = 1
 
 // State is everything one logical unit keeps for persistent reservations
 // (docs/spc4-pr.md §5): the registrations in registration order (READ KEYS and READ
@@ -81,7 +85,7 @@ const (
 	ascqRegistrationsPreempted = 0x05
 )
 
-// stateJSON is the versioned wire form: {"v":1, ...State fields}.
+// stateJSON is the version 1 (JSON) form: {"v":1, ...State fields}.
 type stateJSON struct {
 	V int `json:"v"`
 	stateFields
@@ -89,10 +93,16 @@ type stateJSON struct {
 
 type stateFields State
 
-// MarshalBinary encodes st as JSON with a "v":1 version field; the encoding
-// is stable (fields only ever added, with a new version when meaning changes).
+// MarshalBinary encodes st in the binary encoding, version StateVersion
+// (codec.go); the encoding is stable: equal states give equal bytes.
 func (st State) MarshalBinary() ([]byte, error) {
-	b, err := json.Marshal(stateJSON{V: StateVersion, stateFields: stateFields(st)})
+	return st.appendBinary(make([]byte, 0, 64+48*len(st.Registrations))), nil
+}
+
+// marshalJSON encodes st in the version 1 (JSON) encoding that earlier helpers
+// wrote, for tests of what stores still hold.
+func (st State) marshalJSON() ([]byte, error) {
+	b, err := json.Marshal(stateJSON{V: jsonVersion, stateFields: stateFields(st)})
 	if err != nil {
 		return nil, fmt.Errorf("encode PR state: %w", err)
 	}
@@ -102,35 +112,57 @@ func (st State) MarshalBinary() ([]byte, error) {
 // ErrState marks state bytes that cannot be decoded or break an invariant.
 var ErrState = errors.New("bad PR state")
 
-// UnmarshalBinary decodes bytes written by MarshalBinary. An unknown version,
-// an unknown field, data after the object or a state that fails Validate is an error.
+// UnmarshalBinary decodes bytes written by MarshalBinary, of this version (binary)
+// or of version 1 (JSON, which begins with '{' or white space). An unknown version,
+// a truncated encoding, data after the state or a state that fails Validate is an
+// error, and st is then unchanged.
 func (st *State) UnmarshalBinary(b []byte) error {
-	var head struct {
-		V *int `json:"v"`
+	var n State
+	var err error
+	switch {
+	case len(b) == 0:
+		return fmt.Errorf("%w: empty", ErrState)
+	case b[0] == binaryVersion:
+		n, err = decodeBinary(b)
+	case b[0] == '{' || b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r':
+		n, err = decodeJSON(b)
+	default:
+		return fmt.Errorf("%w: version byte %#x, this engine reads version %d and version %d (JSON)", ErrState, b[0], binaryVersion, jsonVersion)
 	}
-	// json.Unmarshal also rejects data after the object.
-	if err := json.Unmarshal(b, &head); err != nil {
-		return fmt.Errorf("%w: %v", ErrState, err)
+	if err != nil {
+		return err
 	}
-	if head.V == nil {
-		return fmt.Errorf("%w: no version field", ErrState)
-	}
-	if *head.V != StateVersion {
-		return fmt.Errorf("%w: version %d, this engine reads version %d", ErrState, *head.V, StateVersion)
-	}
-	var s stateJSON
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	if err := d.Decode(&s); err != nil {
-		return fmt.Errorf("%w: %v", ErrState, err)
-	}
-	n := State(s.stateFields)
 	n.normalize()
 	if err := n.Validate(); err != nil {
 		return err
 	}
 	*st = n
 	return nil
+}
+
+// decodeJSON decodes the version 1 encoding. An unknown version, an unknown field
+// or data after the object is an error.
+func decodeJSON(b []byte) (State, error) {
+	var head struct {
+		V *int `json:"v"`
+	}
+	// json.Unmarshal also rejects data after the object.
+	if err := json.Unmarshal(b, &head); err != nil {
+		return State{}, fmt.Errorf("%w: %v", ErrState, err)
+	}
+	if head.V == nil {
+		return State{}, fmt.Errorf("%w: no version field", ErrState)
+	}
+	if *head.V != jsonVersion {
+		return State{}, fmt.Errorf("%w: JSON version %d, this engine reads JSON version %d", ErrState, *head.V, jsonVersion)
+	}
+	var s stateJSON
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&s); err != nil {
+		return State{}, fmt.Errorf("%w: %v", ErrState, err)
+	}
+	return State(s.stateFields), nil
 }
 
 // Validate checks the invariants the engine keeps (see State).

@@ -1,6 +1,7 @@
 package pr
 
 import (
+	"encoding/hex"
 	"errors"
 	"reflect"
 	"strings"
@@ -9,8 +10,8 @@ import (
 	"github.com/prhelper/prhelper/scsi"
 )
 
-// goldenState is the version 1 encoding of a state with every field set. It
-// must keep decoding: stores hold these bytes.
+// goldenState is the version 1 (JSON) encoding of a state with every field set.
+// It must keep decoding: stores written by earlier helpers hold these bytes.
 const goldenState = `{"v":1,"generation":7,"registrations":[{"nexus":{"initiator":{"proto":5,"name":"iqn.1994-05.com.example:i1","isid":"00023d000001"},"rtpi":1},"key":1229782938247303441,"all_tg_pt":true,"aptpl":true},{"nexus":{"initiator":{"proto":6,"addr":5764959757597147137},"rtpi":3},"key":2459565876494606882}],"reservation":{"holder":{"initiator":{"proto":5,"name":"iqn.1994-05.com.example:i1","isid":"00023d000001"},"rtpi":1},"type":5,"scope":0},"aptpl":true,"spc2_holder":{"initiator":{"proto":0,"addr":2377900762148634625},"rtpi":4},"unit_attentions":[{"nexus":{"initiator":{"proto":6,"addr":5764959757597147137},"rtpi":3},"conditions":[{"asc":42,"ascq":4},{"asc":42,"ascq":3}]}],"ports":[{"rtpi":1,"proto":5,"initiators":null},{"rtpi":3,"proto":6,"initiators":[{"proto":6,"addr":5764959757597147137}]},{"rtpi":4,"proto":0,"initiators":[]}]}`
 
 func goldenValue() State {
@@ -34,23 +35,44 @@ func goldenValue() State {
 	}
 }
 
+// goldenBinary is the version 2 encoding of goldenValue (codec.go's grammar): it
+// must keep decoding, and MarshalBinary must keep writing it.
+const goldenBinary = "02" + "07" + "07" + // version, generation 7, flags APTPL|reservation|SPC-2 holder
+	"02" + // two registrations
+	"05" + "1a" + "69716e2e313939342d30352e636f6d2e6578616d706c653a6931" + "0c" + "303030323364303030303031" + "00" + "01" + "1111111111111111" + "03" +
+	"06" + "00" + "00" + "81808080b08bd08050" + "03" + "2222222222222222" + "00" +
+	"05" + "1a" + "69716e2e313939342d30352e636f6d2e6578616d706c653a6931" + "0c" + "303030323364303030303031" + "00" + "01" + "05" + "00" + // reservation: holder, WERO, scope 0
+	"00" + "00" + "00" + "818080f8cf84808021" + "04" + // SPC-2 holder: FC at port 4
+	"01" + "06" + "00" + "00" + "81808080b08bd08050" + "03" + "02" + "2a04" + "2a03" + // one UA queue of two
+	"03" + "01" + "05" + "00" + "03" + "06" + "01" + "01" + "06" + "00" + "00" + "81808080b08bd08050" + "04" + "00" + "01" + "00" // three ports
+
 func TestStateGolden(t *testing.T) {
 	b, err := goldenValue().MarshalBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != goldenState {
-		t.Fatalf("encoding changed:\n got %s\nwant %s", b, goldenState)
+	if hex.EncodeToString(b) != goldenBinary {
+		t.Fatalf("encoding changed:\n got %x\nwant %s", b, goldenBinary)
 	}
-	var st State
-	if err := st.UnmarshalBinary([]byte(goldenState)); err != nil {
+	j, err := goldenValue().marshalJSON()
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(st, goldenValue()) {
-		t.Fatalf("decoded %+v", st)
+	if string(j) != goldenState {
+		t.Fatalf("JSON encoding changed:\n got %s\nwant %s", j, goldenState)
 	}
-	if st.Ports[0].Initiators != nil || st.Ports[2].Initiators == nil {
-		t.Fatal("Port.Initiators lost its nil / empty distinction")
+	bin, _ := hex.DecodeString(goldenBinary)
+	for name, in := range map[string][]byte{"JSON (version 1)": []byte(goldenState), "binary (version 2)": bin} {
+		var st State
+		if err := st.UnmarshalBinary(in); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !reflect.DeepEqual(st, goldenValue()) {
+			t.Fatalf("%s: decoded %+v", name, st)
+		}
+		if st.Ports[0].Initiators != nil || st.Ports[2].Initiators == nil {
+			t.Fatalf("%s: Port.Initiators lost its nil / empty distinction", name)
+		}
 	}
 }
 
@@ -59,12 +81,14 @@ func TestStateZeroRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != `{"v":1,"generation":0}` {
-		t.Fatalf("zero state = %s", b)
+	if hex.EncodeToString(b) != "020000000000" {
+		t.Fatalf("zero state = %x", b)
 	}
-	var st State
-	if err := st.UnmarshalBinary(b); err != nil || !reflect.DeepEqual(st, State{}) {
-		t.Fatalf("%+v, %v", st, err)
+	for _, in := range [][]byte{b, []byte(`{"v":1,"generation":0}`), []byte(" \n{\"v\":1}")} {
+		var st State
+		if err := st.UnmarshalBinary(in); err != nil || !reflect.DeepEqual(st, State{}) {
+			t.Fatalf("%q: %+v, %v", in, st, err)
+		}
 	}
 }
 
@@ -86,6 +110,18 @@ func TestStateUnmarshalErrors(t *testing.T) {
 		{"unregistered holder", `{"v":1,"reservation":{"holder":` + holder + `,"type":3}}`, "not registered"},
 		{"empty UA queue", `{"v":1,"unit_attentions":[{"nexus":` + holder + `,"conditions":[]}]}`, "empty"},
 		{"generation overflow", `{"v":1,"generation":4294967296}`, "bad PR state"},
+		{"unknown version byte", "\x03\x00\x00\x00\x00\x00", "version byte 0x3"},
+		{"binary truncated", "\x02\x07", "truncated"},
+		{"binary trailing data", "\x02\x00\x00\x00\x00\x00\x00", "1 bytes after"},
+		{"binary unknown flags", "\x02\x00\x08\x00\x00\x00", "unknown flags"},
+		{"binary generation overflow", "\x02\x80\x80\x80\x80\x10\x00\x00\x00\x00", "generation 4294967296 out of range"},
+		{"binary varint overflow", "\x02\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", "overflows"},
+		{"binary huge count", "\x02\x00\x00\xff\xff\xff\x07", "longer than the data"},
+		{"binary rtpi overflow", "\x02\x00\x00\x01\x05\x00\x00\x00\x80\x80\x04" + "\x00\x00\x00\x00\x00\x00\x00\x01\x00\x00\x00\x00", "out of range"},
+		{"binary key 0", "\x02\x00\x00\x01\x05\x05iqn.a\x00\x00\x01" + "\x00\x00\x00\x00\x00\x00\x00\x00" + "\x00\x00\x00", "key 0"},
+		{"binary unregistered holder", "\x02\x00\x02\x00\x05\x05iqn.a\x00\x00\x01\x03\x00\x00\x00", "not registered"},
+		{"binary empty UA queue", "\x02\x00\x00\x00\x01\x05\x05iqn.a\x00\x00\x01\x00\x00", "empty"},
+		{"binary port marker", "\x02\x00\x00\x00\x00\x01\x01\x05\x02", "marker"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,15 +35,22 @@ func (r *Record) doneBy(h string) bool { return slices.Contains(r.Done, h) }
 // envelope is the stored form of a logical unit that has fence records: the
 // engine's state as it is, and the records. A logical unit without records is
 // stored as the engine's state alone, byte for byte what a helper without
-// fencing writes.
+// fencing writes. Version 1 holds a JSON state (pr's version 1 encoding) as
+// JSON in State; version 2 holds any other state (pr's binary encoding) as
+// base64 in Bin, and a helper that reads only version 1 refuses it rather than
+// mistaking it for an empty state.
 type envelope struct {
 	Fence   int             `json:"fence"`
 	Pending []Record        `json:"pending"`
-	State   json.RawMessage `json:"state"`
+	State   json.RawMessage `json:"state,omitempty"`
+	Bin     []byte          `json:"bin,omitempty"`
 }
 
-// envelopeVersion is the "fence" field of an envelope.
-const envelopeVersion = 1
+// Envelope versions, the "fence" field.
+const (
+	envelopeJSON   = 1
+	envelopeBinary = 2
+)
 
 // Decode splits a stored value into the engine's state bytes and the fence
 // records kept with it. A value that is not an envelope is the state itself.
@@ -55,13 +62,19 @@ func Decode(v []byte) (state []byte, pending []Record, err error) {
 	if json.Unmarshal(v, &e) != nil || e.Fence == 0 {
 		return v, nil, nil
 	}
-	if e.Fence != envelopeVersion {
-		return nil, nil, fmt.Errorf("%w: fence envelope version %d, this helper reads %d", pr.ErrState, e.Fence, envelopeVersion)
+	switch e.Fence {
+	case envelopeJSON:
+		if len(e.State) == 0 || string(e.State) == "null" {
+			return nil, e.Pending, nil
+		}
+		return e.State, e.Pending, nil
+	case envelopeBinary:
+		if len(e.Bin) == 0 {
+			return nil, e.Pending, nil
+		}
+		return e.Bin, e.Pending, nil
 	}
-	if len(e.State) == 0 || string(e.State) == "null" {
-		return nil, e.Pending, nil
-	}
-	return e.State, e.Pending, nil
+	return nil, nil, fmt.Errorf("%w: fence envelope version %d, this helper reads %d and %d", pr.ErrState, e.Fence, envelopeJSON, envelopeBinary)
 }
 
 // Encode is the inverse of Decode: state alone when there are no records.
@@ -69,9 +82,12 @@ func Encode(state []byte, pending []Record) ([]byte, error) {
 	if len(pending) == 0 {
 		return state, nil
 	}
-	e := envelope{Fence: envelopeVersion, Pending: pending, State: state}
-	if state == nil {
+	e := envelope{Fence: envelopeJSON, Pending: pending, State: state}
+	switch {
+	case state == nil:
 		e.State = json.RawMessage("null")
+	case !json.Valid(state):
+		e = envelope{Fence: envelopeBinary, Pending: pending, Bin: state}
 	}
 	b, err := json.Marshal(e)
 	if err != nil {

@@ -45,8 +45,14 @@ func prOut(st store.Store, lu string, n pr.Nexus, key uint64) (pr.Result, error)
 // -committers changes it to compare.
 var benchCommitters int
 
+// benchPeerProxies runs BenchmarkPROut's cluster with the peer proxies the fault
+// tests use (every raft message then passes through the test process), as the
+// benchmark did before -peerproxies existed; without it the members talk directly.
+var benchPeerProxies bool
+
 func init() {
 	flag.IntVar(&benchCommitters, "committers", 0, "etcd store committers for BenchmarkPROut")
+	flag.BoolVar(&benchPeerProxies, "peerproxies", false, "BenchmarkPROut: etcd peer traffic through the test's proxies")
 }
 
 // BenchmarkPROut measures acknowledged PR OUT commands per second and their latency
@@ -56,7 +62,11 @@ func init() {
 //
 //	go test -run '^$' -bench PROut -benchtime 3000x ./internal/store/etcd/
 func BenchmarkPROut(b *testing.B) {
-	c := etcdtest.Start(b, 3)
+	start := etcdtest.StartDirect
+	if benchPeerProxies {
+		start = etcdtest.Start
+	}
+	c := start(b, 3)
 	for _, kind := range []string{"sqlite", "etcd"} {
 		for _, lus := range []int{1, 16} {
 			for _, clients := range []int{1, 16, 64} {

@@ -41,8 +41,9 @@
 // another helper competes for the key (a conflict in the last 500 ms) there is no
 // pipelining and a small random pause before each transaction, so that neither helper
 // starves the other. The writes of several keys that are ready at the same time share
-// one etcd transaction, each with its own compares (Options.Committers such
-// transactions in flight).
+// one etcd transaction, each with its own compares and its own record
+// (Options.Committers such transactions in flight, one by default: the writes
+// that become ready meanwhile share the next).
 //
 // # Exactly once
 //

@@ -294,3 +294,77 @@ func TestTLSClientCertificates(t *testing.T) {
 		t.Logf("%s: %v", name, err)
 	}
 }
+
+// TestCombinedLostReply loses the replies of combined transactions: eight keys'
+// writes, released together so that they share transactions, go out while the
+// proxy discards every reply. Each write must be resolved on its own through its
+// record: every key incremented exactly once, every fn run once, and every caller
+// answered with what its fn computed.
+func TestCombinedLostReply(t *testing.T) {
+	c := etcdtest.Start(t, 3)
+	p, err := etcdtest.NewProxy(strings.TrimPrefix(c.Members[0].ClientURL, "http://"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	a := open(t, c, func(o *etcd.Options) {
+		o.Endpoints = []string{"http://" + p.Addr()}
+		o.AttemptTimeout = time.Second
+	})
+	const keys = 8
+	for k := range keys {
+		if err := a.Update(context.Background(), "lu"+strconv.Itoa(k), storetest.Increment); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var ready sync.WaitGroup
+	ready.Add(keys)
+	release := make(chan struct{})
+	var lose sync.Once
+	runs := make([]atomic.Int32, keys)
+	answers := make([]string, keys)
+	var wg sync.WaitGroup
+	for k := range keys {
+		wg.Go(func() {
+			err := a.Update(context.Background(), "lu"+strconv.Itoa(k), func(cur []byte) ([]byte, bool, error) {
+				if runs[k].Add(1) == 1 {
+					// Every key's fn waits for the others, so that their
+					// writes reach the committer together.
+					ready.Done()
+					lose.Do(func() {
+						go func() {
+							ready.Wait()
+							p.LoseReplies(1500 * time.Millisecond)
+							close(release)
+						}()
+					})
+					<-release
+				}
+				next, changed, err := storetest.Increment(cur)
+				answers[k] = string(next)
+				return next, changed, err
+			})
+			if err != nil {
+				t.Errorf("lu%d: %v", k, err)
+			}
+		})
+	}
+	wg.Wait()
+	for k := range keys {
+		if n := runs[k].Load(); n != 1 {
+			t.Errorf("lu%d: fn ran %d times, want 1", k, n)
+		}
+		if answers[k] != "2" {
+			t.Errorf("lu%d: answer %q, want 2", k, answers[k])
+		}
+		v, err := a.Get(context.Background(), "lu"+strconv.Itoa(k))
+		if err != nil || string(v) != "2" {
+			t.Errorf("lu%d = %q (%v), want 2: applied exactly once", k, v, err)
+		}
+	}
+	st := a.Stats()
+	t.Logf("proxy cut %d connections; stats %+v", p.Dropped(), st)
+	if st.CombinedUnknown == 0 || st.Recovered < 2 {
+		t.Fatalf("stats %+v: want a combined transaction whose outcome was unknown, and writes recovered from their records", st)
+	}
+}

@@ -98,21 +98,12 @@ func (s *Store) Stats() Stats {
 
 var _ store.Store = (*Store)(nil)
 
-// request states: a queued request is taken by the writer just before its fn runs, or
-// abandoned by its caller whose ctx ended first; exactly one of the two wins.
-const (
-	stateQueued int32 = iota
-	stateTaken
-	stateAbandoned
-)
-
 type request struct {
-	ctx   context.Context
-	key   string
-	fn    store.UpdateFunc
-	state atomic.Int32
-	done  chan error
-	err   error // result of the latest fn run, writer goroutine only
+	ctx context.Context
+	key string
+	fn  store.UpdateFunc
+	*store.Pending
+	err error // result of the latest fn run, writer goroutine only
 }
 
 // Open opens or creates the store at path. A missing directory is created 0700 and a
@@ -451,7 +442,7 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: update %q: %w", key, err)
 	}
-	r := &request{ctx: ctx, key: key, fn: fn, done: make(chan error, 1)}
+	r := &request{ctx: ctx, key: key, fn: fn, Pending: store.NewPending()}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -463,18 +454,7 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 	case s.wake <- struct{}{}:
 	default:
 	}
-	var err error
-	select {
-	case err = <-r.done:
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(stateQueued, stateAbandoned) {
-			err = ctx.Err()
-		} else {
-			// fn already ran: the caller must learn whether the change committed.
-			err = <-r.done
-		}
-	}
-	if err != nil {
+	if err := r.Wait(ctx); err != nil {
 		return fmt.Errorf("store: update %q: %w", key, err)
 	}
 	return nil
@@ -528,13 +508,8 @@ func (s *Store) runBatch(batch []*request) {
 		overlay := map[string][]byte{}
 		var dirty []string
 		for _, r := range batch {
-			switch r.state.Load() {
-			case stateAbandoned:
-				continue
-			case stateQueued:
-				if !r.state.CompareAndSwap(stateQueued, stateTaken) {
-					continue // abandoned meanwhile
-				}
+			if !r.Take() {
+				continue // abandoned by its caller
 			}
 			live = append(live, r)
 			if err := r.ctx.Err(); err != nil {
@@ -583,16 +558,10 @@ func (s *Store) runBatch(batch []*request) {
 		}
 	}
 	for _, r := range batch {
-		switch {
-		case err != nil && r.state.Load() == stateTaken:
-			r.done <- err
-		case err != nil:
-			// Never ran (abandoned, or the lock never came): the caller either already
-			// returned or gets the error.
-			r.state.CompareAndSwap(stateQueued, stateTaken)
-			r.done <- err
-		default:
-			r.done <- r.err
+		if err == nil {
+			r.Finish(r.err)
+		} else {
+			r.Finish(err)
 		}
 	}
 }

@@ -26,7 +26,7 @@ type Member struct {
 	ClientURL string // direct, not proxied
 	peerAddr  string // where the member listens for peers
 	dataDir   string
-	proxy     *Proxy // in front of the peer listener; its address is advertised
+	proxy     *Proxy // in front of the peer listener; its address is advertised (nil: StartDirect)
 	cmd       *exec.Cmd
 	exited    chan struct{}
 	log       *os.File
@@ -59,6 +59,15 @@ func Start(t testing.TB, n int) *Cluster {
 	return start(t, n, false)
 }
 
+// StartDirect is Start without the peer proxies: the members talk to each other
+// directly, as a real cluster's do, so that a benchmark measures etcd and not the
+// proxies (which run in the test process). Isolate and Heal fail the test on
+// such a cluster.
+func StartDirect(t testing.TB, n int) *Cluster {
+	t.Helper()
+	return startOpts(t, n, false, false)
+}
+
 // StartTLS is Start with https:// client URLs that require a client certificate
 // signed by the cluster's test CA (c.Certs).
 func StartTLS(t testing.TB, n int) *Cluster {
@@ -67,6 +76,11 @@ func StartTLS(t testing.TB, n int) *Cluster {
 }
 
 func start(t testing.TB, n int, withTLS bool) *Cluster {
+	t.Helper()
+	return startOpts(t, n, withTLS, true)
+}
+
+func startOpts(t testing.TB, n int, withTLS, proxies bool) *Cluster {
 	t.Helper()
 	bin := Binary(t)
 	c := &Cluster{t: t, bin: bin, dir: t.TempDir(), token: fmt.Sprintf("prhelper-test-%d", time.Now().UnixNano()), isolated: map[string]bool{}}
@@ -88,12 +102,14 @@ func start(t testing.TB, n int, withTLS bool) *Cluster {
 		m := &Member{Name: fmt.Sprintf("m%d", i), dataDir: filepath.Join(c.dir, fmt.Sprintf("m%d.etcd", i))}
 		m.ClientURL = scheme + freeAddr(t)
 		m.peerAddr = freeAddr(t)
-		p, err := NewProxy(m.peerAddr, c.owner)
-		if err != nil {
-			t.Fatal(err)
+		if proxies {
+			p, err := NewProxy(m.peerAddr, c.owner)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m.proxy = p
 		}
-		m.proxy = p
-		initial = append(initial, m.Name+"=http://"+p.Addr())
+		initial = append(initial, m.Name+"=http://"+m.advertised())
 		c.Members = append(c.Members, m)
 	}
 	for _, m := range c.Members {
@@ -119,9 +135,20 @@ func start(t testing.TB, n int, withTLS bool) *Cluster {
 		}
 	}
 	for _, m := range c.Members {
-		m.proxy.SetBlocked(c.blockFunc(m))
+		if m.proxy != nil {
+			m.proxy.SetBlocked(c.blockFunc(m))
+		}
 	}
 	return c
+}
+
+// advertised is the peer address the other members reach m at: its proxy's, or
+// its own without proxies.
+func (m *Member) advertised() string {
+	if m.proxy == nil {
+		return m.peerAddr
+	}
+	return m.proxy.Addr()
 }
 
 func freeAddr(t testing.TB) string {
@@ -145,7 +172,7 @@ func (c *Cluster) launch(m *Member, initial, state string) error {
 		"--listen-client-urls", m.ClientURL,
 		"--advertise-client-urls", m.ClientURL,
 		"--listen-peer-urls", "http://"+m.peerAddr,
-		"--initial-advertise-peer-urls", "http://"+m.proxy.Addr(),
+		"--initial-advertise-peer-urls", "http://"+m.advertised(),
 		"--initial-cluster", initial,
 		"--initial-cluster-state", state,
 		"--initial-cluster-token", c.token,
@@ -261,6 +288,7 @@ func (c *Cluster) blockFunc(dst *Member) func(src string) bool {
 
 // Isolate cuts m off from the other members (both directions) until Heal.
 func (c *Cluster) Isolate(m *Member) {
+	c.needProxies("Isolate")
 	c.mu.Lock()
 	c.isolated[m.Name] = true
 	c.mu.Unlock()
@@ -271,11 +299,18 @@ func (c *Cluster) Isolate(m *Member) {
 
 // Heal ends every partition.
 func (c *Cluster) Heal() {
+	c.needProxies("Heal")
 	c.mu.Lock()
 	clear(c.isolated)
 	c.mu.Unlock()
 	for _, d := range c.Members {
 		d.proxy.SetBlocked(c.blockFunc(d))
+	}
+}
+
+func (c *Cluster) needProxies(op string) {
+	if len(c.Members) > 0 && c.Members[0].proxy == nil {
+		c.t.Fatalf("etcdtest: %s needs the peer proxies (Start, not StartDirect)", op)
 	}
 }
 
@@ -299,7 +334,7 @@ func (c *Cluster) Kill(m *Member) {
 func (c *Cluster) Restart(m *Member) error {
 	var initial []string
 	for _, o := range c.Members {
-		initial = append(initial, o.Name+"=http://"+o.proxy.Addr())
+		initial = append(initial, o.Name+"=http://"+o.advertised())
 	}
 	return c.launch(m, strings.Join(initial, ","), "existing")
 }
@@ -324,7 +359,9 @@ func (c *Cluster) Resume(m *Member) {
 func (c *Cluster) Stop() {
 	for _, m := range c.Members {
 		c.Kill(m)
-		m.proxy.Close()
+		if m.proxy != nil {
+			m.proxy.Close()
+		}
 	}
 }
 
@@ -345,7 +382,9 @@ func (c *Cluster) LogTail() string {
 func (c *Cluster) PeerConnsCut() int {
 	n := 0
 	for _, m := range c.Members {
-		n += m.proxy.Dropped()
+		if m.proxy != nil {
+			n += m.proxy.Dropped()
+		}
 	}
 	return n
 }
