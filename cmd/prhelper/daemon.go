@@ -98,6 +98,11 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 
+	if lim, err := server.RaiseFileLimit(); err != nil {
+		log.Warn("descriptor limit not raised", "err", err)
+	} else {
+		log.Debug("descriptor limit", "RLIMIT_NOFILE", lim)
+	}
 	srv := server.New(rt, log, server.Options{Grace: o.shutdownGrace})
 	for _, l := range listeners {
 		log.Info("listening", "socket", l.name, "initiator", l.policy, "port", l.TargetPort)
@@ -188,7 +193,7 @@ func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*so
 		if port == 0 {
 			port = 1
 		}
-		ls = append(ls, listener{Listener: server.Listener{UnixListener: ul, Identify: id, TargetPort: port}, name: name, policy: policy})
+		ls = append(ls, listener{Listener: server.Listener{UnixListener: ul, Name: name, Identify: id, TargetPort: port}, name: name, policy: policy})
 		return nil
 	}
 	activated, err := activation.Listeners(os.Getenv, os.Unsetenv, os.Getpid())

@@ -30,6 +30,10 @@ type Server struct {
 	wg       sync.WaitGroup
 	nextID   atomic.Uint64
 	requests atomic.Uint64
+
+	// slots holds one token per open connection (Options.MaxConns).
+	slots   chan struct{}
+	repeats *repeats
 }
 
 // New returns a server that executes every request on b and logs to log; zero
@@ -38,7 +42,9 @@ func New(b backend.Backend, log *slog.Logger, opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{backend: b, log: log, opts: opts.withDefaults(), conns: make(map[*conn]struct{})}
+	opts = opts.withDefaults()
+	return &Server{backend: b, log: log, opts: opts, conns: make(map[*conn]struct{}),
+		slots: make(chan struct{}, opts.MaxConns), repeats: newRepeats(log, opts.LogInterval)}
 }
 
 // Requests is the number of requests executed so far.
@@ -48,6 +54,9 @@ func (s *Server) Requests() uint64 { return s.requests.Load() }
 // connections it accepts.
 type Listener struct {
 	*net.UnixListener
+	// Name is what logs call the listener (the socket's published path);
+	// empty means its bound address.
+	Name string
 	// Identify names the initiator behind a new connection (the listener's
 	// identity policy: the host, the QEMU peer, or a fixed name). It runs once per
 	// connection; nil leaves backend.Request.Initiator empty.
@@ -103,13 +112,33 @@ func (s *Server) Serve(ctx context.Context, listeners ...Listener) error {
 	if serr := s.shutdown(cancelExec); serr != nil {
 		err = errors.Join(err, serr)
 	}
+	s.repeats.flush()
 	return err
 }
 
+// name is what the logs call l.
+func (l Listener) name() string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.Addr().String()
+}
+
+// acceptLoop accepts connections on l while a connection slot is free
+// (Options.MaxConns). Out of descriptors, it pauses (5 ms doubling to 1 s) and
+// tries again, logging once per Options.LogInterval with a count, and says when
+// it accepts again; open connections are served meanwhile.
 func (s *Server) acceptLoop(ctx, execCtx context.Context, l Listener) error {
+	name := l.name()
+	var backoff time.Duration
+	failed := 0
 	for {
+		if !s.acquireSlot(ctx, name) {
+			return nil
+		}
 		c, err := l.AcceptUnix()
 		if err != nil {
+			<-s.slots
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -117,13 +146,45 @@ func (s *Server) acceptLoop(ctx, execCtx context.Context, l Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ECONNABORTED) {
-				s.log.Warn("accept failed, continuing", "listener", l.Addr().String(), "err", err)
+			if errors.Is(err, unix.ECONNABORTED) {
+				s.repeats.warn(nil, "accept-aborted "+name, "accept: connection aborted by the client", "listener", name)
 				continue
 			}
-			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
+			if outOfDescriptors(err) {
+				failed++
+				backoff = min(max(2*backoff, 5*time.Millisecond), maxAcceptBackoff)
+				s.repeats.warn(nil, "accept "+name, "accept failed: out of descriptors; pausing, open connections are still served",
+					"listener", name, "err", err, "open_conns", len(s.slots), "failed_accepts", failed)
+				if !sleepCtx(ctx, backoff) {
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", name, err)
+		}
+		if failed > 0 {
+			s.log.Info("accepting again", "listener", name, "failed_accepts", failed)
+			failed, backoff = 0, 0
 		}
 		s.start(ctx, execCtx, c, l)
+	}
+}
+
+// acquireSlot takes a connection slot, waiting for one while Options.MaxConns
+// connections are open (logged once per interval); false means ctx is done.
+func (s *Server) acquireSlot(ctx context.Context, name string) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	s.repeats.warn(nil, "maxconns "+name, "connection limit reached; new clients wait until a connection ends",
+		"listener", name, "max_conns", s.opts.MaxConns)
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -134,6 +195,7 @@ func (s *Server) start(ctx, execCtx context.Context, nc *net.UnixConn, l Listene
 	if s.closing {
 		s.mu.Unlock()
 		nc.Close()
+		<-s.slots
 		return
 	}
 	s.conns[c] = struct{}{}
@@ -146,6 +208,7 @@ func (s *Server) start(ctx, execCtx context.Context, nc *net.UnixConn, l Listene
 			delete(s.conns, c)
 			s.mu.Unlock()
 			nc.Close()
+			<-s.slots
 		}()
 		s.serveConn(ctx, execCtx, c)
 	}()
@@ -168,20 +231,20 @@ type conn struct {
 // serveConn runs c's requests one at a time. ctx ends when the server stops
 // accepting, execCtx when the grace period of the shutdown is over.
 func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
-	log := s.log.With("conn", c.id)
+	log := s.log.With("conn", c.id, "listener", c.listener.name())
 	if pid, uid, ok := peerCred(c.UnixConn); ok {
 		log = log.With("peer_pid", pid, "peer_uid", uid)
 	}
 	if c.listener.Identify != nil {
 		c.initiator, c.identityErr = c.listener.Identify(c.UnixConn)
 		if c.identityErr != nil {
-			log.Warn("initiator identity unknown; backends that need it will refuse", "err", c.identityErr)
+			s.repeats.warn(log, "identity", "initiator identity unknown; backends that need it will refuse", "err", c.identityErr)
 		} else {
 			log = log.With("initiator", c.initiator)
 			if c.listener.Track != nil {
 				release, err := c.listener.Track(c.initiator, c.UnixConn)
 				if err != nil {
-					log.Warn("peer process not tracked: it cannot be fenced", "err", err)
+					s.repeats.warn(log, "track", "peer process not tracked: it cannot be fenced", "err", err)
 				}
 				if release != nil {
 					defer release()
@@ -237,7 +300,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 	if !req.IsPRIn() && readOnly(req.FD) {
 		// qemu-pr-helper refuses PR OUT on a read-only descriptor with
 		// INVALID COMMAND OPERATION CODE, and keeps the connection.
-		log.Warn("request failed", "cmd", name, "status", "CHECK CONDITION", "sense", scsi.SenseInvalidOpcode.String(),
+		s.repeats.warn(log, "failed "+name+" read-only", "request failed", "cmd", name, "status", "CHECK CONDITION", "sense", scsi.SenseInvalidOpcode.String(),
 			"err", "PR OUT on a descriptor opened read-only")
 		return scsi.CheckCondition(scsi.SenseInvalidOpcode)
 	}
@@ -246,13 +309,15 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 	res, err := s.backend.Execute(ctx, breq)
 	if err != nil || res.Status != scsi.StatusGood {
 		attrs := []any{"cmd", name, "backend", s.backend.Name(), "status", scsi.StatusName(res.Status)}
+		kind := "failed " + name + " " + scsi.StatusName(res.Status)
 		if sn, ok := res.ParseSense(); ok && res.Status == scsi.StatusCheckCondition {
 			attrs = append(attrs, "sense", sn.String())
+			kind += " " + sn.String()
 		}
 		if err != nil {
 			attrs = append(attrs, "err", err)
 		}
-		log.Warn("request failed", attrs...)
+		s.repeats.warn(log, kind, "request failed", attrs...)
 	} else {
 		log.Debug("request done", "cmd", name, "data", len(res.Data))
 	}
@@ -280,7 +345,7 @@ func (s *Server) logConnErr(log *slog.Logger, what string, err error) {
 	case errors.Is(err, io.EOF):
 		log.Debug("connection closed by peer")
 	case errors.Is(err, wire.ErrProtocol):
-		log.Warn("closing connection", "during", what, "err", err)
+		s.repeats.warn(log, "violation "+what, "closing connection: protocol violation", "during", what, "err", err)
 	case errors.Is(err, net.ErrClosed):
 		log.Debug("connection closed at shutdown")
 	default:

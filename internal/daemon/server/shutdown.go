@@ -18,6 +18,7 @@ const (
 	DefaultGrace        = 10 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultCancelWait   = 2 * time.Second
+	DefaultLogInterval  = 10 * time.Second
 )
 
 // Options bound how long the server waits for others. A zero field takes its
@@ -36,6 +37,14 @@ type Options struct {
 	// (an SG_IO or <linux/pr.h> ioctl that has not timed out yet) does not
 	// return on cancellation; Serve returns without it.
 	CancelWait time.Duration
+	// LogInterval is how often a repeated warning (a protocol violation, an
+	// accept failure) is logged: the first occurrence at once, the rest of
+	// the interval as one summary line with a count.
+	LogInterval time.Duration
+	// MaxConns is how many connections are served at once; past it the
+	// server stops accepting until one ends. Zero derives it from the
+	// descriptor limit (doc.go).
+	MaxConns int
 }
 
 func (o Options) withDefaults() Options {
@@ -47,6 +56,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.CancelWait <= 0 {
 		o.CancelWait = DefaultCancelWait
+	}
+	if o.LogInterval <= 0 {
+		o.LogInterval = DefaultLogInterval
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = defaultMaxConns()
 	}
 	return o
 }
