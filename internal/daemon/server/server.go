@@ -297,11 +297,13 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 			res = scsi.CheckCondition(scsi.SenseTargetFailure)
 		}
 	}()
-	if !req.IsPRIn() && readOnly(req.FD) {
+	if why := lacksAccess(req.FD, req.IsPRIn()); why != "" {
 		// qemu-pr-helper refuses PR OUT on a read-only descriptor with
-		// INVALID COMMAND OPERATION CODE, and keeps the connection.
-		s.repeats.warn(log, "failed "+name+" read-only", "request failed", "cmd", name, "status", "CHECK CONDITION", "sense", scsi.SenseInvalidOpcode.String(),
-			"err", "PR OUT on a descriptor opened read-only")
+		// INVALID COMMAND OPERATION CODE, and keeps the connection; prhelper
+		// answers the same to PR IN on a descriptor not open for reading
+		// (docs/pr-helper-protocol.md §6).
+		s.repeats.warn(log, "failed "+name+" access", "request failed", "cmd", name, "status", "CHECK CONDITION",
+			"sense", scsi.SenseInvalidOpcode.String(), "err", why)
 		return scsi.CheckCondition(scsi.SenseInvalidOpcode)
 	}
 	breq := &backend.Request{CDB: req.CDB, Param: req.Param, FD: req.FD,
@@ -333,11 +335,26 @@ func reply(res scsi.Result) wire.Reply {
 	return rep
 }
 
-// readOnly reports whether fd was opened O_RDONLY. Like qemu-pr-helper, a failing
-// fcntl does not count as read-only.
-func readOnly(fd int) bool {
+// lacksAccess says why fd may not carry the command, or "": PR IN needs a
+// descriptor open for reading, PR OUT one open for writing, as reading and
+// writing the device would (an O_PATH descriptor, whose access mode reads as
+// O_RDONLY, carries neither). Like qemu-pr-helper, a failing fcntl does not
+// refuse.
+func lacksAccess(fd int, prIn bool) string {
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	return err == nil && fl&unix.O_ACCMODE == unix.O_RDONLY
+	if err != nil {
+		return ""
+	}
+	mode := fl & unix.O_ACCMODE
+	switch {
+	case fl&unix.O_PATH != 0:
+		return "descriptor opened O_PATH: no read or write access"
+	case prIn && mode == unix.O_WRONLY:
+		return "PR IN on a descriptor opened write-only"
+	case !prIn && mode == unix.O_RDONLY:
+		return "PR OUT on a descriptor opened read-only"
+	}
+	return ""
 }
 
 func (s *Server) logConnErr(log *slog.Logger, what string, err error) {
