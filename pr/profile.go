@@ -3,7 +3,7 @@ package pr
 import "github.com/prhelper/prhelper/scsi"
 
 // Profile selects, point by point, whose behaviour the engine reproduces where
-// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D25). Every deviation the
+// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D26). Every deviation the
 // engine makes reads one of these fields; there is no other switch. LIO() is the
 // default and is byte-exact to the Linux target (current, ≥ 6.12); SPC4() takes
 // the standard's side (SCST's where the standard is silent).
@@ -144,6 +144,15 @@ type Profile struct {
 	// registration only, so other registrants get RC. LIO false, SCST true, SPC-4 true.
 	CRHAllRegistrantsROAR bool
 
+	// NoDataPROutByDirection (D26): a CLEAR, PREEMPT, PREEMPT AND ABORT,
+	// RELEASE, RESERVE or REGISTER AND MOVE with PARAMETER LIST LENGTH 0 from an
+	// unregistered non-holder under a Write Exclusive family reservation (types
+	// 1, 5, 7) has no data-out, so LIO's reservation check passes it by data
+	// direction (rule 4 of §10) and the PR OUT handler answers 05/1A/00
+	// PARAMETER LIST LENGTH ERROR; SPC-4 table 65 makes it a conflict. Seen in
+	// the lab (tools/prgen -zero-len-we). LIO true, SCST false, SPC-4 false.
+	NoDataPROutByDirection bool
+
 	// RestoreCountsGeneration (§11): after a power cycle with APTPL active the
 	// generation restarts at 0 and goes up by one per restored registration, as
 	// LIO re-adds them; false keeps the persisted generation, as SCST does.
@@ -203,6 +212,7 @@ func LIO() Profile {
 		ReadCapacity16AlwaysAllowed:         false,
 		SyncCacheUnregisteredUnderWE:        true,
 		CRHAllRegistrantsROAR:               false,
+		NoDataPROutByDirection:              true,
 		RestoreCountsGeneration:             true,
 		EnforcePRISIDs:                      true,
 	}
@@ -238,6 +248,7 @@ func SPC4() Profile {
 		ReadCapacity16AlwaysAllowed:         true,
 		SyncCacheUnregisteredUnderWE:        false,
 		CRHAllRegistrantsROAR:               true,
+		NoDataPROutByDirection:              false,
 		RestoreCountsGeneration:             false,
 		EnforcePRISIDs:                      false,
 	}
