@@ -159,6 +159,14 @@ type Profile struct {
 	// LIO true, SCST false, SPC-4 false.
 	RestoreCountsGeneration bool
 
+	// MaxRegistrations bounds the registrations of one logical unit: a command
+	// that would add registrations past it answers CHECK CONDITION 05/55/04
+	// INSUFFICIENT REGISTRATION RESOURCES and changes nothing (SPC-4 §5.7.7,
+	// docs/spc4-pr.md §7.7). Not a point where targets disagree but a resource
+	// bound: LIO, SCST and tgt have none; 0 means none. LIO() and SPC4()
+	// leave it 0; the daemon sets it (--max-registrations).
+	MaxRegistrations int
+
 	// EnforcePRISIDs: LIO's enforce_pr_isids device attribute (default 1): an
 	// iSCSI format 00b TransportID (no ISID) in a SPEC_I_PT list is rejected with
 	// 05/26/00. LIO true, SCST false, SPC-4 false.
@@ -172,6 +180,16 @@ var lioCapabilities = scsi.Capabilities{
 	TypeMask: scsi.MaskWriteExclusiveAllRegs | scsi.MaskExclusiveAccessRegOnly |
 		scsi.MaskWriteExclusiveRegOnly | scsi.MaskExclusiveAccess |
 		scsi.MaskWriteExclusive | scsi.MaskExclusiveAccessAllRegs,
+}
+
+// senseInsufficientRegistrations is 05/55/04 INSUFFICIENT REGISTRATION
+// RESOURCES (SPC-4 §5.7.7; docs/spc4-pr.md §7.7).
+var senseInsufficientRegistrations = scsi.Sense{Key: scsi.KeyIllegalRequest, ASC: 0x55, ASCQ: 0x04}
+
+// roomFor reports whether st may take n more registrations under
+// MaxRegistrations.
+func (p Profile) roomFor(st *State, n int) bool {
+	return p.MaxRegistrations <= 0 || len(st.Registrations)+n <= p.MaxRegistrations
 }
 
 // senseInvalidRelease is 05/26/04 INVALID RELEASE OF PERSISTENT RESERVATION.

@@ -55,6 +55,9 @@ type options struct {
 	// fence is the fencing policy (none, kill, exec:PATH), fenceTimeout its limit.
 	fence        string
 	fenceTimeout string
+	// maxRegistrations bounds the registrations of one emulated LU; "" means
+	// the configuration file's value, else defaultMaxRegistrations.
+	maxRegistrations string
 }
 
 // Defaults of prhelper's own options.
@@ -62,6 +65,10 @@ const (
 	defaultBackend   = "auto"
 	defaultDB        = "/var/lib/prhelper/pr.db"
 	defaultInitiator = "host"
+	// defaultMaxRegistrations: docs/spc4-pr.md §7.7. A guest cluster registers
+	// one key per host and path (tens); 4096 leaves a wide margin and bounds a
+	// command's cost (BenchmarkLUSize in internal/backend/emulate).
+	defaultMaxRegistrations = 4096
 )
 
 // errUsage marks a command-line error: the caller prints it with a hint to --help.
@@ -96,6 +103,7 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.DurationVar(&o.shutdownGrace, "shutdown-grace", 0, "")
 	fs.StringVar(&o.fence, "fence", "", "")
 	fs.StringVar(&o.fenceTimeout, "fence-timeout", "", "")
+	fs.StringVar(&o.maxRegistrations, "max-registrations", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -211,6 +219,10 @@ prhelper's own options:
                             evictor gets GOOD only once the VM is fenced, else
                             CHECK CONDITION 04/44/00 (docs/fencing.md)
       --fence-timeout=DUR   how long a command waits for its fences (default 10s)
+      --max-registrations=N at most N registrations on one emulated LU; a
+                            command that would add more gets CHECK CONDITION
+                            05/55/04 INSUFFICIENT REGISTRATION RESOURCES
+                            (default %[6]d; config file: max-registrations N)
 
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops
@@ -223,5 +235,5 @@ commands through SG_IO), plus CAP_SYS_ADMIN when the linuxpr or auto backend may
 serve a device (the <linux/pr.h> ioctls need it before Linux 6.5); emulation
 alone needs neither. It clears its bounding set. FILE is accepted and ignored, like
 qemu-pr-helper's.
-`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace)
+`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace, defaultMaxRegistrations)
 }

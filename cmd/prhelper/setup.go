@@ -35,6 +35,8 @@ type settings struct {
 	dbSet     bool // --db, db or an etcd store given: emulation is enabled for auto
 	etcd      etcdSettings
 	fencing   *fencing
+	// maxRegs bounds the registrations of one emulated LU.
+	maxRegs int
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -75,6 +77,15 @@ func loadSettings(o *options) (*settings, error) {
 		return nil, err
 	}
 	s.fencing = fencing
+	s.maxRegs = defaultMaxRegistrations
+	if c.MaxRegistrations > 0 {
+		s.maxRegs = c.MaxRegistrations
+	}
+	if o.maxRegistrations != "" {
+		if s.maxRegs, err = config.ParseMaxRegistrations(o.maxRegistrations); err != nil {
+			return nil, fmt.Errorf("--%w", err)
+		}
+	}
 	if s.fencing.policy != nil && s.etcd.enabled() {
 		// A fence record names helpers by process on this host; across hosts it
 		// needs each host's etcd lease as its proof of life, which is not built
@@ -124,7 +135,8 @@ func buildRouter(s *settings, plan backend.Plan, log *slog.Logger) (*router.Rout
 	set, err := builder.Build(plan, builder.Env{
 		Devices:   devices,
 		OpenStore: func() (store.Store, error) { return openStore(s, log) },
-		Fencing:   func(st store.Store) emulate.Fencing { return s.fencing.attach(st, pr.LIO(), log) },
+		Profile:   s.profile(),
+		Fencing:   func(st store.Store) emulate.Fencing { return s.fencing.attach(st, s.profile(), log) },
 		Log:       log,
 	})
 	if err != nil {
@@ -192,4 +204,12 @@ func explain(o *options, w io.Writer) error {
 	fmt.Fprintf(w, "backend:  %s\n", be)
 	fmt.Fprintf(w, "why:      %s\n", d.Why)
 	return nil
+}
+
+// profile is the engine profile of emulated LUs: LIO's answers (README,
+// "Emulated reservations"), with the registration bound.
+func (s *settings) profile() pr.Profile {
+	p := pr.LIO()
+	p.MaxRegistrations = s.maxRegs
+	return p
 }

@@ -33,6 +33,9 @@ type Config struct {
 	// Go duration ("10s").
 	Fence        string
 	FenceTimeout string
+	// MaxRegistrations bounds the registrations of one emulated logical unit
+	// (pr.Profile.MaxRegistrations); 0 means the daemon's default.
+	MaxRegistrations int
 }
 
 // Listen is one extra listening socket.
@@ -146,6 +149,11 @@ func (c *Config) directive(f []string, line int) error {
 		c.Fence, err = one()
 	case "fence-timeout":
 		c.FenceTimeout, err = one()
+	case "max-registrations":
+		var v string
+		if v, err = one(); err == nil {
+			c.MaxRegistrations, err = ParseMaxRegistrations(v)
+		}
 	case "listen":
 		if len(f) < 2 {
 			return fmt.Errorf("listen needs a socket path")
@@ -160,7 +168,7 @@ func (c *Config) directive(f []string, line int) error {
 			c.Rules = append(c.Rules, r)
 		}
 	default:
-		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout)", f[0])
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, max-registrations)", f[0])
 	}
 	return err
 }
@@ -266,4 +274,14 @@ func ParseEndpoints(v string) ([]string, error) {
 		return nil, fmt.Errorf("no etcd endpoint in %q", v)
 	}
 	return eps, nil
+}
+
+// ParseMaxRegistrations parses a max-registrations value: a whole number from 1
+// to 1,000,000.
+func ParseMaxRegistrations(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1_000_000 {
+		return 0, fmt.Errorf("max-registrations %q: want a whole number from 1 to 1000000", v)
+	}
+	return n, nil
 }
