@@ -84,29 +84,53 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	}
 	nexus := pr.Nexus{Initiator: init, RTPI: port}
 
-	var res pr.Result
-	var wait *fence.Wait
-	err = b.store.Update(ctx, keyPrefix+req.LU, func(cur []byte) ([]byte, bool, error) {
+	key := keyPrefix + req.LU
+	// step is the command on the stored value cur: the value to store, whether
+	// it changed, the answer and what to wait for. A pure function of cur.
+	step := func(cur []byte) ([]byte, bool, pr.Result, *fence.Wait, error) {
 		if b.fencing != nil {
-			next, changed, r, w, err := b.fencing.Step(cur, nexus, req.CDB[:], func(st *pr.State) pr.Result {
+			return b.fencing.Step(cur, nexus, req.CDB[:], func(st *pr.State) pr.Result {
 				return pr.Execute(b.profile, st, nexus, req.CDB[:], req.Param)
 			})
-			res, wait = r, w
-			return next, changed, err
 		}
 		var st pr.State
 		if cur != nil {
 			if err := st.UnmarshalBinary(cur); err != nil {
-				return nil, false, err
+				return nil, false, pr.Result{}, nil, err
 			}
 		}
-		res = pr.Execute(b.profile, &st, nexus, req.CDB[:], req.Param)
+		res := pr.Execute(b.profile, &st, nexus, req.CDB[:], req.Param)
 		next, err := st.MarshalBinary()
 		if err != nil {
-			return nil, false, err
+			return nil, false, pr.Result{}, nil, err
 		}
-		return next, !bytes.Equal(next, cur), nil
-	})
+		return next, !bytes.Equal(next, cur), res, nil, nil
+	}
+
+	var res pr.Result
+	var wait *fence.Wait
+	answered := false
+	if req.CDB[0] == scsi.OpPersistentReserveIn {
+		// A PR IN changes nothing unless it reports a unit attention: answer it
+		// from a read of the committed state, which needs no write lock: in
+		// WAL mode a writer (of another LU, or another process holding the
+		// lock) does not delay it. The answer is that of the command at the
+		// moment of the read, a valid order for a command that changes nothing. Otherwise, or if the read fails,
+		// it goes through the read-modify-write like any command.
+		if cur, gerr := b.store.Get(ctx, key); gerr == nil {
+			_, changed, r, w, serr := step(cur)
+			if serr == nil && !changed && w == nil {
+				res, answered = r, true
+			}
+		}
+	}
+	if !answered {
+		err = b.store.Update(ctx, key, func(cur []byte) ([]byte, bool, error) {
+			next, changed, r, w, err := step(cur)
+			res, wait = r, w
+			return next, changed, err
+		})
+	}
 	if err != nil {
 		// A busy store is transient: ABORTED COMMAND makes guests retry. A state
 		// that cannot be read is not: HARDWARE ERROR, and nothing is changed.

@@ -85,6 +85,7 @@ func BenchmarkSmallLUBesideBig(b *testing.B) {
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			if busy {
+				started := make(chan struct{}, 2)
 				for c := 1; c <= 2; c++ {
 					wg.Add(1)
 					go func() {
@@ -92,9 +93,13 @@ func BenchmarkSmallLUBesideBig(b *testing.B) {
 						cdb := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
 						for i := 0; ctx.Err() == nil; i++ {
 							be.Execute(ctx, &backend.Request{CDB: cdb, Param: param(0, uint64(i)|1<<40, 0), Initiator: sasName(c), LU: "big"})
+							if i == 0 {
+								started <- struct{}{}
+							}
 						}
 					}()
 				}
+				<-started // the big LU's commands are under way
 			}
 			cdb := scsi.PRInCDB(scsi.SAReadKeys, 8192)
 			for b.Loop() {
