@@ -68,7 +68,7 @@ func (e *etcdSettings) load(c *config.Config, o *options) error {
 // the SQLite file.
 func openStore(s *settings, log *slog.Logger) (store.Store, error) {
 	if !s.etcd.enabled() {
-		return sqlite.Open(s.db, sqlite.Options{})
+		return sqlite.Open(s.db, sqlite.Options{Log: log})
 	}
 	st, err := etcd.Open(etcd.Options{
 		Endpoints: s.etcd.endpoints,

@@ -132,10 +132,12 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 		})
 	}
 	if err != nil {
-		// A busy store is transient: ABORTED COMMAND makes guests retry. A state
-		// that cannot be read is not: HARDWARE ERROR, and nothing is changed.
+		// A busy, full or read-only store is transient: ABORTED COMMAND, I/O
+		// PROCESS TERMINATED makes guests retry. A state that cannot be read,
+		// or a database removed under the helper, is not: HARDWARE ERROR, and
+		// nothing is changed (docs/store-faults.md §2).
 		sense := scsi.SenseTargetFailure
-		if errors.Is(err, store.ErrBusy) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		if transient(err) {
 			sense = scsi.SenseIOError
 		}
 		return scsi.CheckCondition(sense), fmt.Errorf("emulate: state of %s: %w", req.LU, err)
@@ -154,6 +156,16 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 		return res, fmt.Errorf("emulate: %s from %s on %s: %s", scsi.CommandName(req.CDB[:]), nexus, req.LU, res)
 	}
 	return res, nil
+}
+
+// transient reports the store faults a retry can outlast.
+func transient(err error) bool {
+	for _, e := range []error{store.ErrBusy, store.ErrFull, store.ErrReadOnly, context.DeadlineExceeded, context.Canceled} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseInitiator turns an initiator name into the engine's initiator port:

@@ -3,11 +3,13 @@ package emulate
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
@@ -72,5 +74,40 @@ func TestPRInBesideForeignWriteLock(t *testing.T) {
 	release()
 	if r := run(t, b, "lu", in("iqn.a", scsi.SAReadKeys)); r.Status != scsi.StatusGood || len(r.Data) != 16 {
 		t.Fatalf("READ KEYS after the lock: %v", r)
+	}
+}
+
+// faultyStore answers every call with err: the store's side of a fault, for
+// the backend's choice of sense.
+type faultyStore struct{ err error }
+
+func (f faultyStore) Update(context.Context, string, store.UpdateFunc) error { return f.err }
+func (f faultyStore) Get(context.Context, string) ([]byte, error)            { return nil, f.err }
+func (f faultyStore) Keys(context.Context) ([]string, error)                 { return nil, f.err }
+func (f faultyStore) Close() error                                           { return nil }
+
+// TestStoreFaultSense is issue 12 item 5: busy, full and read-only stores are
+// transient and get ABORTED COMMAND, I/O PROCESS TERMINATED (0B/00/06), which
+// guests retry, not HARDWARE ERROR (04/44/00); a removed database and a state
+// that cannot be decoded are not transient and keep 04/44/00
+// (docs/store-faults.md).
+func TestStoreFaultSense(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want scsi.Sense
+	}{
+		{fmt.Errorf("x: %w", store.ErrBusy), scsi.SenseIOError},
+		{fmt.Errorf("x: %w", store.ErrFull), scsi.SenseIOError},
+		{fmt.Errorf("x: %w", store.ErrReadOnly), scsi.SenseIOError},
+		{fmt.Errorf("x: %w", store.ErrGone), scsi.SenseTargetFailure},
+		{fmt.Errorf("x: %w", pr.ErrState), scsi.SenseTargetFailure},
+	} {
+		b := New(faultyStore{tc.err}, pr.LIO())
+		for _, c := range []cmd{in("iqn.a", scsi.SAReadKeys), out("iqn.a", scsi.SARegister, 0, 0, 1)} {
+			res, err := b.Execute(context.Background(), &backend.Request{CDB: c.cdb, Param: c.param, Initiator: c.init, LU: "lu"})
+			if err == nil || res.Status != scsi.StatusCheckCondition || senseOf(res) != tc.want {
+				t.Errorf("%v, %s: %v (%v), want CHECK CONDITION %v", tc.err, scsi.CommandName(c.cdb[:]), res, err, tc.want)
+			}
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
 	sqlite "modernc.org/sqlite"
 
 	"github.com/prhelper/prhelper/internal/store"
@@ -53,6 +55,9 @@ type Options struct {
 	NoGroupCommit bool
 	// MaxBatch bounds how many Updates share one transaction. Zero means DefaultMaxBatch.
 	MaxBatch int
+	// Log receives the store's own alarms (the file removed under it); nil
+	// discards them. Errors are returned to callers either way.
+	Log *slog.Logger
 }
 
 // Store is a store.Store on a SQLite database file. Its methods are safe for concurrent
@@ -73,6 +78,11 @@ type Store struct {
 	closeErr  error
 
 	dirSynced bool // writer goroutine only
+
+	// dev and ino identify the database file opened; gone is set once the
+	// path no longer names it (removed, or replaced by another file).
+	dev, ino uint64
+	gone     atomic.Bool
 
 	stats struct{ transactions, updates, busyRetries atomic.Uint64 }
 }
@@ -127,6 +137,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.NoGroupCommit {
 		opts.MaxBatch = 1
 	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	abs, err := prepareFile(path)
 	if err != nil {
 		return nil, err
@@ -136,6 +149,12 @@ func Open(path string, opts Options) (*Store, error) {
 		s.closeDB()
 		return nil, fmt.Errorf("open store %s: %w", abs, err)
 	}
+	var st unix.Stat_t
+	if err := unix.Stat(abs, &st); err != nil {
+		s.closeDB()
+		return nil, fmt.Errorf("open store %s: %w", abs, err)
+	}
+	s.dev, s.ino = st.Dev, st.Ino
 	go s.writer()
 	return s, nil
 }
@@ -253,7 +272,64 @@ func (s *Store) open() error {
 	if err := s.retryBusy(ctx, func() error { return s.prepareDB(ctx) }); err != nil {
 		return err
 	}
-	return s.initSchema(ctx)
+	if err := s.initSchema(ctx); err != nil {
+		return classify(err)
+	}
+	return s.checkWritable(ctx)
+}
+
+// checkWritable commits one small write, so that a database SQLite could only
+// open read-only (an immutable file, a read-only filesystem or mount) is
+// refused at start rather than failing every command later.
+func (s *Store) checkWritable(ctx context.Context) error {
+	err := s.withWriteTx(ctx, func() error {
+		_, err := s.conn.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ('opened', ?) "+
+			"ON CONFLICT (name) DO UPDATE SET value = excluded.value", time.Now().UnixMilli())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("database cannot be written: %w", classify(err))
+	}
+	return nil
+}
+
+// classify wraps SQLite's answers that mean "no room" and "cannot write" in
+// store.ErrFull and store.ErrReadOnly, which callers answer as transient.
+func classify(err error) error {
+	var se *sqlite.Error
+	if err == nil || !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case 13: // SQLITE_FULL
+		return fmt.Errorf("%w: %w", store.ErrFull, err)
+	case 8: // SQLITE_READONLY
+		return fmt.Errorf("%w (read-only file, filesystem or mount): %w", store.ErrReadOnly, err)
+	}
+	return err
+}
+
+// checkFile reports store.ErrGone once the path no longer names the file that
+// was opened (removed, or replaced by another): writes would go to a file no
+// other process sees and a restart would not find. The first time, it logs an
+// error; it stays gone.
+func (s *Store) checkFile() error {
+	if s.gone.Load() {
+		return fmt.Errorf("%w: %s", store.ErrGone, s.path)
+	}
+	var st unix.Stat_t
+	err := unix.Stat(s.path, &st)
+	switch {
+	case err == nil && st.Dev == s.dev && st.Ino == s.ino:
+		return nil
+	case err != nil && !errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("store file %s: %w", s.path, err)
+	}
+	if s.gone.CompareAndSwap(false, true) {
+		s.opts.Log.Error("the state database was removed or replaced under this helper: refusing every command from now on (restart the helper on the database to use; what it acknowledged is in the file it had open, until that file is closed)",
+			"db", s.path, "dev", s.dev, "inode", s.ino)
+	}
+	return fmt.Errorf("%w: %s", store.ErrGone, s.path)
 }
 
 // prepareDB checks the file's integrity and identity and switches it to WAL mode.
@@ -529,6 +605,13 @@ func (s *Store) next() []*request {
 // contributes nothing, and each changed key is written once before the single COMMIT.
 func (s *Store) runBatch(batch []*request) {
 	ctx := context.Background()
+	if err := s.checkFile(); err != nil {
+		for _, r := range batch {
+			r.state.CompareAndSwap(stateQueued, stateTaken)
+			r.done <- err
+		}
+		return
+	}
 	// The busy timeout bounds each Update's wait from when it was queued, not
 	// each batch's: one queued behind a batch that waited for a foreign lock
 	// must not wait a second full timeout (issue 12: 17.5 s where 10 s is
@@ -587,6 +670,7 @@ func (s *Store) runBatch(batch []*request) {
 		s.stats.transactions.Add(1)
 		s.stats.updates.Add(uint64(len(live)))
 	}
+	err = classify(err)
 	if err == nil && !s.dirSynced {
 		// The first commit of this connection may have created the -wal file; make its
 		// directory entry durable once (SQLite fsyncs the file, not the directory).
@@ -647,6 +731,9 @@ func (s *Store) write(ctx context.Context, key string, v []byte, now int64) erro
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("store: get %q: %w", key, store.ErrClosed)
+	}
+	if err := s.checkFile(); err != nil {
+		return nil, fmt.Errorf("store: get %q: %w", key, err)
 	}
 	var v []byte
 	err := s.retryBusy(ctx, func() error {
