@@ -24,6 +24,7 @@ type Backend struct {
 	store   store.Store
 	profile pr.Profile
 	fencing Fencing
+	locks   luLocks
 }
 
 // Fencing is a fencing policy's part in every command (package fence,
@@ -110,26 +111,43 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	var res pr.Result
 	var wait *fence.Wait
 	answered := false
-	if req.CDB[0] == scsi.OpPersistentReserveIn {
-		// A PR IN changes nothing unless it reports a unit attention: answer it
-		// from a read of the committed state, which needs no write lock: in
-		// WAL mode a writer (of another LU, or another process holding the
-		// lock) does not delay it. The answer is that of the command at the
-		// moment of the read, a valid order for a command that changes nothing. Otherwise, or if the read fails,
-		// it goes through the read-modify-write like any command.
-		if cur, gerr := b.store.Get(ctx, key); gerr == nil {
-			_, changed, r, w, serr := step(cur)
-			if serr == nil && !changed && w == nil {
-				res, answered = r, true
+	unlock, err := b.locks.lock(ctx, key)
+	if err == nil {
+		defer unlock()
+		// The command is computed on a snapshot read (no write lock: in WAL
+		// mode a writer of another LU or process does not delay it), outside
+		// the store's single writer, so that the decoding and encoding of a
+		// large LU's state do not hold up other LUs' commands (issue 12). A PR
+		// IN that changes nothing (no unit attention to report) is answered
+		// from it: the answer of the command at the moment of the read. Any
+		// other command commits its result in the store's read-modify-write if
+		// the state is still the snapshot, and is computed again there if not
+		// (another process changed it).
+		var pre struct {
+			next    []byte
+			changed bool
+			res     pr.Result
+			wait    *fence.Wait
+			err     error
+		}
+		snap, gerr := b.store.Get(ctx, key)
+		if gerr == nil {
+			pre.next, pre.changed, pre.res, pre.wait, pre.err = step(snap)
+			if req.CDB[0] == scsi.OpPersistentReserveIn && pre.err == nil && !pre.changed && pre.wait == nil {
+				res, answered = pre.res, true
 			}
 		}
-	}
-	if !answered {
-		err = b.store.Update(ctx, key, func(cur []byte) ([]byte, bool, error) {
-			next, changed, r, w, err := step(cur)
-			res, wait = r, w
-			return next, changed, err
-		})
+		if !answered {
+			err = b.store.Update(ctx, key, func(cur []byte) ([]byte, bool, error) {
+				if gerr == nil && (cur == nil) == (snap == nil) && bytes.Equal(cur, snap) {
+					res, wait = pre.res, pre.wait
+					return pre.next, pre.changed, pre.err
+				}
+				next, changed, r, w, err := step(cur)
+				res, wait = r, w
+				return next, changed, err
+			})
+		}
 	}
 	if err != nil {
 		// A busy, full or read-only store is transient: ABORTED COMMAND, I/O

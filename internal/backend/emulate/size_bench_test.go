@@ -67,13 +67,17 @@ func BenchmarkLUSize(b *testing.B) {
 	}
 }
 
-// BenchmarkSmallLUBesideBig measures READ KEYS on a logical unit with one
-// registration while two clients loop on REGISTER AND IGNORE EXISTING KEY on
+// BenchmarkSmallLUBesideBig measures READ KEYS, and RIEK (a write), on a
+// logical unit with one registration while two clients loop on REGISTER AND IGNORE EXISTING KEY on
 // another logical unit of the same store with 10,000 registrations (issue 12:
 // 0.7 ms alone, 2.4 s beside the big one).
 func BenchmarkSmallLUBesideBig(b *testing.B) {
-	for _, busy := range []bool{false, true} {
-		b.Run(fmt.Sprintf("big_busy=%v", busy), func(b *testing.B) {
+	for _, tc := range []struct {
+		busy  bool
+		small string
+	}{{false, "READ_KEYS"}, {true, "READ_KEYS"}, {false, "RIEK"}, {true, "RIEK"}} {
+		busy := tc.busy
+		b.Run(fmt.Sprintf("small=%s/big_busy=%v", tc.small, busy), func(b *testing.B) {
 			st, err := sqlite.Open(filepath.Join(b.TempDir(), "pr.db"), sqlite.Options{})
 			if err != nil {
 				b.Fatal(err)
@@ -102,8 +106,15 @@ func BenchmarkSmallLUBesideBig(b *testing.B) {
 				<-started // the big LU's commands are under way
 			}
 			cdb := scsi.PRInCDB(scsi.SAReadKeys, 8192)
-			for b.Loop() {
-				res, err := be.Execute(context.Background(), &backend.Request{CDB: cdb, Initiator: sasName(1), LU: "small"})
+			if tc.small == "RIEK" {
+				cdb = scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
+			}
+			for i := 0; b.Loop(); i++ {
+				var p []byte
+				if tc.small == "RIEK" {
+					p = param(0, uint64(i)|1<<41, 0)
+				}
+				res, err := be.Execute(context.Background(), &backend.Request{CDB: cdb, Param: p, Initiator: sasName(1), LU: "small"})
 				if err != nil || res.Status != scsi.StatusGood {
 					b.Fatalf("%v %v", err, res)
 				}
