@@ -1,6 +1,7 @@
 package pr
 
 import (
+	"encoding/binary"
 	"strings"
 
 	"github.com/prhelper/prhelper/scsi"
@@ -174,6 +175,27 @@ func (st *State) prOutAllowed(p Profile, n Nexus, sa byte) bool {
 	return false
 }
 
+// prOutPasses is the reservation check of a PR OUT CDB: prOutAllowed, and with
+// NoDataPROutByDirection (D26) a CLEAR, PREEMPT, PREEMPT AND ABORT, RELEASE,
+// RESERVE or REGISTER AND MOVE without a parameter list (PARAMETER LIST LENGTH
+// 0: no data-out) from an unregistered nexus under a Write Exclusive family
+// reservation: LIO judges it by data direction (rule 4 of §10, no data-out
+// passes) and its handler then answers PARAMETER LIST LENGTH ERROR.
+func (st *State) prOutPasses(p Profile, n Nexus, cdb []byte) bool {
+	sa := serviceAction(cdb)
+	if st.prOutAllowed(p, n, sa) {
+		return true
+	}
+	if !p.NoDataPROutByDirection || len(cdb) < 9 || binary.BigEndian.Uint32(cdb[5:9]) != 0 {
+		return false
+	}
+	switch sa {
+	case scsi.SAClear, scsi.SAPreempt, scsi.SAPreemptAndAbort, scsi.SARelease, scsi.SAReserve, scsi.SARegisterAndMove:
+		return writeExclusiveFamily(st.Reservation.Type) && !st.accessRegistered(p, n)
+	}
+	return false
+}
+
 // nonHolderAllowed decides whether a non-holder may run a command other than
 // PR OUT while a reservation exists (§10; SPC-4 §5.7.1 table 63 and SBC-3 §4.17).
 func (st *State) nonHolderAllowed(p Profile, n Nexus, cdb []byte) bool {
@@ -185,7 +207,7 @@ func (st *State) nonHolderAllowed(p Profile, n Nexus, cdb []byte) bool {
 	we := writeExclusiveFamily(t)
 	ea := t == scsi.TypeExclusiveAccess
 	if cdb[0] == scsi.OpPersistentReserveOut {
-		return st.prOutAllowed(p, n, serviceAction(cdb))
+		return st.prOutPasses(p, n, cdb)
 	}
 	if in, known := readCheckClass(cdb); in {
 		return known && (we || (reg && (!ea || p.ModeSenseRegisteredUnderEA)))
@@ -279,7 +301,7 @@ func CheckAccess(p Profile, st *State, n Nexus, cdb []byte) Result {
 		if st.SPC2Holder != nil {
 			return conflict
 		}
-		if op == scsi.OpPersistentReserveOut && !st.prOutAllowed(p, n, serviceAction(cdb)) {
+		if op == scsi.OpPersistentReserveOut && !st.prOutPasses(p, n, cdb) {
 			return conflict
 		}
 		return good

@@ -54,8 +54,7 @@ func Execute(p Profile, st *State, n Nexus, cdb []byte, param []byte) Result {
 	if op == scsi.OpPersistentReserveIn {
 		return prIn(p, st, cdb)
 	}
-	sa := cdb[1] & 0x1f
-	if !st.prOutAllowed(p, n, sa) {
+	if !st.prOutPasses(p, n, cdb) {
 		return conflict
 	}
 	work := st.clone()

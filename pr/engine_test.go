@@ -149,6 +149,7 @@ func TestProfiles(t *testing.T) {
 		{"D23", l.ReadCapacity16AlwaysAllowed, s.ReadCapacity16AlwaysAllowed},
 		{"D24", l.SyncCacheUnregisteredUnderWE, s.SyncCacheUnregisteredUnderWE},
 		{"D25", l.CRHAllRegistrantsROAR, s.CRHAllRegistrantsROAR},
+		{"D26", l.NoDataPROutByDirection, s.NoDataPROutByDirection},
 	}
 	for _, d := range differ {
 		if d.a == d.b {

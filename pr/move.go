@@ -63,6 +63,9 @@ func registerAndMove(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 	}
 	dest := Nexus{Initiator: init, RTPI: port.RTPI}
 	d := st.regFor(dest)
+	if d < 0 && !pp.unreg && !p.roomFor(st, 1) {
+		return checkCondition(senseInsufficientRegistrations)
+	}
 	if d < 0 {
 		st.Registrations = append(st.Registrations, Registration{Nexus: dest, Key: pp.sark, APTPL: pp.aptpl})
 		d = len(st.Registrations) - 1

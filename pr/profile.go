@@ -3,7 +3,7 @@ package pr
 import "github.com/prhelper/prhelper/scsi"
 
 // Profile selects, point by point, whose behaviour the engine reproduces where
-// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D25). Every deviation the
+// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D26). Every deviation the
 // engine makes reads one of these fields; there is no other switch. LIO() is the
 // default and is byte-exact to the Linux target (current, ≥ 6.12); SPC4() takes
 // the standard's side (SCST's where the standard is silent).
@@ -144,11 +144,28 @@ type Profile struct {
 	// registration only, so other registrants get RC. LIO false, SCST true, SPC-4 true.
 	CRHAllRegistrantsROAR bool
 
+	// NoDataPROutByDirection (D26): a CLEAR, PREEMPT, PREEMPT AND ABORT,
+	// RELEASE, RESERVE or REGISTER AND MOVE with PARAMETER LIST LENGTH 0 from an
+	// unregistered non-holder under a Write Exclusive family reservation (types
+	// 1, 5, 7) has no data-out, so LIO's reservation check passes it by data
+	// direction (rule 4 of §10) and the PR OUT handler answers 05/1A/00
+	// PARAMETER LIST LENGTH ERROR; SPC-4 table 65 makes it a conflict. Seen in
+	// the lab (tools/prgen -zero-len-we). LIO true, SCST false, SPC-4 false.
+	NoDataPROutByDirection bool
+
 	// RestoreCountsGeneration (§11): after a power cycle with APTPL active the
 	// generation restarts at 0 and goes up by one per restored registration, as
 	// LIO re-adds them; false keeps the persisted generation, as SCST does.
 	// LIO true, SCST false, SPC-4 false.
 	RestoreCountsGeneration bool
+
+	// MaxRegistrations bounds the registrations of one logical unit: a command
+	// that would add registrations past it answers CHECK CONDITION 05/55/04
+	// INSUFFICIENT REGISTRATION RESOURCES and changes nothing (SPC-4 §5.7.7,
+	// docs/spc4-pr.md §7.7). Not a point where targets disagree but a resource
+	// bound: LIO, SCST and tgt have none; 0 means none. LIO() and SPC4()
+	// leave it 0; the daemon sets it (--max-registrations).
+	MaxRegistrations int
 
 	// EnforcePRISIDs: LIO's enforce_pr_isids device attribute (default 1): an
 	// iSCSI format 00b TransportID (no ISID) in a SPEC_I_PT list is rejected with
@@ -163,6 +180,16 @@ var lioCapabilities = scsi.Capabilities{
 	TypeMask: scsi.MaskWriteExclusiveAllRegs | scsi.MaskExclusiveAccessRegOnly |
 		scsi.MaskWriteExclusiveRegOnly | scsi.MaskExclusiveAccess |
 		scsi.MaskWriteExclusive | scsi.MaskExclusiveAccessAllRegs,
+}
+
+// senseInsufficientRegistrations is 05/55/04 INSUFFICIENT REGISTRATION
+// RESOURCES (SPC-4 §5.7.7; docs/spc4-pr.md §7.7).
+var senseInsufficientRegistrations = scsi.Sense{Key: scsi.KeyIllegalRequest, ASC: 0x55, ASCQ: 0x04}
+
+// roomFor reports whether st may take n more registrations under
+// MaxRegistrations.
+func (p Profile) roomFor(st *State, n int) bool {
+	return p.MaxRegistrations <= 0 || len(st.Registrations)+n <= p.MaxRegistrations
 }
 
 // senseInvalidRelease is 05/26/04 INVALID RELEASE OF PERSISTENT RESERVATION.
@@ -203,6 +230,7 @@ func LIO() Profile {
 		ReadCapacity16AlwaysAllowed:         false,
 		SyncCacheUnregisteredUnderWE:        true,
 		CRHAllRegistrantsROAR:               false,
+		NoDataPROutByDirection:              true,
 		RestoreCountsGeneration:             true,
 		EnforcePRISIDs:                      true,
 	}
@@ -238,6 +266,7 @@ func SPC4() Profile {
 		ReadCapacity16AlwaysAllowed:         true,
 		SyncCacheUnregisteredUnderWE:        false,
 		CRHAllRegistrantsROAR:               true,
+		NoDataPROutByDirection:              false,
 		RestoreCountsGeneration:             false,
 		EnforcePRISIDs:                      false,
 	}

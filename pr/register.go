@@ -32,6 +32,9 @@ func register(p Profile, st *State, n Nexus, sa byte, pp *prOutParams) Result {
 			}
 			regs = more
 		}
+		if !p.roomFor(st, len(regs)) {
+			return checkCondition(senseInsufficientRegistrations)
+		}
 		// All or nothing: nothing was added before every TransportID checked
 		// out. LIO bumps the generation once per registration created.
 		for _, r := range regs {

@@ -167,15 +167,19 @@ func decodeJSON(b []byte) (State, error) {
 
 // Validate checks the invariants the engine keeps (see State).
 func (st *State) Validate() error {
+	// A set, not a pairwise comparison: every command of an emulated LU
+	// decodes its state, and a quadratic check was most of a command's cost at
+	// thousands of registrations (issue 12).
+	seen := make(map[nexusKey]struct{}, len(st.Registrations))
 	for i, r := range st.Registrations {
 		if r.Key == 0 {
 			return fmt.Errorf("%w: registration %d (%s) has key 0", ErrState, i, r.Nexus)
 		}
-		for _, o := range st.Registrations[:i] {
-			if o.Nexus.Equal(r.Nexus) {
-				return fmt.Errorf("%w: nexus %s registered twice", ErrState, r.Nexus)
-			}
+		k := r.Nexus.key()
+		if _, dup := seen[k]; dup {
+			return fmt.Errorf("%w: nexus %s registered twice", ErrState, r.Nexus)
 		}
+		seen[k] = struct{}{}
 	}
 	if r := st.Reservation; r != nil {
 		if !validType(r.Type) {

@@ -120,6 +120,11 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		return err
 	}
 
+	if lim, err := server.RaiseFileLimit(); err != nil {
+		log.Warn("descriptor limit not raised", "err", err)
+	} else {
+		log.Debug("descriptor limit", "RLIMIT_NOFILE", lim)
+	}
 	sopts := server.Options{Grace: o.shutdownGrace}
 	if m != nil {
 		sopts.Observer = m
@@ -233,7 +238,7 @@ func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*so
 		if port == 0 {
 			port = 1
 		}
-		ls = append(ls, listener{Listener: server.Listener{UnixListener: ul, Identify: id, TargetPort: port}, name: name, policy: policy})
+		ls = append(ls, listener{Listener: server.Listener{UnixListener: ul, Name: name, Identify: id, TargetPort: port}, name: name, policy: policy})
 		return nil
 	}
 	activated, err := activation.Listeners(os.Getenv, os.Unsetenv, os.Getpid())

@@ -69,7 +69,7 @@ func (e *etcdSettings) load(c *config.Config, o *options) error {
 // the SQLite file.
 func openStore(s *settings, m *metrics.Metrics, log *slog.Logger) (store.Store, error) {
 	if !s.etcd.enabled() {
-		st, err := sqlite.Open(s.db, sqlite.Options{OnCommit: m.StoreCommit("sqlite")})
+		st, err := sqlite.Open(s.db, sqlite.Options{OnCommit: m.StoreCommit("sqlite"), Log: log})
 		if err == nil {
 			m.StoreCounter("sqlite", "busy_retries", "SQLite attempts that found the database locked by another process.",
 				func() uint64 { return st.Stats().BusyRetries })

@@ -61,6 +61,9 @@ type options struct {
 	// metrics is where Prometheus metrics are served: HOST:PORT or
 	// unix:PATH; "" is off.
 	metrics string
+	// maxRegistrations bounds the registrations of one emulated LU; "" means
+	// the configuration file's value, else defaultMaxRegistrations.
+	maxRegistrations string
 }
 
 // Defaults of prhelper's own options.
@@ -68,6 +71,10 @@ const (
 	defaultBackend   = "auto"
 	defaultDB        = "/var/lib/prhelper/pr.db"
 	defaultInitiator = "host"
+	// defaultMaxRegistrations: docs/spc4-pr.md §7.7. A guest cluster registers
+	// one key per host and path (tens); 4096 leaves a wide margin and bounds a
+	// command's cost (BenchmarkLUSize in internal/backend/emulate).
+	defaultMaxRegistrations = 4096
 )
 
 // errUsage marks a command-line error: the caller prints it with a hint to --help.
@@ -105,6 +112,7 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringVar(&o.fenceLeaseTTL, "fence-lease-ttl", "", "")
 	fs.StringVar(&o.fenceHost, "fence-host", "", "")
 	fs.StringVar(&o.metrics, "metrics", "", "")
+	fs.StringVar(&o.maxRegistrations, "max-registrations", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -234,6 +242,10 @@ prhelper's own options:
       --metrics=ADDR        serve Prometheus metrics at http://ADDR/metrics
                             (HOST:PORT, e.g. 127.0.0.1:9851) or, with
                             unix:PATH, on a Unix socket; off by default
+      --max-registrations=N at most N registrations on one emulated LU; a
+                            command that would add more gets CHECK CONDITION
+                            05/55/04 INSUFFICIENT REGISTRATION RESOURCES
+                            (default %[6]d; config file: max-registrations N)
 
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops
@@ -246,5 +258,5 @@ commands through SG_IO), plus CAP_SYS_ADMIN when the linuxpr or auto backend may
 serve a device (the <linux/pr.h> ioctls need it before Linux 6.5); emulation
 alone needs neither. It clears its bounding set. FILE is accepted and ignored, like
 qemu-pr-helper's.
-`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace)
+`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace, defaultMaxRegistrations)
 }

@@ -37,6 +37,8 @@ type settings struct {
 	etcd      etcdSettings
 	fencing   *fencing
 	metrics   string // --metrics or the file's metrics: where; "" is off
+	// maxRegs bounds the registrations of one emulated LU.
+	maxRegs int
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -78,6 +80,15 @@ func loadSettings(o *options) (*settings, error) {
 	}
 	if err := fencing.acrossHosts(s.etcd.enabled(), firstSet(o.fenceLeaseTTL, c.FenceLeaseTTL), firstSet(o.fenceHost, c.FenceHost)); err != nil {
 		return nil, err
+	}
+	s.maxRegs = defaultMaxRegistrations
+	if c.MaxRegistrations > 0 {
+		s.maxRegs = c.MaxRegistrations
+	}
+	if o.maxRegistrations != "" {
+		if s.maxRegs, err = config.ParseMaxRegistrations(o.maxRegistrations); err != nil {
+			return nil, fmt.Errorf("--%w", err)
+		}
 	}
 	s.metrics = firstSet(o.metrics, c.Metrics)
 	if s.metrics != "" {
@@ -129,7 +140,8 @@ func buildRouter(s *settings, plan backend.Plan, m *metrics.Metrics, log *slog.L
 	set, err := builder.Build(plan, builder.Env{
 		Devices:   devices,
 		OpenStore: func() (store.Store, error) { return openStore(s, m, log) },
-		Fencing:   func(st store.Store) (emulate.Fencing, error) { return s.fencing.attach(st, pr.LIO(), m, log) },
+		Profile:   s.profile(),
+		Fencing:   func(st store.Store) (emulate.Fencing, error) { return s.fencing.attach(st, s.profile(), m, log) },
 		Log:       log,
 	})
 	if err != nil {
@@ -198,4 +210,12 @@ func explain(o *options, w io.Writer) error {
 	fmt.Fprintf(w, "backend:  %s\n", be)
 	fmt.Fprintf(w, "why:      %s\n", d.Why)
 	return nil
+}
+
+// profile is the engine profile of emulated LUs: LIO's answers (README,
+// "Emulated reservations"), with the registration bound.
+func (s *settings) profile() pr.Profile {
+	p := pr.LIO()
+	p.MaxRegistrations = s.maxRegs
+	return p
 }

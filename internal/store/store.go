@@ -44,6 +44,19 @@ var ErrClosed = errors.New("store closed")
 // longer than the store was configured to wait.
 var ErrBusy = errors.New("store busy")
 
+// ErrFull is returned (wrapped) when the store has no room for a write (a full
+// disk): transient, answered like ErrBusy.
+var ErrFull = errors.New("store full")
+
+// ErrReadOnly is returned (wrapped) when the store cannot be written (a
+// read-only file or filesystem).
+var ErrReadOnly = errors.New("store read-only")
+
+// ErrGone is returned (wrapped) once the store's file was removed or replaced
+// under it: what it would write would be lost, and other processes no longer
+// see it. Only a restart on the file now at the path (or one restored) helps.
+var ErrGone = errors.New("store file removed or replaced")
+
 // Apply runs fn on a copy of cur (nil stays nil), turning a panic into an error: a
 // store runs many callers' functions on one goroutine (a writer, a key's worker),
 // and one bad function must not take it down with every other Update.

@@ -34,6 +34,9 @@ type Env struct {
 	// Fencing, when set, gives the emulation its fencing over the opened store
 	// (package fence); nil fences nobody.
 	Fencing func(store.Store) (emulate.Fencing, error)
+	// Profile is the emulation's engine profile; a zero Profile (no Name)
+	// means pr.LIO().
+	Profile pr.Profile
 	Log     *slog.Logger
 }
 
@@ -110,7 +113,11 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("emulation state: %w", err)
 		}
-		em := emulate.New(st, pr.LIO())
+		prof := env.Profile
+		if prof.Name == "" {
+			prof = pr.LIO()
+		}
+		em := emulate.New(st, prof)
 		if env.Fencing != nil {
 			f, err := env.Fencing(st)
 			if err != nil {

@@ -24,6 +24,7 @@ type Backend struct {
 	store   store.Store
 	profile pr.Profile
 	fencing Fencing
+	locks   luLocks
 }
 
 // Fencing is a fencing policy's part in every command (package fence,
@@ -84,34 +85,77 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	}
 	nexus := pr.Nexus{Initiator: init, RTPI: port}
 
-	var res pr.Result
-	var wait *fence.Wait
-	err = b.store.Update(ctx, keyPrefix+req.LU, func(cur []byte) ([]byte, bool, error) {
+	key := keyPrefix + req.LU
+	// step is the command on the stored value cur: the value to store, whether
+	// it changed, the answer and what to wait for. A pure function of cur.
+	step := func(cur []byte) ([]byte, bool, pr.Result, *fence.Wait, error) {
 		if b.fencing != nil {
-			next, changed, r, w, err := b.fencing.Step(cur, nexus, req.CDB[:], func(st *pr.State) pr.Result {
+			return b.fencing.Step(cur, nexus, req.CDB[:], func(st *pr.State) pr.Result {
 				return pr.Execute(b.profile, st, nexus, req.CDB[:], req.Param)
 			})
-			res, wait = r, w
-			return next, changed, err
 		}
 		var st pr.State
 		if cur != nil {
 			if err := st.UnmarshalBinary(cur); err != nil {
-				return nil, false, err
+				return nil, false, pr.Result{}, nil, err
 			}
 		}
-		res = pr.Execute(b.profile, &st, nexus, req.CDB[:], req.Param)
+		res := pr.Execute(b.profile, &st, nexus, req.CDB[:], req.Param)
 		next, err := st.MarshalBinary()
 		if err != nil {
-			return nil, false, err
+			return nil, false, pr.Result{}, nil, err
 		}
-		return next, !bytes.Equal(next, cur), nil
-	})
+		return next, !bytes.Equal(next, cur), res, nil, nil
+	}
+
+	var res pr.Result
+	var wait *fence.Wait
+	answered := false
+	unlock, err := b.locks.lock(ctx, key)
+	if err == nil {
+		defer unlock()
+		// The command is computed on a snapshot read (no write lock: in WAL
+		// mode a writer of another LU or process does not delay it), outside
+		// the store's single writer, so that the decoding and encoding of a
+		// large LU's state do not hold up other LUs' commands (issue 12). A PR
+		// IN that changes nothing (no unit attention to report) is answered
+		// from it: the answer of the command at the moment of the read. Any
+		// other command commits its result in the store's read-modify-write if
+		// the state is still the snapshot, and is computed again there if not
+		// (another process changed it).
+		var pre struct {
+			next    []byte
+			changed bool
+			res     pr.Result
+			wait    *fence.Wait
+			err     error
+		}
+		snap, gerr := b.store.Get(ctx, key)
+		if gerr == nil {
+			pre.next, pre.changed, pre.res, pre.wait, pre.err = step(snap)
+			if req.CDB[0] == scsi.OpPersistentReserveIn && pre.err == nil && !pre.changed && pre.wait == nil {
+				res, answered = pre.res, true
+			}
+		}
+		if !answered {
+			err = b.store.Update(ctx, key, func(cur []byte) ([]byte, bool, error) {
+				if gerr == nil && (cur == nil) == (snap == nil) && bytes.Equal(cur, snap) {
+					res, wait = pre.res, pre.wait
+					return pre.next, pre.changed, pre.err
+				}
+				next, changed, r, w, err := step(cur)
+				res, wait = r, w
+				return next, changed, err
+			})
+		}
+	}
 	if err != nil {
-		// A busy store is transient: ABORTED COMMAND makes guests retry. A state
-		// that cannot be read is not: HARDWARE ERROR, and nothing is changed.
+		// A busy, full or read-only store is transient: ABORTED COMMAND, I/O
+		// PROCESS TERMINATED makes guests retry. A state that cannot be read,
+		// or a database removed under the helper, is not: HARDWARE ERROR, and
+		// nothing is changed (docs/store-faults.md §2).
 		sense := scsi.SenseTargetFailure
-		if errors.Is(err, store.ErrBusy) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		if transient(err) {
 			sense = scsi.SenseIOError
 		}
 		return scsi.CheckCondition(sense), fmt.Errorf("emulate: state of %s: %w", req.LU, err)
@@ -130,6 +174,16 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 		return res, fmt.Errorf("emulate: %s from %s on %s: %s", scsi.CommandName(req.CDB[:]), nexus, req.LU, res)
 	}
 	return res, nil
+}
+
+// transient reports the store faults a retry can outlast.
+func transient(err error) bool {
+	for _, e := range []error{store.ErrBusy, store.ErrFull, store.ErrReadOnly, context.DeadlineExceeded, context.Canceled} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // ParseInitiator turns an initiator name into the engine's initiator port:

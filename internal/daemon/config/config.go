@@ -41,6 +41,9 @@ type Config struct {
 	// Metrics is where Prometheus metrics are served (HOST:PORT or
 	// unix:PATH, checked by ParseMetrics); "" is off.
 	Metrics string
+	// MaxRegistrations bounds the registrations of one emulated logical unit
+	// (pr.Profile.MaxRegistrations); 0 means the daemon's default.
+	MaxRegistrations int
 }
 
 // Listen is one extra listening socket.
@@ -162,6 +165,11 @@ func (c *Config) directive(f []string, line int) error {
 		if c.Metrics, err = one(); err == nil {
 			_, _, err = ParseMetrics(c.Metrics)
 		}
+	case "max-registrations":
+		var v string
+		if v, err = one(); err == nil {
+			c.MaxRegistrations, err = ParseMaxRegistrations(v)
+		}
 	case "listen":
 		if len(f) < 2 {
 			return fmt.Errorf("listen needs a socket path")
@@ -176,7 +184,7 @@ func (c *Config) directive(f []string, line int) error {
 			c.Rules = append(c.Rules, r)
 		}
 	default:
-		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host, metrics)", f[0])
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host, metrics, max-registrations)", f[0])
 	}
 	return err
 }
@@ -301,4 +309,14 @@ func ParseMetrics(v string) (network, addr string, err error) {
 		return "", "", fmt.Errorf("metrics address %q: bad port %q", v, port)
 	}
 	return "tcp", net.JoinHostPort(host, port), nil
+}
+
+// ParseMaxRegistrations parses a max-registrations value: a whole number from 1
+// to 1,000,000.
+func ParseMaxRegistrations(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1_000_000 {
+		return 0, fmt.Errorf("max-registrations %q: want a whole number from 1 to 1000000", v)
+	}
+	return n, nil
 }

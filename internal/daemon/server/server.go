@@ -30,6 +30,10 @@ type Server struct {
 	wg       sync.WaitGroup
 	nextID   atomic.Uint64
 	requests atomic.Uint64
+
+	// slots holds one token per open connection (Options.MaxConns).
+	slots   chan struct{}
+	repeats *repeats
 }
 
 // New returns a server that executes every request on b and logs to log; zero
@@ -38,7 +42,9 @@ func New(b backend.Backend, log *slog.Logger, opts Options) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{backend: b, log: log, opts: opts.withDefaults(), conns: make(map[*conn]struct{})}
+	opts = opts.withDefaults()
+	return &Server{backend: b, log: log, opts: opts, conns: make(map[*conn]struct{}),
+		slots: make(chan struct{}, opts.MaxConns), repeats: newRepeats(log, opts.LogInterval)}
 }
 
 // Requests is the number of requests executed so far.
@@ -48,6 +54,9 @@ func (s *Server) Requests() uint64 { return s.requests.Load() }
 // connections it accepts.
 type Listener struct {
 	*net.UnixListener
+	// Name is what logs call the listener (the socket's published path);
+	// empty means its bound address.
+	Name string
 	// Identify names the initiator behind a new connection (the listener's
 	// identity policy: the host, the QEMU peer, or a fixed name). It runs once per
 	// connection; nil leaves backend.Request.Initiator empty.
@@ -110,13 +119,33 @@ func (s *Server) Serve(ctx context.Context, listeners ...Listener) error {
 	if serr := s.shutdown(cancelExec); serr != nil {
 		err = errors.Join(err, serr)
 	}
+	s.repeats.flush()
 	return err
 }
 
+// name is what the logs call l.
+func (l Listener) name() string {
+	if l.Name != "" {
+		return l.Name
+	}
+	return l.Addr().String()
+}
+
+// acceptLoop accepts connections on l while a connection slot is free
+// (Options.MaxConns). Out of descriptors, it pauses (5 ms doubling to 1 s) and
+// tries again, logging once per Options.LogInterval with a count, and says when
+// it accepts again; open connections are served meanwhile.
 func (s *Server) acceptLoop(ctx, execCtx context.Context, l Listener) error {
+	name := l.name()
+	var backoff time.Duration
+	failed := 0
 	for {
+		if !s.acquireSlot(ctx, name) {
+			return nil
+		}
 		c, err := l.AcceptUnix()
 		if err != nil {
+			<-s.slots
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -124,13 +153,45 @@ func (s *Server) acceptLoop(ctx, execCtx context.Context, l Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
-			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ECONNABORTED) {
-				s.log.Warn("accept failed, continuing", "listener", l.Addr().String(), "err", err)
+			if errors.Is(err, unix.ECONNABORTED) {
+				s.repeats.warn(nil, "accept-aborted "+name, "accept: connection aborted by the client", "listener", name)
 				continue
 			}
-			return fmt.Errorf("accept on %s: %w", l.Addr(), err)
+			if outOfDescriptors(err) {
+				failed++
+				backoff = min(max(2*backoff, 5*time.Millisecond), maxAcceptBackoff)
+				s.repeats.warn(nil, "accept "+name, "accept failed: out of descriptors; pausing, open connections are still served",
+					"listener", name, "err", err, "open_conns", len(s.slots), "failed_accepts", failed)
+				if !sleepCtx(ctx, backoff) {
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("accept on %s: %w", name, err)
+		}
+		if failed > 0 {
+			s.log.Info("accepting again", "listener", name, "failed_accepts", failed)
+			failed, backoff = 0, 0
 		}
 		s.start(ctx, execCtx, c, l)
+	}
+}
+
+// acquireSlot takes a connection slot, waiting for one while Options.MaxConns
+// connections are open (logged once per interval); false means ctx is done.
+func (s *Server) acquireSlot(ctx context.Context, name string) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	s.repeats.warn(nil, "maxconns "+name, "connection limit reached; new clients wait until a connection ends",
+		"listener", name, "max_conns", s.opts.MaxConns)
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -141,6 +202,7 @@ func (s *Server) start(ctx, execCtx context.Context, nc *net.UnixConn, l Listene
 	if s.closing {
 		s.mu.Unlock()
 		nc.Close()
+		<-s.slots
 		return
 	}
 	s.conns[c] = struct{}{}
@@ -155,6 +217,7 @@ func (s *Server) start(ctx, execCtx context.Context, nc *net.UnixConn, l Listene
 			s.mu.Unlock()
 			nc.Close()
 			s.opts.Observer.ConnClosed()
+			<-s.slots
 		}()
 		s.serveConn(ctx, execCtx, c)
 	}()
@@ -177,7 +240,7 @@ type conn struct {
 // serveConn runs c's requests one at a time. ctx ends when the server stops
 // accepting, execCtx when the grace period of the shutdown is over.
 func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
-	log := s.log.With("conn", c.id)
+	log := s.log.With("conn", c.id, "listener", c.listener.name())
 	if pid, uid, ok := peerCred(c.UnixConn); ok {
 		log = log.With("peer_pid", pid, "peer_uid", uid)
 	}
@@ -185,7 +248,7 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 		c.initiator, c.identityErr = c.listener.Identify(c.UnixConn)
 		if c.identityErr != nil {
 			s.opts.Observer.PeerRefused("identity")
-			log.Warn("initiator identity unknown; backends that need it will refuse", "err", c.identityErr)
+			s.repeats.warn(log, "identity", "initiator identity unknown; backends that need it will refuse", "err", c.identityErr)
 		} else {
 			log = log.With("initiator", c.initiator)
 			if c.listener.Track != nil {
@@ -198,7 +261,7 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 					return
 				}
 				if err != nil {
-					log.Warn("peer process not tracked: it cannot be fenced", "err", err)
+					s.repeats.warn(log, "track", "peer process not tracked: it cannot be fenced", "err", err)
 				}
 			}
 		}
@@ -253,11 +316,13 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 			res, served = scsi.CheckCondition(scsi.SenseTargetFailure), s.backend.Name()
 		}
 	}()
-	if !req.IsPRIn() && readOnly(req.FD) {
+	if why := lacksAccess(req.FD, req.IsPRIn()); why != "" {
 		// qemu-pr-helper refuses PR OUT on a read-only descriptor with
-		// INVALID COMMAND OPERATION CODE, and keeps the connection.
-		log.Warn("request failed", "cmd", name, "status", "CHECK CONDITION", "sense", scsi.SenseInvalidOpcode.String(),
-			"err", "PR OUT on a descriptor opened read-only")
+		// INVALID COMMAND OPERATION CODE, and keeps the connection; prhelper
+		// answers the same to PR IN on a descriptor not open for reading
+		// (docs/pr-helper-protocol.md §6).
+		s.repeats.warn(log, "failed "+name+" access", "request failed", "cmd", name, "status", "CHECK CONDITION",
+			"sense", scsi.SenseInvalidOpcode.String(), "err", why)
 		return scsi.CheckCondition(scsi.SenseInvalidOpcode), "server"
 	}
 	breq := &backend.Request{CDB: req.CDB, Param: req.Param, FD: req.FD,
@@ -268,14 +333,16 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		served = s.backend.Name()
 	}
 	if err != nil || res.Status != scsi.StatusGood {
-		attrs := []any{"cmd", name, "backend", s.backend.Name(), "status", scsi.StatusName(res.Status)}
+		attrs := []any{"cmd", name, "backend", served, "status", scsi.StatusName(res.Status)}
+		kind := "failed " + name + " " + scsi.StatusName(res.Status)
 		if sn, ok := res.ParseSense(); ok && res.Status == scsi.StatusCheckCondition {
 			attrs = append(attrs, "sense", sn.String())
+			kind += " " + sn.String()
 		}
 		if err != nil {
 			attrs = append(attrs, "err", err)
 		}
-		log.Warn("request failed", attrs...)
+		s.repeats.warn(log, kind, "request failed", attrs...)
 	} else {
 		log.Debug("request done", "cmd", name, "data", len(res.Data))
 	}
@@ -291,11 +358,26 @@ func reply(res scsi.Result) wire.Reply {
 	return rep
 }
 
-// readOnly reports whether fd was opened O_RDONLY. Like qemu-pr-helper, a failing
-// fcntl does not count as read-only.
-func readOnly(fd int) bool {
+// lacksAccess says why fd may not carry the command, or "": PR IN needs a
+// descriptor open for reading, PR OUT one open for writing, as reading and
+// writing the device would (an O_PATH descriptor, whose access mode reads as
+// O_RDONLY, carries neither). Like qemu-pr-helper, a failing fcntl does not
+// refuse.
+func lacksAccess(fd int, prIn bool) string {
 	fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0)
-	return err == nil && fl&unix.O_ACCMODE == unix.O_RDONLY
+	if err != nil {
+		return ""
+	}
+	mode := fl & unix.O_ACCMODE
+	switch {
+	case fl&unix.O_PATH != 0:
+		return "descriptor opened O_PATH: no read or write access"
+	case prIn && mode == unix.O_WRONLY:
+		return "PR IN on a descriptor opened write-only"
+	case !prIn && mode == unix.O_RDONLY:
+		return "PR OUT on a descriptor opened read-only"
+	}
+	return ""
 }
 
 func (s *Server) logConnErr(log *slog.Logger, what string, err error) {
@@ -306,7 +388,7 @@ func (s *Server) logConnErr(log *slog.Logger, what string, err error) {
 	case errors.Is(err, io.EOF):
 		log.Debug("connection closed by peer")
 	case errors.Is(err, wire.ErrProtocol):
-		log.Warn("closing connection", "during", what, "err", err)
+		s.repeats.warn(log, "violation "+what, "closing connection: protocol violation", "during", what, "err", err)
 	case errors.Is(err, net.ErrClosed):
 		log.Debug("connection closed at shutdown")
 	default:

@@ -18,6 +18,7 @@ const (
 	DefaultGrace        = 10 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
 	DefaultCancelWait   = 2 * time.Second
+	DefaultLogInterval  = 10 * time.Second
 )
 
 // Options bound how long the server waits for others. A zero field takes its
@@ -39,6 +40,14 @@ type Options struct {
 	// Observer, when set, is told about connections, refused peers and every
 	// answered request (the daemon's metrics).
 	Observer Observer
+	// LogInterval is how often a repeated warning (a protocol violation, an
+	// accept failure) is logged: the first occurrence at once, the rest of
+	// the interval as one summary line with a count.
+	LogInterval time.Duration
+	// MaxConns is how many connections are served at once; past it the
+	// server stops accepting until one ends. Zero derives it from the
+	// descriptor limit (doc.go).
+	MaxConns int
 }
 
 // Observer is what the server reports for metrics. Its methods are called on
@@ -76,6 +85,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
+	}
+	if o.LogInterval <= 0 {
+		o.LogInterval = DefaultLogInterval
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = defaultMaxConns()
 	}
 	return o
 }

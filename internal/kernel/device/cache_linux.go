@@ -29,6 +29,7 @@ type cacheKey struct {
 	mode      uint32
 	dev, rdev uint64
 	ino       uint64
+	birth     int64 // a reused inode number is another file (FileID)
 }
 
 type cacheEntry struct {
@@ -53,14 +54,14 @@ func NewCache(sys Sysfs, ttl time.Duration, now func() time.Time, dmControl stri
 
 // Classify is Classify(fd, sys) through the cache. Failures are not cached.
 func (c *Cache) Classify(fd int) (Info, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return Info{}, fmt.Errorf("fstat fd %d: %w", fd, err)
+	st, err := statFD(fd)
+	if err != nil {
+		return Info{}, err
 	}
-	k := cacheKey{mode: st.Mode & unix.S_IFMT, dev: st.Dev, rdev: st.Rdev, ino: st.Ino}
-	if st.Mode&unix.S_IFMT == unix.S_IFBLK || st.Mode&unix.S_IFMT == unix.S_IFCHR {
+	k := cacheKey{mode: st.mode & unix.S_IFMT, dev: st.dev, rdev: st.rdev, ino: st.ino, birth: st.birth}
+	if st.mode&unix.S_IFMT == unix.S_IFBLK || st.mode&unix.S_IFMT == unix.S_IFCHR {
 		// A device is the same device whichever node or filesystem names it.
-		k.dev, k.ino = 0, 0
+		k.dev, k.ino, k.birth = 0, 0, 0
 	}
 	now := c.now()
 	c.mu.Lock()
@@ -69,7 +70,7 @@ func (c *Cache) Classify(fd int) (Info, error) {
 	if ok && now.Before(e.expires) {
 		return e.info, nil
 	}
-	info, err := classify(fileStat{mode: st.Mode, dev: st.Dev, rdev: st.Rdev, ino: st.Ino}, c.sys)
+	info, err := classify(st, c.sys)
 	if err != nil {
 		return info, fmt.Errorf("classify fd %d: %w", fd, err)
 	}

@@ -13,6 +13,9 @@ type fileStat struct {
 	dev  uint64 // st_dev, Linux dev_t encoding
 	rdev uint64 // st_rdev
 	ino  uint64
+	// birth is the file's birth time (statx STATX_BTIME) in nanoseconds since
+	// the epoch; 0 when the filesystem does not report it.
+	birth int64
 }
 
 // File type bits of st_mode (<sys/stat.h>), spelled out so the pure code does
@@ -34,7 +37,7 @@ func classify(st fileStat, sys Sysfs) (Info, error) {
 	switch st.mode & modeType {
 	case modeReg:
 		maj, min := devMajor(st.dev), devMinor(st.dev)
-		id := FileID(maj, min, st.ino)
+		id := FileID(maj, min, st.ino, st.birth)
 		return Info{Kind: RegularFile, Major: maj, Minor: min, Inode: st.ino, ID: id, LUID: id}, nil
 	case modeBlk:
 		info := Info{Major: devMajor(st.rdev), Minor: devMinor(st.rdev)}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestClassifyRealFile classifies a regular file through a real fd and checks
@@ -28,7 +30,15 @@ func TestClassifyRealFile(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Classify: %v", err)
 	}
-	want := FileID(devMajor(uint64(st.Dev)), devMinor(uint64(st.Dev)), st.Ino)
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, p, 0, unix.STATX_BTIME, &stx); err != nil {
+		t.Fatal(err)
+	}
+	var birth int64
+	if stx.Mask&unix.STATX_BTIME != 0 {
+		birth = stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
+	}
+	want := FileID(devMajor(uint64(st.Dev)), devMinor(uint64(st.Dev)), st.Ino, birth)
 	if info.Kind != RegularFile || info.ID != want || info.Inode != st.Ino {
 		t.Errorf("Classify = %+v, want file with ID %s", info, want)
 	}
@@ -55,7 +65,7 @@ func TestClassifyDevNull(t *testing.T) {
 
 func TestClassifyBadFD(t *testing.T) {
 	_, err := Classify(-1, Sysfs{})
-	if err == nil || err.Error() != "fstat fd -1: bad file descriptor" {
+	if err == nil || err.Error() != "statx fd -1: bad file descriptor" {
 		t.Errorf("Classify(-1) error = %v", err)
 	}
 }

@@ -137,6 +137,8 @@ func TestClassifyLab(t *testing.T) {
 		{"/dev/null", chr(1, 3), Info{Kind: Other, Char: true, Major: 1, Minor: 3, SysPath: "devices/virtual/mem/null", Name: "null"}},
 		{"regular file", fileStat{mode: modeReg | 0o600, dev: mkdev(254, 1), ino: 131077}, Info{Kind: RegularFile,
 			Major: 254, Minor: 1, Inode: 131077, ID: "file:254:1:131077", LUID: "file:254:1:131077"}},
+		{"regular file with a birth time", fileStat{mode: modeReg | 0o600, dev: mkdev(254, 1), ino: 131077, birth: 1733540000_012345678}, Info{Kind: RegularFile,
+			Major: 254, Minor: 1, Inode: 131077, ID: "file:254:1:131077:1733540000.012345678", LUID: "file:254:1:131077:1733540000.012345678"}},
 		{"huge device numbers", fileStat{mode: modeReg, dev: mkdev(4095+1, 1<<19), ino: 1}, Info{Kind: RegularFile,
 			Major: 4096, Minor: 1 << 19, Inode: 1, ID: "file:4096:524288:1", LUID: "file:4096:524288:1"}},
 		{"fifo", fileStat{mode: 0o010000 | 0o600}, Info{Kind: Other}},

@@ -92,10 +92,17 @@ func (i Info) String() string {
 }
 
 // FileID builds the fallback identity of a regular file from the device number
-// of its filesystem and its inode: "file:<major>:<minor>:<inode>". It names the
+// of its filesystem, its inode and its birth time (nanoseconds since the epoch):
+// "file:<major>:<minor>:<inode>:<seconds>.<nanoseconds>". The birth time tells
+// apart a new file that got a deleted one's inode number (issue 12: it
+// inherited the old image's reservations); birth 0 (a filesystem without
+// statx btime) leaves it out: "file:<major>:<minor>:<inode>". It names the
 // file on this host only (another host mounting the same share sees another
 // st_dev), so a daemon that shares emulated state between hosts must take the
 // id of an image from its configuration instead.
-func FileID(major, minor uint32, inode uint64) string {
-	return fmt.Sprintf("file:%d:%d:%d", major, minor, inode)
+func FileID(major, minor uint32, inode uint64, birth int64) string {
+	if birth == 0 {
+		return fmt.Sprintf("file:%d:%d:%d", major, minor, inode)
+	}
+	return fmt.Sprintf("file:%d:%d:%d:%d.%09d", major, minor, inode, birth/1e9, birth%1e9)
 }

@@ -18,7 +18,9 @@
 // SQLite's write lock has no queue: a process that commits back to back can keep
 // another waiting (observed in TestTwoProcesses/saturated), so under sustained
 // saturation an Update in a starved process fails with store.ErrBusy after
-// Options.BusyTimeout instead of hanging. PR traffic is sparse (registrations and
+// Options.BusyTimeout instead of hanging. The timeout runs from when each Update was
+// queued: one queued behind a batch that waited for the lock does not wait a second
+// full timeout. PR traffic is sparse (registrations and
 // reservations, not I/O), where the processes interleave freely.
 //
 // The file is made 0600 in a 0700 directory when missing. An existing file is never

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
 	sqlite "modernc.org/sqlite"
 
 	"github.com/prhelper/prhelper/internal/store"
@@ -42,8 +44,9 @@ const busyPoll = 50 * time.Millisecond
 
 // Options tunes a Store. The zero value is the recommended configuration.
 type Options struct {
-	// BusyTimeout bounds how long one transaction waits for the write lock held by
-	// another process before its Updates fail with store.ErrBusy. It stays below the
+	// BusyTimeout bounds how long an Update waits, from the moment it is queued,
+	// for the write lock held by another process before it fails with
+	// store.ErrBusy (its transaction makes at least one attempt). It stays below the
 	// usual 30 s guest SCSI command timeout so the guest gets an answer, not a reset.
 	// Zero means DefaultBusyTimeout.
 	BusyTimeout time.Duration
@@ -55,6 +58,9 @@ type Options struct {
 	// OnCommit, when set, is told each committed Update transaction (metrics).
 	// It runs on the writer goroutine and must return at once.
 	OnCommit func(store.Commit)
+	// Log receives the store's own alarms (the file removed under it); nil
+	// discards them. Errors are returned to callers either way.
+	Log *slog.Logger
 }
 
 // Store is a store.Store on a SQLite database file. Its methods are safe for concurrent
@@ -75,6 +81,11 @@ type Store struct {
 	closeErr  error
 
 	dirSynced bool // writer goroutine only
+
+	// dev and ino identify the database file opened; gone is set once the
+	// path no longer names it (removed, or replaced by another file).
+	dev, ino uint64
+	gone     atomic.Bool
 
 	stats struct{ transactions, updates, busyRetries atomic.Uint64 }
 }
@@ -103,7 +114,8 @@ type request struct {
 	key string
 	fn  store.UpdateFunc
 	*store.Pending
-	err error // result of the latest fn run, writer goroutine only
+	err   error     // result of the latest fn run, writer goroutine only
+	since time.Time // when Update queued it: its busy timeout runs from here
 }
 
 // Open opens or creates the store at path. A missing directory is created 0700 and a
@@ -119,6 +131,9 @@ func Open(path string, opts Options) (*Store, error) {
 	if opts.NoGroupCommit {
 		opts.MaxBatch = 1
 	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	abs, err := prepareFile(path)
 	if err != nil {
 		return nil, err
@@ -128,6 +143,12 @@ func Open(path string, opts Options) (*Store, error) {
 		s.closeDB()
 		return nil, fmt.Errorf("open store %s: %w", abs, err)
 	}
+	var st unix.Stat_t
+	if err := unix.Stat(abs, &st); err != nil {
+		s.closeDB()
+		return nil, fmt.Errorf("open store %s: %w", abs, err)
+	}
+	s.dev, s.ino = st.Dev, st.Ino
 	go s.writer()
 	return s, nil
 }
@@ -245,7 +266,64 @@ func (s *Store) open() error {
 	if err := s.retryBusy(ctx, func() error { return s.prepareDB(ctx) }); err != nil {
 		return err
 	}
-	return s.initSchema(ctx)
+	if err := s.initSchema(ctx); err != nil {
+		return classify(err)
+	}
+	return s.checkWritable(ctx)
+}
+
+// checkWritable commits one small write, so that a database SQLite could only
+// open read-only (an immutable file, a read-only filesystem or mount) is
+// refused at start rather than failing every command later.
+func (s *Store) checkWritable(ctx context.Context) error {
+	err := s.withWriteTx(ctx, func() error {
+		_, err := s.conn.ExecContext(ctx, "INSERT INTO meta (name, value) VALUES ('opened', ?) "+
+			"ON CONFLICT (name) DO UPDATE SET value = excluded.value", time.Now().UnixMilli())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("database cannot be written: %w", classify(err))
+	}
+	return nil
+}
+
+// classify wraps SQLite's answers that mean "no room" and "cannot write" in
+// store.ErrFull and store.ErrReadOnly, which callers answer as transient.
+func classify(err error) error {
+	var se *sqlite.Error
+	if err == nil || !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case 13: // SQLITE_FULL
+		return fmt.Errorf("%w: %w", store.ErrFull, err)
+	case 8: // SQLITE_READONLY
+		return fmt.Errorf("%w (read-only file, filesystem or mount): %w", store.ErrReadOnly, err)
+	}
+	return err
+}
+
+// checkFile reports store.ErrGone once the path no longer names the file that
+// was opened (removed, or replaced by another): writes would go to a file no
+// other process sees and a restart would not find. The first time, it logs an
+// error; it stays gone.
+func (s *Store) checkFile() error {
+	if s.gone.Load() {
+		return fmt.Errorf("%w: %s", store.ErrGone, s.path)
+	}
+	var st unix.Stat_t
+	err := unix.Stat(s.path, &st)
+	switch {
+	case err == nil && st.Dev == s.dev && st.Ino == s.ino:
+		return nil
+	case err != nil && !errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("store file %s: %w", s.path, err)
+	}
+	if s.gone.CompareAndSwap(false, true) {
+		s.opts.Log.Error("the state database was removed or replaced under this helper: refusing every command from now on (restart the helper on the database to use; what it acknowledged is in the file it had open, until that file is closed)",
+			"db", s.path, "dev", s.dev, "inode", s.ino)
+	}
+	return fmt.Errorf("%w: %s", store.ErrGone, s.path)
 }
 
 // prepareDB checks the file's integrity and identity and switches it to WAL mode.
@@ -374,7 +452,12 @@ func (s *Store) initSchema(ctx context.Context) error {
 // withWriteTx runs body in BEGIN IMMEDIATE ... COMMIT on the writer connection, retrying
 // while the database is busy, up to the busy timeout.
 func (s *Store) withWriteTx(ctx context.Context, body func() error) error {
-	return s.retryBusy(ctx, func() error {
+	return s.withWriteTxUntil(ctx, time.Now().Add(s.opts.BusyTimeout), body)
+}
+
+// withWriteTxUntil is withWriteTx retrying until deadline (at least one attempt).
+func (s *Store) withWriteTxUntil(ctx context.Context, deadline time.Time, body func() error) error {
+	return s.retryBusyUntil(ctx, deadline, func() error {
 		err := s.begin(ctx)
 		if err == nil {
 			if err = body(); err == nil {
@@ -391,7 +474,11 @@ func (s *Store) withWriteTx(ctx context.Context, body func() error) error {
 // retryBusy runs op until it succeeds, fails with anything but SQLITE_BUSY, ctx ends or
 // the busy timeout passes.
 func (s *Store) retryBusy(ctx context.Context, op func() error) error {
-	deadline := time.Now().Add(s.opts.BusyTimeout)
+	return s.retryBusyUntil(ctx, time.Now().Add(s.opts.BusyTimeout), op)
+}
+
+// retryBusyUntil is retryBusy with the time limit given as a deadline.
+func (s *Store) retryBusyUntil(ctx context.Context, deadline time.Time, op func() error) error {
 	for attempt := 0; ; attempt++ {
 		err := op()
 		if err == nil || !isBusy(err) {
@@ -442,7 +529,7 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: update %q: %w", key, err)
 	}
-	r := &request{ctx: ctx, key: key, fn: fn, Pending: store.NewPending()}
+	r := &request{ctx: ctx, key: key, fn: fn, Pending: store.NewPending(), since: time.Now()}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -502,8 +589,24 @@ func (s *Store) next() []*request {
 func (s *Store) runBatch(batch []*request) {
 	ctx := context.Background()
 	start := time.Now()
+	if err := s.checkFile(); err != nil {
+		for _, r := range batch {
+			r.Finish(err)
+		}
+		return
+	}
+	// The busy timeout bounds each Update's wait from when it was queued, not
+	// each batch's: one queued behind a batch that waited for a foreign lock
+	// must not wait a second full timeout (issue 12: 17.5 s where 10 s is
+	// documented).
+	oldest := batch[0].since
+	for _, r := range batch[1:] {
+		if r.since.Before(oldest) {
+			oldest = r.since
+		}
+	}
 	var live []*request // requests whose fn ran and succeeded or failed on its own
-	err := s.withWriteTx(ctx, func() error {
+	err := s.withWriteTxUntil(ctx, oldest.Add(s.opts.BusyTimeout), func() error {
 		live = live[:0]
 		overlay := map[string][]byte{}
 		var dirty []string
@@ -548,6 +651,7 @@ func (s *Store) runBatch(batch []*request) {
 			s.opts.OnCommit(store.Commit{Updates: len(live), Duration: time.Since(start)})
 		}
 	}
+	err = classify(err)
 	if err == nil && !s.dirSynced {
 		// The first commit of this connection may have created the -wal file; make its
 		// directory entry durable once (SQLite fsyncs the file, not the directory).
@@ -602,6 +706,9 @@ func (s *Store) write(ctx context.Context, key string, v []byte, now int64) erro
 func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	if s.isClosed() {
 		return nil, fmt.Errorf("store: get %q: %w", key, store.ErrClosed)
+	}
+	if err := s.checkFile(); err != nil {
+		return nil, fmt.Errorf("store: get %q: %w", key, err)
 	}
 	var v []byte
 	err := s.retryBusy(ctx, func() error {

@@ -23,12 +23,14 @@
 # tools/prgen/gen.go); run 8 (seed 12) reaches, at step 473, the PREEMPT under
 # an all-registrants reservation with SARK = the caller's own key that an
 # earlier engine got wrong (RESERVATION CONFLICT where LIO answers GOOD): a
-# check. Runs 6, 7 and 9 are informative, not checks. Also left out
-# of runs 0-5 (prgen -zero-len-we): PR OUT without a parameter list from an
+# check. Runs 6, 7, 9 and 10 are informative, not checks. Runs 0-5 and 8
+# send (prgen -zero-len-we) PR OUT without a parameter list from an
 # unregistered nexus under a Write Exclusive reservation, which LIO passes to
-# its handler (05/1A/00) by data direction where SPC-4 and the engine give RC;
-# and (prgen -move-no-unreg) a REGISTER AND MOVE onto a registration that was
-# the source of a move without UNREG, whose scope LIO has corrupted.
+# its handler (05/1A/00) by data direction: the LIO() profile answers the same
+# (docs/spc4-pr.md §14 D26). Left out of them (prgen -move-no-unreg): a
+# REGISTER AND MOVE onto a registration that was the source of a move without
+# UNREG, whose scope LIO has corrupted. Run 10 turns every generator flag on
+# (-zero-len-we -move-no-unreg -dup-tids), informative.
 # PREEMPT AND ABORT is sent only where the engine predicts it fails (LIO then
 # aborts nothing); the others are sent as PREEMPT (it can hang over tcm_loop).
 lab_need_bin prgen prhelper
@@ -78,7 +80,7 @@ prgen_run() {
 
 for r in 0 1 2 3 4 5; do
 	n=$((2 + r % 3))
-	prgen_run $r $n 1
+	prgen_run $r $n 1 -zero-len-we
 	lab_ok "run $r ($n initiators, seed $((SEED + r)), $STEPS steps): every reply identical" [ $PRGEN_RC = 0 ]
 done
 echo "== run 6: prhelper as deployed (no target ports stored): where LIO and the emulation part"
@@ -88,11 +90,14 @@ echo "== run 7: SPEC_I_PT lists that name the commanding initiator or repeat one
 prgen_run 7 3 1 -dup-tids
 lab_log "run 7 (-dup-tids) exit $PRGEN_RC (informative, not a check: LIO 6.1 registers one I_T nexus twice)"
 echo "== run 8: PREEMPT under all-registrants with the caller's own key (seed 12 reaches it at step 473)"
-PRGEN_SEED=12 prgen_run 8 3 1
+PRGEN_SEED=12 prgen_run 8 3 1 -zero-len-we
 lab_ok "run 8 (seed 12, own-key PREEMPT under all-registrants): every reply identical" [ $PRGEN_RC = 0 ]
 echo "== run 9: LIO through qemu-pr-helper instead of prhelper's SG_IO passthrough"
 PRGEN_LIO=/run/qprh.sock prgen_run 9 3 1
 lab_log "run 9 (LIO through qemu-pr-helper) exit $PRGEN_RC (informative, not a check: stale bytes in LIO's unwritten fields)"
+echo "== run 10: every generator flag on (-zero-len-we -move-no-unreg -dup-tids)"
+prgen_run 10 4 1 -zero-len-we -move-no-unreg -dup-tids
+lab_log "run 10 (every flag) exit $PRGEN_RC (informative, not a check: the LIO bugs of -dup-tids and -move-no-unreg are not emulated)"
 lab_helper_stop $LIO
 lab_helper_stop $QPRH
 lab_ok "no panic in the passthrough helpers' logs" sh -c "! grep -qi panic /tmp/lio.sock.log /tmp/qprh.sock.log"

@@ -105,8 +105,9 @@ var outNames = map[byte]string{
 // (core_scsi3_pr_seq_non_holder) lets a non-holder's command without data-out
 // pass under Write Exclusive types, so such a PREEMPT, CLEAR, RELEASE or
 // RESERVE reaches the PR OUT handler and answers 05/1A/00 PARAMETER LIST
-// LENGTH ERROR; the engine answers RESERVATION CONFLICT, which is what SPC-4
-// table 65 (PR OUT from a not registered nexus: conflict) asks. A LIO quirk,
+// LENGTH ERROR; SPC-4 table 65 (PR OUT from a not registered nexus: conflict)
+// asks for RESERVATION CONFLICT, which pr.SPC4() answers; pr.LIO() answers as
+// LIO (Profile.NoDataPROutByDirection, docs/spc4-pr.md §14 D26). A LIO quirk,
 // found by prgen in the lab with an earlier revision of this generator: an
 // unregistered PREEMPT with no list under Write Exclusive Registrants Only.
 //

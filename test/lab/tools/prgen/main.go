@@ -180,7 +180,7 @@ func run(args []string, w, ew io.Writer) int {
 	print := fs.Bool("print", false, "print the generated sequence and exit")
 	verbose := fs.Bool("v", false, "print every step")
 	ownKey := fs.Bool("own-key-preempt", false, "no effect: kept so that recordings and scripts naming it still work (the engine mismatch it let through is fixed)")
-	zeroLen := fs.Bool("zero-len-we", false, "send PR OUT without parameter list from unregistered nexuses under Write Exclusive reservations (LIO 05/1A/00, engine RC: a LIO quirk)")
+	zeroLen := fs.Bool("zero-len-we", false, "send PR OUT without parameter list from unregistered nexuses under Write Exclusive reservations (LIO 05/1A/00, a LIO quirk the LIO() profile reproduces: docs/spc4-pr.md §14 D26)")
 	moveKeep := fs.Bool("move-no-unreg", false, "let REGISTER AND MOVE reach a registration that was a move source without UNREG (LIO corrupts its scope: a LIO bug)")
 	dupTIDs := fs.Bool("dup-tids", false, "let SPEC_I_PT lists name the commanding initiator or repeat one (LIO 6.1 then registers one I_T nexus twice)")
 	timeout := fs.Duration("timeout", 60*time.Second, "time limit for each request")
