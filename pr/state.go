@@ -99,6 +99,11 @@ func (st State) MarshalBinary() ([]byte, error) {
 	return st.appendBinary(make([]byte, 0, 64+48*len(st.Registrations))), nil
 }
 
+// MarshalJSONV1 encodes st in the version 1 (JSON) encoding, which
+// UnmarshalBinary still reads: for documents people and other tools read (an
+// export of the state), not for stores, which hold MarshalBinary's encoding.
+func (st State) MarshalJSONV1() ([]byte, error) { return st.marshalJSON() }
+
 // marshalJSON encodes st in the version 1 (JSON) encoding that earlier helpers
 // wrote, for tests of what stores still hold.
 func (st State) marshalJSON() ([]byte, error) {

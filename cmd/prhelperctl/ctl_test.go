@@ -141,7 +141,7 @@ func TestPurge(t *testing.T) {
 	for _, it := range result(t, ctlJSON(t, exitOK, "--db="+db, "list"))["lus"].([]any) {
 		name := it.(map[string]any)["lu"].(string)
 		st, _ := os.Stat(del.Name())
-		if strings.HasSuffix(name, fmt.Sprintf(":%d", inode(st))) {
+		if f := strings.Split(name, ":"); len(f) >= 4 && f[0] == "file" && f[3] == fmt.Sprint(inode(st)) {
 			delLU = name
 		}
 	}

@@ -31,8 +31,8 @@ type document struct {
 	LUs     []docLU `json:"lus"`
 }
 
-// docLU is one LU: the engine's state in its own versioned encoding
-// (pr.State.MarshalBinary) and the fence records kept with it; or, for a
+// docLU is one LU: the engine's state in its versioned JSON encoding
+// (pr.State.MarshalJSONV1, read back by UnmarshalBinary) and the fence records kept with it; or, for a
 // value that cannot be decoded, its bytes as they are (Raw) so that a backup
 // keeps them too.
 type docLU struct {
@@ -55,7 +55,7 @@ func (e *env) export(ctx context.Context, st adminStore) (any, error) {
 			d.Raw, d.Error = base64.StdEncoding.EncodeToString(l.value), l.err.Error()
 			fmt.Fprintf(e.stderr, "prhelperctl: LU %s cannot be decoded (%v): exported as raw bytes\n", l.name, l.err)
 		} else {
-			raw, err := l.state.MarshalBinary()
+			raw, err := l.state.MarshalJSONV1()
 			if err != nil {
 				return nil, err
 			}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -64,7 +65,18 @@ func newPresence(search []string) (*presence, error) {
 // check returns the verdict for one LU name and why.
 func (p *presence) check(name string) (string, string) {
 	if maj, min, ino, ok := parseFileID(name); ok {
-		return p.checkFile(maj, min, ino)
+		v, why := p.checkFile(maj, min, ino)
+		if v == verdictPresent && strings.Count(name, ":") == 4 {
+			// The name carries the birth time (device.FileID): a file that
+			// reused the inode is another image, and this LU is stale.
+			path := strings.TrimPrefix(why, "image ")
+			if id, err := fileIDOf(path); err != nil {
+				return verdictUnknown, fmt.Sprintf("image %s: %v: kept", path, err)
+			} else if id != name {
+				return verdictGone, fmt.Sprintf("inode %d is now %s, a newer file (%s)", ino, path, id)
+			}
+		}
+		return v, why
 	}
 	if dev, ok := p.devices[name]; ok {
 		return verdictPresent, "device " + dev
@@ -92,16 +104,32 @@ func looksLikeDeviceID(name string) bool {
 	return false
 }
 
-// parseFileID reads device.FileID's "file:<maj>:<min>:<inode>".
+// parseFileID reads device.FileID's "file:<maj>:<min>:<inode>", with or
+// without the ":<seconds>.<nanoseconds>" birth time that follows.
 func parseFileID(name string) (maj, min uint32, ino uint64, ok bool) {
 	f := strings.Split(name, ":")
-	if len(f) != 4 || f[0] != "file" {
+	if (len(f) != 4 && len(f) != 5) || f[0] != "file" {
 		return 0, 0, 0, false
 	}
 	a, e1 := strconv.ParseUint(f[1], 10, 32)
 	b, e2 := strconv.ParseUint(f[2], 10, 32)
 	c, e3 := strconv.ParseUint(f[3], 10, 64)
 	return uint32(a), uint32(b), c, e1 == nil && e2 == nil && e3 == nil
+}
+
+// fileIDOf is the LU name the helper gives the image at path today
+// (device.FileID from statx, birth time included where the filesystem has it).
+func fileIDOf(path string) (string, error) {
+	var stx unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, path, unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT,
+		unix.STATX_BASIC_STATS|unix.STATX_BTIME, &stx); err != nil {
+		return "", fmt.Errorf("statx: %w", err)
+	}
+	var birth int64
+	if stx.Mask&unix.STATX_BTIME != 0 {
+		birth = stx.Btime.Sec*1e9 + int64(stx.Btime.Nsec)
+	}
+	return device.FileID(stx.Dev_major, stx.Dev_minor, stx.Ino, birth), nil
 }
 
 // checkFile looks for a regular file with inode ino on the filesystem maj:min,

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -44,5 +45,32 @@ func TestVerdictByName(t *testing.T) {
 		if v, why := p.check(c.name); v != c.verdict {
 			t.Errorf("%s: %s (%s), want %s", c.name, v, why, c.verdict)
 		}
+	}
+}
+
+// TestReusedInodeIsStale: an LU named with a birth time whose inode now holds
+// a file born at another time (a reused inode) is gone; the file's own name is
+// present.
+func TestReusedInodeIsStale(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "disk.img")
+	if err := os.WriteFile(path, make([]byte, 4096), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id, err := fileIDOf(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Split(id, ":")
+	if len(f) != 5 {
+		t.Skipf("the filesystem of %s reports no birth time (LU name %s)", dir, id)
+	}
+	p := &presence{search: []string{dir}, inodes: map[[2]uint32]*inodeIndex{}, mounts: map[[2]uint32][]string{}}
+	if v, why := p.check(id); v != verdictPresent {
+		t.Errorf("%s: %s (%s), want %s", id, v, why, verdictPresent)
+	}
+	older := strings.Join(append(f[:4:4], "1000000000.000000001"), ":")
+	if v, why := p.check(older); v != verdictGone {
+		t.Errorf("%s: %s (%s), want %s", older, v, why, verdictGone)
 	}
 }

@@ -8,6 +8,7 @@
 package etcdlease
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -108,7 +109,9 @@ func CheckTTL(d time.Duration) error {
 	return nil
 }
 
-// grant takes a new lease and writes the last announcement under it.
+// grant takes a new lease and writes the last announcement under it before
+// the new ID is published: a helper listed under its new ID already announces
+// what it serves (List must not show it empty in between).
 func (s *Session) grant(ctx context.Context) error {
 	sent := s.o.Now()
 	resp, err := s.o.Client.Grant(ctx, int64(s.o.TTL/time.Second))
@@ -116,17 +119,28 @@ func (s *Session) grant(ctx context.Context) error {
 		return fmt.Errorf("etcdlease: grant a lease: %w", err)
 	}
 	s.mu.Lock()
-	s.lease = resp.ID
-	s.id = fmt.Sprintf("%s@%x", s.o.Host, int64(resp.ID))
-	s.fenced = false
-	s.renewed(sent, resp.TTL)
 	ann := s.lastAnn
 	s.mu.Unlock()
 	if ann == nil {
 		ann = []byte("{}")
 	}
-	if err := s.put(ctx, resp.ID, ann); err != nil {
-		return err
+	for {
+		if err := s.put(ctx, resp.ID, ann); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.lastAnn != nil && !bytes.Equal(s.lastAnn, ann) {
+			// Announce ran meanwhile (under the old lease): write its value too.
+			ann = s.lastAnn
+			s.mu.Unlock()
+			continue
+		}
+		s.lease = resp.ID
+		s.id = fmt.Sprintf("%s@%x", s.o.Host, int64(resp.ID))
+		s.fenced = false
+		s.renewed(sent, resp.TTL)
+		s.mu.Unlock()
+		break
 	}
 	s.o.Log.Info("fence lease granted", "helper", s.ID(), "ttl", time.Duration(resp.TTL)*time.Second)
 	return nil
