@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/daemon/access"
 	"github.com/prhelper/prhelper/internal/daemon/activation"
 	"github.com/prhelper/prhelper/internal/daemon/detach"
+	"github.com/prhelper/prhelper/internal/daemon/identity"
 	"github.com/prhelper/prhelper/internal/daemon/pidfile"
 	"github.com/prhelper/prhelper/internal/daemon/privilege"
 	"github.com/prhelper/prhelper/internal/daemon/server"
@@ -44,7 +46,19 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	defer closeWithin(closeBound, log, closeBackends)
 
-	listeners, sockets, err := openSockets(o, set, log)
+	var exe *identity.ExeList
+	if set.peerPolicy() {
+		if exe, err = set.access.exeList(); err != nil {
+			return fmt.Errorf("--peer-exe: %w", err)
+		}
+		defer exe.Close()
+		if exe == nil {
+			log.Warn("peer executables are not checked (--peer-exe=any): any process that can connect names its own initiator")
+		} else {
+			log.Info("peer executables", "patterns", exe.String(), "found", exe.Found())
+		}
+	}
+	listeners, sockets, err := openSockets(o, set, exe, log)
 	if err != nil {
 		return err
 	}
@@ -93,6 +107,10 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		// --fence=kill signals QEMU processes, which may run as another user.
 		keep = append(keep, privilege.CapKill)
 	}
+	if exe != nil {
+		// /proc/PID/exe of a QEMU of another user (or with more capabilities).
+		keep = append(keep, privilege.CapSysPtrace)
+	}
 	if err := dropPrivileges(log, keep, uid, gid); err != nil {
 		discard()
 		return err
@@ -123,10 +141,13 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 			}
 		}
 	}()
+	gate := &access.Gate{Policy: set.access.policy, Log: log}
+	log.Info("peers allowed", "who", set.access.policy.String())
 	sl := make([]server.Listener, len(listeners))
 	for i, l := range listeners {
 		sl[i] = l.Listener
 		sl[i].Track = set.fencing.track()
+		sl[i].Admit = gate.Admit
 	}
 	fenceDone := make(chan struct{})
 	go func() {
@@ -168,7 +189,7 @@ type listener struct {
 // openSockets opens the activated socket or the -k socket (unless only --listen
 // sockets are wanted) and every --listen socket, each with its identity policy.
 // Created sockets are not yet published.
-func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*socketFile, error) {
+func openSockets(o *options, set *settings, exe *identity.ExeList, log *slog.Logger) ([]listener, []*socketFile, error) {
 	var ls []listener
 	var socks []*socketFile
 	fail := func(err error) ([]listener, []*socketFile, error) {
@@ -181,7 +202,7 @@ func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*so
 		return nil, nil, err
 	}
 	add := func(ul *net.UnixListener, name, policy string, port uint16) error {
-		id, err := identifier(policy)
+		id, err := identifier(policy, exe)
 		if err != nil {
 			return fmt.Errorf("socket %s: %w", name, err)
 		}
@@ -205,12 +226,15 @@ func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*so
 	switch {
 	case primary != nil:
 		log.Info("using socket from systemd", "addr", primary.Addr().String())
+		if set.access.modeSet || set.access.gid != -1 {
+			log.Warn("--socket-mode and --socket-group do not apply to a socket from systemd: set SocketMode= and SocketGroup= in its .socket unit")
+		}
 		if err := add(primary, primary.Addr().String(), set.initiator, 0); err != nil {
 			primary.Close()
 			return fail(err)
 		}
 	case set.primary:
-		sock, err := listenSocket(o.socket)
+		sock, err := listenSocket(o.socket, set.access.mode, set.access.gid)
 		if err != nil {
 			return fail(err)
 		}
@@ -220,7 +244,7 @@ func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*so
 		}
 	}
 	for _, l := range set.listen {
-		sock, err := listenSocket(l.Path)
+		sock, err := listenSocket(l.Path, set.access.mode, set.access.gid)
 		if err != nil {
 			return fail(err)
 		}

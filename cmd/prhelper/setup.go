@@ -35,6 +35,8 @@ type settings struct {
 	dbSet     bool // --db, db or an etcd store given: emulation is enabled for auto
 	etcd      etcdSettings
 	fencing   *fencing
+	access    accessSettings
+	sandbox   bool // --sandbox=on (docs/security.md §4)
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -81,6 +83,16 @@ func loadSettings(o *options) (*settings, error) {
 		// yet. Refuse rather than answer GOOD while a VM on another host writes.
 		return nil, fmt.Errorf("--fence=%s with an etcd store: fencing across hosts is not supported yet (use --fence=none, or a SQLite --db on one host)", s.fencing)
 	}
+	if err := s.access.load(c, o); err != nil {
+		return nil, err
+	}
+	switch v := firstSet(o.sandbox, c.Sandbox); v {
+	case "", "on":
+		s.sandbox = true
+	case "off":
+	default:
+		return nil, fmt.Errorf("--sandbox %q: want on or off", v)
+	}
 	b, err := backend.ParseName(name)
 	if err != nil {
 		return nil, fmt.Errorf("--backend: %w", err)
@@ -97,6 +109,20 @@ func loadSettings(o *options) (*settings, error) {
 	// default one is not wanted.
 	s.primary = o.socketSet || len(s.listen) == 0
 	return s, nil
+}
+
+// peerPolicy reports whether a socket of the settings names its initiators
+// after the QEMU peer.
+func (s *settings) peerPolicy() bool {
+	if s.primary && s.initiator == "peer" {
+		return true
+	}
+	for _, l := range s.listen {
+		if l.Initiator == "peer" || (l.Initiator == "" && s.initiator == "peer") {
+			return true
+		}
+	}
+	return false
 }
 
 // plan is the set of backends the settings may route a device to: the
