@@ -1,0 +1,23 @@
+//go:build !(amd64 || arm64)
+
+package sandbox
+
+import (
+	"fmt"
+	"runtime"
+)
+
+// Config says what the configured backends need (docs/security.md §4).
+type Config struct {
+	Devices, Connect, Exec        bool
+	DBDir                         string
+	ReadFiles, ReadDirs, RemoveIn []string
+}
+
+// Report says what Apply did.
+type Report struct{ Seccomp, Landlock string }
+
+// Apply fails: the filter knows the system calls of amd64 and arm64 only.
+func Apply(Config) (Report, error) {
+	return Report{}, fmt.Errorf("sandbox: not built for %s (amd64 and arm64 only); use --sandbox=off", runtime.GOARCH)
+}
