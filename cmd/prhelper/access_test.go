@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -190,6 +191,46 @@ func TestPeerExeCheck(t *testing.T) {
 		p.stop(t)
 		if tc.want != "GOOD" && !strings.Contains(p.stderr.String(), "not a QEMU binary") {
 			t.Errorf("%v: refusal not logged:\n%s", tc.args, p.stderr)
+		}
+	}
+}
+
+// TestSandboxOnByDefault: a running helper has no_new_privs and a seccomp
+// filter on every thread (/proc/PID/task/TID/status) and logs what it applied;
+// --sandbox=off leaves it without either.
+func TestSandboxOnByDefault(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args           []string
+		nnp, seccompOn string
+		logged         string
+	}{
+		{nil, "1", "2", "msg=sandbox seccomp=\"allow-list"},
+		{[]string{"--sandbox=off"}, "0", "0", "sandbox off"},
+	} {
+		sock := filepath.Join(dir, "s.sock")
+		p := startHelper(t, append([]string{"-k", sock}, tc.args...)...)
+		waitSocket(t, sock)
+		readKeysOnFile(t, sock)
+		tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", p.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", p.cmd.Process.Pid, task.Name()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := string(b)
+			if !strings.Contains(st, "NoNewPrivs:\t"+tc.nnp+"\n") || !strings.Contains(st, "Seccomp:\t"+tc.seccompOn+"\n") {
+				t.Errorf("%v: thread %s: want NoNewPrivs %s Seccomp %s:\n%s", tc.args, task.Name(), tc.nnp, tc.seccompOn, st)
+			}
+		}
+		if code := p.stop(t); code != 0 {
+			t.Fatalf("%v: exit %d:\n%s", tc.args, code, p.stderr)
+		}
+		if !strings.Contains(p.stderr.String(), tc.logged) {
+			t.Errorf("%v: log lacks %q:\n%s", tc.args, tc.logged, p.stderr)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prhelper/prhelper/internal/backend"
@@ -15,6 +16,7 @@ import (
 	"github.com/prhelper/prhelper/internal/daemon/identity"
 	"github.com/prhelper/prhelper/internal/daemon/pidfile"
 	"github.com/prhelper/prhelper/internal/daemon/privilege"
+	"github.com/prhelper/prhelper/internal/daemon/sandbox"
 	"github.com/prhelper/prhelper/internal/daemon/server"
 	"github.com/prhelper/prhelper/internal/fence"
 )
@@ -111,9 +113,33 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		// /proc/PID/exe of a QEMU of another user (or with more capabilities).
 		keep = append(keep, privilege.CapSysPtrace)
 	}
+	// The Landlock ruleset opens its paths now, while the helper may.
+	var sb *sandbox.Sandbox
+	if set.sandbox {
+		var removeIn []string
+		for _, sock := range sockets {
+			removeIn = append(removeIn, filepath.Dir(sock.path))
+		}
+		if o.daemon || o.pidSet {
+			removeIn = append(removeIn, filepath.Dir(o.pidfile))
+		}
+		if sb, err = sandbox.Prepare(sandboxConfig(set, plan, exe, removeIn)); err != nil {
+			discard()
+			return err
+		}
+		defer sb.Close()
+	}
 	if err := dropPrivileges(log, keep, uid, gid); err != nil {
 		discard()
 		return err
+	}
+	if sb != nil {
+		if err := applySandbox(log, sb); err != nil {
+			discard()
+			return err
+		}
+	} else {
+		log.Warn("sandbox off (--sandbox=off): no seccomp filter, no Landlock, no no_new_privs")
 	}
 
 	srv := server.New(rt, log, server.Options{Grace: o.shutdownGrace})
@@ -123,6 +149,7 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	if plan.Has(backend.Emulate) {
 		log.Info("fencing", "fence", set.fencing.String(), "timeout", set.fencing.timeout, "means", set.fencing.describe())
 	}
+	log.Info("peers allowed", "who", set.access.policy.String())
 	log.Info("prhelper ready", "backend", set.backend, "rules", len(set.rules), "pid", os.Getpid(), "version", version)
 	if detach.IsChild() {
 		if err := detach.Ready(); err != nil {
@@ -142,7 +169,6 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		}
 	}()
 	gate := &access.Gate{Policy: set.access.policy, Log: log}
-	log.Info("peers allowed", "who", set.access.policy.String())
 	sl := make([]server.Listener, len(listeners))
 	for i, l := range listeners {
 		sl[i] = l.Listener

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -69,7 +68,7 @@ func Rules(c Config) []rule {
 			unix.LANDLOCK_ACCESS_FS_MAKE_REG | unix.LANDLOCK_ACCESS_FS_REMOVE_FILE})
 	}
 	for _, f := range c.ReadFiles {
-		rs = append(rs, rule{f, readFile})
+		rs = append(rs, rule{f, readFile | readDir})
 	}
 	for _, d := range c.ReadDirs {
 		rs = append(rs, rule{d, readDir})
@@ -104,31 +103,6 @@ type rulesetAttr struct {
 // struct landlock_path_beneath_attr is declared packed: __u64 allowed_access
 // at 0, __s32 parent_fd at 8, 12 bytes; addRule writes it into a byte array.
 const pathBeneathSize = 12
-
-// landlock builds and applies c's ruleset on every thread. It returns what it
-// did for the report; an error only when the kernel has Landlock and applying
-// it failed.
-func landlock(c Config, allThreads bool) (string, error) {
-	abi := ABI()
-	if abi == 0 {
-		return "skipped: the kernel has no Landlock (or it is not enabled in lsm=)", nil
-	}
-	if !allThreads {
-		return "skipped: Landlock applies per thread and this binary links cgo (build with CGO_ENABLED=0)", nil
-	}
-	known := min(abi, maxKnown)
-	handled := handledFS(known)
-	fd, err := buildRuleset(handled, Rules(c))
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(fd)
-	_, _, errno := syscall.AllThreadsSyscall(unix.SYS_LANDLOCK_RESTRICT_SELF, uintptr(fd), 0, 0)
-	if errno != 0 {
-		return "", fmt.Errorf("sandbox: landlock_restrict_self: %w", errno)
-	}
-	return fmt.Sprintf("ABI %d (rights of ABI %d restricted)", abi, known), nil
-}
 
 // buildRuleset creates a ruleset handling handled and adds rules; paths that
 // do not exist are skipped.

@@ -22,8 +22,8 @@ type Config struct {
 	Connect bool
 	// DBDir is the SQLite database's directory ("" without one).
 	DBDir string
-	// ReadFiles are single files read after start-up (multipath.conf, the
-	// prkeys file, resolv.conf); those that do not exist are skipped.
+	// ReadFiles are files or directories read after start-up (multipath.conf,
+	// /etc/multipath, resolv.conf); those that do not exist are skipped.
 	ReadFiles []string
 	// ReadDirs are directories listed after start-up (those of the peer
 	// executable patterns).
@@ -31,6 +31,10 @@ type Config struct {
 	// RemoveIn are directories in which the helper removes its own files at
 	// exit (its sockets, its pid file).
 	RemoveIn []string
+	// SkipLandlock, if set, is why Landlock is not applied: a Landlock domain
+	// may not ptrace-read processes outside it, which reading a peer's
+	// /proc/PID/exe needs (docs/security.md §4).
+	SkipLandlock string
 	// Exec: a fence agent is executed. The filter is then a deny-list and
 	// Landlock lets the agent read and execute anything.
 	Exec bool
@@ -42,11 +46,50 @@ type Report struct {
 	Landlock string // "ABI n" or why it was skipped
 }
 
+// Sandbox is a prepared confinement: the Landlock ruleset is built (its
+// paths opened) by Prepare, while the helper may still open them, and
+// applied with the filter by Apply, after the privilege drop.
+type Sandbox struct {
+	c        Config
+	ruleset  int // -1: no Landlock
+	landlock string
+}
+
+// Prepare builds c's Landlock ruleset, if the kernel has Landlock and c does
+// not skip it.
+func Prepare(c Config) (*Sandbox, error) {
+	sb := &Sandbox{c: c, ruleset: -1}
+	switch abi := ABI(); {
+	case c.SkipLandlock != "":
+		sb.landlock = "skipped: " + c.SkipLandlock
+	case abi == 0:
+		sb.landlock = "skipped: the kernel has no Landlock (or it is not enabled in lsm=)"
+	default:
+		known := min(abi, maxKnown)
+		fd, err := buildRuleset(handledFS(known), Rules(c))
+		if err != nil {
+			return nil, err
+		}
+		sb.ruleset = fd
+		sb.landlock = fmt.Sprintf("ABI %d (rights of ABI %d restricted)", abi, known)
+	}
+	return sb, nil
+}
+
+// Close releases a ruleset that was not applied.
+func (sb *Sandbox) Close() {
+	if sb.ruleset >= 0 {
+		unix.Close(sb.ruleset)
+		sb.ruleset = -1
+	}
+}
+
 // Apply confines the calling process, on every thread and for good:
 // no_new_privs, then Landlock (skipped, and said so in the report, where the
 // kernel lacks it or the binary links cgo), then the seccomp filter. An
 // error means the process may be partly confined; the caller should exit.
-func Apply(c Config) (Report, error) {
+func (sb *Sandbox) Apply() (Report, error) {
+	defer sb.Close()
 	var r Report
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -62,23 +105,32 @@ func Apply(c Config) (Report, error) {
 			return r, fmt.Errorf("sandbox: no_new_privs: %w", err)
 		}
 	}
-	var err error
-	if r.Landlock, err = landlock(c, allThreads); err != nil {
-		return r, err
+	r.Landlock = sb.landlock
+	if sb.ruleset >= 0 {
+		if !allThreads {
+			r.Landlock = "skipped: Landlock applies per thread and this binary links cgo (build with CGO_ENABLED=0)"
+		} else if _, _, errno := syscall.AllThreadsSyscall(unix.SYS_LANDLOCK_RESTRICT_SELF, uintptr(sb.ruleset), 0, 0); errno != 0 {
+			return r, fmt.Errorf("sandbox: landlock_restrict_self: %w", errno)
+		}
 	}
-	list, listed, other := Calls(c)
+	list, listed, other := Calls(sb.c)
 	if err := installFilter(Program(auditArch, x32, list, listed, other)); err != nil {
 		return r, err
 	}
-	kind := "allow-list"
-	if listed == Deny {
-		kind = "deny-list"
-	}
-	r.Seccomp = fmt.Sprintf("%s of %d calls, others EPERM", kind, len(list))
+	r.Seccomp = fmt.Sprintf("allow-list of %d calls, others EPERM", len(list))
 	if listed == Deny {
 		r.Seccomp = fmt.Sprintf("deny-list of %d calls (EPERM), others allowed", len(list))
 	}
 	return r, nil
+}
+
+// Apply is Prepare then Apply, for a process that keeps its privileges.
+func Apply(c Config) (Report, error) {
+	sb, err := Prepare(c)
+	if err != nil {
+		return Report{}, err
+	}
+	return sb.Apply()
 }
 
 // Calls returns the filter's list and actions for c: an allow-list of the
