@@ -6,15 +6,19 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/daemon/access"
 	"github.com/prhelper/prhelper/internal/daemon/activation"
 	"github.com/prhelper/prhelper/internal/daemon/config"
 	"github.com/prhelper/prhelper/internal/daemon/detach"
+	"github.com/prhelper/prhelper/internal/daemon/identity"
 	"github.com/prhelper/prhelper/internal/daemon/metrics"
 	"github.com/prhelper/prhelper/internal/daemon/pidfile"
 	"github.com/prhelper/prhelper/internal/daemon/privilege"
+	"github.com/prhelper/prhelper/internal/daemon/sandbox"
 	"github.com/prhelper/prhelper/internal/daemon/server"
 	"github.com/prhelper/prhelper/internal/fence"
 )
@@ -50,7 +54,19 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	defer closeWithin(closeBound, log, closeBackends)
 
-	listeners, sockets, err := openSockets(o, set, log)
+	var exe *identity.ExeList
+	if set.peerPolicy() {
+		if exe, err = set.access.exeList(); err != nil {
+			return fmt.Errorf("--peer-exe: %w", err)
+		}
+		defer exe.Close()
+		if exe == nil {
+			log.Warn("peer executables are not checked (--peer-exe=any): any process that can connect names its own initiator")
+		} else {
+			log.Info("peer executables", "patterns", exe.String(), "found", exe.Found())
+		}
+	}
+	listeners, sockets, err := openSockets(o, set, exe, log)
 	if err != nil {
 		return err
 	}
@@ -65,7 +81,7 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	// The metrics socket is opened with the others, before the privilege drop.
 	var metricsL net.Listener
 	if m != nil {
-		ml, msock, err := listenMetrics(set.metrics)
+		ml, msock, err := listenMetrics(set.metrics, set.access)
 		if err != nil {
 			discard()
 			return err
@@ -115,9 +131,37 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 		// --fence=kill signals QEMU processes, which may run as another user.
 		keep = append(keep, privilege.CapKill)
 	}
+	if exe != nil {
+		// /proc/PID/exe of a QEMU of another user (or with more capabilities).
+		keep = append(keep, privilege.CapSysPtrace)
+	}
+	// The Landlock ruleset opens its paths now, while the helper may.
+	var sb *sandbox.Sandbox
+	if set.sandbox {
+		var removeIn []string
+		for _, sock := range sockets {
+			removeIn = append(removeIn, filepath.Dir(sock.path))
+		}
+		if o.daemon || o.pidSet {
+			removeIn = append(removeIn, filepath.Dir(o.pidfile))
+		}
+		if sb, err = sandbox.Prepare(sandboxConfig(set, plan, exe, removeIn)); err != nil {
+			discard()
+			return err
+		}
+		defer sb.Close()
+	}
 	if err := dropPrivileges(log, keep, uid, gid); err != nil {
 		discard()
 		return err
+	}
+	if sb != nil {
+		if err := applySandbox(log, sb); err != nil {
+			discard()
+			return err
+		}
+	} else {
+		log.Warn("sandbox off (--sandbox=off): no seccomp filter, no Landlock, no no_new_privs")
 	}
 
 	if lim, err := server.RaiseFileLimit(); err != nil {
@@ -140,6 +184,7 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 				"means", "other hosts wait for this helper's fences, or for its etcd lease to expire; it kills its VMs holding registrations 3/4 TTL after its last confirmed renewal")
 		}
 	}
+	log.Info("peers allowed", "who", set.access.policy.String())
 	log.Info("prhelper ready", "backend", set.backend, "rules", len(set.rules), "pid", os.Getpid(), "version", version)
 	if detach.IsChild() {
 		if err := detach.Ready(); err != nil {
@@ -158,10 +203,12 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 			}
 		}
 	}()
+	gate := &access.Gate{Policy: set.access.policy, Log: log}
 	sl := make([]server.Listener, len(listeners))
 	for i, l := range listeners {
 		sl[i] = l.Listener
 		sl[i].Track = set.fencing.track()
+		sl[i].Admit = gate.Admit
 	}
 	metricsDone := make(chan struct{})
 	go func() {
@@ -218,7 +265,7 @@ type listener struct {
 // openSockets opens the activated socket or the -k socket (unless only --listen
 // sockets are wanted) and every --listen socket, each with its identity policy.
 // Created sockets are not yet published.
-func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*socketFile, error) {
+func openSockets(o *options, set *settings, exe *identity.ExeList, log *slog.Logger) ([]listener, []*socketFile, error) {
 	var ls []listener
 	var socks []*socketFile
 	fail := func(err error) ([]listener, []*socketFile, error) {
@@ -231,7 +278,7 @@ func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*so
 		return nil, nil, err
 	}
 	add := func(ul *net.UnixListener, name, policy string, port uint16) error {
-		id, err := identifier(policy)
+		id, err := identifier(policy, exe)
 		if err != nil {
 			return fmt.Errorf("socket %s: %w", name, err)
 		}
@@ -255,12 +302,15 @@ func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*so
 	switch {
 	case primary != nil:
 		log.Info("using socket from systemd", "addr", primary.Addr().String())
+		if set.access.modeSet || set.access.gid != -1 {
+			log.Warn("--socket-mode and --socket-group do not apply to a socket from systemd: set SocketMode= and SocketGroup= in its .socket unit")
+		}
 		if err := add(primary, primary.Addr().String(), set.initiator, 0); err != nil {
 			primary.Close()
 			return fail(err)
 		}
 	case set.primary:
-		sock, err := listenSocket(o.socket)
+		sock, err := listenSocket(o.socket, set.access.mode, set.access.gid)
 		if err != nil {
 			return fail(err)
 		}
@@ -270,7 +320,7 @@ func openSockets(o *options, set *settings, log *slog.Logger) ([]listener, []*so
 		}
 	}
 	for _, l := range set.listen {
-		sock, err := listenSocket(l.Path)
+		sock, err := listenSocket(l.Path, set.access.mode, set.access.gid)
 		if err != nil {
 			return fail(err)
 		}
@@ -324,14 +374,15 @@ func dropPrivileges(log *slog.Logger, keep []privilege.Cap, uid, gid int) error 
 
 // listenMetrics opens the metrics listener: a TCP address, or a Unix socket
 // made as the helper's own sockets are (published into place, removed at
-// exit), returned as a socketFile too.
-func listenMetrics(where string) (net.Listener, *socketFile, error) {
+// exit, with their mode and group: --socket-mode, --socket-group), returned
+// as a socketFile too.
+func listenMetrics(where string, a accessSettings) (net.Listener, *socketFile, error) {
 	network, addr, err := config.ParseMetrics(where)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--metrics: %w", err)
 	}
 	if network == "unix" {
-		sock, err := listenSocket(addr)
+		sock, err := listenSocket(addr, a.mode, a.gid)
 		if err != nil {
 			return nil, nil, fmt.Errorf("--metrics: %w", err)
 		}

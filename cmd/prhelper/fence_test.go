@@ -229,7 +229,7 @@ func atoi64(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
 func TestFenceKillOneHelper(t *testing.T) {
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "prh.sock")
-	p := startHelper(t, "--backend=emulate", "--db="+filepath.Join(dir, "pr.db"), "--initiator=peer", "-k", sock, "--fence=kill", "-vv")
+	p := startHelper(t, "--backend=emulate", "--db="+filepath.Join(dir, "pr.db"), "--initiator=peer", "--peer-exe="+os.Args[0], "-k", sock, "--fence=kill", "-vv")
 	waitSocket(t, sock)
 	disk := diskFile(t)
 	v1, preempt := fenceScenario(t, sock, sock, disk)
@@ -257,8 +257,8 @@ func TestFenceKillTwoHelpers(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "pr.db")
 	s1, s2 := filepath.Join(dir, "vm1.sock"), filepath.Join(dir, "vm2.sock")
-	p1 := startHelper(t, "--backend=emulate", "--db="+db, "--initiator=peer", "-k", s1, "--fence=kill", "-v")
-	p2 := startHelper(t, "--backend=emulate", "--db="+db, "--initiator=peer", "-k", s2, "--fence=kill", "-v")
+	p1 := startHelper(t, "--backend=emulate", "--db="+db, "--initiator=peer", "--peer-exe="+os.Args[0], "-k", s1, "--fence=kill", "-v")
+	p2 := startHelper(t, "--backend=emulate", "--db="+db, "--initiator=peer", "--peer-exe="+os.Args[0], "-k", s2, "--fence=kill", "-v")
 	defer func() {
 		if t.Failed() {
 			t.Logf("helper 1:\n%s\nhelper 2:\n%s", p1.stderr, p2.stderr)
@@ -278,7 +278,7 @@ func TestFenceExecFails(t *testing.T) {
 	agent := filepath.Join(dir, "agent.sh")
 	os.WriteFile(agent, []byte("#!/bin/sh\necho refusing to fence $PRHELPER_FENCE_NAME\nexit 1\n"), 0o755)
 	sock := filepath.Join(dir, "prh.sock")
-	p := startHelper(t, "--backend=emulate", "--db="+filepath.Join(dir, "pr.db"), "--initiator=peer", "-k", sock,
+	p := startHelper(t, "--backend=emulate", "--db="+filepath.Join(dir, "pr.db"), "--initiator=peer", "--peer-exe="+os.Args[0], "-k", sock,
 		"--fence=exec:"+agent, "--fence-timeout=2s")
 	waitSocket(t, sock)
 	disk := diskFile(t)

@@ -8,12 +8,13 @@ import (
 
 // identifier returns the function that names the initiator of a connection
 // under policy: host, peer or name:NAME (package identity).
-func identifier(policy string) (func(*net.UnixConn) (string, error), error) {
+// Under peer, exe is the QEMU binaries a peer must run (nil: any).
+func identifier(policy string, exe *identity.ExeList) (func(*net.UnixConn) (string, error), error) {
 	p, err := identity.ParsePolicy(policy)
 	if err != nil {
 		return nil, err
 	}
-	r := identity.Resolver{Policy: p, Host: identity.DefaultHost()}
+	r := identity.Resolver{Policy: p, Host: identity.DefaultHost(), Exe: exe}
 	if p.Kind == identity.PolicyHost {
 		// The host's name does not change while the helper runs: find it once,
 		// and fail at start-up rather than on every connection.

@@ -23,22 +23,40 @@ type socketFile struct {
 	ino  uint64
 }
 
-// listenSocket prepares a listener for path. A stale socket file (nobody accepts
-// on it) is replaced, as qemu-pr-helper does; a socket another process still
-// serves, or a file that is not a socket, is an error rather than a silent unlink.
-func listenSocket(path string) (*socketFile, error) {
+// listenSocket prepares a listener for path, whose file gets mode and, unless
+// gid is -1, group gid, whatever the umask (docs/security.md §2). A stale
+// socket file (nobody accepts on it) is replaced, as qemu-pr-helper does; a
+// socket another process still serves, or a file that is not a socket, is an
+// error rather than a silent unlink.
+func listenSocket(path string, mode os.FileMode, gid int) (*socketFile, error) {
 	if err := checkStale(path); err != nil {
 		return nil, err
 	}
 	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".%s.%d.tmp", filepath.Base(path), os.Getpid()))
 	os.Remove(tmp)
+	// Bound with no permission at all, so that nobody but root connects before
+	// the mode and group are set; the helper starts single-threaded enough that
+	// no other file is created meanwhile.
+	old := unix.Umask(0o777)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
+	unix.Umask(old)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
 	// The file is renamed and removed by this code, not by the listener.
 	l.SetUnlinkOnClose(false)
-	return &socketFile{l: l, tmp: tmp, path: path}, nil
+	s := &socketFile{l: l, tmp: tmp, path: path}
+	if gid != -1 {
+		if err := os.Lchown(tmp, -1, gid); err != nil {
+			s.discard()
+			return nil, fmt.Errorf("socket %s: group %d: %w", path, gid, err)
+		}
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
+		s.discard()
+		return nil, fmt.Errorf("socket %s: mode %#o: %w", path, mode, err)
+	}
+	return s, nil
 }
 
 func checkStale(path string) error {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/prhelper/prhelper/internal/daemon/identity"
 	"github.com/prhelper/prhelper/internal/daemon/server"
 )
 
@@ -64,6 +65,14 @@ type options struct {
 	// maxRegistrations bounds the registrations of one emulated LU; "" means
 	// the configuration file's value, else defaultMaxRegistrations.
 	maxRegistrations string
+
+	// Who may connect (docs/security.md §2-§3) and the sandbox (§4).
+	socketMode  string
+	socketGroup string
+	allowUID    string
+	allowGID    string
+	peerExe     string
+	sandbox     string
 }
 
 // Defaults of prhelper's own options.
@@ -113,6 +122,12 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringVar(&o.fenceHost, "fence-host", "", "")
 	fs.StringVar(&o.metrics, "metrics", "", "")
 	fs.StringVar(&o.maxRegistrations, "max-registrations", "", "")
+	fs.StringVar(&o.socketMode, "socket-mode", "", "")
+	fs.StringVar(&o.socketGroup, "socket-group", "", "")
+	fs.StringVar(&o.allowUID, "allow-uid", "", "")
+	fs.StringVar(&o.allowGID, "allow-gid", "", "")
+	fs.StringVar(&o.peerExe, "peer-exe", "", "")
+	fs.StringVar(&o.sandbox, "sandbox", "", "")
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -247,6 +262,29 @@ prhelper's own options:
                             05/55/04 INSUFFICIENT REGISTRATION RESOURCES
                             (default %[6]d; config file: max-registrations N)
 
+Who may connect (docs/security.md):
+      --socket-mode=MODE    mode of the socket files prhelper creates, octal
+                            (default 0600, or 0660 with --socket-group); the
+                            umask does not change it
+      --socket-group=GROUP  group of those socket files (name or number)
+      --allow-uid=UID[,UID...]
+      --allow-gid=GID[,GID...]
+                            serve only peers with one of these uids, or one of
+                            these gids as primary or supplementary group (names
+                            or numbers), as the kernel recorded them at connect
+                            (SO_PEERCRED); others are closed without a reply
+                            and logged once a minute per uid
+      --peer-exe=PATH[,PATH...]
+                            under --initiator=peer, the QEMU binaries a peer
+                            must run for its -uuid/-name to name it (shell
+                            patterns allowed; default '%[7]s');
+                            'any' turns the check off
+      --sandbox=on|off      after start-up: no_new_privs, a seccomp filter of
+                            the syscalls the configured backends use (others
+                            fail with EPERM, logged by the kernel's audit), and
+                            Landlock file access where the kernel has it
+                            (default on)
+
 Systemd socket activation: exactly one listening AF_UNIX stream socket (fd 3);
 -k may not be given then. SIGTERM, SIGINT and SIGHUP stop the helper: it stops
 accepting, removes its socket, closes idle connections and answers the requests
@@ -255,8 +293,10 @@ connections closed without a reply) and the helper exits 1.
 
 After start-up the helper keeps only what its backends need: CAP_SYS_RAWIO (PR
 commands through SG_IO), plus CAP_SYS_ADMIN when the linuxpr or auto backend may
-serve a device (the <linux/pr.h> ioctls need it before Linux 6.5); emulation
-alone needs neither. It clears its bounding set. FILE is accepted and ignored, like
+serve a device (the <linux/pr.h> ioctls need it before Linux 6.5), plus
+CAP_SYS_PTRACE under --initiator=peer with the --peer-exe check (to read the
+executable of a QEMU of another user; the sandbox refuses ptrace itself);
+emulation alone needs none of them. It clears its bounding set. FILE is accepted and ignored, like
 qemu-pr-helper's.
-`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace, defaultMaxRegistrations)
+`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace, defaultMaxRegistrations, strings.Join(identity.DefaultPeerExe, ","))
 }

@@ -39,6 +39,8 @@ type settings struct {
 	metrics   string // --metrics or the file's metrics: where; "" is off
 	// maxRegs bounds the registrations of one emulated LU.
 	maxRegs int
+	access  accessSettings
+	sandbox bool // --sandbox=on (docs/security.md §4)
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -97,6 +99,16 @@ func loadSettings(o *options) (*settings, error) {
 		}
 	}
 	s.fencing = fencing
+	if err := s.access.load(c, o); err != nil {
+		return nil, err
+	}
+	switch v := firstSet(o.sandbox, c.Sandbox); v {
+	case "", "on":
+		s.sandbox = true
+	case "off":
+	default:
+		return nil, fmt.Errorf("--sandbox %q: want on or off", v)
+	}
 	b, err := backend.ParseName(name)
 	if err != nil {
 		return nil, fmt.Errorf("--backend: %w", err)
@@ -113,6 +125,20 @@ func loadSettings(o *options) (*settings, error) {
 	// default one is not wanted.
 	s.primary = o.socketSet || len(s.listen) == 0
 	return s, nil
+}
+
+// peerPolicy reports whether a socket of the settings names its initiators
+// after the QEMU peer.
+func (s *settings) peerPolicy() bool {
+	if s.primary && s.initiator == "peer" {
+		return true
+	}
+	for _, l := range s.listen {
+		if l.Initiator == "peer" || (l.Initiator == "" && s.initiator == "peer") {
+			return true
+		}
+	}
+	return false
 }
 
 // plan is the set of backends the settings may route a device to: the

@@ -44,6 +44,19 @@ type Config struct {
 	// MaxRegistrations bounds the registrations of one emulated logical unit
 	// (pr.Profile.MaxRegistrations); 0 means the daemon's default.
 	MaxRegistrations int
+
+	// Who may connect (docs/security.md §2): the mode and group of the socket
+	// files the helper creates (octal and name or number, checked by the
+	// daemon), and allow-lists of peer uids and gids (comma-separated names or
+	// numbers). PeerExe is the QEMU binaries the peer identity policy accepts
+	// (comma-separated paths or patterns, or "any"; docs/security.md §3).
+	SocketMode  string
+	SocketGroup string
+	AllowUID    string
+	AllowGID    string
+	PeerExe     string
+	// Sandbox is "on" or "off" (docs/security.md §4).
+	Sandbox string
 }
 
 // Listen is one extra listening socket.
@@ -170,6 +183,20 @@ func (c *Config) directive(f []string, line int) error {
 		if v, err = one(); err == nil {
 			c.MaxRegistrations, err = ParseMaxRegistrations(v)
 		}
+	case "socket-mode":
+		c.SocketMode, err = one()
+	case "socket-group":
+		c.SocketGroup, err = one()
+	case "allow-uid":
+		c.AllowUID, err = one()
+	case "allow-gid":
+		c.AllowGID, err = one()
+	case "peer-exe":
+		c.PeerExe, err = one()
+	case "sandbox":
+		if c.Sandbox, err = one(); err == nil && c.Sandbox != "on" && c.Sandbox != "off" {
+			err = fmt.Errorf("sandbox %q: want on or off", c.Sandbox)
+		}
 	case "listen":
 		if len(f) < 2 {
 			return fmt.Errorf("listen needs a socket path")
@@ -184,7 +211,7 @@ func (c *Config) directive(f []string, line int) error {
 			c.Rules = append(c.Rules, r)
 		}
 	default:
-		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host, metrics, max-registrations)", f[0])
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host, metrics, max-registrations, socket-mode, socket-group, allow-uid, allow-gid, peer-exe, sandbox, etcd-…)", f[0])
 	}
 	return err
 }

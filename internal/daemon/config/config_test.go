@@ -155,3 +155,33 @@ func TestParseFence(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+func TestParseAccessAndSandbox(t *testing.T) {
+	c, err := Parse(strings.NewReader(`socket-mode 0660
+socket-group kvm
+allow-uid qemu,0
+allow-gid 36
+peer-exe /usr/bin/qemu-system-*,/usr/libexec/qemu-kvm
+sandbox off
+`), "conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{SocketMode: "0660", SocketGroup: "kvm", AllowUID: "qemu,0", AllowGID: "36",
+		PeerExe: "/usr/bin/qemu-system-*,/usr/libexec/qemu-kvm", Sandbox: "off"}
+	if c.SocketMode != want.SocketMode || c.SocketGroup != want.SocketGroup || c.AllowUID != want.AllowUID ||
+		c.AllowGID != want.AllowGID || c.PeerExe != want.PeerExe || c.Sandbox != want.Sandbox {
+		t.Fatalf("got %+v", c)
+	}
+	for in, msg := range map[string]string{
+		"sandbox maybe":     `sandbox "maybe": want on or off`,
+		"allow-uid 1 2":     "allow-uid takes one value",
+		"socket-mode":       "socket-mode takes one value",
+		"peer-exe a b":      "peer-exe takes one value",
+		"socket-group a b ": "socket-group takes one value",
+	} {
+		if _, err := Parse(strings.NewReader(in), "conf"); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("%q: err %v, want %q", in, err, msg)
+		}
+	}
+}

@@ -17,7 +17,9 @@
 //
 // Names are iSCSI names (RFC 3720 §3.2.6), because READ FULL STATUS reports
 // initiators as iSCSI TransportIDs. The peer policy reads the peer's command
-// line: it labels well-behaved clients, it does not authenticate them — any
-// process allowed to connect to the socket can run with any argv it likes.
-// Socket permissions are the access control.
+// line, which the peer chose; it takes it only from a peer that runs a QEMU
+// binary of an ExeList, compared by file and re-checked after the read
+// (docs/security.md §3). That stops scripts, not a real QEMU started with a
+// chosen -uuid: socket permissions and the allow-list remain the access
+// control.
 package identity

@@ -25,7 +25,10 @@ func (r Resolver) Resolve(conn *net.UnixConn) (Initiator, error) {
 		if pidfd >= 0 {
 			defer unix.Close(pidfd)
 		}
-		b, err := readCmdline(r.proc(), pid, pidfd)
+		b, err := checkExe(r.Exe, r.proc(), pid, func() ([]byte, error) { return readCmdline(r.proc(), pid, pidfd) })
+		if err == nil && pidfd >= 0 {
+			err = alive(pidfd, pid)
+		}
 		return b, "peer pid " + strconv.Itoa(pid), err
 	})
 }
@@ -35,7 +38,7 @@ func (r Resolver) Resolve(conn *net.UnixConn) (Initiator, error) {
 // this call on: see ReadCmdline.
 func (r Resolver) ResolvePID(pid int) (Initiator, error) {
 	return r.resolve(func() ([]byte, string, error) {
-		b, err := ReadCmdline(r.proc(), pid)
+		b, err := checkExe(r.Exe, r.proc(), pid, func() ([]byte, error) { return ReadCmdline(r.proc(), pid) })
 		return b, "peer pid " + strconv.Itoa(pid), err
 	})
 }
@@ -157,9 +160,8 @@ func readCmdline(proc string, pid, pidfd int) ([]byte, error) {
 		return nil, err
 	}
 	if pidfd >= 0 {
-		err := unix.PidfdSendSignal(pidfd, 0, nil, 0)
-		if err != nil && !errors.Is(err, unix.EPERM) {
-			return nil, fmt.Errorf("pid %d exited while its command line was read: %w", pid, err)
+		if err := alive(pidfd, pid); err != nil {
+			return nil, err
 		}
 	} else {
 		again, err := startTime(dir)
@@ -168,6 +170,16 @@ func readCmdline(proc string, pid, pidfd int) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// alive makes sure the process of pidfd still exists, so that what was read
+// under its pid was its own.
+func alive(pidfd, pid int) error {
+	err := unix.PidfdSendSignal(pidfd, 0, nil, 0)
+	if err != nil && !errors.Is(err, unix.EPERM) {
+		return fmt.Errorf("pid %d exited while its command line was read: %w", pid, err)
+	}
+	return nil
 }
 
 func readLimited(path string, limit int64) ([]byte, error) {

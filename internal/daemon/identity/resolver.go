@@ -17,6 +17,9 @@ type Resolver struct {
 	Host HostSource
 	// Proc is the procfs root for PolicyPeer; "" means DefaultProcRoot.
 	Proc string
+	// Exe, under PolicyPeer, is the executables a peer must run for its
+	// command line to name it; nil accepts any peer (docs/security.md §3).
+	Exe *ExeList
 }
 
 func (r Resolver) proc() string {

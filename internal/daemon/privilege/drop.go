@@ -24,6 +24,9 @@ const (
 	CapSysAdmin Cap = unix.CAP_SYS_ADMIN
 	// CapKill lets --fence=kill signal QEMU processes of other users.
 	CapKill Cap = unix.CAP_KILL
+	// CapSysPtrace lets the peer identity policy read /proc/PID/exe of a QEMU
+	// process of another user (docs/security.md §3).
+	CapSysPtrace Cap = unix.CAP_SYS_PTRACE
 )
 
 // String returns the kernel name of the well-known capabilities, else "cap_N".
@@ -35,6 +38,8 @@ func (c Cap) String() string {
 		return "cap_sys_admin"
 	case CapKill:
 		return "cap_kill"
+	case CapSysPtrace:
+		return "cap_sys_ptrace"
 	}
 	return "cap_" + strconv.Itoa(int(c))
 }

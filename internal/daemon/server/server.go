@@ -70,6 +70,11 @@ type Listener struct {
 	// connection before its handshake; any other is logged and the connection
 	// served.
 	Track func(initiator string, c *net.UnixConn) (release func(), err error)
+	// Admit, if set, decides from the peer's credentials whether a new
+	// connection is served (package access: the allow-list). A refused
+	// connection is closed without a reply, before the handshake; Admit logs
+	// the refusal.
+	Admit func(*net.UnixConn) bool
 }
 
 // ErrRefuse, wrapped in Track's error, makes the server close the connection
@@ -240,6 +245,9 @@ type conn struct {
 // serveConn runs c's requests one at a time. ctx ends when the server stops
 // accepting, execCtx when the grace period of the shutdown is over.
 func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
+	if c.listener.Admit != nil && !c.listener.Admit(c.UnixConn) {
+		return
+	}
 	log := s.log.With("conn", c.id, "listener", c.listener.name())
 	if pid, uid, ok := peerCred(c.UnixConn); ok {
 		log = log.With("peer_pid", pid, "peer_uid", uid)

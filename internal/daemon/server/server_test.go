@@ -407,3 +407,43 @@ func TestListenerIdentity(t *testing.T) {
 		t.Fatalf("listener b: %+v", r)
 	}
 }
+
+// TestListenerAdmit: a connection Admit refuses is closed before the handshake,
+// without a reply and without reaching the backend; an admitted one is served.
+func TestListenerAdmit(t *testing.T) {
+	fb := &fakeBackend{}
+	srv := New(fb, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	dir := t.TempDir()
+	var admit atomic.Bool
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "a.sock"), Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- srv.Serve(ctx, Listener{UnixListener: l, Admit: func(*net.UnixConn) bool { return admit.Load() }})
+	}()
+	defer func() { cancel(); <-done }()
+
+	c, err := net.Dial("unix", filepath.Join(dir, "a.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.Read(make([]byte, 4)); err != io.EOF {
+		t.Fatalf("refused peer read %d bytes, err %v; want EOF", n, err)
+	}
+	c.Close()
+
+	admit.Store(true)
+	cl := client.New(filepath.Join(dir, "a.sock"))
+	defer cl.Close()
+	disk := openFile(t, os.O_RDWR)
+	if _, err := cl.Do(context.Background(), scsi.PRInCDB(0, 8), int(disk.Fd()), nil); err != nil {
+		t.Fatalf("admitted peer: %v", err)
+	}
+	if fb.calls.Load() != 1 {
+		t.Fatalf("backend called %d times, want 1 (the admitted peer's)", fb.calls.Load())
+	}
+}
