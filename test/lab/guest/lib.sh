@@ -299,3 +299,202 @@ lab_inner_qemu() {
 		-device scsi-block,drive=d0,bus=scsi0.0${LAB_INNER_DEVICE:-} \
 		-serial file:/tmp/inner-$_tag.console < /dev/null > /tmp/inner-$_tag.qemu 2>&1
 }
+
+# ------------------------------------------- live migration of an inner guest
+# QEMU refuses to migrate a guest that has a 9p share mounted, and forgets that
+# once the guest has unmounted it (the share's root fid clunked). An inner guest
+# that is to be migrated therefore leaves its shares first and mounts them again
+# on the destination; the outer host tells it when through a second serial port
+# (lab_inner_qemu_migratable).
+
+# lab_io_detach_exec FILE : continue the command with FILE (a file on /lab/io,
+#   sourced after /lab/lib.sh) with the 9p shares /lab/io and /lab/bin unmounted:
+#   FILE is copied to /tmp, this shell is replaced (the command file it sources
+#   from /lab/io is then closed), output goes to the console only, /init's tee
+#   to guest.log ($LAB_TEE) is stopped, and the shares are unmounted; then
+#   "LAB: 9p shares unmounted" is printed on the console. LAB_CHECKS and
+#   LAB_FAILS carry over. FILE must not use /lab/io or /lab/bin before
+#   lab_io_attach.
+lab_io_detach_exec() {
+	cp "$1" /tmp/lab-continue.sh || lab_die "lab_io_detach_exec: cannot copy $1"
+	export LAB_CHECKS LAB_FAILS LAB_TEE
+	cd /
+	exec sh -c '. /lab/lib.sh; lab_io_detach; . /tmp/lab-continue.sh' > /dev/console 2>&1 < /dev/null
+}
+
+# lab_io_detach : (see lab_io_detach_exec) stop the tee, unmount /lab/io and /lab/bin
+lab_io_detach() {
+	if [ -n "${LAB_TEE:-}" ]; then
+		usleep 300000 # let the tee copy what is still in its fifo
+		kill "$LAB_TEE" 2>/dev/null
+		_t=50
+		while kill -0 "$LAB_TEE" 2>/dev/null && [ $_t -gt 0 ]; do usleep 100000; _t=$((_t - 1)); done
+	fi
+	for _m in /lab/io /lab/bin; do
+		grep -q " $_m 9p " /proc/mounts || continue
+		umount $_m || lab_die "lab_io_detach: cannot unmount $_m: $(ls -l /proc/[0-9]*/cwd /proc/[0-9]*/fd 2>/dev/null | grep " $_m" | head -n 5)"
+	done
+	echo "LAB: 9p shares unmounted at $(lab_uptime)s (the guest can be migrated)"
+}
+
+# lab_io_attach : mount /lab/io and /lab/bin again (after a migration); the
+#   command's output stays on the console
+lab_io_attach() {
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 labio /lab/io || lab_die "lab_io_attach: mount labio"
+	mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,ro labbin /lab/bin || lab_die "lab_io_attach: mount labbin"
+	cd /lab/io/out
+	echo "LAB: 9p shares mounted again at $(lab_uptime)s"
+}
+
+# lab_ctl_wait WORD : wait for the line WORD on the second serial port
+#   (/dev/ttyS1, kept open meanwhile; the outer host writes it with
+#   lab_inner_ctl once the guest has printed "LAB: waiting for 'WORD' on ttyS1")
+lab_ctl_wait() {
+	exec 7< /dev/ttyS1 || lab_die "lab_ctl_wait: cannot open /dev/ttyS1"
+	stty -F /dev/ttyS1 -echo
+	echo "LAB: waiting for '$1' on ttyS1 at $(lab_uptime)s"
+	while read -r _l <&7; do
+		_l=$(printf '%s' "$_l" | tr -d '\r')
+		[ "$_l" = "$1" ] && { exec 7<&-; echo "LAB: got '$1' on ttyS1 at $(lab_uptime)s"; return 0; }
+		echo "LAB: ttyS1: ignoring '$_l' (waiting for '$1')"
+	done
+	lab_die "lab_ctl_wait: /dev/ttyS1 closed"
+}
+
+# lab_inner_mig_args TAG : QEMU arguments (to add to lab_inner_qemu's) that make
+#   inner guest TAG controllable for a live migration: an HMP monitor on the fifos
+#   /tmp/inner-TAG.mon.in/.out (lab_inner_hmp; replies collected in
+#   /tmp/inner-TAG.mon.log) and a second serial port, ttyS1 in the guest, on
+#   /tmp/inner-TAG.ctl.in/.out (lab_inner_ctl, lab_ctl_wait). Creates the fifos;
+#   prints the arguments. The source and the destination of a migration each get
+#   their own TAG: the devices match, the fifos differ.
+lab_inner_mig_args() {
+	for _f in mon.in mon.out ctl.in ctl.out; do rm -f /tmp/inner-$1.$_f; mkfifo /tmp/inner-$1.$_f; done
+	: > /tmp/inner-$1.mon.log
+	cat /tmp/inner-$1.mon.out >> /tmp/inner-$1.mon.log 2>/dev/null &
+	cat /tmp/inner-$1.ctl.out > /dev/null 2>&1 &
+	echo "-monitor pipe:/tmp/inner-$1.mon -chardev pipe,id=ctl,path=/tmp/inner-$1.ctl -device isa-serial,chardev=ctl,index=1"
+}
+
+# lab_inner_hmp TAG COMMAND... : one HMP command to inner QEMU TAG (replies in
+#   /tmp/inner-TAG.mon.log)
+lab_inner_hmp() { _tag=$1; shift; echo "$*" > /tmp/inner-$_tag.mon.in; }
+
+# lab_inner_ctl TAG WORD : write the line WORD to inner guest TAG's ttyS1
+lab_inner_ctl() { printf '%s\n' "$2" > /tmp/inner-$1.ctl.in; }
+
+# lab_inner_migrate TAG URI [SECONDS] : live-migrate inner guest TAG to the QEMU
+#   started with -incoming URI (both with lab_inner_mig_args), without bandwidth
+#   limit; waits until "info migrate" says completed (its report is printed and
+#   kept in /tmp/inner-TAG.migrate), then quits the source, which is paused
+#   after a migration. Non-zero when the migration failed or took longer than
+#   SECONDS (default 300).
+lab_inner_migrate() {
+	_tag=$1 _uri=$2 _t=$(( ${3:-300} * 2 ))
+	lab_inner_hmp $_tag "migrate_set_parameter max-bandwidth 1G"
+	lab_inner_hmp $_tag "migrate -d $_uri"
+	echo "== migrate $_tag to $_uri at $(lab_uptime)s"
+	_st=""
+	while [ $_t -gt 0 ]; do
+		usleep 500000; _t=$((_t - 1))
+		lab_inner_hmp $_tag "info migrate"
+		usleep 200000
+		_st=$(grep -a 'Migration status:' /tmp/inner-$_tag.mon.log | tail -n1 | tr -d '\r' | sed 's/.*Migration status: *//')
+		case $_st in completed|failed|cancelled) break ;; esac
+	done
+	usleep 300000
+	tr -d '\r' < /tmp/inner-$_tag.mon.log | awk '/Migration status:/ { b = "" } { b = b $0 "\n" } END { printf "%s", b }' |
+		grep -v '^(qemu)' > /tmp/inner-$_tag.migrate
+	sed "s/^/[$_tag monitor] /" /tmp/inner-$_tag.migrate
+	echo "== migrate $_tag: $_st at $(lab_uptime)s"
+	[ "$_st" = completed ] || return 1
+	lab_inner_hmp $_tag quit
+}
+
+# ------------------------------------------------ etcd and hosts on one lab VM
+# lab_etcd_start [N] : an N-member etcd cluster (default 3) on loopback from
+#   /lab/bin/etcd (the server the Go tests run, gobuild.sh), each member with its
+#   own data directory /tmp/etcd/eI and log /tmp/etcd/eI.log, client URL
+#   http://127.0.0.1:(2369+10I), peer URL http://127.0.0.1:(2370+10I). Heartbeat
+#   250 ms, election timeout 2.5 s: under TCG the VM's CPUs are shared with the
+#   inner guests. Waits until every member reports itself healthy (has a leader).
+#   Sets LAB_ETCD_ENDPOINTS (comma-separated) and LAB_ETCD_PIDS.
+lab_etcd_start() {
+	_n=${1:-3}
+	lab_need_bin etcd
+	_cl="" _eps="" LAB_ETCD_PIDS=""
+	_i=1; while [ $_i -le $_n ]; do
+		_cl="$_cl${_cl:+,}e$_i=http://127.0.0.1:$((2370 + 10 * _i))"
+		_eps="$_eps${_eps:+,}http://127.0.0.1:$((2369 + 10 * _i))"
+		_i=$((_i + 1))
+	done
+	mkdir -p /tmp/etcd
+	_i=1; while [ $_i -le $_n ]; do
+		/lab/bin/etcd --name e$_i --data-dir /tmp/etcd/e$_i \
+			--listen-client-urls http://127.0.0.1:$((2369 + 10 * _i)) --advertise-client-urls http://127.0.0.1:$((2369 + 10 * _i)) \
+			--listen-peer-urls http://127.0.0.1:$((2370 + 10 * _i)) --initial-advertise-peer-urls http://127.0.0.1:$((2370 + 10 * _i)) \
+			--initial-cluster "$_cl" --initial-cluster-state new --initial-cluster-token prhelper-lab \
+			--heartbeat-interval 250 --election-timeout 2500 --log-level warn > /tmp/etcd/e$_i.log 2>&1 &
+		LAB_ETCD_PIDS="$LAB_ETCD_PIDS $!"
+		_i=$((_i + 1))
+	done
+	LAB_ETCD_ENDPOINTS=$_eps
+	for _e in $(echo "$_eps" | tr , ' '); do
+		lab_wait 90 sh -c "wget -q -O- $_e/health | grep -q '\"health\":\"true\"'" ||
+			{ tail -n 20 /tmp/etcd/e*.log; lab_die "etcd member $_e not healthy"; }
+	done
+	lab_log "etcd: $_n members (pids$LAB_ETCD_PIDS) on $LAB_ETCD_ENDPOINTS, $(/lab/bin/etcd --version | head -n1)"
+}
+
+# lab_etcd_v3 PATH JSON : a request to etcd's JSON gateway (POST /v3/PATH) on
+#   the first endpoint; prints the reply
+lab_etcd_v3() { wget -q -O- --post-data="$2" "${LAB_ETCD_ENDPOINTS%%,*}/v3/$1"; }
+
+# lab_etcd_keys [PREFIX] : "KEY mod_revision=R version=V" for every key under
+#   PREFIX (default /prhelper/; it ends in /, as prhelper's do), from a range
+#   read (values not shown)
+lab_etcd_keys() {
+	_p=${1:-/prhelper/}
+	_end=${_p%/}0 # the first key after every key starting with PREFIX ('0' follows '/')
+	lab_etcd_v3 kv/range "{\"key\":\"$(printf '%s' "$_p" | base64)\",\"range_end\":\"$(printf '%s' "$_end" | base64)\",\"keys_only\":true}" |
+		tr '{}' '\n\n' | grep '"key"' | while read -r _kv; do
+			_k=$(echo "$_kv" | sed -n 's/.*"key":"\([^"]*\)".*/\1/p' | base64 -d)
+			echo "$_k mod_revision=$(echo "$_kv" | sed -n 's/.*"mod_revision":"\([0-9]*\)".*/\1/p') version=$(echo "$_kv" | sed -n 's/.*"version":"\([0-9]*\)".*/\1/p')"
+		done
+}
+
+# lab_etcd_stop : SIGTERM every member, wait for them
+lab_etcd_stop() {
+	for _p in $LAB_ETCD_PIDS; do kill -TERM $_p 2>/dev/null; done
+	for _p in $LAB_ETCD_PIDS; do wait $_p 2>/dev/null; done
+}
+
+# lab_host_helper HOST SOCKET [ARGS...] : prhelper as host HOST of a cluster whose
+#   hosts share the etcd store at $LAB_ETCD_ENDPOINTS (or LAB_HOST_ENDPOINTS, e.g.
+#   through a proxy the test controls): in its own UTS and mount namespaces with
+#   host name HOST and its own /etc/machine-id (md5 of HOST), --backend=emulate
+#   --initiator=peer on SOCKET (each QEMU an initiator named after its -uuid,
+#   the same on every host), plus /run/HOST-admin.sock with the fixed initiator
+#   iqn.2025-01.lab:HOST-admin for the lab host's own PR IN (prpersist). Every
+#   host uses the same relative target port (1), as one target seen from every
+#   host: a VM that moves keeps its I_T nexus. ARGS go to prhelper (e.g.
+#   --fence=kill). Log in /tmp/<socket basename>.log; sets LAB_HELPER_PID.
+lab_host_helper() {
+	_h=$1 _s=$2; shift 2
+	[ -n "${LAB_HOST_ENDPOINTS:-$LAB_ETCD_ENDPOINTS}" ] || lab_die "lab_host_helper: no etcd (lab_etcd_start)"
+	mkdir -p /tmp/hosts/$_h
+	printf '%s' "$_h" | md5sum | cut -c1-32 > /tmp/hosts/$_h/machine-id
+	[ -e /etc/machine-id ] || : > /etc/machine-id
+	rm -f "$_s" /run/$_h-admin.sock
+	unshare -u -m --propagation private sh -c '
+		h=$1; shift
+		hostname "$h" && mount --bind /tmp/hosts/$h/machine-id /etc/machine-id || exit 1
+		echo "host $(hostname), machine-id $(cat /etc/machine-id), pid $$"
+		exec /lab/bin/prhelper "$@"' _ "$_h" -k "$_s" --backend=emulate --initiator=peer \
+		--etcd-endpoints="${LAB_HOST_ENDPOINTS:-$LAB_ETCD_ENDPOINTS}" \
+		--listen=/run/$_h-admin.sock,initiator=name:iqn.2025-01.lab:$_h-admin "$@" \
+		>> /tmp/$(basename "$_s").log 2>&1 &
+	LAB_HELPER_PID=$!
+	lab_wait 60 test -S "$_s" || { cat /tmp/$(basename "$_s").log; lab_die "prhelper of $_h did not create $_s"; }
+	lab_log "host $_h: prhelper pid $LAB_HELPER_PID on $_s and /run/$_h-admin.sock, etcd ${LAB_HOST_ENDPOINTS:-$LAB_ETCD_ENDPOINTS}"
+}

@@ -26,7 +26,7 @@ const BinaryEnv = "PRHELPER_ETCD_BIN"
 // test is skipped, except under CI=true where that is a failure: CI must run these.
 func Binary(t testing.TB) string {
 	t.Helper()
-	bin, err := binary()
+	bin, err := Build()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("etcd server for the tests: %v", err)
@@ -36,7 +36,13 @@ func Binary(t testing.TB) string {
 	return bin
 }
 
-func binary() (string, error) {
+// Build returns the path of the pinned etcd server (or of the binary BinaryEnv names),
+// building it on first use into the user's cache directory, keyed by the pinned go.mod,
+// go.sum and main.go, under a file lock so that concurrent callers build it once. The
+// server is static (CGO_ENABLED=0), so it also runs in the storage lab's VMs
+// (test/lab/gobuild.sh copies it from here through cmd etcdpath). It finds
+// test/etcdserver from the working directory upwards.
+func Build() (string, error) {
 	if p := os.Getenv(BinaryEnv); p != "" {
 		if _, err := os.Stat(p); err != nil {
 			return "", fmt.Errorf("%s: %w", BinaryEnv, err)
