@@ -69,7 +69,7 @@ func startFenceHosts(t *testing.T, shared bool) *fenceHosts {
 		viaProxy = append(viaProxy, "http://"+p.Addr())
 	}
 	args := func(host, sock string, eps []string) []string {
-		return []string{"--config=" + conf, "--initiator=peer", "--peer-exe="+os.Args[0], "-k", sock, "--fence=kill", "-vv",
+		return []string{"--config=" + conf, "--initiator=peer", "--peer-exe=" + os.Args[0], "-k", sock, "--fence=kill", "-vv",
 			"--etcd-endpoints=" + strings.Join(eps, ","), "--etcd-prefix=" + h.prefix,
 			"--fence-host=" + host, "--fence-lease-ttl=" + fenceLeaseTTL(t).String()}
 	}
