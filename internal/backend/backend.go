@@ -39,6 +39,12 @@ type Request struct {
 	// LU identifies the logical unit, the same on every host that sees it (a WWID,
 	// a dm uuid, or an id from the configuration for a disk image).
 	LU string
+
+	// ServedBy is set by a backend that hands the request to another (the
+	// daemon's router) to the name of the backend that ran it, so that the
+	// server's log line names that one (sgio, mpath, ...) rather than the
+	// router. Empty when the backend the server called ran it itself.
+	ServedBy Name
 }
 
 // Backend executes PR commands. Implementations must be safe for concurrent use:

@@ -122,6 +122,7 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (scsi.Result
 		// The qemu-pr-helper set-up: nothing to decide, so no look at the
 		// device (SG_IO needs neither its kind nor its identity).
 		if b, ok := r.Backends[backend.Sgio]; ok {
+			req.ServedBy = backend.Sgio
 			return b.Execute(ctx, req)
 		}
 	}
@@ -146,6 +147,7 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (scsi.Result
 		return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, d.Why)
 	}
 	req.LU = d.LU
+	req.ServedBy = d.Backend
 	rep, err := b.Execute(ctx, req)
 	if err != nil {
 		err = fmt.Errorf("%s on %s: %w", d.Backend, describe(info, path), err)

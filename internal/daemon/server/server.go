@@ -244,8 +244,12 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 	breq := &backend.Request{CDB: req.CDB, Param: req.Param, FD: req.FD,
 		Initiator: c.initiator, IdentityErr: c.identityErr, TargetPort: c.listener.TargetPort}
 	res, err := s.backend.Execute(ctx, breq)
+	served := s.backend.Name()
+	if breq.ServedBy != "" {
+		served = string(breq.ServedBy) // the router's choice (README: Logs)
+	}
 	if err != nil || res.Status != scsi.StatusGood {
-		attrs := []any{"cmd", name, "backend", s.backend.Name(), "status", scsi.StatusName(res.Status)}
+		attrs := []any{"cmd", name, "backend", served, "status", scsi.StatusName(res.Status)}
 		if sn, ok := res.ParseSense(); ok && res.Status == scsi.StatusCheckCondition {
 			attrs = append(attrs, "sense", sn.String())
 		}
@@ -254,7 +258,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		}
 		log.Warn("request failed", attrs...)
 	} else {
-		log.Debug("request done", "cmd", name, "data", len(res.Data))
+		log.Debug("request done", "cmd", name, "backend", served, "data", len(res.Data))
 	}
 	return res
 }
