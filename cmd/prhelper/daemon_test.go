@@ -487,3 +487,38 @@ func tail(log string) string {
 	lines := strings.Split(strings.TrimSpace(log), "\n")
 	return strings.Join(lines[max(0, len(lines)-8):], "\n")
 }
+
+// TestStderrClosedByParent: libvirt starts its managed helper with stderr on
+// a pipe and closes its end once the socket exists. The helper's next log
+// line must not kill it (Go exits on SIGPIPE for a write to a broken fd 2
+// unless SIGPIPE is ignored): it still answers, and stops cleanly.
+func TestStderrClosedByParent(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "prh.sock")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "-k", sock, "-v")
+	cmd.Stderr = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitSocket(t, sock)
+	r.Close() // as libvirt closes the helper's error pipe
+	// A failed request logs a warning (and -v a debug line) to the dead pipe.
+	readKeysOnFile(t, sock)
+	readKeysOnFile(t, sock)
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("helper with a closed stderr: %v (killed by SIGPIPE?)", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("helper did not exit after SIGTERM")
+	}
+}
