@@ -181,5 +181,6 @@ lab_helper_stop $SAPID
 echo "== socket-activated prhelper log:"; cat /tmp/prh-sa.log
 echo "== libvirtd log (helper and QEMU lines):"
 grep -iE 'pr-helper|pr_helper|prhelper|error' /tmp/libvirtd.log | head -n 40
-lab_ok "no panic in any prhelper log" sh -c "! grep -qi panic /tmp/prh-sa.log /var/log/libvirt/qemu/*.log 2>/dev/null"
+# a Go panic prints "panic: "; QEMU's logs hold the guests' "panic=-1" (kernel command line)
+lab_ok "no panic in any prhelper log" sh -c "! grep -q 'panic: ' /tmp/prh-sa.log /var/log/libvirt/qemu/*.log 2>/dev/null"
 lab_summary
