@@ -32,6 +32,17 @@ if ! cgo_ok; then
 	cgo_ok || say "no working gcc: go test -race will fail (install gcc and libc6-dev)"
 fi
 
+# docs/man's test renders the manual pages with man -l (groff)
+if ! command -v man >/dev/null || ! command -v groff >/dev/null; then
+	if need_root_apt; then
+		say "installing man-db and groff-base for the manual-page test"
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends man-db groff-base >/dev/null ||
+			say "apt-get install man-db groff-base failed"
+	fi
+	command -v man >/dev/null || say "no man: docs/man's rendering test skips (fails under CI=true)"
+fi
+
 pass=0 fail=0
 # Fetch every module once, up front: on an empty module cache the go commands
 # below would otherwise interleave "go: downloading ..." lines with their

@@ -67,6 +67,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer closeLog()
 
+	// Whoever started the helper may close the other end of its stderr: libvirt
+	// does, for the helper it starts per VM, once the socket exists. A Go
+	// program dies of SIGPIPE on its next write to a broken stderr; ignored,
+	// the write fails with EPIPE instead, the log line is lost and the helper
+	// goes on serving (TestStderrClosedByParent; README: libvirt).
+	signal.Ignore(unix.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	defer stop()
 	if err := daemon(ctx, o, log); err != nil {

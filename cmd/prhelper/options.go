@@ -89,8 +89,10 @@ const (
 // errUsage marks a command-line error: the caller prints it with a hint to --help.
 var errUsage = errors.New("usage")
 
-func parseOptions(name string, args []string) (*options, error) {
-	o := &options{}
+// newFlagSet declares every command-line flag into o. The usage text lists
+// them by hand; TestUsageNamesEveryFlag keeps the two in step, and the man
+// page test in docs/man keeps prhelper(8) in step with the usage text.
+func newFlagSet(name string, o *options) *pflag.FlagSet {
 	fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SetInterspersed(true)
@@ -128,6 +130,12 @@ func parseOptions(name string, args []string) (*options, error) {
 	fs.StringVar(&o.allowGID, "allow-gid", "", "")
 	fs.StringVar(&o.peerExe, "peer-exe", "", "")
 	fs.StringVar(&o.sandbox, "sandbox", "", "")
+	return fs
+}
+
+func parseOptions(name string, args []string) (*options, error) {
+	o := &options{}
+	fs := newFlagSet(name, o)
 	if err := fs.Parse(args); err != nil {
 		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -170,18 +178,21 @@ func (o *options) traceFile() string {
 
 func usage(name string) string {
 	return fmt.Sprintf(`Usage: %[1]s [OPTIONS] [FILE]
-Persistent Reservation helper program for QEMU (prhelper, a drop-in for qemu-pr-helper).
+Persistent Reservation helper program for QEMU (prhelper, a drop-in for
+qemu-pr-helper).
 
-QEMU's pr-manager-helper object sends each PERSISTENT RESERVE IN/OUT command of a
-guest, with the host device's descriptor, to this helper over a Unix socket; the
-helper runs it on the device with SG_IO and returns the SCSI status, sense and data.
+QEMU's pr-manager-helper object sends each PERSISTENT RESERVE IN/OUT command
+of a guest, with the host device's descriptor, to this helper over a Unix
+socket; the helper runs it on the device (SG_IO passthrough by default) and
+returns the SCSI status, sense and data.
 
   -h, --help                display this help and exit
   -V, --version             output version information and exit
 
   -d, --daemon              run in the background (logs then go to /dev/null
                             unless -T file=PATH is given)
-  -f, --pidfile=PATH        PID file, written with -d or -f, locked while running
+  -f, --pidfile=PATH        PID file, written with -d or -f, locked while
+                            running
                             (default '%[2]s')
   -k, --socket=PATH         path to the unix socket, absolute
                             (default '%[3]s')
@@ -203,8 +214,9 @@ prhelper's own options:
                             mpath (dm-multipath maps: every path registered,
                             multipathd kept informed), or
                             emulate (reservations kept by prhelper in --db)
-      --db=PATH             SQLite file of emulated reservations, shared by every
-                            prhelper of the host (default '%[4]s')
+      --db=PATH             SQLite file of emulated reservations, shared by
+                            every prhelper of the host
+                            (default '%[4]s')
       --etcd-endpoints=URL[,URL...]
                             keep emulated reservations in etcd instead of --db,
                             shared by the helpers of every host using the same
@@ -215,7 +227,8 @@ prhelper's own options:
                             the documented way: write access to the prefix is
                             control of every reservation stored there
       --etcd-key=FILE       client certificate's key (PEM)
-      --initiator=POLICY    who the initiator of a -k connection is, for emulation:
+      --initiator=POLICY    who the initiator of a -k connection is, for
+                            emulation:
                             host (default: one initiator for the whole host, as
                             real storage sees it), peer (the QEMU process on the
                             other end: its -uuid, else its -name), name:NAME
@@ -223,21 +236,24 @@ prhelper's own options:
                             one more socket, with its own identity policy and
                             relative target port (repeatable); when --listen is
                             given without -k, no -k socket is created
-      --config=FILE         configuration file: backend, db, initiator, listen and
-                            rules choosing a backend per device by wwid, path or
-                            kind (see the README); flags override it
-      --explain=DEVICE      print what DEVICE is and which backend would serve it,
-                            and why, then exit
+      --config=FILE         configuration file: backend, db, initiator, listen
+                            and rules choosing a backend per device by wwid,
+                            path or kind (prhelper.conf(5)); flags override it
+      --explain=DEVICE      print what DEVICE is and which backend would serve
+                            it, and why, then exit (a request that fails is
+                            logged as "request failed" with the backend that
+                            served it and why)
       --shutdown-grace=DURATION
                             how long requests in flight at SIGTERM may still
                             run and be answered (default %[5]v)
-      --fence=POLICY        what happens to a VM whose registration on an emulated
-                            LU another VM's PREEMPT (or PREEMPT AND ABORT) removed
-                            while a reservation keeps it from writing (CLEAR
-                            fences nobody): none (default: nothing; emulation
-                            then arbitrates but does not stop its writes), kill
-                            (SIGKILL to its QEMU processes, known from their
-                            connections, and wait until they exited), or
+      --fence=POLICY        what happens to a VM whose registration on an
+                            emulated LU another VM's PREEMPT (or PREEMPT AND
+                            ABORT) removed while a reservation keeps it from
+                            writing (CLEAR fences nobody): none (default:
+                            nothing; emulation then arbitrates but does not
+                            stop its writes), kill (SIGKILL to its QEMU
+                            processes, known from their connections, and wait
+                            until they exited), or
                             exec:PATH (run PATH with the VM's identity in
                             PRHELPER_FENCE_* variables; exit 0 = fenced). The
                             evictor gets GOOD only once the VM is fenced, else
@@ -296,7 +312,7 @@ commands through SG_IO), plus CAP_SYS_ADMIN when the linuxpr or auto backend may
 serve a device (the <linux/pr.h> ioctls need it before Linux 6.5), plus
 CAP_SYS_PTRACE under --initiator=peer with the --peer-exe check (to read the
 executable of a QEMU of another user; the sandbox refuses ptrace itself);
-emulation alone needs none of them. It clears its bounding set. FILE is accepted and ignored, like
-qemu-pr-helper's.
+emulation alone needs none of them. It clears its bounding set. FILE is
+accepted and ignored, like qemu-pr-helper's.
 `, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace, defaultMaxRegistrations, strings.Join(identity.DefaultPeerExe, ","))
 }

@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/pflag"
 )
 
 func TestParseOptions(t *testing.T) {
@@ -76,12 +79,32 @@ func TestUsageErrorsAreMarked(t *testing.T) {
 
 func TestUsageNamesEveryFlag(t *testing.T) {
 	u := usage("qemu-pr-helper")
-	for _, f := range []string{"--help", "--version", "--daemon", "--pidfile", "--socket", "--trace", "--user", "--group", "--verbose", "--quiet", "--shutdown-grace", defaultSocket, defaultPidfile} {
+	newFlagSet("prhelper", &options{}).VisitAll(func(f *pflag.Flag) {
+		if !strings.Contains(u, "--"+f.Name) {
+			t.Errorf("usage does not mention --%s", f.Name)
+		}
+		if f.Shorthand != "" && !strings.Contains(u, "-"+f.Shorthand+", --"+f.Name) {
+			t.Errorf("usage does not give -%s as the short form of --%s", f.Shorthand, f.Name)
+		}
+	})
+	for _, f := range []string{defaultSocket, defaultPidfile, defaultDB} {
 		if !strings.Contains(u, f) {
 			t.Errorf("usage does not mention %s", f)
 		}
 	}
 	if !strings.HasPrefix(u, "Usage: qemu-pr-helper ") {
 		t.Errorf("usage does not use the invoked name: %q", u[:30])
+	}
+}
+
+// TestUsageWithin80Columns: every line of --help fits an 80-column terminal,
+// under the longer of the two names the helper is installed as.
+func TestUsageWithin80Columns(t *testing.T) {
+	for _, name := range []string{"prhelper", "qemu-pr-helper"} {
+		for i, line := range strings.Split(usage(name), "\n") {
+			if n := utf8.RuneCountInString(line); n > 80 {
+				t.Errorf("%s --help line %d has %d columns: %q", name, i+1, n, line)
+			}
+		}
 	}
 }

@@ -44,7 +44,27 @@ func run(ctx context.Context, o Options, stdout, stderr io.Writer) int {
 		return r.exit
 	}
 	report(o, r, stdout, stderr)
+	if hint := fileHint(o, r); hint != "" {
+		fmt.Fprintln(stderr, hint)
+	}
 	return r.exit
+}
+
+// fileHint explains the answer a helper gives for a disk image it does not
+// emulate: qemu-pr-helper's SG_IO fails on a regular file with ENOTTY, which
+// becomes CHECK CONDITION, ABORTED COMMAND 00/06, and the reason is only in the
+// helper's log (README: Quick start). Empty for anything else.
+func fileHint(o Options, r *result) string {
+	if r.reply == nil || !r.hasSense || r.sense != scsi.SenseIOError {
+		return ""
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(o.Device, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return ""
+	}
+	return fmt.Sprintf("prpersist: %s is a regular file: a helper without emulation answers this for a file "+
+		"(start prhelper with --backend=emulate --db=PATH, or a rule); the helper's \"request failed\" log line "+
+		"says why, and prhelper --explain=%s shows which backend serves it", o.Device, o.Device)
 }
 
 // execute opens the device, sends the command through the helper and

@@ -347,3 +347,25 @@ func TestRunHelperSilent(t *testing.T) {
 		t.Fatalf("exit %d after %v, stderr %q", code, time.Since(start), errw.String())
 	}
 }
+
+// TestRunFileHint: the answer a helper without emulation gives for a disk image
+// (ABORTED COMMAND 00/06) comes with a line saying why and what to do; the
+// same answer for a device that is not a regular file does not.
+func TestRunFileHint(t *testing.T) {
+	dev, _ := disk(t)
+	sock, _ := fakeHelper(t, withSense(scsi.StatusCheckCondition, scsi.SenseIOError))
+	code, _, stderr := runArgs(t, sock, "-k", dev)
+	if code != exitAborted || !strings.Contains(stderr, dev+" is a regular file") ||
+		!strings.Contains(stderr, "--backend=emulate --db=PATH") || !strings.Contains(stderr, "--explain="+dev) {
+		t.Fatalf("file: exit %d stderr %q", code, stderr)
+	}
+	sock, _ = fakeHelper(t, withSense(scsi.StatusCheckCondition, scsi.SenseIOError))
+	code, _, stderr = runArgs(t, sock, "-k", "/dev/null")
+	if code != exitAborted || strings.Contains(stderr, "regular file") {
+		t.Fatalf("/dev/null: exit %d stderr %q", code, stderr)
+	}
+	sock, _ = fakeHelper(t, wire.Reply{Status: scsi.StatusReservationConflict})
+	if _, _, stderr = runArgs(t, sock, "--out", "--reserve", "--param-rk=1", "--prout-type=1", dev); strings.Contains(stderr, "regular file") {
+		t.Fatalf("conflict on a file: stderr %q", stderr)
+	}
+}

@@ -24,6 +24,10 @@
 #                      kernel that has nvmet reservations (6.13+) and another
 #                      LAB_BUILD, e.g. build/nvme (check.sh does)
 #      LAB_NESTED=1    also put qemu-system-x86_64 + firmware in the image
+#      LAB_LIBVIRT=1   with LAB_NESTED=1: also Debian's libvirt (libvirtd, its
+#                      QEMU driver, virsh, cpu_map) and systemd-socket-activate
+#                      in the nested image, for tests/libvirt.sh; use another
+#                      LAB_BUILD (e.g. build/libvirt): the image is larger
 #      LAB_NO_APT=1    do not apt-get install host tools (they must be present)
 set -euo pipefail
 
@@ -63,6 +67,10 @@ GUEST_PKGS="busybox-static sg3-utils libsgutils2-1.46-2 sg3-utils-udev
   udev libudev1 libsystemd-shared"
 NVME=${LAB_NVME:-0}
 [ "$NVME" = 1 ] && GUEST_PKGS="$GUEST_PKGS nvme-cli libnvme1 libjson-c5"
+LIBVIRT=${LAB_LIBVIRT:-0}
+[ "$LIBVIRT" = 1 ] && [ "${LAB_NESTED:-0}" != 1 ] && die "LAB_LIBVIRT=1 needs LAB_NESTED=1"
+# libvirt's libraries that a host with QEMU lacks (yajl, libssh) come along
+[ "$LIBVIRT" = 1 ] && GUEST_PKGS="$GUEST_PKGS libvirt-daemon libvirt-daemon-driver-qemu libvirt0 libvirt-clients libyajl2 libssh-4"
 
 fetch_deb() { # fetch_deb PKG [APT-OPTIONS...] -> path of cached .deb (downloads once)
 	local p=$1 f; shift
@@ -326,6 +334,19 @@ if [ "${LAB_NESTED:-0}" = 1 ]; then
 			[ -e "$d/$f" ] && { put_file "$d/$f" "/usr/share/qemu/$f"; break; }
 		done
 	done
+	if [ "$LIBVIRT" = 1 ]; then
+		# libvirtd with only its QEMU driver (the others are optional
+		# modules), virsh, the CPU map the QEMU driver reads, and systemd's
+		# socket-activation tool (the host's systemd, as the udev packages)
+		log "nested image: adding libvirt (libvirtd, QEMU driver, virsh) and systemd-socket-activate"
+		put_elf "$STAGE/usr/sbin/libvirtd" /usr/sbin/libvirtd
+		put_elf "$STAGE/usr/bin/virsh" /usr/bin/virsh
+		put_elf "$STAGE/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so" \
+			/usr/lib/x86_64-linux-gnu/libvirt/connection-driver/libvirt_driver_qemu.so
+		mkdir -p "$ROOT/usr/share/libvirt" "$ROOT/etc/libvirt"
+		cp -r "$STAGE/usr/share/libvirt/cpu_map" "$ROOT/usr/share/libvirt/"
+		put_elf /usr/bin/systemd-socket-activate /usr/bin/systemd-socket-activate
+	fi
 	pack "$NOUT"
 	echo "nested: qemu-system-x86 $(dpkg-query -W -f='${Version}' qemu-system-x86)" >> "$BUILD/manifest.txt"
 	log "nested image: $NOUT ($(du -h "$NOUT" | cut -f1))"

@@ -29,6 +29,9 @@
 # Env: LAB_NESTED_TEST=0  leave out the nested-QEMU tests (c, d; ~4 minutes)
 #      LAB_ONLY="a b"     run only the named tests (names as printed)
 #      LAB_NVME_TEST=0    leave out the NVMe tests (two more images, ~3 minutes)
+#      LAB_LIBVIRT_TEST=1 also run tests/libvirt.sh (opt-in, not in CI: its own
+#                         nested image with libvirt in build/libvirt, ~6 minutes
+#                         to build the first time, and two libvirt guests)
 #      LAB_CPUS=N         host cores for the VMs' vCPUs together (default:
 #                         nproc); a VM wider than that runs alone
 #      LAB_JOBS=N         VMs at a time at most (default 2; 1 runs them one after
@@ -109,6 +112,16 @@ if [ "${LAB_NVME_TEST:-1}" = 1 ]; then
 	NV_PKG[linuxpr-nvme]="" NV_PKG[linuxpr-nvme-report]=linux-image-6.18.15+deb13-amd64
 	for n in linuxpr-nvme linuxpr-nvme-report; do [ -n "${T_DIR[$n]:-}" ] && NVME_IMGS+=("$n"); done
 fi
+# libvirt (issue 13): opt-in; its image (nested, plus libvirt) is built here,
+# before the VMs start
+if [ "${LAB_LIBVIRT_TEST:-0}" = 1 ] && selected libvirt; then
+	echo "== lab: building the libvirt image in $BUILD/libvirt (log: $RUNS/build-libvirt.log)"
+	if LAB_BUILD=$BUILD/libvirt LAB_NESTED=1 LAB_LIBVIRT=1 "$LAB/build.sh" > "$RUNS/build-libvirt.log" 2>&1; then
+		add libvirt 2 "" "$BUILD/libvirt" -n -m 2048 -t 1500 -b "$BUILD/gobin" "$LAB/tests/libvirt.sh"
+	else
+		echo "FAIL libvirt: image build failed, see $RUNS/build-libvirt.log"; LIBVIRT_IMG_FAIL=1
+	fi
+fi
 add prhelper-two-paths 2 "" "$BUILD" -t 300 "$LAB/tests/prhelper-two-paths.sh"
 add linuxpr-multipath 2 "" "$BUILD" -t 300 "$LAB/tests/linuxpr-multipath.sh"
 add linuxpr-vs-sgio 1 "" "$BUILD" -c 1 -t 300 "$LAB/tests/linuxpr-vs-sgio.sh"
@@ -165,7 +178,7 @@ run_test() {
 }
 
 # ------------------------------------------------------------------ scheduler
-pass=0 fail=$gofail
+pass=0 fail=$((gofail + ${LIBVIRT_IMG_FAIL:-0}))
 PENDING=("${NAMES[@]}")
 declare -A PID START READY
 running=0 used=0 # VMs running, their vCPUs

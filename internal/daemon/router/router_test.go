@@ -195,3 +195,28 @@ func TestPassthroughLooksAtNothing(t *testing.T) {
 		t.Fatalf("%v %d", err, len(sg.got))
 	}
 }
+
+// TestExecuteNamesServingBackend: the router records which backend served a
+// request, for the server's log line (README: Logs).
+func TestExecuteNamesServingBackend(t *testing.T) {
+	infos := map[int]device.Info{
+		3: {Kind: device.RegularFile, ID: "file:8:1:9"},
+		4: {Kind: device.SCSIDisk, ID: "naa.5000c500"},
+	}
+	r, _ := newRouter(t, Auto, infos, nil)
+	r.Rules = nil
+	for fd, want := range map[int]backend.Name{3: backend.Emulate, 4: backend.Sgio} {
+		req := &backend.Request{FD: fd, CDB: scsi.PRInCDB(0, 8)}
+		if _, err := r.Execute(context.Background(), req); err != nil {
+			t.Fatalf("fd %d: %v", fd, err)
+		}
+		if req.Served != want {
+			t.Errorf("fd %d served by %q, want %q", fd, req.Served, want)
+		}
+	}
+	r.Default = backend.Sgio // the qemu-pr-helper set-up, which does not classify
+	req := &backend.Request{FD: 3, CDB: scsi.PRInCDB(0, 8)}
+	if _, err := r.Execute(context.Background(), req); err != nil || req.Served != backend.Sgio {
+		t.Fatalf("passthrough: served by %q, err %v", req.Served, err)
+	}
+}

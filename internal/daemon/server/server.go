@@ -352,7 +352,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		}
 		s.repeats.warn(log, kind, "request failed", attrs...)
 	} else {
-		log.Debug("request done", "cmd", name, "data", len(res.Data))
+		log.Debug("request done", "cmd", name, "backend", served, "data", len(res.Data))
 	}
 	return res, served
 }
