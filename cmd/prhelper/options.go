@@ -258,9 +258,9 @@ prhelper's own options:
                             PRHELPER_FENCE_* variables; exit 0 = fenced). The
                             evictor gets GOOD only once the VM is fenced, else
                             CHECK CONDITION 04/44/00 (docs/fencing.md)
-      --fence-timeout=DUR   how long a command waits for its fences (default 10s;
-                            with etcd twice --fence-lease-ttl, and it must
-                            exceed it)
+      --fence-timeout=DUR   how long a command waits for its fences (default
+                            10s; with etcd twice --fence-lease-ttl, and it
+                            must exceed it)
       --fence-lease-ttl=DUR with etcd: the TTL of this helper's etcd lease, its
                             proof of life to other hosts (whole seconds, at
                             least 2s; default 10s). A helper that cannot renew
@@ -293,8 +293,9 @@ Who may connect (docs/security.md):
       --peer-exe=PATH[,PATH...]
                             under --initiator=peer, the QEMU binaries a peer
                             must run for its -uuid/-name to name it (shell
-                            patterns allowed; default '%[7]s');
-                            'any' turns the check off
+                            patterns allowed; 'any' turns the check off);
+                            default:
+                              %[7]s
       --sandbox=on|off      after start-up: no_new_privs, a seccomp filter of
                             the syscalls the configured backends use (others
                             fail with EPERM, logged by the kernel's audit), and
@@ -314,5 +315,5 @@ CAP_SYS_PTRACE under --initiator=peer with the --peer-exe check (to read the
 executable of a QEMU of another user; the sandbox refuses ptrace itself);
 emulation alone needs none of them. It clears its bounding set. FILE is
 accepted and ignored, like qemu-pr-helper's.
-`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace, defaultMaxRegistrations, strings.Join(identity.DefaultPeerExe, ","))
+`, name, defaultPidfile, defaultSocket, defaultDB, server.DefaultGrace, defaultMaxRegistrations, strings.Join(identity.DefaultPeerExe, "\n                              "))
 }
