@@ -75,7 +75,10 @@ func serve(t *testing.T, b backend.Backend, dir, name string) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { server.New(b, nil, server.Options{}).Serve(ctx, server.Listener{UnixListener: ln}); close(done) }()
+	go func() {
+		server.New(b, nil, server.Options{}).Serve(ctx, server.Listener{UnixListener: ln})
+		close(done)
+	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return sock
 }
