@@ -374,11 +374,12 @@ func (c *command) tellDaemon() { c.tell(c.st.key, c.st.aptpl) }
 
 // announce tells multipathd the key the map is about to change to (0: the
 // map is about to unregister), before the paths get it. multipathd registers
-// a returning path itself: it reads the path's keys and, finding its key,
-// registers the path with the key it holds then, under its lock. Told after
-// the paths changed, it could register the old key on a path in between (the
-// map then holds two keys, one of them outliving another host's PREEMPT of
-// the new one: seen in mpath-diff's fault runs, docs/multipath.md §4). Told
+// paths itself (a returning path, and every usable path of a map it updates):
+// it reads the path's keys and, finding its key, registers the path with the
+// key it holds then, under its lock. Told after the paths changed, it could
+// register the old key on a path in between (the map then holds two keys, one
+// of them outliving another host's PREEMPT of the new one: seen in
+// mpath-diff's fault runs, docs/multipath.md §4 and §8). Told
 // first, it answers once a registration in progress is done, and registers
 // the new key, or none, from then on. A command that announced ends with
 // tellDaemon, which puts multipathd back when the change failed.
