@@ -20,6 +20,9 @@ SEEDS=${1:-"1601:2 1602:3 1603:4"}
 STEPS=${2:-2000}
 echo "== linuxpr-diff: seeds $SEEDS, $STEPS steps each (replay one: run.sh -c 1 tests/linuxpr-diff.sh SEED:N [STEPS])"
 lab_modules_target
+# LIO logs each refused PR OUT at KERN_ERR; on the serial console of a TCG
+# guest that costs more than the commands
+dmesg -n 1
 lab_helper_start prhelper /run/sgio.sock --backend=sgio; SG=$LAB_HELPER_PID
 lab_helper_start prhelper /run/linuxpr.sock --backend=linuxpr; LPR=$LAB_HELPER_PID
 r=0
