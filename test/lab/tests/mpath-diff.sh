@@ -116,9 +116,14 @@ status; reset
 # map (towards host B's nexus) is printed instead.
 echo "-- case 4: REGISTER AND MOVE rk=a1 sark=a9 to host B through qemu-pr-helper (libmpathpersist) on the map"
 mpathpersist --out --register --param-sark=0xa1 $M; echo "rc=$?"
-lab_helper_start qemu-pr-helper /run/qprh.sock; QP=$LAB_HELPER_PID
-prraw /run/qprh.sock $M 5f070100000000000030000000000000 \
-	00000000000000a100000000000000a90000$(printf %04x $RB1)00000018060000005001405b00000003000000000000000000000000; echo "REGISTER AND MOVE rc=$?"
+rm -f /run/qprh.sock; qemu-pr-helper -k /run/qprh.sock >> /tmp/qprh.sock.log 2>&1 & QP=$!
+if lab_wait 30 test -S /run/qprh.sock; then
+	prraw /run/qprh.sock $M 5f070100000000000030000000000000 \
+		00000000000000a100000000000000a90000$(printf %04x $RB1)00000018060000005001405b00000003000000000000000000000000
+	echo "REGISTER AND MOVE rc=$?"
+else
+	echo "qemu-pr-helper did not start:"; cat /tmp/qprh.sock.log
+fi
 lab_helper_stop $QP
 status; reset
 echo "-- also seen 1: unregister while $P2 is away, $P2 back"
