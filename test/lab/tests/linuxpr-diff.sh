@@ -3,7 +3,7 @@
 # through N tcm_loop paths with the same N initiators (naa.5001405b0000000{1..N});
 # a seeded random sequence of the commands the ioctls can express (READ KEYS,
 # READ RESERVATION, REGISTER, REGISTER AND IGNORE EXISTING KEY, RESERVE,
-# RELEASE, CLEAR, PREEMPT, PREEMPT AND ABORT where LIO aborts nothing; scope LU,
+# RELEASE, CLEAR, PREEMPT (no PREEMPT AND ABORT: it can hang over tcm_loop); scope LU,
 # the six types, 24-byte lists without flags; prgen's Gen.Ioctl) goes to the
 # first LU through prhelper --backend=sgio (SG_IO passthrough, the reference)
 # and to the second through prhelper --backend=linuxpr on its sd disks. A unit

@@ -12,10 +12,14 @@ import (
 // the ones the ioctl path makes, not refusals of what it cannot carry. PR IN is
 // READ KEYS or READ RESERVATION with the full allocation length (no READ FULL
 // STATUS, no REPORT CAPABILITIES, which the backend synthesizes); PR OUT is
-// REGISTER, REGISTER AND IGNORE EXISTING KEY, RESERVE, RELEASE, CLEAR, PREEMPT
-// and PREEMPT AND ABORT with a 24-byte parameter list, no flags (no SPEC_I_PT,
+// REGISTER, REGISTER AND IGNORE EXISTING KEY, RESERVE, RELEASE, CLEAR and
+// PREEMPT with a 24-byte parameter list, no flags (no SPEC_I_PT,
 // ALL_TG_PT or APTPL: sd sets APTPL itself), scope LU and one of the six
-// types. REGISTER AND MOVE and REPLACE LOST RESERVATION have no ioctl. Keys are
+// types. REGISTER AND MOVE and REPLACE LOST RESERVATION have no ioctl.
+// PREEMPT AND ABORT has one but is left out: one that LIO executes can hang
+// over tcm_loop, and the engine's prediction that LIO would refuse it (how
+// prOut guards it) missed once in the lab (seed 1602 step 211, 3 initiators:
+// both sides hung). Keys are
 // chosen with the same helpers as the full generator.
 func (g *Gen) nextIoctl() Step {
 	i := g.rng.Intn(g.n)
@@ -52,9 +56,6 @@ func (g *Gen) nextIoctl() Step {
 		sa, rk = scsi.SAClear, g.resKey(i)
 	default:
 		sa, typ, rk = scsi.SAPreempt, g.ioctlType(), g.resKey(i)
-		if w >= 95 {
-			sa = scsi.SAPreemptAndAbort
-		}
 		switch r := g.rng.Intn(100); {
 		case r < 70:
 			sark = g.otherKey(i)
@@ -67,13 +68,7 @@ func (g *Gen) nextIoctl() Step {
 		}
 	}
 	st := Step{Path: i, CDB: scsi.PROutCDB(sa, 0, typ, 24), Param: basicParam(rk, sark, 0, nil)}
-	note := ""
-	if sa == scsi.SAPreemptAndAbort && g.predict(i, st) == scsi.StatusGood {
-		// as in prOut: a PREEMPT AND ABORT that LIO executes can hang over tcm_loop
-		st.CDB[1] = st.CDB[1]&^0x1f | scsi.SAPreempt
-		note = " (PREEMPT AND ABORT LIO would execute: sent as PREEMPT)"
-	}
-	st.Desc = fmt.Sprintf("P%d %s type %d rk=%x sark=%x%s", i+1, kindOf(st.CDB[:]), typ, rk, sark, note)
+	st.Desc = fmt.Sprintf("P%d %s type %d rk=%x sark=%x", i+1, kindOf(st.CDB[:]), typ, rk, sark)
 	return st
 }
 
