@@ -80,7 +80,7 @@ selected() { [ -z "${LAB_ONLY:-}" ] || echo " $LAB_ONLY " | grep -q " $1 "; }
 # mpath 150, emulate-vs-lio 100, prhelper-two-paths 40, the NVMe ones 30 after
 # their image, the rest under 15), so the last ones to finish are short.
 # -c 1: one vCPU, for LIO's determinism (prdiff, emulate-vs-lio,
-# linuxpr-vs-sgio); -n: nested (QEMU inside, 2 vCPUs, 2 GiB).
+# linuxpr-vs-sgio, linuxpr-diff); -n: nested (QEMU inside, 2 vCPUs, 2 GiB).
 NAMES=()
 declare -A T_CPU T_IMG T_DIR T_ARGS
 add() {
@@ -125,6 +125,7 @@ fi
 add prhelper-two-paths 2 "" "$BUILD" -t 300 "$LAB/tests/prhelper-two-paths.sh"
 add linuxpr-multipath 2 "" "$BUILD" -t 300 "$LAB/tests/linuxpr-multipath.sh"
 add linuxpr-vs-sgio 1 "" "$BUILD" -c 1 -t 300 "$LAB/tests/linuxpr-vs-sgio.sh"
+add linuxpr-diff 1 "" "$BUILD" -c 1 -t 300 "$LAB/tests/linuxpr-diff.sh"
 add linuxpr-unprivileged 2 "" "$BUILD" -t 300 "$LAB/tests/linuxpr-unprivileged.sh"
 add smoke 2 "" "$BUILD" -t 120 "$LAB/tests/smoke.sh"
 add prdiff 1 "" "$BUILD" -c 1 -t 300 "$LAB/tests/prdiff.sh"

@@ -35,6 +35,11 @@ type lu struct {
 	cmds    []string // "sdb PR OUT REGISTER" per SG_IO that reached the LU
 	daemon  []string
 	daemonE error
+	// upkeep, when set, is multipathd's registration of a returning path
+	// half done: it has read the keys and found its key; it completes (the
+	// path gets the key multipathd holds then) before multipathd answers the
+	// next command, which waits for the daemon's lock. Run once.
+	upkeep func()
 }
 
 func newLU(devs ...string) *lu {
@@ -163,6 +168,10 @@ func (l *lu) UnsetPRKey(_ context.Context, m string) error    { return l.told("u
 func (l *lu) SetPRStatus(_ context.Context, m string) error   { return l.told("setprstatus " + m) }
 func (l *lu) UnsetPRStatus(_ context.Context, m string) error { return l.told("unsetprstatus " + m) }
 func (l *lu) told(s string) error {
+	if f := l.upkeep; f != nil {
+		l.upkeep = nil
+		f()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.daemon = append(l.daemon, s)

@@ -23,6 +23,13 @@ type command struct {
 	failed map[string]bool
 	// ptpla caches upkeepAPTPL for the command.
 	ptpla *bool
+	// announced is set when multipathd was told a key before the paths got
+	// it (announce); told* is what multipathd was last told in this command,
+	// so that it is told again only what differs; daemonDown stops further
+	// attempts once it refused or failed.
+	announced, told, daemonDown bool
+	toldKey                     uint64
+	toldAPTPL                   bool
 }
 
 // usable lists the paths that may be used now, in the map's order.
@@ -363,14 +370,38 @@ func (c *command) keyGone() {
 
 // tellDaemon gives multipathd the map's key and registration status, so that
 // it registers paths that appear or come back.
-func (c *command) tellDaemon() {
+func (c *command) tellDaemon() { c.tell(c.st.key, c.st.aptpl) }
+
+// announce tells multipathd the key the map is about to change to (0: the
+// map is about to unregister), before the paths get it. multipathd registers
+// paths itself (a returning path, and every usable path of a map it updates):
+// it reads the path's keys and, finding its key, registers the path with the
+// key it holds then, under its lock. Told after the paths changed, it could
+// register the old key on a path in between (the map then holds two keys, one
+// of them outliving another host's PREEMPT of the new one: seen in
+// mpath-diff's fault runs, docs/multipath.md §4 and §8). Told
+// first, it answers once a registration in progress is done, and registers
+// the new key, or none, from then on. A command that announced ends with
+// tellDaemon, which puts multipathd back when the change failed.
+func (c *command) announce(key uint64, aptpl bool) {
+	c.announced = true
+	c.tell(key, aptpl)
+}
+
+// tell tells multipathd the map's key (setprkey, setprstatus) or that it has
+// none (unsetprstatus, unsetprkey), unless it was told that already during
+// this command.
+func (c *command) tell(key uint64, aptpl bool) {
 	d := c.b.opts.Daemon
-	if d == nil {
+	if d == nil || c.daemonDown {
+		return
+	}
+	if c.told && c.toldKey == key && (key == 0 || c.toldAPTPL == aptpl) {
 		return
 	}
 	var err error
-	if c.st.key != 0 {
-		if err = d.SetPRKey(c.ctx, c.m.Name, c.st.key, c.st.aptpl); err == nil {
+	if key != 0 {
+		if err = d.SetPRKey(c.ctx, c.m.Name, key, aptpl); err == nil {
 			err = d.SetPRStatus(c.ctx, c.m.Name)
 		}
 	} else {
@@ -379,8 +410,10 @@ func (c *command) tellDaemon() {
 		}
 	}
 	if err == nil {
+		c.told, c.toldKey, c.toldAPTPL = true, key, aptpl
 		return
 	}
+	c.told, c.daemonDown = false, true
 	level := c.b.log.Debug
 	if !c.st.daemonWarned {
 		c.st.daemonWarned = true

@@ -2,10 +2,12 @@ package mpath
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/internal/kernel/sgio"
+	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
 )
 
@@ -193,4 +195,56 @@ func TestFencedByHostWithSameKey(t *testing.T) {
 	r.back("sdc")
 	r.in(scsi.SAReadKeys, 8192)
 	eqKeys(t, "sdc back", r.l.keysOf("sdb", "sdc"), 0, 0)
+}
+
+// The fault runs of mpath-diff (seed 1796608575, steps 77-85 of a CI run):
+// multipathd registers a returning path itself (reservation_key file): it
+// reads the path's keys, finds the map's key, and registers that path with
+// the key it holds, under its lock. When the map changed its key (or
+// unregistered) between multipathd's READ KEYS and that REGISTER AND IGNORE,
+// and only told multipathd afterwards, the path got the old key back: two
+// keys on the map, one of them surviving another host's PREEMPT of the new
+// one. Telling multipathd first closes it: multipathd answers once its
+// registration is done, and registers the new key (or none) after.
+func TestKeyChangeRacesMultipathdUpkeep(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		sa     byte
+		rk, sk uint64
+		want   uint64
+	}{{"new key", scsi.SARegister, 0xa1, 0xa2, 0xa2}, {"unregister", scsi.SARegister, 0xa1, 0, 0}, {"clear", scsi.SAClear, 0xa1, 0, 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "sdb", "sdc")
+			r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+			r.l.upkeep = func() { // multipathd's key is still 0xa1
+				r.l.mu.Lock()
+				defer r.l.mu.Unlock()
+				cdb := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
+				for try := 0; try < 3; try++ { // again after a unit attention, as libmpathpersist
+					if res := pr.Execute(pr.LIO(), &r.l.st, r.l.nexus[r.l.dev["sdc"]], cdb[:], params(0, 0xa1, 0)); !isUnitAttention(res) {
+						break
+					}
+				}
+			}
+			r.mustOut(tc.sa, 0, params(tc.rk, tc.sk, 0))
+			eqKeys(t, "after the key change", r.l.keysOf("sdb", "sdc"), tc.want, tc.want)
+			if r.l.upkeep != nil {
+				t.Fatal("multipathd was not told")
+			}
+		})
+	}
+}
+
+// A key change the device refuses leaves multipathd with the map's key: it was
+// told the new key first (TestKeyChangeRacesMultipathdUpkeep) and is told the
+// old one again.
+func TestRefusedKeyChangeRestoresMultipathd(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.wantStatus("REGISTER with the wrong key", scsi.StatusReservationConflict, scsi.SARegister, 0, params(0xbad, 0xa2, 0))
+	want := []string{"setprkey mpatha 0xa1 false", "setprstatus mpatha", "setprkey mpatha 0xa2 false", "setprstatus mpatha", "setprkey mpatha 0xa1 false", "setprstatus mpatha"}
+	if !slices.Equal(r.l.daemon, want) {
+		t.Fatalf("multipathd told %q, want %q", r.l.daemon, want)
+	}
+	eqKeys(t, "after the refusal", r.l.keysOf("sdb", "sdc"), 0xa1, 0xa1)
 }

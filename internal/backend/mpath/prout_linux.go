@@ -64,6 +64,9 @@ func (c *command) prOut() (scsi.Result, error) {
 	default:
 		o, _ = c.onePath(c.cdb, c.param)
 	}
+	if c.announced {
+		c.tellDaemon() // multipathd back to the map's key when the change failed
+	}
 	return o.Reply, o.Err
 }
 
@@ -95,6 +98,9 @@ func (c *command) register() sgio.Outcome {
 
 	if sark != c.st.key {
 		c.sweepAway()
+	}
+	if sark != c.st.key || (sark != 0 && aptpl != c.st.aptpl) {
+		c.announce(sark, aptpl)
 	}
 	var good []string
 	var first sgio.Outcome
@@ -521,6 +527,9 @@ func (c *command) preempt() sgio.Outcome {
 
 // clear sends CLEAR to one path; it removes every registration of every path.
 func (c *command) clear() sgio.Outcome {
+	if c.st.key != 0 {
+		c.announce(0, c.st.aptpl)
+	}
 	o, dev := c.onePath(c.cdb, c.param)
 	if dev != "" && o.Reply.Status == scsi.StatusGood {
 		c.st.key, c.st.registered, c.st.stale = 0, map[string]bool{}, map[string]uint64{}
@@ -536,6 +545,9 @@ func (c *command) clear() sgio.Outcome {
 func (c *command) registerAndMove() sgio.Outcome {
 	var o, answer sgio.Outcome
 	dev := ""
+	if len(c.param) > 17 && c.param[17]&scsi.MoveUnreg != 0 && c.st.key != 0 {
+		c.announce(0, c.st.aptpl)
+	}
 	for _, d := range c.usable() {
 		o = c.send(d, c.cdb, c.param)
 		if o.PathFailed() {

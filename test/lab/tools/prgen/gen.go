@@ -126,10 +126,16 @@ var outNames = map[byte]string{
 // 06/2A/04, engine GOOD). Those recordings were dropped when the own-key PREEMPT
 // fix changed what the seeds generate; run prgen -move-no-unreg in the lab to
 // see it again.
+//
+// Ioctl restricts the sequence to the commands the block layer's
+// persistent-reservation ioctls can express (nextIoctl), for the differential
+// of prhelper --backend=linuxpr (prgen -linuxpr, linuxpr.go). The other
+// switches do not apply to it.
 type Gen struct {
 	DupTIDs     bool
 	ZeroLenWE   bool
 	MoveNoUnreg bool
+	Ioctl       bool
 
 	badScope map[int]bool // paths whose LIO registration has a wrong scope
 
@@ -340,11 +346,21 @@ func (g *Gen) trackMoveScope(s Step, r pr.Result) {
 	}
 }
 
+// Reset forgets the shadow's registrations and reservation (the ports stay):
+// the caller has cleared the logical unit.
+func (g *Gen) Reset() {
+	g.shadow = pr.State{Ports: g.shadow.Ports}
+	g.badScope = nil
+}
+
 func (g *Gen) apply(s Step) pr.Result {
 	return pr.Execute(g.prof, &g.shadow, g.Nexus(s.Path), s.CDB[:], s.Param)
 }
 
 func (g *Gen) next() Step {
+	if g.Ioctl {
+		return g.nextIoctl()
+	}
 	i := g.rng.Intn(g.n)
 	if g.pct(30) {
 		return g.prIn(i)

@@ -12,7 +12,8 @@
 //
 //	prgen -lio SOCK -lio-dev DEV1,DEV2[,...] -emu SOCK1,SOCK2[,...] -emu-dev IMAGE -rtpi R1,R2[,...]
 //	      [-seed N] [-steps N] [-seed-db DB -lu ID] [-record FILE] [-v]
-//	prgen -print -rtpi 1,2 [-seed N] [-steps N]     (print the sequence only)
+//	prgen -print -rtpi 1,2 [-seed N] [-steps N] [-ioctl]    (print the sequence only)
+//	prgen -linuxpr SOCK -linuxpr-dev DEV1,DEV2[,...] -lio SOCK -lio-dev DEV1,DEV2[,...] -rtpi R1,R2[,...] [-seed N] [-steps N]
 //
 // The seed defaults to the time and is printed first, so a failure can be
 // replayed with -seed. On the first mismatch prgen prints the seed, the step
@@ -29,6 +30,12 @@
 // -dup-tids, -own-key-preempt, -zero-len-we and -move-no-unreg let through the four cases
 // where LIO and the engine are known to differ (see Gen); they are off by
 // default.
+//
+// -linuxpr compares prhelper --backend=linuxpr (its socket, and the paths of
+// a second LIO logical unit with the same initiators) with SG_IO passthrough
+// to the first (-lio) on commands the ioctls can express (-ioctl, implied):
+// see linuxpr.go. Differences must be documented exceptions; the run goes on
+// after each, resynchronised. -rtpi are the first logical unit's.
 //
 // -record writes LIO's replies (one line per step) for the host-side unit test.
 //
@@ -164,6 +171,34 @@ func seedPorts(db, lu string, rtpis []uint16) error {
 	})
 }
 
+// linuxprMode opens the four sides of the -linuxpr mode and runs it.
+func linuxprMode(w, ew io.Writer, g *Gen, seed int64, steps int, lioSock, lioDev, lprSock, lprDev string, n int, timeout time.Duration, verbose bool) int {
+	if lioSock == "" || lioDev == "" || lprDev == "" {
+		fmt.Fprintln(ew, "usage: prgen -linuxpr SOCK -linuxpr-dev DEV1,DEV2 -lio SOCK -lio-dev DEV1,DEV2 -rtpi R1,R2 [-seed N] [-steps N]")
+		return 1
+	}
+	rdevs, tdevs := strings.Split(lioDev, ","), strings.Split(lprDev, ",")
+	if len(rdevs) != n || len(tdevs) != n {
+		fmt.Fprintf(ew, "prgen: %d RTPIs but %d -lio-dev and %d -linuxpr-dev devices\n", n, len(rdevs), len(tdevs))
+		return 1
+	}
+	l := &ludiff{n: n, timeout: timeout}
+	for _, x := range []struct {
+		s          **side
+		name, sock string
+		devs       []string
+	}{{&l.ref, "lio", lioSock, rdevs}, {&l.test, "linuxpr", lprSock, tdevs}, {&l.testSG, "sgio", lioSock, tdevs}} {
+		s, err := openSide(x.name, []string{x.sock}, x.devs, n)
+		if err != nil {
+			fmt.Fprintf(ew, "prgen: %v\n", err)
+			return 1
+		}
+		*x.s = s
+	}
+	l.refSG = l.ref
+	return runLinuxpr(w, g, l, seed, steps, verbose)
+}
+
 func run(args []string, w, ew io.Writer) int {
 	fs := flag.NewFlagSet("prgen", flag.ContinueOnError)
 	fs.SetOutput(ew)
@@ -184,6 +219,9 @@ func run(args []string, w, ew io.Writer) int {
 	moveKeep := fs.Bool("move-no-unreg", false, "let REGISTER AND MOVE reach a registration that was a move source without UNREG (LIO corrupts its scope: a LIO bug)")
 	dupTIDs := fs.Bool("dup-tids", false, "let SPEC_I_PT lists name the commanding initiator or repeat one (LIO 6.1 then registers one I_T nexus twice)")
 	timeout := fs.Duration("timeout", 60*time.Second, "time limit for each request")
+	ioctl := fs.Bool("ioctl", false, "only commands <linux/pr.h> can express (implied by -linuxpr)")
+	lprSock := fs.String("linuxpr", "", "socket of prhelper --backend=linuxpr: compare it with -lio (commands the ioctls express)")
+	lprDev := fs.String("linuxpr-dev", "", "with -linuxpr: the second logical unit's paths, DEV1,DEV2,... (same initiators as -lio-dev)")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
@@ -198,7 +236,8 @@ func run(args []string, w, ew io.Writer) int {
 		return 1
 	}
 	g.DupTIDs, g.ZeroLenWE, g.MoveNoUnreg = *dupTIDs, *zeroLen, *moveKeep
-	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v, zero-len-we %v, move-no-unreg %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey, *zeroLen, *moveKeep)
+	g.Ioctl = *ioctl || *lprSock != ""
+	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v, zero-len-we %v, move-no-unreg %v, ioctl %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey, *zeroLen, *moveKeep, g.Ioctl)
 	if *print {
 		for k := 1; k <= *steps; k++ {
 			st := g.Next()
@@ -219,6 +258,9 @@ func run(args []string, w, ew io.Writer) int {
 	}
 	if *steps == 0 {
 		return 0
+	}
+	if *lprSock != "" {
+		return linuxprMode(w, ew, g, *seed, *steps, *lioSock, *lioDev, *lprSock, *lprDev, len(rtpis), *timeout, *verbose)
 	}
 	if *lioSock == "" || *lioDev == "" || *emuSock == "" || *emuDev == "" {
 		fmt.Fprintln(ew, "usage: prgen -lio SOCK -lio-dev DEV1,DEV2 -emu SOCK1,SOCK2 -emu-dev IMAGE -rtpi R1,R2 [-seed N] [-steps N]")
