@@ -85,12 +85,7 @@ tcg) ACCEL_ARGS="-accel tcg,thread=multi -cpu max" ;;
 esac
 
 GTIMEOUT=$((TIMEOUT - 20)); [ $GTIMEOUT -lt 10 ] && GTIMEOUT=10
-# cryptomgr.notests skips the crypto self-tests and rodata=off the W+X page
-# check at boot: together more than half of the kernel's boot work under TCG
-# (1.73 s -> 0.72 s of guest time, measured with -icount), which matters most
-# for the nested guests (guest/lib.sh lab_inner_qemu passes the same).
-KFAST="cryptomgr.notests=1 rodata=off i8042.noaux i8042.nokbd i8042.nopnp"
-APPEND="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic $KFAST lab.timeout=$GTIMEOUT $EXTRA"
+APPEND="console=ttyS0 quiet loglevel=4 panic=-1 oops=panic i8042.noaux i8042.nokbd i8042.nopnp lab.timeout=$GTIMEOUT $EXTRA"
 [ $INTER = 1 ] && APPEND="$APPEND lab.shell=1"
 SHARES=(-virtfs "local,path=$OUT,mount_tag=labio,security_model=none,id=labio")
 [ -z "$BIN" ] && [ -d "$BUILD/gobin" ] && BIN=$BUILD/gobin

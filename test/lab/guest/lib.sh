@@ -282,15 +282,12 @@ CONF
 #   Console to /tmp/inner-TAG.console, QEMU's output to /tmp/inner-TAG.qemu.
 #   LAB_INNER_MEM (384), LAB_INNER_DRIVE (extra -drive options, e.g.
 #   ",file.locking=off") and LAB_INNER_DEVICE (extra scsi-block options) adjust it.
-#   The kernel options after panic=-1 skip boot work a test does not need (the
-#   crypto self-tests, the W+X check, PS/2 probing): under nested TCG the
-#   crypto self-tests alone were about half of an inner boot.
 lab_inner_qemu() {
 	_tag=$1 _io=$2 _sock=$3 _disk=$4; shift 4
 	timeout -s KILL ${INNER_TIMEOUT:-420} qemu-system-x86_64 -nodefaults -no-user-config -display none -no-reboot \
 		-machine pc -accel tcg,tb-size=64 -m ${LAB_INNER_MEM:-384} "$@" \
 		-kernel /lab/src/vmlinux -initrd /lab/src/initramfs.cpio \
-		-append "console=ttyS0 quiet loglevel=4 panic=-1 cryptomgr.notests=1 rodata=off i8042.noaux i8042.nokbd i8042.nopnp lab.timeout=$((${INNER_TIMEOUT:-420} - 30))" \
+		-append "console=ttyS0 quiet loglevel=4 panic=-1 lab.timeout=$((${INNER_TIMEOUT:-420} - 30))" \
 		-virtfs local,path=$_io,mount_tag=labio,security_model=none,id=labio \
 		-virtfs local,path=/lab/bin,mount_tag=labbin,security_model=none,readonly=on,id=labbin \
 		-object pr-manager-helper,id=pr0,path=$_sock \
