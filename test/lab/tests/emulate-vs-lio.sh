@@ -35,7 +35,7 @@
 # aborts nothing); the others are sent as PREEMPT (it can hang over tcm_loop).
 lab_need_bin prgen prhelper
 SEED=${1:-$(date +%s)}
-STEPS=${2:-2000}
+STEPS=${2:-1000}
 echo "== emulate-vs-lio: seed $SEED, $STEPS steps per run (replay: run.sh -c 1 tests/emulate-vs-lio.sh $SEED $STEPS)"
 lab_modules_target
 lab_helper_start prhelper /run/lio.sock --backend=sgio; LIO=$LAB_HELPER_PID
