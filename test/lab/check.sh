@@ -91,7 +91,7 @@ add() {
 }
 if [ "$NESTED" = 1 ]; then
 	add fence-kill 2 "" "$BUILD" -n -m 2048 -t 1200 "$LAB/tests/fence-kill.sh" kill
-	add two-vms-peer 2 "" "$BUILD" -n -m 2048 -t 1500 "$LAB/tests/two-vms-peer.sh"
+	add two-vms-peer 2 "" "$BUILD" -n -m 2048 -t 1500 "$LAB/tests/two-vms-peer.sh" peer
 	add nested-qemu 2 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/nested-qemu.sh"
 	add mpath-nested 2 "" "$BUILD" -n -m 2048 -t 900 "$LAB/tests/mpath-nested.sh"
 fi

@@ -140,6 +140,14 @@ grep -a -iE 'vm:|initiator|listening|preempt|conflict' /tmp/peer.sock.log | head
 lab_ok "prhelper log names both VMs' initiators" sh -c "grep -q 'vm:$U1' /tmp/peer.sock.log && grep -q 'vm:$U2' /tmp/peer.sock.log"
 lab_ok "no panic in prhelper's log" sh -c "! grep -qi panic /tmp/peer.sock.log"
 
+if [ "${1:-all}" = peer ]; then
+	# check.sh passes "peer": the qemu-pr-helper half boots two more nested
+	# guests (about 4 minutes) to show the reference putting both VMs on one
+	# nexus; CI leaves it out to stay under its 45 minutes
+	echo "== qemu-pr-helper half left out (argument peer; run without it for both)"
+	lab_summary
+	exit $?
+fi
 echo "== qemu: the same two VMs through Debian's qemu-pr-helper on disk1 (path 3; observed from path 4)"
 lab_helper_start qemu-pr-helper /run/qprh.sock
 QH=$LAB_HELPER_PID
