@@ -273,3 +273,19 @@ func TestHeadings(t *testing.T) {
 		}
 	}
 }
+
+// TestForbiddenBites: each of the five names is caught in a line of code, and
+// a citation of the repository's own docs is not.
+func TestForbiddenBites(t *testing.T) {
+	for _, name := range []string{
+		"spc-pr" + ".md §3", "qemu-pr-helper" + ".md §4", "referenc" + "e §2.1",
+		"/work" + "/shared/reference", ".." + "/shared/lab",
+	} {
+		if !forbidden.MatchString("// see " + name) {
+			t.Errorf("%q not caught", name)
+		}
+	}
+	if forbidden.MatchString("// see docs/spc4-pr.md §3") {
+		t.Error("a docs/ citation was caught")
+	}
+}
