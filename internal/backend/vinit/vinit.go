@@ -97,6 +97,11 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	if req == nil {
 		return scsi.CheckCondition(scsi.SenseInvalidField), errors.New("vinit: nil request")
 	}
+	if _, err := b.o.Lower(req.FD); err != nil {
+		// No real LUN to mirror onto (a disk image, an NVMe namespace):
+		// refused as a device without PR support, before anything commits.
+		return scsi.CheckCondition(scsi.SenseInvalidOpcode), fmt.Errorf("vinit: %w", err)
+	}
 	prOut := req.CDB[0] == scsi.OpPersistentReserveOut
 	if prOut && req.LU != "" && req.Initiator != "" {
 		if err := b.record(ctx, req.LU, req.Initiator); err != nil {

@@ -311,3 +311,27 @@ func TestNew(t *testing.T) {
 		t.Errorf("nil request: %s %v", res, err)
 	}
 }
+
+// TestNoRealLUN: a descriptor the backend below cannot serve (a disk image)
+// is refused before the emulation commits anything.
+func TestNoRealLUN(t *testing.T) {
+	st := memory.New()
+	b, err := New(Options{
+		Emulate:        emulate.New(st, pr.LIO()),
+		Lower:          func(int) (backend.Backend, error) { return nil, errors.New("not a SCSI disk") },
+		Store:          st,
+		StateKeyPrefix: emulate.KeyPrefix,
+		ParseInitiator: emulate.ParseInitiator,
+		Host:           "host-a",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := out(t, b, fdA, a1, scsi.SARegister, 0, 0, 0x11)
+	if s, ok := res.ParseSense(); !ok || s != scsi.SenseInvalidOpcode || err == nil {
+		t.Fatalf("REGISTER on a disk image: %s %v", res, err)
+	}
+	if keys, _ := st.Keys(context.Background()); len(keys) != 0 {
+		t.Fatalf("the store was written: %v", keys)
+	}
+}
