@@ -248,3 +248,62 @@ func TestDesireUnknownHost(t *testing.T) {
 		t.Errorf("exclusive access held on no host: desired %+v", d.Reservation)
 	}
 }
+
+// TestFold: a bare-metal node preempts host a's key on the LUN; a's VMs
+// registered when a last saw its key are evicted in the emulated state, a VM
+// registered since keeps its registration, and a's next plan registers a
+// again for it (docs/virtual-initiators.md §7).
+func TestFold(t *testing.T) {
+	w := newWorld(t, 3, "a", "b")
+	a1, a2, a3, b1 := w.vms["a"][0], w.vms["a"][1], w.vms["a"][2], w.vms["b"][0]
+	mustGood(t, w, w.guest(a1, scsi.SARegister, 0, 0, 0x11))
+	mustGood(t, w, w.guest(a2, scsi.SARegister, 0, 0, 0x12))
+	mustGood(t, w, w.guest(a1, scsi.SAReserve, scsi.TypeWriteExclusive, 0x11, 0))
+	mustGood(t, w, w.guest(b1, scsi.SARegister, 0, 0, 0x21))
+	w.converge("a")
+	w.check()
+	seen := Own(&w.emu, w.hostOf, "a")
+	if len(seen) != 2 {
+		t.Fatalf("a's own registrations: %+v", seen)
+	}
+	if got := Fold(pr.LIO(), &w.emu, w.read("a"), w.keys["a"], seen); got != nil {
+		t.Fatalf("folded with a's key on the LUN: %+v", got)
+	}
+	// A bare-metal node (a third initiator on the LUN) registers and
+	// preempts a's key: it holds the reservation now.
+	bm := pr.Nexus{Initiator: pr.SASInitiator(0x500140500000beef), RTPI: 1}
+	for _, c := range []struct {
+		sa   byte
+		key  uint64
+		sark uint64
+	}{{scsi.SARegister, 0, 0xbeef}, {scsi.SAPreempt, 0xbeef, w.keys["a"]}} {
+		p, _ := scsi.PROutParams{Key: c.key, SAKey: c.sark}.Encode()
+		cdb := scsi.PROutCDB(c.sa, 0, scsi.TypeWriteExclusive, 24)
+		if r := pr.Execute(pr.LIO(), &w.lun, bm, cdb[:], p); r.Status != scsi.StatusGood {
+			t.Fatalf("bare metal %s: %s", scsi.CommandName(cdb[:]), r)
+		}
+	}
+	// a3 registered after a last saw its key.
+	mustGood(t, w, w.guest(a3, scsi.SARegister, 0, 0, 0x13))
+	lun := w.read("a")
+	gone := Fold(pr.LIO(), &w.emu, lun, w.keys["a"], seen)
+	if len(gone) != 2 || w.vmKey(a1) != 0 || w.vmKey(a2) != 0 || w.vmKey(a3) != 0x13 || w.vmKey(b1) != 0x21 {
+		t.Fatalf("folded %+v, emulated %+v", gone, w.emu.Registrations)
+	}
+	if w.emu.Reservation != nil {
+		t.Fatalf("a1's reservation kept: %+v", w.emu.Reservation)
+	}
+	// a1 learns it was preempted on its next command.
+	cdb := scsi.PRInCDB(scsi.SAReadKeys, 64)
+	if r := pr.Execute(pr.LIO(), &w.emu, w.vmNexus(a1), cdb[:], nil); r.Status != scsi.StatusCheckCondition {
+		t.Fatalf("a1's next command: %s", r)
+	}
+	// a's plan registers a again for a3; the bare-metal reservation stays.
+	plan := w.reconcile("a")
+	if len(plan) != 1 || plan[0].Action != scsi.SARegisterAndIgnoreExisting {
+		t.Fatalf("a's plan after the fold: %v", plan)
+	}
+	if l := w.read("b"); !l.Has(w.keys["a"]) || l.Reservation == nil || l.Reservation.Key != 0xbeef {
+		t.Fatalf("LUN: %+v", l)
+	}
+}
