@@ -52,6 +52,8 @@ type Set struct {
 	MultipathPaths func() map[string]int
 	closers        []func()
 	emuStore       store.Store // the emulation's store, which vinit shares
+	emuFencing     emulate.Fencing
+	emuProfile     pr.Profile
 }
 
 // Close releases what the backends hold (multipath path devices, the state
@@ -130,7 +132,9 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 				return fmt.Errorf("fencing: %w", err)
 			}
 			em = em.WithFencing(f)
+			s.emuFencing = f
 		}
+		s.emuProfile = prof
 		s.Backends[n], s.emuStore = em, st
 		s.closers = append(s.closers, func() {
 			if err := st.Close(); err != nil {
@@ -144,7 +148,7 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 			return errors.New("builder: vinit needs the emulate, sgio and mpath backends of its plan")
 		}
 		devices := env.Devices
-		vb, err := vinit.New(vinit.Options{
+		o := vinit.Options{
 			Emulate: em,
 			Lower: func(fd int) (backend.Backend, error) {
 				info, err := devices.Classify(fd)
@@ -163,11 +167,22 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 			StateKeyPrefix: emulate.KeyPrefix,
 			ParseInitiator: emulate.ParseInitiator,
 			Host:           env.Host,
-		})
+			Profile:        s.emuProfile,
+			Logger:         log,
+		}
+		if s.emuFencing != nil {
+			o.Fencing = s.emuFencing
+		}
+		vb, err := vinit.New(o)
 		if err != nil {
 			return err
 		}
 		s.Backends[n] = vb
+		s.closers = append(s.closers, func() {
+			if err := vb.Close(); err != nil {
+				log.Warn("closing the LUN descriptors vinit kept", "err", err)
+			}
+		})
 	default:
 		return fmt.Errorf("builder: no backend %q", n)
 	}

@@ -17,8 +17,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"sync"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/internal/fence"
@@ -57,6 +60,26 @@ type Options struct {
 	// the derived one (core.HostKey).
 	Host string
 	Key  uint64
+	// Profile is the emulation's engine profile (for the unit attentions of
+	// a folded-in preemption); a zero Profile means pr.LIO().
+	Profile pr.Profile
+	// Fencing, when set, is the emulation's fencing: a preemption on the LUN
+	// folded into the emulated state goes through it like a command, so its
+	// victims are fenced by the rule of docs/fencing.md.
+	Fencing Fencing
+	// Dup and Close keep a descriptor of a LUN for the poll and release it;
+	// nil means the kernel's (fcntl F_DUPFD_CLOEXEC, close). Tests fake them.
+	Dup   func(fd int) (int, error)
+	Close func(fd int) error
+	// Logger logs the poll's failures; nil discards them.
+	Logger *slog.Logger
+}
+
+// Fencing is the emulation's fencing as the emulate backend uses it
+// (emulate.Fencing; package fence).
+type Fencing interface {
+	Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
+	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
 }
 
 // Backend is the vinit backend. It is safe for concurrent use.
@@ -64,8 +87,19 @@ type Backend struct {
 	o   Options
 	key uint64
 
-	mu    sync.Mutex
-	locks map[string]*sync.Mutex // per LU: one plan at a time from this helper
+	mu  sync.Mutex
+	lus map[string]*luState
+}
+
+// luState is what the backend keeps per LU between commands.
+type luState struct {
+	mu sync.Mutex // one plan or poll at a time from this helper
+	// seen holds this host's VMs' registrations when its key was last seen
+	// on the LUN (core.Own), nil when it is not registered there.
+	seen []pr.Registration
+	// fd is a descriptor of the LUN kept for the poll (-1: none): kept while
+	// this host is registered there (docs/virtual-initiators.md §7).
+	fd int
 }
 
 var _ backend.Backend = (*Backend)(nil)
@@ -79,7 +113,19 @@ func New(o Options) (*Backend, error) {
 	if k == 0 {
 		k = core.HostKey(o.Host)
 	}
-	return &Backend{o: o, key: k, locks: map[string]*sync.Mutex{}}, nil
+	if o.Dup == nil {
+		o.Dup = func(fd int) (int, error) { return unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0) }
+	}
+	if o.Close == nil {
+		o.Close = unix.Close
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Profile.Name == "" {
+		o.Profile = pr.LIO()
+	}
+	return &Backend{o: o, key: k, lus: map[string]*luState{}}, nil
 }
 
 // Name returns "vinit".
@@ -112,7 +158,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	if !prOut || res.Status != scsi.StatusGood {
 		return res, err
 	}
-	if rerr := b.Reconcile(ctx, req.LU, req.FD); rerr != nil {
+	if rerr := b.Poll(ctx, req.LU, req.FD); rerr != nil {
 		return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("vinit: %s on %s: committed, but %w",
 			scsi.CommandName(req.CDB[:]), req.LU, rerr)
 	}
@@ -173,9 +219,46 @@ func (b *Backend) record(ctx context.Context, lu, initiator string) error {
 	})
 }
 
-// Reconcile reads the LUN through fd, then the emulated state, and sends this
-// host's plan (docs/virtual-initiators.md §5, §6), again after a command the
-// LUN refused, at most core.MaxRounds times.
+// Poll brings the emulated state and the LUN in line through fd
+// (docs/virtual-initiators.md §6, §7): it reads the LUN; when this host's key
+// is gone from it although this host last saw it there, the host's VMs then
+// registered are evicted in the emulated state (core.Fold, through the
+// fencing when there is one); then it sends this host's plan (Reconcile). It
+// runs after every PR OUT the emulation committed, on each poll, and brings a
+// LUN left behind by a helper that died after its commit in line.
+func (b *Backend) Poll(ctx context.Context, lu string, fd int) error {
+	if lu == "" {
+		return errors.New("no logical-unit identity")
+	}
+	lower, err := b.o.Lower(fd)
+	if err != nil {
+		return fmt.Errorf("the real LUN: %w", err)
+	}
+	l := b.lu(lu)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return b.poll(ctx, lu, fd, lower, l)
+}
+
+// poll is Poll with l locked.
+func (b *Backend) poll(ctx context.Context, lu string, fd int, lower backend.Backend, l *luState) error {
+	if len(l.seen) > 0 {
+		view, err := b.readLUN(ctx, lower, fd)
+		if err != nil {
+			return err
+		}
+		if !view.Has(b.key) {
+			if err := b.fold(ctx, lu, fd, view, l.seen); err != nil {
+				return err
+			}
+			l.seen = nil
+		}
+	}
+	return b.reconcile(ctx, lu, fd, lower, l)
+}
+
+// Reconcile sends this host's plan through fd (docs/virtual-initiators.md §5,
+// §6), again after a command the LUN refused, at most core.MaxRounds times.
 func (b *Backend) Reconcile(ctx context.Context, lu string, fd int) error {
 	if lu == "" {
 		return errors.New("no logical-unit identity")
@@ -184,16 +267,24 @@ func (b *Backend) Reconcile(ctx context.Context, lu string, fd int) error {
 	if err != nil {
 		return fmt.Errorf("the real LUN: %w", err)
 	}
-	l := b.lock(lu)
-	l.Lock()
-	defer l.Unlock()
+	l := b.lu(lu)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return b.reconcile(ctx, lu, fd, lower, l)
+}
+
+// reconcile reads the LUN, then the emulated state, and sends the plan; l is
+// locked. When the plan went through, it notes what this host now has on the
+// LUN (luState.seen) and keeps a descriptor for the poll while the host is
+// registered there.
+func (b *Backend) reconcile(ctx context.Context, lu string, fd int, lower backend.Backend, l *luState) error {
 	var last error
 	for round := 0; round < core.MaxRounds; round++ {
 		view, err := b.readLUN(ctx, lower, fd)
 		if err != nil {
 			return err
 		}
-		d, keys, err := b.desired(ctx, lu)
+		st, d, keys, hostOf, err := b.desired(ctx, lu)
 		if err != nil {
 			return err
 		}
@@ -205,44 +296,102 @@ func (b *Backend) Reconcile(ctx context.Context, lu string, fd int) error {
 				break
 			}
 		}
-		if !refused {
-			return perr
+		if refused {
+			continue
 		}
+		if d.Registered[b.o.Host] {
+			l.seen = core.Own(&st, hostOf, b.o.Host)
+			b.keep(l, fd)
+		} else {
+			l.seen = nil
+			b.drop(l)
+		}
+		return perr
 	}
 	return fmt.Errorf("the real LUN did not reach the emulated state in %d rounds: %w", core.MaxRounds, last)
 }
 
+// external is the initiator a folded-in preemption is attributed to: not a
+// VM, so that the fencing rule never takes it for its victims' own command.
+var external = pr.Nexus{Initiator: pr.ISCSIInitiator("prhelper.vinit.lun", ""), RTPI: 1}
+
+// fold evicts from lu's emulated state the registrations of seen that are
+// still there (core.Fold), in one store update, through the fencing when
+// there is one, and waits for the fences.
+func (b *Backend) fold(ctx context.Context, lu string, fd int, view core.LUN, seen []pr.Registration) error {
+	exec := func(st *pr.State) pr.Result {
+		core.Fold(b.o.Profile, st, view, b.key, seen)
+		return scsi.Result{Status: scsi.StatusGood}
+	}
+	// What the fencing is told the command was: a PREEMPT.
+	cdb := scsi.PROutCDB(scsi.SAPreempt, 0, scsi.TypeWriteExclusive, scsi.PROutParamLen)
+	var wait *fence.Wait
+	err := b.o.Store.Update(ctx, b.o.StateKeyPrefix+lu, func(cur []byte) ([]byte, bool, error) {
+		if b.o.Fencing != nil {
+			next, changed, _, w, err := b.o.Fencing.Step(cur, external, cdb[:], exec)
+			wait = w
+			return next, changed, err
+		}
+		stBytes, pending, err := fence.Decode(cur)
+		if err != nil {
+			return nil, false, err
+		}
+		var st pr.State
+		if stBytes != nil {
+			if err := st.UnmarshalBinary(stBytes); err != nil {
+				return nil, false, err
+			}
+		}
+		exec(&st)
+		nb, err := st.MarshalBinary()
+		if err != nil {
+			return nil, false, err
+		}
+		next, err := fence.Encode(nb, pending)
+		return next, err == nil && !bytes.Equal(next, cur), err
+	})
+	if err != nil {
+		return fmt.Errorf("folding the loss of this host's key into the emulated state: %w", err)
+	}
+	if wait != nil {
+		if err := b.o.Fencing.Fence(ctx, lu, fd, wait); err != nil {
+			return fmt.Errorf("this host's key was preempted on the LUN; fencing its VMs: %w", err)
+		}
+	}
+	return nil
+}
+
 // desired reads the emulated state and the host record of lu.
-func (b *Backend) desired(ctx context.Context, lu string) (core.Desired, map[string]uint64, error) {
+func (b *Backend) desired(ctx context.Context, lu string) (pr.State, core.Desired, map[string]uint64, func(pr.Nexus) (string, bool), error) {
+	var st pr.State
 	v, err := b.o.Store.Get(ctx, b.o.StateKeyPrefix+lu)
 	if err != nil {
-		return core.Desired{}, nil, fmt.Errorf("emulated state: %w", err)
+		return st, core.Desired{}, nil, nil, fmt.Errorf("emulated state: %w", err)
 	}
 	stBytes, _, err := fence.Decode(v)
 	if err != nil {
-		return core.Desired{}, nil, err
+		return st, core.Desired{}, nil, nil, err
 	}
-	var st pr.State
 	if stBytes != nil {
 		if err := st.UnmarshalBinary(stBytes); err != nil {
-			return core.Desired{}, nil, err
+			return st, core.Desired{}, nil, nil, err
 		}
 	}
 	hv, err := b.o.Store.Get(ctx, hostsKeyPrefix+lu)
 	if err != nil {
-		return core.Desired{}, nil, fmt.Errorf("host record: %w", err)
+		return st, core.Desired{}, nil, nil, fmt.Errorf("host record: %w", err)
 	}
 	h, err := decodeHosts(hv)
 	if err != nil {
-		return core.Desired{}, nil, err
+		return st, core.Desired{}, nil, nil, err
 	}
 	keys := maps.Clone(h.Keys)
 	keys[b.o.Host] = b.key
-	d := core.Desire(&st, func(n pr.Nexus) (string, bool) {
+	hostOf := func(n pr.Nexus) (string, bool) {
 		host, ok := h.VMs[fence.InitiatorName(n.Initiator)]
 		return host, ok
-	})
-	return d, keys, nil
+	}
+	return st, core.Desire(&st, hostOf), keys, hostOf, nil
 }
 
 // readLUN is READ FULL STATUS through the backend below.
@@ -286,13 +435,13 @@ func errOr(err error) error {
 	return err
 }
 
-func (b *Backend) lock(lu string) *sync.Mutex {
+func (b *Backend) lu(lu string) *luState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	l, ok := b.locks[lu]
+	l, ok := b.lus[lu]
 	if !ok {
-		l = &sync.Mutex{}
-		b.locks[lu] = l
+		l = &luState{fd: -1}
+		b.lus[lu] = l
 	}
 	return l
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -30,6 +31,46 @@ type realLU struct {
 	nexus  map[int]pr.Nexus // by fd
 	errno  unix.Errno       // when set, every PR OUT fails with it (the device went away)
 	prOuts int
+	nextFD int // the next descriptor dup returns
+}
+
+// dup and closeFD are the kernel's F_DUPFD and close for the fake devices.
+func (l *realLU) dup(fd int) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, ok := l.nexus[fd]
+	if !ok {
+		return -1, unix.EBADF
+	}
+	if l.nextFD == 0 {
+		l.nextFD = 100
+	}
+	l.nextFD++
+	l.nexus[l.nextFD] = n
+	return l.nextFD, nil
+}
+
+func (l *realLU) closeFD(fd int) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.nexus[fd]; !ok || fd < 100 {
+		return unix.EBADF
+	}
+	delete(l.nexus, fd)
+	return nil
+}
+
+// open counts the descriptors dup made that are still open.
+func (l *realLU) open() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for fd := range l.nexus {
+		if fd > 100 {
+			n++
+		}
+	}
+	return n
 }
 
 func newRealLU(fds ...int) *realLU {
@@ -121,6 +162,8 @@ func newHost(t *testing.T, id string, st store.Store, l *realLU) *Backend {
 		StateKeyPrefix: emulate.KeyPrefix,
 		ParseInitiator: emulate.ParseInitiator,
 		Host:           id,
+		Dup:            l.dup,
+		Close:          l.closeFD,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +189,14 @@ func out(t *testing.T, b *Backend, fd int, vm string, sa, typ byte, key, sark ui
 // emuKeys is READ KEYS as a guest sees it.
 func emuKeys(t *testing.T, b *Backend, fd int, vm string) []uint64 {
 	t.Helper()
-	res, err := b.Execute(context.Background(), &backend.Request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 1024), FD: fd, Initiator: vm, LU: lu})
+	var res scsi.Result
+	var err error
+	for range 3 { // past unit attentions
+		res, err = b.Execute(context.Background(), &backend.Request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 1024), FD: fd, Initiator: vm, LU: lu})
+		if res.Status == scsi.StatusGood {
+			break
+		}
+	}
 	if res.Status != scsi.StatusGood {
 		t.Fatalf("READ KEYS: %s %v", res, err)
 	}
@@ -253,7 +303,7 @@ func TestLUNBehind(t *testing.T) {
 	}
 	l.errno = 0
 	restarted := newHost(t, "host-a", st, l)
-	if err := restarted.Reconcile(context.Background(), lu, fdA); err != nil {
+	if err := restarted.Poll(context.Background(), lu, fdA); err != nil {
 		t.Fatal(err)
 	}
 	if v := l.view(t, fdC); !slices.Equal(v.Keys, []uint64{ha.Key()}) {
@@ -333,5 +383,63 @@ func TestNoRealLUN(t *testing.T) {
 	}
 	if keys, _ := st.Keys(context.Background()); len(keys) != 0 {
 		t.Fatalf("the store was written: %v", keys)
+	}
+}
+
+// TestExternalPreempt: a bare-metal node preempts host A's key through a
+// third nexus; A's next poll (through the descriptor it kept) evicts A's VMs
+// in the emulated state, B's VM sees them gone, and A keeps no descriptor
+// once it has nothing on the LUN (docs/virtual-initiators.md §7).
+func TestExternalPreempt(t *testing.T) {
+	st := memory.New()
+	l := newRealLU(fdA, fdB, fdC)
+	ha, hb := newHost(t, "host-a", st, l), newHost(t, "host-b", st, l)
+	good(t)(out(t, ha, fdA, a1, scsi.SARegister, 0, 0, 0x11))
+	good(t)(out(t, ha, fdA, a2, scsi.SARegister, 0, 0, 0x12))
+	good(t)(out(t, hb, fdB, b1, scsi.SARegister, 0, 0, 0x21))
+	good(t)(out(t, ha, fdA, a1, scsi.SAReserve, scsi.TypeWriteExclusive, 0x11, 0))
+	if n := l.open(); n != 2 {
+		t.Fatalf("%d descriptors kept, want one per host", n)
+	}
+	// The bare-metal node: REGISTER, then PREEMPT of A's key, taking A's
+	// reservation.
+	for _, c := range []struct {
+		sa        byte
+		key, sark uint64
+	}{{scsi.SARegister, 0, 0xbeef}, {scsi.SAPreempt, 0xbeef, ha.Key()}} {
+		p, _ := scsi.PROutParams{Key: c.key, SAKey: c.sark}.Encode()
+		cdb := scsi.PROutCDB(c.sa, 0, scsi.TypeWriteExclusive, 24)
+		l.mu.Lock()
+		r := pr.Execute(pr.LIO(), &l.st, l.nexus[fdC], cdb[:], p)
+		l.mu.Unlock()
+		if r.Status != scsi.StatusGood {
+			t.Fatalf("bare metal %s: %s", scsi.CommandName(cdb[:]), r)
+		}
+	}
+	// Two ticks: Run takes the second only after the first one's polls.
+	ctx, cancel := context.WithCancel(context.Background())
+	ticks := make(chan time.Time)
+	done := make(chan struct{})
+	go func() { ha.Run(ctx, ticks); close(done) }()
+	ticks <- time.Time{}
+	ticks <- time.Time{}
+	cancel()
+	<-done
+	if k := emuKeys(t, hb, fdB, b1); !slices.Equal(k, []uint64{0x21}) {
+		t.Fatalf("the guests' keys after the bare-metal PREEMPT of A: %#x", k)
+	}
+	if v := l.view(t, fdC); !slices.Equal(v.Keys, []uint64{hb.Key(), 0xbeef}) || v.Reservation == nil || v.Reservation.Key != 0xbeef {
+		t.Fatalf("LUN: %+v", v)
+	}
+	if n := l.open(); n != 1 {
+		t.Fatalf("%d descriptors kept, want B's alone", n)
+	}
+	// a1 is told it was preempted.
+	res, _ := ha.Execute(context.Background(), &backend.Request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 64), FD: fdA, Initiator: a1, LU: lu})
+	if s, ok := res.ParseSense(); !ok || s.Key != scsi.KeyUnitAttention || s.ASC != 0x2a || s.ASCQ != 0x05 {
+		t.Fatalf("a1's next command: %s", res)
+	}
+	if err := hb.Close(); err != nil || l.open() != 0 {
+		t.Fatalf("Close: %v, %d descriptors open", err, l.open())
 	}
 }
