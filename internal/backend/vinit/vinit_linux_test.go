@@ -31,10 +31,12 @@ type realLU struct {
 	nexus  map[int]pr.Nexus // by fd
 	errno  unix.Errno       // when set, every PR OUT fails with it (the device went away)
 	prOuts int
-	nextFD int // the next descriptor dup returns
 }
 
 // dup and closeFD are the kernel's F_DUPFD and close for the fake devices.
+// A kept descriptor is a real one (of /dev/null, numbered from 1000, clear of
+// the fake numbers), since the fencing flushes it with fdatasync (EINVAL on
+// /dev/null, which it ignores).
 func (l *realLU) dup(fd int) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -42,22 +44,27 @@ func (l *realLU) dup(fd int) (int, error) {
 	if !ok {
 		return -1, unix.EBADF
 	}
-	if l.nextFD == 0 {
-		l.nextFD = 100
+	null, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
 	}
-	l.nextFD++
-	l.nexus[l.nextFD] = n
-	return l.nextFD, nil
+	defer unix.Close(null)
+	kept, err := unix.FcntlInt(uintptr(null), unix.F_DUPFD_CLOEXEC, 1000)
+	if err != nil {
+		return -1, err
+	}
+	l.nexus[kept] = n
+	return kept, nil
 }
 
 func (l *realLU) closeFD(fd int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, ok := l.nexus[fd]; !ok || fd < 100 {
+	if _, ok := l.nexus[fd]; !ok || fd < 1000 {
 		return unix.EBADF
 	}
 	delete(l.nexus, fd)
-	return nil
+	return unix.Close(fd)
 }
 
 // open counts the descriptors dup made that are still open.
@@ -66,7 +73,7 @@ func (l *realLU) open() int {
 	defer l.mu.Unlock()
 	n := 0
 	for fd := range l.nexus {
-		if fd > 100 {
+		if fd >= 1000 {
 			n++
 		}
 	}
