@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -94,9 +95,6 @@ type Backend struct {
 // luState is what the backend keeps per LU between commands.
 type luState struct {
 	mu sync.Mutex // one plan or poll at a time from this helper
-	// seen holds this host's VMs' registrations when its key was last seen
-	// on the LUN (core.Own), nil when it is not registered there.
-	seen []pr.Registration
 	// fd is a descriptor of the LUN kept for the poll (-1: none): kept while
 	// this host is registered there (docs/virtual-initiators.md §7).
 	fd int
@@ -170,6 +168,12 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 type hosts struct {
 	Keys map[string]uint64 `json:"keys"`
 	VMs  map[string]string `json:"vms"`
+	// Seen holds, per host, its VMs' registrations when the host last saw
+	// its key on the LUN (core.Own), none while it is not registered there:
+	// in the store, so that a helper that restarts, or another helper
+	// process of the same host, still knows what a lost key takes away
+	// (docs/virtual-initiators.md §7).
+	Seen map[string][]pr.Registration `json:"seen,omitempty"`
 }
 
 func decodeHosts(v []byte) (hosts, error) {
@@ -242,16 +246,22 @@ func (b *Backend) Poll(ctx context.Context, lu string, fd int) error {
 
 // poll is Poll with l locked.
 func (b *Backend) poll(ctx context.Context, lu string, fd int, lower backend.Backend, l *luState) error {
-	if len(l.seen) > 0 {
+	h, err := b.hosts(ctx, lu)
+	if err != nil {
+		return err
+	}
+	if seen := h.Seen[b.o.Host]; len(seen) > 0 {
 		view, err := b.readLUN(ctx, lower, fd)
 		if err != nil {
 			return err
 		}
 		if !view.Has(b.key) {
-			if err := b.fold(ctx, lu, fd, view, l.seen); err != nil {
+			if err := b.fold(ctx, lu, fd, view, seen); err != nil {
 				return err
 			}
-			l.seen = nil
+			if err := b.setSeen(ctx, lu, nil); err != nil {
+				return err
+			}
 		}
 	}
 	return b.reconcile(ctx, lu, fd, lower, l)
@@ -275,7 +285,7 @@ func (b *Backend) Reconcile(ctx context.Context, lu string, fd int) error {
 
 // reconcile reads the LUN, then the emulated state, and sends the plan; l is
 // locked. When the plan went through, it notes what this host now has on the
-// LUN (luState.seen) and keeps a descriptor for the poll while the host is
+// LUN (hosts.Seen) and keeps a descriptor for the poll while the host is
 // registered there.
 func (b *Backend) reconcile(ctx context.Context, lu string, fd int, lower backend.Backend, l *luState) error {
 	var last error
@@ -299,12 +309,15 @@ func (b *Backend) reconcile(ctx context.Context, lu string, fd int, lower backen
 		if refused {
 			continue
 		}
+		var seen []pr.Registration
 		if d.Registered[b.o.Host] {
-			l.seen = core.Own(&st, hostOf, b.o.Host)
+			seen = core.Own(&st, hostOf, b.o.Host)
 			b.keep(l, fd)
 		} else {
-			l.seen = nil
 			b.drop(l)
+		}
+		if err := b.setSeen(ctx, lu, seen); err != nil {
+			return err
 		}
 		return perr
 	}
@@ -357,6 +370,46 @@ func (b *Backend) fold(ctx context.Context, lu string, fd int, view core.LUN, se
 		if err := b.o.Fencing.Fence(ctx, lu, fd, wait); err != nil {
 			return fmt.Errorf("this host's key was preempted on the LUN; fencing its VMs: %w", err)
 		}
+	}
+	return nil
+}
+
+// hosts reads the host record of lu.
+func (b *Backend) hosts(ctx context.Context, lu string) (hosts, error) {
+	v, err := b.o.Store.Get(ctx, hostsKeyPrefix+lu)
+	if err != nil {
+		return hosts{}, fmt.Errorf("host record: %w", err)
+	}
+	return decodeHosts(v)
+}
+
+// setSeen records what this host has registered on lu's LUN (nil: nothing),
+// writing only when that changed.
+func (b *Backend) setSeen(ctx context.Context, lu string, seen []pr.Registration) error {
+	same := func(h hosts) bool {
+		return slices.EqualFunc(h.Seen[b.o.Host], seen, func(x, y pr.Registration) bool { return x.Key == y.Key && x.Nexus.Equal(y.Nexus) })
+	}
+	if h, err := b.hosts(ctx, lu); err == nil && same(h) {
+		return nil
+	}
+	err := b.o.Store.Update(ctx, hostsKeyPrefix+lu, func(cur []byte) ([]byte, bool, error) {
+		h, err := decodeHosts(cur)
+		if err != nil || same(h) {
+			return nil, false, err
+		}
+		if h.Seen == nil {
+			h.Seen = map[string][]pr.Registration{}
+		}
+		if len(seen) == 0 {
+			delete(h.Seen, b.o.Host)
+		} else {
+			h.Seen[b.o.Host] = seen
+		}
+		next, err := json.Marshal(h)
+		return next, err == nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("recording this host's registrations on the LUN: %w", err)
 	}
 	return nil
 }

@@ -450,3 +450,41 @@ func TestExternalPreempt(t *testing.T) {
 		t.Fatalf("Close: %v, %d descriptors open", err, l.open())
 	}
 }
+
+// TestPreemptedWhileDown: a bare-metal node preempts host A's key while A's
+// helper is down; the restarted helper's first command folds the loss in
+// (A's VMs evicted) instead of registering A again, since what A had on the
+// LUN is in the store (docs/virtual-initiators.md §7).
+func TestPreemptedWhileDown(t *testing.T) {
+	st := memory.New()
+	l := newRealLU(fdA, fdB, fdC)
+	ha, hb := newHost(t, "host-a", st, l), newHost(t, "host-b", st, l)
+	good(t)(out(t, ha, fdA, a1, scsi.SARegister, 0, 0, 0x11))
+	good(t)(out(t, hb, fdB, b1, scsi.SARegister, 0, 0, 0x21))
+	good(t)(out(t, hb, fdB, b1, scsi.SAReserve, scsi.TypeWriteExclusiveRegOnly, 0x21, 0))
+	if err := ha.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		sa        byte
+		key, sark uint64
+	}{{scsi.SARegister, 0, 0xbeef}, {scsi.SAPreempt, 0xbeef, ha.Key()}} {
+		p, _ := scsi.PROutParams{Key: c.key, SAKey: c.sark}.Encode()
+		cdb := scsi.PROutCDB(c.sa, 0, scsi.TypeWriteExclusiveRegOnly, 24)
+		l.mu.Lock()
+		r := pr.Execute(pr.LIO(), &l.st, l.nexus[fdC], cdb[:], p)
+		l.mu.Unlock()
+		if r.Status != scsi.StatusGood {
+			t.Fatalf("bare metal %s: %s", scsi.CommandName(cdb[:]), r)
+		}
+	}
+	restarted := newHost(t, "host-a", st, l)
+	// a2's first command after the restart: REGISTER.
+	good(t)(out(t, restarted, fdA, a2, scsi.SARegister, 0, 0, 0x12))
+	if k := emuKeys(t, hb, fdB, b1); !slices.Equal(k, []uint64{0x21, 0x12}) {
+		t.Fatalf("the guests' keys: %#x (a1 should be gone, a2 registered since)", k)
+	}
+	if v := l.view(t, fdC); !slices.Equal(v.Keys, []uint64{hb.Key(), 0xbeef, ha.Key()}) {
+		t.Fatalf("LUN: %+v (A registered again for a2 alone)", v)
+	}
+}
