@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	vinitbackend "github.com/prhelper/prhelper/internal/backend/vinit"
 	"github.com/prhelper/prhelper/internal/daemon/access"
 	"github.com/prhelper/prhelper/internal/daemon/activation"
 	"github.com/prhelper/prhelper/internal/daemon/config"
@@ -193,6 +194,13 @@ func daemon(ctx context.Context, o *options, log *slog.Logger) error {
 	}
 	serveCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if vb, ok := rt.Backends[backend.Vinit].(*vinitbackend.Backend); ok {
+		// Changes made on the LUNs by others (docs/virtual-initiators.md §7).
+		ticker := time.NewTicker(vinitbackend.PollInterval)
+		defer ticker.Stop()
+		go vb.Run(serveCtx, ticker.C)
+		log.Info("virtual initiators", "host", set.hostID(), "key", fmt.Sprintf("0x%016x", vb.Key()), "poll", vinitbackend.PollInterval)
+	}
 	// Take the socket files away as soon as the stop is asked for, so that
 	// clients see the helper going even while requests finish.
 	go func() {

@@ -133,6 +133,10 @@ func TestExplainAndConfig(t *testing.T) {
 		{[]string{"--explain", img}, "backend:  none: PR commands are refused"},
 		{[]string{"--backend=auto", "--db", filepath.Join(dir, "pr.db"), "--explain", img}, "backend:  emulate"},
 		{[]string{"--backend=auto", "--explain", "/dev/null"}, "auto: other device, SG_IO passthrough"},
+		{[]string{"--backend=vinit", "--explain", img}, "backend:  vinit"},
+		{[]string{"--backend=vinit", "--explain", img}, "below:    none: vinit serves SCSI disks and multipath maps"},
+		{[]string{"--backend=vinit", "--explain", "/dev/null"}, "key 0x"},
+		{[]string{"--help"}, "vinit (emulated per-VM initiators over a real"},
 	} {
 		out, err := exec.Command(binary, tc.args...).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), tc.want) {

@@ -212,8 +212,12 @@ prhelper's own options:
                             sgio (SG_IO passthrough only, as qemu-pr-helper),
                             linuxpr (<linux/pr.h> ioctls: NVMe, dm, sd),
                             mpath (dm-multipath maps: every path registered,
-                            multipathd kept informed), or
-                            emulate (reservations kept by prhelper in --db)
+                            multipathd kept informed),
+                            emulate (reservations kept by prhelper in --db), or
+                            vinit (emulated per-VM initiators over a real
+                            SCSI disk or map: one registration per host on
+                            the LUN, --fence-host's key; never auto;
+                            docs/virtual-initiators.md)
       --db=PATH             SQLite file of emulated reservations, shared by
                             every prhelper of the host
                             (default '%[4]s')

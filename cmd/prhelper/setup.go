@@ -17,6 +17,7 @@ import (
 	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/internal/kernel/dm"
 	"github.com/prhelper/prhelper/internal/store"
+	"github.com/prhelper/prhelper/internal/vinit"
 	"github.com/prhelper/prhelper/pr"
 )
 
@@ -152,6 +153,17 @@ func (s *settings) plan() backend.Plan {
 	return backend.NewPlan(s.backend, rules, s.dbSet)
 }
 
+// hostID is this host's id for the vinit backend (docs/virtual-initiators.md
+// §2): --fence-host, else the host name ("" when there is none: building vinit
+// then fails, saying so).
+func (s *settings) hostID() string {
+	if s.fencing.host != "" {
+		return s.fencing.host
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
 // newDevices is the device classifier of the daemon and of --explain: sysfs,
 // plus a dm device's table through the control node (where it may be opened)
 // to find multipath maps multipathd did not name, as qemu-pr-helper does.
@@ -168,6 +180,7 @@ func buildRouter(s *settings, plan backend.Plan, m *metrics.Metrics, log *slog.L
 		OpenStore: func() (store.Store, error) { return openStore(s, m, log) },
 		Profile:   s.profile(),
 		Fencing:   func(st store.Store) (emulate.Fencing, error) { return s.fencing.attach(st, s.profile(), m, log) },
+		Host:      s.hostID(),
 		Log:       log,
 	})
 	if err != nil {
@@ -235,6 +248,18 @@ func explain(o *options, w io.Writer) error {
 	}
 	fmt.Fprintf(w, "backend:  %s\n", be)
 	fmt.Fprintf(w, "why:      %s\n", d.Why)
+	if d.Backend == backend.Vinit {
+		// docs/virtual-initiators.md §2, §6.
+		below := "none: vinit serves SCSI disks and multipath maps, and refuses this device"
+		switch info.Kind {
+		case device.SCSIDisk, device.SCSIGeneric:
+			below = "sgio"
+		case device.DMMultipath:
+			below = "mpath"
+		}
+		fmt.Fprintf(w, "host:     %s, key 0x%016x on the real LUN\n", s.hostID(), vinit.HostKey(s.hostID()))
+		fmt.Fprintf(w, "below:    %s\n", below)
+	}
 	return nil
 }
 

@@ -26,10 +26,14 @@ const (
 	Mpath Name = "mpath"
 	// Emulate answers from prhelper's own SPC-4 engine and state store.
 	Emulate Name = "emulate"
+	// Vinit answers guests as Emulate does and keeps one registration per
+	// host on the real LUN, through Sgio or Mpath
+	// (docs/virtual-initiators.md). Auto never picks it.
+	Vinit Name = "vinit"
 )
 
 // Names lists every name the configuration accepts, Auto first.
-func Names() []Name { return []Name{Auto, Sgio, LinuxPR, Mpath, Emulate} }
+func Names() []Name { return []Name{Auto, Sgio, LinuxPR, Mpath, Emulate, Vinit} }
 
 // ParseName returns the name s spells, or an error listing the valid ones.
 func ParseName(s string) (Name, error) {
@@ -67,11 +71,12 @@ const (
 //     would need CAP_SYS_ADMIN, is optional: without it sysfs alone says which
 //     paths are usable.)
 //   - emulate: nothing; it never touches the device.
+//   - vinit: CAP_SYS_RAWIO, for SG_IO to the device or the map's paths.
 //
 // Auto needs what the backends it may pick need (see Plan).
 func Needs(n Name) []Capability {
 	switch n {
-	case Sgio, Mpath:
+	case Sgio, Mpath, Vinit:
 		return []Capability{CapSysRawio}
 	case LinuxPR:
 		return []Capability{CapSysRawio, CapSysAdmin}
@@ -108,8 +113,12 @@ func NewPlan(def Name, rules []Name, emulation bool) Plan {
 }
 
 // PlanOf returns the plan holding exactly the backends names (Auto and names
-// the registry does not know are ignored).
+// the registry does not know are ignored), and, with Vinit, the backends it
+// composes: Emulate, Sgio and Mpath.
 func PlanOf(names ...Name) Plan {
+	if slices.Contains(names, Vinit) {
+		names = append(slices.Clone(names), Emulate, Sgio, Mpath)
+	}
 	var p Plan
 	for _, n := range Names()[1:] {
 		if slices.Contains(names, n) {

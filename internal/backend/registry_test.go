@@ -15,7 +15,7 @@ func TestParseName(t *testing.T) {
 		}
 	}
 	_, err := ParseName("scsi")
-	if err == nil || err.Error() != `unknown backend "scsi" (one of: auto, sgio, linuxpr, mpath, emulate)` {
+	if err == nil || err.Error() != `unknown backend "scsi" (one of: auto, sgio, linuxpr, mpath, emulate, vinit)` {
 		t.Errorf("ParseName(scsi): %v", err)
 	}
 }
@@ -44,6 +44,9 @@ func TestPlan(t *testing.T) {
 		{Emulate, []Name{"", Sgio}, true, []Name{Sgio, Emulate}, rawio},
 		{Sgio, []Name{Emulate, Emulate, ""}, false, []Name{Sgio, Emulate}, rawio},
 		{Emulate, []Name{Auto}, false, []Name{Sgio, LinuxPR, Mpath, Emulate}, both},
+		{Vinit, nil, false, []Name{Sgio, Mpath, Emulate, Vinit}, rawio},
+		{Sgio, []Name{Vinit}, true, []Name{Sgio, Mpath, Emulate, Vinit}, rawio},
+		{Auto, nil, true, []Name{Sgio, LinuxPR, Mpath, Emulate}, both},
 	} {
 		p := NewPlan(tc.def, tc.rules, tc.emu)
 		caps := p.Capabilities()

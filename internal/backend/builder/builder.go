@@ -14,6 +14,7 @@ import (
 	"github.com/prhelper/prhelper/internal/backend/emulate"
 	"github.com/prhelper/prhelper/internal/backend/linuxpr"
 	"github.com/prhelper/prhelper/internal/backend/sgio"
+	"github.com/prhelper/prhelper/internal/backend/vinit"
 	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
@@ -37,7 +38,10 @@ type Env struct {
 	// Profile is the emulation's engine profile; a zero Profile (no Name)
 	// means pr.LIO().
 	Profile pr.Profile
-	Log     *slog.Logger
+	// Host is this host's id for the vinit backend (docs/virtual-initiators.md
+	// §2): the daemon passes --fence-host, else the host name.
+	Host string
+	Log  *slog.Logger
 }
 
 // Set is the built backends of a plan.
@@ -47,6 +51,9 @@ type Set struct {
 	// (mpath.Discoverer.PathStates), for metrics; nil without that backend.
 	MultipathPaths func() map[string]int
 	closers        []func()
+	emuStore       store.Store // the emulation's store, which vinit shares
+	emuFencing     emulate.Fencing
+	emuProfile     pr.Profile
 }
 
 // Close releases what the backends hold (multipath path devices, the state
@@ -125,11 +132,55 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 				return fmt.Errorf("fencing: %w", err)
 			}
 			em = em.WithFencing(f)
+			s.emuFencing = f
 		}
-		s.Backends[n] = em
+		s.emuProfile = prof
+		s.Backends[n], s.emuStore = em, st
 		s.closers = append(s.closers, func() {
 			if err := st.Close(); err != nil {
 				log.Warn("closing the state database", "err", err)
+			}
+		})
+	case backend.Vinit:
+		// The plan holds what vinit composes (backend.PlanOf), built before it.
+		em, sg, mp := s.Backends[backend.Emulate], s.Backends[backend.Sgio], s.Backends[backend.Mpath]
+		if em == nil || sg == nil || mp == nil || s.emuStore == nil {
+			return errors.New("builder: vinit needs the emulate, sgio and mpath backends of its plan")
+		}
+		devices := env.Devices
+		o := vinit.Options{
+			Emulate: em,
+			Lower: func(fd int) (backend.Backend, error) {
+				info, err := devices.Classify(fd)
+				if err != nil {
+					return nil, err
+				}
+				switch info.Kind {
+				case device.DMMultipath:
+					return mp, nil
+				case device.SCSIDisk, device.SCSIGeneric:
+					return sg, nil
+				}
+				return nil, fmt.Errorf("vinit serves SCSI disks and multipath maps, not a %s", info.Kind)
+			},
+			Store:          s.emuStore,
+			StateKeyPrefix: emulate.KeyPrefix,
+			ParseInitiator: emulate.ParseInitiator,
+			Host:           env.Host,
+			Profile:        s.emuProfile,
+			Logger:         log,
+		}
+		if s.emuFencing != nil {
+			o.Fencing = s.emuFencing
+		}
+		vb, err := vinit.New(o)
+		if err != nil {
+			return err
+		}
+		s.Backends[n] = vb
+		s.closers = append(s.closers, func() {
+			if err := vb.Close(); err != nil {
+				log.Warn("closing the LUN descriptors vinit kept", "err", err)
 			}
 		})
 	default:

@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,17 +10,19 @@ import (
 
 	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/scsi"
 )
 
 // TestBuild: every backend of the plan is built under its own name, and
 // nothing else; a backend that cannot be built fails the whole build.
 func TestBuild(t *testing.T) {
 	devices := device.NewCache(device.Sysfs{}, time.Second, nil, "")
-	env := Env{Devices: devices, DB: filepath.Join(t.TempDir(), "pr.db")}
+	env := Env{Devices: devices, DB: filepath.Join(t.TempDir(), "pr.db"), Host: "host-a"}
 	for _, p := range []backend.Plan{
 		backend.NewPlan(backend.Auto, nil, true),
 		backend.NewPlan(backend.Sgio, nil, false),
 		backend.NewPlan(backend.Emulate, nil, true),
+		backend.NewPlan(backend.Vinit, nil, false),
 		{},
 	} {
 		s, err := Build(p, env)
@@ -50,6 +53,26 @@ func TestBuild(t *testing.T) {
 	bad := Env{Devices: devices, DB: filepath.Join(notDir, "pr.db")}
 	if _, err := Build(backend.NewPlan(backend.Auto, nil, true), bad); err == nil || !strings.Contains(err.Error(), "emulation state") {
 		t.Errorf("emulation state under a regular file: %v", err)
+	}
+	// vinit's backend below is chosen by the kind of descriptor: a file has none.
+	s, err := Build(backend.NewPlan(backend.Vinit, nil, false), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := os.CreateTemp(t.TempDir(), "img")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	req := &backend.Request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 64), FD: int(img.Fd()), Initiator: "iqn.2026-01.test:vm", LU: "lu"}
+	if res, err := s.Backends[backend.Vinit].Execute(context.Background(), req); res.Status != scsi.StatusCheckCondition ||
+		err == nil || !strings.Contains(err.Error(), "vinit serves SCSI disks and multipath maps, not a file") {
+		t.Errorf("vinit on a file: %s %v", res, err)
+	}
+	s.Close()
+	noHost := Env{Devices: devices, DB: filepath.Join(t.TempDir(), "pr.db")}
+	if _, err := Build(backend.NewPlan(backend.Vinit, nil, false), noHost); err == nil || !strings.Contains(err.Error(), "host id") {
+		t.Errorf("vinit without a host id: %v", err)
 	}
 	if _, err := Build(backend.NewPlan(backend.Sgio, nil, false), Env{}); err == nil {
 		t.Error("built without a device classifier")

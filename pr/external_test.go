@@ -1,0 +1,55 @@
+package pr
+
+import (
+	"testing"
+
+	"github.com/prhelper/prhelper/scsi"
+)
+
+func TestRemove(t *testing.T) {
+	p := LIO()
+	a := Nexus{Initiator: ISCSIInitiator("iqn.2026-01.test:a", ""), RTPI: 1}
+	b := Nexus{Initiator: ISCSIInitiator("iqn.2026-01.test:b", ""), RTPI: 1}
+	c := Nexus{Initiator: ISCSIInitiator("iqn.2026-01.test:c", ""), RTPI: 1}
+	for _, tc := range []struct {
+		typ      byte
+		released bool // the reservation ends when a (its holder) goes
+	}{
+		{scsi.TypeWriteExclusive, true},
+		{scsi.TypeExclusiveAccessRegOnly, true},
+		{scsi.TypeWriteExclusiveAllRegs, false},
+	} {
+		st := State{Generation: 7, Registrations: []Registration{{Nexus: a, Key: 1}, {Nexus: b, Key: 2}, {Nexus: c, Key: 3}},
+			Reservation: &Reservation{Holder: a, Type: tc.typ}}
+		gone := Remove(p, &st, func(r Registration) bool { return r.Key != 2 && r.Nexus.Equal(a) || r.Key == 3 })
+		if len(gone) != 2 || !gone[0].Nexus.Equal(a) || !gone[1].Nexus.Equal(c) {
+			t.Fatalf("type %d: removed %+v", tc.typ, gone)
+		}
+		if len(st.Registrations) != 1 || !st.Registrations[0].Nexus.Equal(b) || st.Generation != 8 {
+			t.Fatalf("type %d: left %+v generation %d", tc.typ, st.Registrations, st.Generation)
+		}
+		if (st.Reservation == nil) != tc.released || (!tc.released && !st.Reservation.Holder.Equal(b)) {
+			t.Fatalf("type %d: reservation %+v", tc.typ, st.Reservation)
+		}
+		if err := st.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		// a learns of its preemption on its next command; b of the release.
+		want := map[Nexus]UA{a: {0x2a, ascqRegistrationsPreempted}, c: {0x2a, ascqRegistrationsPreempted}}
+		if tc.released {
+			want[b] = UA{0x2a, ascqReservationsReleased}
+		}
+		for n, u := range want {
+			cdb := scsi.PRInCDB(scsi.SAReadKeys, 64)
+			if r := Execute(p, &st, n, cdb[:], nil); r.Status != scsi.StatusCheckCondition || string(r.Sense) != string(u.Sense().Fixed()) {
+				t.Errorf("type %d: %s's next command: %s, want %v", tc.typ, n, r, u)
+			}
+		}
+		if gone := Remove(p, &st, func(Registration) bool { return false }); gone != nil || st.Generation != 8 {
+			t.Errorf("removing nothing: %v, generation %d", gone, st.Generation)
+		}
+	}
+	if Remove(p, nil, nil) != nil {
+		t.Error("nil state")
+	}
+}
