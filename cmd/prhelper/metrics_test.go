@@ -215,8 +215,18 @@ func TestMetricsEtcd(t *testing.T) {
 			t.Fatalf("register %d: %s %v", i, scsi.StatusName(st), sn)
 		}
 	}
-	fams := scrape(t, msock)
-	if got := value(fams, "prhelper_requests_total", map[string]string{"command": "pr_out_register_and_ignore_existing_key", "backend": "emulate", "status": "good"}); got != 3 {
+	// A request is counted after its reply is written, so the third may
+	// not be counted yet when the client has read its reply: scrape until
+	// it is (or 10 s have passed, and the check below fails).
+	regs := map[string]string{"command": "pr_out_register_and_ignore_existing_key", "backend": "emulate", "status": "good"}
+	var fams map[string]*dto.MetricFamily
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		fams = scrape(t, msock)
+		if value(fams, "prhelper_requests_total", regs) == 3 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got := value(fams, "prhelper_requests_total", regs); got != 3 {
 		t.Errorf("requests = %v, want 3", got)
 	}
 	if sum := histogramSum(fams, "prhelper_store_commit_batch_size", map[string]string{"store": "etcd"}); sum != 3 {
