@@ -182,7 +182,7 @@ func TestStateStaleScopeAndDuplicates(t *testing.T) {
 		t.Fatal(err)
 	}
 	nexus := "06" + "00" + "00" + "81808080b08bd08050" + "01" // SAS 0x5001405b00000001 at port 1
-	want := "02" + "03" + "0a" + // version, generation 3, flags reservation|reservation stale scope
+	want := "02" + "03" + "0a" +                              // version, generation 3, flags reservation|reservation stale scope
 		"02" + nexus + "00000000000000a1" + "04" + "03" + // stale scope 3 follows
 		nexus + "00000000000000a1" + "00" +
 		nexus + "01" + "00" + "05" + // WE, scope 0, stale scope 5
