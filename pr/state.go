@@ -68,7 +68,8 @@ type Reservation struct {
 	// StaleScope is the holder's scope when a REGISTER AND MOVE gave it one
 	// that is not LU_SCOPE (Registration.StaleScope, Profile.MoveSourceScope,
 	// docs/spc4-pr.md §14 D28): not reported, but RESERVE, RELEASE and PREEMPT
-	// compare it; 0 otherwise.
+	// compare it; 0 otherwise. The engine keeps it equal to the holder
+	// registration's StaleScope, as LIO keeps one value there.
 	StaleScope byte `json:"stale_scope,omitempty"`
 }
 
@@ -361,6 +362,7 @@ func (st *State) fixHolder(holderGone bool) bool {
 	}
 	if allRegistrants(r.Type) && len(st.Registrations) > 0 {
 		r.Holder = st.Registrations[0].Nexus
+		st.Registrations[0].StaleScope = r.StaleScope // LIO copies the scope too (D28)
 		return false
 	}
 	st.Reservation = nil
