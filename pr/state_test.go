@@ -160,13 +160,11 @@ func TestPowerOn(t *testing.T) {
 	PowerOn(LIO(), nil)
 }
 
-// TestStateStaleScopeAndDuplicates round-trips what the LIO profile's D27 and
-// D28 leave in a state (docs/spc4-pr.md §14): two registrations of one nexus, a
-// registration's stale scope and the reservation's, through both encodings, and
-// pins the binary bytes of the stale-scope fields.
-func TestStateStaleScopeAndDuplicates(t *testing.T) {
+// quirkState holds what D27 and D28 leave behind: two registrations of one
+// nexus and stale scopes (not in sync: a codec test, not an engine state).
+func quirkState() State {
 	a := Nexus{Initiator: SASInitiator(0x5001405b00000001), RTPI: 1}
-	st := State{
+	return State{
 		Generation: 3,
 		Registrations: []Registration{
 			{Nexus: a, Key: 0xa1, StaleScope: scsi.TypeExclusiveAccess},
@@ -174,6 +172,14 @@ func TestStateStaleScopeAndDuplicates(t *testing.T) {
 		},
 		Reservation: &Reservation{Holder: a, Type: scsi.TypeWriteExclusive, StaleScope: scsi.TypeWriteExclusiveRegOnly},
 	}
+}
+
+// TestStateStaleScopeAndDuplicates round-trips what the LIO profile's D27 and
+// D28 leave in a state (docs/spc4-pr.md §14): two registrations of one nexus, a
+// registration's stale scope and the reservation's, through both encodings, and
+// pins the binary bytes of the stale-scope fields.
+func TestStateStaleScopeAndDuplicates(t *testing.T) {
+	st := quirkState()
 	if err := st.Validate(); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
