@@ -15,7 +15,8 @@ func Clear(p Profile, st *State) bool {
 		return false
 	}
 	st.Reservation = nil
-	for _, r := range st.removeRegs(func(int, Registration) bool { return true }) {
+	gone, _ := st.removeRegs(func(int, Registration) bool { return true })
+	for _, r := range gone {
 		st.addUA(p, r.Nexus, ascqReservationsPreempted)
 	}
 	st.Generation++

@@ -14,9 +14,12 @@ import (
 // with '{' or white space, never with a version byte).
 //
 //	state      = 0x02 uvarint(generation) flags(1 byte) registrations reservation? spc2holder? uas ports
-//	flags      = bit 0 APTPL, bit 1 a reservation follows, bit 2 an SPC-2 holder follows
-//	registrations = uvarint(n) n × (nexus key(8 bytes, big endian) regflags(1 byte: bit 0 ALL_TG_PT, bit 1 APTPL))
-//	reservation = nexus type(1 byte) scope(1 byte)
+//	flags      = bit 0 APTPL, bit 1 a reservation follows, bit 2 an SPC-2 holder follows,
+//	             bit 3 the reservation has a stale scope
+//	registrations = uvarint(n) n × (nexus key(8 bytes, big endian) regflags(1 byte) stale?)
+//	regflags   = bit 0 ALL_TG_PT, bit 1 APTPL, bit 2 a stale scope follows
+//	reservation = nexus type(1 byte) scope(1 byte) stale?
+//	stale      = StaleScope (1 byte, non-zero; Profile.MoveSourceScope, docs/spc4-pr.md §14 D28)
 //	spc2holder = nexus
 //	uas        = uvarint(n) n × (nexus uvarint(m) m × (asc ascq))
 //	ports      = uvarint(n) n × (uvarint(rtpi) protocol(1 byte) initiators)
@@ -26,15 +29,19 @@ import (
 //	string     = uvarint(length) bytes
 //
 // Nothing may follow the last port. A change of meaning gets a new version byte.
+// The stale-scope bits were added within version 2: earlier helpers read every
+// state without them and refuse one with them (unknown flags).
 const binaryVersion = 2
 
 const (
 	flagAPTPL       = 1 << 0
 	flagReservation = 1 << 1
 	flagSPC2Holder  = 1 << 2
+	flagResStale    = 1 << 3
 
 	regAllTgPt = 1 << 0
 	regAPTPL   = 1 << 1
+	regStale   = 1 << 2
 )
 
 // appendBinary appends the version 2 encoding of st to b.
@@ -51,6 +58,9 @@ func (st *State) appendBinary(b []byte) []byte {
 	if st.SPC2Holder != nil {
 		flags |= flagSPC2Holder
 	}
+	if st.Reservation != nil && st.Reservation.StaleScope != 0 {
+		flags |= flagResStale
+	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, uint64(len(st.Registrations)))
 	for _, r := range st.Registrations {
@@ -63,11 +73,20 @@ func (st *State) appendBinary(b []byte) []byte {
 		if r.APTPL {
 			rf |= regAPTPL
 		}
+		if r.StaleScope != 0 {
+			rf |= regStale
+		}
 		b = append(b, rf)
+		if r.StaleScope != 0 {
+			b = append(b, r.StaleScope)
+		}
 	}
 	if r := st.Reservation; r != nil {
 		b = appendNexus(b, r.Holder)
 		b = append(b, r.Type, r.Scope)
+		if r.StaleScope != 0 {
+			b = append(b, r.StaleScope)
+		}
 	}
 	if st.SPC2Holder != nil {
 		b = appendNexus(b, *st.SPC2Holder)
@@ -181,6 +200,16 @@ func (d *decoder) string(what string) string {
 	return s
 }
 
+// stale reads a StaleScope byte, present only when non-zero (one encoding per
+// state).
+func (d *decoder) stale() byte {
+	v := d.byte()
+	if v == 0 && d.err == nil {
+		d.fail("stale scope 0 encoded")
+	}
+	return v
+}
+
 func (d *decoder) uint64BE() uint64 {
 	if d.err != nil {
 		return 0
@@ -217,7 +246,7 @@ func decodeBinary(b []byte) (State, error) {
 	var st State
 	st.Generation = uint32(d.uvarint(math.MaxUint32, "generation"))
 	flags := d.byte()
-	if flags&^(flagAPTPL|flagReservation|flagSPC2Holder) != 0 {
+	if flags&^(flagAPTPL|flagReservation|flagSPC2Holder|flagResStale) != 0 || flags&flagResStale != 0 && flags&flagReservation == 0 {
 		d.fail("unknown flags %#x", flags)
 	}
 	st.APTPL = flags&flagAPTPL != 0
@@ -227,14 +256,20 @@ func decodeBinary(b []byte) (State, error) {
 			r := &st.Registrations[i]
 			r.Nexus, r.Key = d.nexus(), d.uint64BE()
 			rf := d.byte()
-			if rf&^(regAllTgPt|regAPTPL) != 0 {
+			if rf&^(regAllTgPt|regAPTPL|regStale) != 0 {
 				d.fail("registration %d: unknown flags %#x", i, rf)
 			}
 			r.AllTgPt, r.APTPL = rf&regAllTgPt != 0, rf&regAPTPL != 0
+			if rf&regStale != 0 {
+				r.StaleScope = d.stale()
+			}
 		}
 	}
 	if flags&flagReservation != 0 {
 		st.Reservation = &Reservation{Holder: d.nexus(), Type: d.byte(), Scope: d.byte()}
+		if flags&flagResStale != 0 {
+			st.Reservation.StaleScope = d.stale()
+		}
 	}
 	if flags&flagSPC2Holder != 0 {
 		h := d.nexus()

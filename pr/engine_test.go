@@ -150,6 +150,8 @@ func TestProfiles(t *testing.T) {
 		{"D24", l.SyncCacheUnregisteredUnderWE, s.SyncCacheUnregisteredUnderWE},
 		{"D25", l.CRHAllRegistrantsROAR, s.CRHAllRegistrantsROAR},
 		{"D26", l.NoDataPROutByDirection, s.NoDataPROutByDirection},
+		{"D27", l.SpecIPTDuplicates, s.SpecIPTDuplicates},
+		{"D28", l.MoveSourceScope, s.MoveSourceScope},
 	}
 	for _, d := range differ {
 		if d.a == d.b {

@@ -258,7 +258,7 @@ func FuzzUnmarshalState(f *testing.F) {
 	f.Add([]byte(`{"generation":1}`))
 	f.Add([]byte(`{"v":1,"generation":2,"registrations":[{"nexus":{"initiator":{"proto":5,"name":"iqn.a","isid":"00023d000001"},"rtpi":1},"key":1},{"nexus":{"initiator":{"proto":6,"addr":5},"rtpi":3},"key":2}],"reservation":{"holder":{"initiator":{"proto":5,"name":"iqn.a","isid":"00023d000001"},"rtpi":1},"type":8,"scope":0},"aptpl":true,"unit_attentions":[{"nexus":{"initiator":{"proto":6,"addr":5},"rtpi":3},"conditions":[{"asc":42,"ascq":4}]}],"ports":[{"rtpi":1,"proto":5,"initiators":null}]}`))
 	f.Add([]byte(`{"v":1,"reservation":{"holder":{"initiator":{"proto":5},"rtpi":1},"type":3}}`))
-	for _, st := range []State{{}, goldenValue()} {
+	for _, st := range []State{{}, goldenValue(), quirkState()} {
 		b, _ := st.MarshalBinary()
 		f.Add(b)
 		f.Add(b[:len(b)-1])
@@ -285,7 +285,7 @@ func FuzzUnmarshalState(f *testing.F) {
 // FuzzBinaryState feeds the version 2 decoder alone (the version byte is added):
 // no panic, no huge allocation, and what decodes round-trips exactly.
 func FuzzBinaryState(f *testing.F) {
-	for _, st := range []State{{}, goldenValue()} {
+	for _, st := range []State{{}, goldenValue(), quirkState()} {
 		b, _ := st.MarshalBinary()
 		f.Add(b[1:])
 	}

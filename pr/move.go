@@ -75,9 +75,15 @@ func registerAndMove(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 	}
 	st.Generation++
 	st.Reservation = &Reservation{Holder: st.Registrations[d].Nexus, Type: res.Type, Scope: res.Scope}
+	if p.MoveSourceScope {
+		// LIO (D28): the destination holds with the scope its registration
+		// carried; the source keeps the type as its scope.
+		st.Reservation.StaleScope = st.Registrations[d].StaleScope
+		st.Registrations[i].StaleScope = res.Type
+	}
 	if pp.unreg {
-		caller := st.Registrations[i].Nexus
-		st.removeRegs(func(_ int, r Registration) bool { return r.Nexus.Equal(caller) })
+		// The caller's registration, not a second one of its nexus (D27).
+		st.removeRegs(func(j int, _ Registration) bool { return j == i })
 	}
 	st.APTPL = pp.aptpl
 	return good

@@ -41,20 +41,6 @@ func (a Initiator) SameNode(b Initiator) bool {
 	return a.Protocol == b.Protocol && a.Addr == b.Addr && a.Name == b.Name
 }
 
-// nexusKey identifies a nexus as Nexus.Equal compares them: a map key.
-type nexusKey struct {
-	rtpi  uint16
-	proto byte
-	addr  uint64
-	name  string
-	isid  string // lower case: Equal ignores the ISID's case
-}
-
-func (a Nexus) key() nexusKey {
-	return nexusKey{rtpi: a.RTPI, proto: a.Initiator.Protocol, addr: a.Initiator.Addr, name: a.Initiator.Name,
-		isid: strings.ToLower(a.Initiator.ISID)}
-}
-
 // Equal reports whether a and b are the same initiator port: the same node and
 // the same ISID. ISIDs are numbers written in hex, so their digits compare
 // ignoring case (LIO lower-cases a received ISID, docs/spc4-pr.md §3.3).

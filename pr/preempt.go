@@ -40,15 +40,26 @@ func preempt(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 	// (not the caller's: a holder may preempt itself), the caller holds the
 	// reservation with the new type and scope, and if those changed every other
 	// remaining registrant learns that the old reservation was released.
+	// Registrations are told apart by position, not nexus: a second
+	// registration of the caller's nexus (D27) is another registration.
 	old := *res
-	gone := st.removeRegs(func(j int, r Registration) bool { return j != i && r.Key == pp.sark })
+	ci := i
+	gone, _ := st.removeRegs(func(j int, r Registration) bool {
+		drop := j != i && r.Key == pp.sark
+		if drop && j < i {
+			ci--
+		}
+		return drop
+	})
 	for _, r := range gone {
 		st.addUA(p, r.Nexus, ascqRegistrationsPreempted)
 	}
 	st.Reservation = &Reservation{Holder: caller, Type: typ, Scope: scope}
-	if old.Type != typ || old.Scope != scope {
-		for _, r := range st.Registrations {
-			if !r.Nexus.Equal(caller) {
+	st.Registrations[ci].StaleScope = 0
+	// A scope left by a move (D28) counts as a change.
+	if old.Type != typ || old.Scope != scope || old.StaleScope != 0 {
+		for j, r := range st.Registrations {
+			if j != ci {
 				st.addUA(p, r.Nexus, ascqReservationsReleased)
 			}
 		}
@@ -71,30 +82,42 @@ func preempt(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 // registrant, is GOOD.
 func preemptRegistrations(p Profile, st *State, i int, typ, scope byte, sark uint64, ar bool) Result {
 	caller := st.Registrations[i].Nexus
+	ci := i // the caller's index after the removal, while it stays
 	matched := false
 	for _, r := range st.Registrations {
 		if ar && (sark == 0 || r.Key == sark) {
 			matched = true
 		}
 	}
-	gone := st.removeRegs(func(j int, r Registration) bool {
+	// Only the caller's own registration goes without a unit attention: a
+	// second registration of its nexus (D27) is told like any other.
+	var told []Nexus
+	gone, holderGone := st.removeRegs(func(j int, r Registration) bool {
+		var drop bool
 		if !ar {
-			return r.Key == sark && (j != i || p.PreemptRemovesCaller)
+			drop = r.Key == sark && (j != i || p.PreemptRemovesCaller)
+		} else {
+			drop = j != i && (sark == 0 || r.Key == sark)
 		}
-		return j != i && (sark == 0 || r.Key == sark)
+		if drop && j != i {
+			told = append(told, r.Nexus)
+		}
+		if drop && j < i {
+			ci--
+		}
+		return drop
 	})
 	if len(gone) == 0 && !matched {
 		return conflict
 	}
-	for _, r := range gone {
-		if !r.Nexus.Equal(caller) {
-			st.addUA(p, r.Nexus, ascqRegistrationsPreempted)
-		}
+	for _, n := range told {
+		st.addUA(p, n, ascqRegistrationsPreempted)
 	}
 	if ar && sark == 0 {
 		st.Reservation = &Reservation{Holder: caller, Type: typ, Scope: scope}
+		st.Registrations[ci].StaleScope = 0
 	} else {
-		st.fixHolder()
+		st.fixHolder(holderGone)
 	}
 	st.Generation++
 	return good

@@ -117,6 +117,7 @@ func readFullStatus(p Profile, st *State, alloc int) Result {
 	}
 	res := st.Reservation
 	var body []byte
+	h := st.holderIndex() // once: isHolder would look it up per registration
 	for i, r := range st.Registrations {
 		tid := r.Nexus.Initiator.TransportID()
 		if p.FullStatusCountsFitting && len(tid)+len(body) > alloc {
@@ -127,7 +128,7 @@ func readFullStatus(p Profile, st *State, alloc int) Result {
 		if r.AllTgPt {
 			d[12] |= 0x02
 		}
-		if res != nil && st.isHolder(i) {
+		if res != nil && (allRegistrants(res.Type) || i == h) {
 			d[12] |= 0x01
 			d[13] = res.Scope<<4 | res.Type&0x0f
 		}

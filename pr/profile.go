@@ -3,7 +3,7 @@ package pr
 import "github.com/prhelper/prhelper/scsi"
 
 // Profile selects, point by point, whose behaviour the engine reproduces where
-// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D26). Every deviation the
+// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D28). Every deviation the
 // engine makes reads one of these fields; there is no other switch. LIO() is the
 // default and is byte-exact to the Linux target (current, ≥ 6.12); SPC4() takes
 // the standard's side (SCST's where the standard is silent).
@@ -153,6 +153,35 @@ type Profile struct {
 	// the lab (tools/prgen -zero-len-we). LIO true, SCST false, SPC-4 false.
 	NoDataPROutByDirection bool
 
+	// SpecIPTDuplicates (D27): REGISTER with SPEC_I_PT registers the commanding
+	// nexus first and then every TransportID of the list that was not
+	// registered before the command, so a TransportID naming the commanding
+	// nexus, or one repeated in the list, adds a second registration of one
+	// I_T nexus, as LIO's core_scsi3_decode_spec_i_port does (it looks only at
+	// the registrations that existed when the command arrived). Every later
+	// command of that nexus finds the first of its registrations (§5); READ
+	// KEYS and READ FULL STATUS list both. SPC-4 §5.7.7 has one registration
+	// per I_T nexus: false skips them. Seen in the lab (tools/prgen -dup-tids).
+	// LIO true, SCST false, SPC-4 false.
+	SpecIPTDuplicates bool
+
+	// MoveSourceScope (D28): REGISTER AND MOVE writes the reservation's TYPE
+	// into the SCOPE that LIO keeps with the source registration
+	// (core_scsi3_emulate_pro_register_and_move assigns the holder's type to its
+	// scope variable and stores that in the source, not the destination), and
+	// the destination takes the reservation with whatever scope its own
+	// registration carried. A registration that was once the source of a move
+	// without UNREG and later receives the reservation by a move holds it with
+	// a scope of 1h-8h: invisible in READ RESERVATION and READ FULL STATUS
+	// (only the high nibble is reported), but unequal to every SCOPE a command
+	// sends, so RESERVE and RELEASE by the holder answer RESERVATION CONFLICT and
+	// a PREEMPT counts as a change of scope (2Ah/04h to the other registrants).
+	// RESERVE, PREEMPT and RELEASE reset the scope they touch to 0; under an
+	// all-registrants reservation the next representative inherits it. SPC-4
+	// §5.7.8: the reservation moves with its scope unchanged, false.
+	// Seen in the lab (tools/prgen -move-no-unreg). LIO true, SCST false, SPC-4 false.
+	MoveSourceScope bool
+
 	// RestoreCountsGeneration (§11): after a power cycle with APTPL active the
 	// generation restarts at 0 and goes up by one per restored registration, as
 	// LIO re-adds them; false keeps the persisted generation, as SCST does.
@@ -231,6 +260,8 @@ func LIO() Profile {
 		SyncCacheUnregisteredUnderWE:        true,
 		CRHAllRegistrantsROAR:               false,
 		NoDataPROutByDirection:              true,
+		SpecIPTDuplicates:                   true,
+		MoveSourceScope:                     true,
 		RestoreCountsGeneration:             true,
 		EnforcePRISIDs:                      true,
 	}
@@ -267,6 +298,8 @@ func SPC4() Profile {
 		SyncCacheUnregisteredUnderWE:        false,
 		CRHAllRegistrantsROAR:               true,
 		NoDataPROutByDirection:              false,
+		SpecIPTDuplicates:                   false,
+		MoveSourceScope:                     false,
 		RestoreCountsGeneration:             false,
 		EnforcePRISIDs:                      false,
 	}

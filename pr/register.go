@@ -24,7 +24,7 @@ func register(p Profile, st *State, n Nexus, sa byte, pp *prOutParams) Result {
 			}
 			return good
 		}
-		regs := st.withAllTgPt(n, Registration{Nexus: n, Key: pp.sark, AllTgPt: pp.allTgPt, APTPL: pp.aptpl}, nil)
+		regs := st.withAllTgPt(n, Registration{Nexus: n, Key: pp.sark, AllTgPt: pp.allTgPt, APTPL: pp.aptpl}, nil, false)
 		if pp.specIPT {
 			more, r, ok := st.specIPT(p, n, pp, regs)
 			if !ok {
@@ -88,8 +88,8 @@ func unregister(p Profile, st *State, i int, pp *prOutParams) Result {
 	if st.Reservation != nil {
 		resType = st.Reservation.Type
 	}
-	st.removeRegs(func(j int, r Registration) bool { return j == i || sibling(j, r) })
-	if st.fixHolder() && registrantsOnly(resType) {
+	_, holderGone := st.removeRegs(func(j int, r Registration) bool { return j == i || sibling(j, r) })
+	if st.fixHolder(holderGone) && registrantsOnly(resType) {
 		for _, r := range st.Registrations {
 			st.addUA(p, r.Nexus, ascqReservationsReleased)
 		}
@@ -104,14 +104,15 @@ func unregister(p Profile, st *State, i int, pp *prOutParams) Result {
 // withAllTgPt appends r to regs and, when r.AllTgPt is set, a registration of
 // the same initiator at every other target port that has the logical unit mapped
 // for it (LIO __core_scsi3_alloc_registration: same fabric, a LUN ACL), skipping
-// nexuses already registered or already in regs.
-func (st *State) withAllTgPt(n Nexus, r Registration, regs []Registration) []Registration {
+// nexuses already registered or, unless dups (Profile.SpecIPTDuplicates, D27),
+// already in regs.
+func (st *State) withAllTgPt(n Nexus, r Registration, regs []Registration, dups bool) []Registration {
 	add := func(x Registration) {
 		if st.regExact(x.Nexus) >= 0 {
 			return
 		}
 		for _, y := range regs {
-			if y.Nexus.Equal(x.Nexus) {
+			if !dups && y.Nexus.Equal(x.Nexus) {
 				return
 			}
 		}
@@ -136,8 +137,10 @@ func (st *State) withAllTgPt(n Nexus, r Registration, regs []Registration) []Reg
 // core_scsi3_decode_spec_i_port, docs/spc4-pr.md §3.1 rule 4 and §7.1) and returns
 // regs extended with a registration for every TransportID, each at the first
 // target port of its protocol that has the logical unit mapped for it.
-// TransportIDs already registered are skipped. Any error rejects the whole
-// command (ok false) with 05/26/00.
+// TransportIDs registered before the command are skipped; so are the commanding
+// nexus and repeats in the list, except under Profile.SpecIPTDuplicates (D27),
+// where LIO registers them again. Any error rejects the whole command (ok
+// false) with 05/26/00.
 func (st *State) specIPT(p Profile, n Nexus, pp *prOutParams, regs []Registration) ([]Registration, Result, bool) {
 	bad := checkCondition(scsi.SenseInvalidParam)
 	if pp.length < scsi.PROutSpecIPTHdrLen {
@@ -170,10 +173,10 @@ func (st *State) specIPT(p Profile, n Nexus, pp *prOutParams, regs []Registratio
 			return nil, bad, false
 		}
 		dest := Nexus{Initiator: init, RTPI: port.RTPI}
-		if st.regFor(dest) >= 0 || dest.covers(n) || n.covers(dest) {
+		if st.regFor(dest) >= 0 || !p.SpecIPTDuplicates && (dest.covers(n) || n.covers(dest)) {
 			continue
 		}
-		regs = st.withAllTgPt(n, Registration{Nexus: dest, Key: pp.sark, AllTgPt: pp.allTgPt, APTPL: pp.aptpl}, regs)
+		regs = st.withAllTgPt(n, Registration{Nexus: dest, Key: pp.sark, AllTgPt: pp.allTgPt, APTPL: pp.aptpl}, regs, p.SpecIPTDuplicates)
 	}
 	return regs, Result{}, true
 }

@@ -22,13 +22,15 @@ func reserve(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 	}
 	if res := st.Reservation; res != nil {
 		// Another holder, or the holder asking for another type or scope: RC.
-		// The holder repeating its reservation: GOOD, nothing changes.
-		if !st.isHolder(i) || res.Type != typ || res.Scope != scope {
+		// The holder repeating its reservation: GOOD, nothing changes. A
+		// scope left by a move (D28) differs from every SCOPE sent.
+		if !st.isHolder(i) || res.Type != typ || res.Scope != scope || res.StaleScope != 0 {
 			return conflict
 		}
 		return good
 	}
 	st.Reservation = &Reservation{Holder: st.Registrations[i].Nexus, Type: typ, Scope: scope}
+	st.Registrations[i].StaleScope = 0
 	return good
 }
 
@@ -52,13 +54,14 @@ func release(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 	if pp.key != st.Registrations[i].Key {
 		return conflict
 	}
-	if res.Type != typ || res.Scope != scope {
+	if res.Type != typ || res.Scope != scope || res.StaleScope != 0 {
 		if p.ReleaseTypeMismatchInvalidRelease {
 			return checkCondition(senseInvalidRelease)
 		}
 		return conflict
 	}
 	st.Reservation = nil
+	st.Registrations[i].StaleScope = 0
 	// Types 5h-8h tell every other registrant the reservation is gone (§9).
 	if registrantsOnly(res.Type) || allRegistrants(res.Type) {
 		for j, r := range st.Registrations {
@@ -83,7 +86,7 @@ func clearAll(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 		return conflict
 	}
 	st.Reservation = nil
-	gone := st.removeRegs(func(int, Registration) bool { return true })
+	gone, _ := st.removeRegs(func(int, Registration) bool { return true })
 	for j, r := range gone {
 		if j != i {
 			st.addUA(p, r.Nexus, ascqReservationsPreempted)

@@ -22,10 +22,13 @@ const jsonVersion = 1
 // the SPC-2 RESERVE holder (for CRH, §12), the pending unit attentions (§9) and
 // the logical unit's target ports (configuration, never changed by the engine).
 //
-// Invariants kept by the engine and checked by Validate: keys are non-zero, no
-// two registrations are for the same I_T nexus, and the reservation's Holder is a
-// registered nexus (for the all-registrants types it is LIO's "representative",
-// the registration READ RESERVATION and PREEMPT refer to).
+// Invariants kept by the engine and checked by Validate: keys are non-zero, and
+// the reservation's Holder is a registered nexus (for the all-registrants types
+// it is LIO's "representative", the registration READ RESERVATION and PREEMPT
+// refer to). One I_T nexus has one registration, except where
+// Profile.SpecIPTDuplicates gave it two (docs/spc4-pr.md §14 D27): then every
+// command finds the first (regFor, regExact), and the holder is the first
+// registration of Holder (holderIndex).
 type State struct {
 	Generation     uint32         `json:"generation"`
 	Registrations  []Registration `json:"registrations,omitempty"`
@@ -48,6 +51,11 @@ type Registration struct {
 	AllTgPt bool `json:"all_tg_pt,omitempty"`
 	// APTPL is the APTPL bit of the command that made the registration.
 	APTPL bool `json:"aptpl,omitempty"`
+	// StaleScope is the scope LIO left with a registration that was the
+	// source of a REGISTER AND MOVE (the reservation's type, 1h-8h), which it
+	// carries into a reservation it later receives by a move
+	// (Profile.MoveSourceScope, docs/spc4-pr.md §14 D28); 0 otherwise.
+	StaleScope byte `json:"stale_scope,omitempty"`
 }
 
 // Reservation is the persistent reservation (SPC-4 §5.7.9).
@@ -57,6 +65,12 @@ type Reservation struct {
 	Holder Nexus `json:"holder"`
 	Type   byte  `json:"type"`
 	Scope  byte  `json:"scope"`
+	// StaleScope is the holder's scope when a REGISTER AND MOVE gave it one
+	// that is not LU_SCOPE (Registration.StaleScope, Profile.MoveSourceScope,
+	// docs/spc4-pr.md §14 D28): not reported, but RESERVE, RELEASE and PREEMPT
+	// compare it; 0 otherwise. The engine keeps it equal to the holder
+	// registration's StaleScope, as LIO keeps one value there.
+	StaleScope byte `json:"stale_scope,omitempty"`
 }
 
 // PendingUA is the queue of unit attentions waiting for one nexus (or, with
@@ -172,19 +186,17 @@ func decodeJSON(b []byte) (State, error) {
 
 // Validate checks the invariants the engine keeps (see State).
 func (st *State) Validate() error {
-	// A set, not a pairwise comparison: every command of an emulated LU
-	// decodes its state, and a quadratic check was most of a command's cost at
-	// thousands of registrations (issue 12).
-	seen := make(map[nexusKey]struct{}, len(st.Registrations))
+	// Linear: every command of an emulated LU decodes its state, and a
+	// quadratic check was most of a command's cost at thousands of
+	// registrations (issue 12). Two registrations of one nexus are allowed
+	// (Profile.SpecIPTDuplicates).
 	for i, r := range st.Registrations {
 		if r.Key == 0 {
 			return fmt.Errorf("%w: registration %d (%s) has key 0", ErrState, i, r.Nexus)
 		}
-		k := r.Nexus.key()
-		if _, dup := seen[k]; dup {
-			return fmt.Errorf("%w: nexus %s registered twice", ErrState, r.Nexus)
+		if r.StaleScope != 0 && !validType(r.StaleScope) {
+			return fmt.Errorf("%w: registration %d (%s) has stale scope %#x", ErrState, i, r.Nexus, r.StaleScope)
 		}
-		seen[k] = struct{}{}
 	}
 	if r := st.Reservation; r != nil {
 		if !validType(r.Type) {
@@ -192,6 +204,9 @@ func (st *State) Validate() error {
 		}
 		if r.Scope != 0 {
 			return fmt.Errorf("%w: reservation scope %#x", ErrState, r.Scope)
+		}
+		if r.StaleScope != 0 && !validType(r.StaleScope) {
+			return fmt.Errorf("%w: reservation stale scope %#x", ErrState, r.StaleScope)
 		}
 		if st.regExact(r.Holder) < 0 {
 			return fmt.Errorf("%w: reservation holder %s is not registered", ErrState, r.Holder)
@@ -297,16 +312,18 @@ func (st *State) regExact(n Nexus) int {
 }
 
 // isHolder reports whether registration i holds the reservation: it is the
-// holder, or the type is all-registrants (LIO is_reservation_holder, §5).
+// holder's registration (the first of Holder's, D27), or the type is
+// all-registrants (LIO is_reservation_holder, §5).
 func (st *State) isHolder(i int) bool {
 	r := st.Reservation
 	if r == nil || i < 0 || i >= len(st.Registrations) {
 		return false
 	}
-	return allRegistrants(r.Type) || st.Registrations[i].Nexus.Equal(r.Holder)
+	return allRegistrants(r.Type) || i == st.holderIndex()
 }
 
-// holderIndex returns the index of the (representative) holder's registration.
+// holderIndex returns the index of the (representative) holder's registration:
+// the first registration of Holder.
 func (st *State) holderIndex() int {
 	if st.Reservation == nil {
 		return -1
@@ -315,33 +332,37 @@ func (st *State) holderIndex() int {
 }
 
 // removeRegs removes the registrations for which drop returns true, keeping the
-// order of the others, and returns the removed ones.
-func (st *State) removeRegs(drop func(i int, r Registration) bool) []Registration {
-	var kept, gone []Registration
+// order of the others, and returns the removed ones and whether the holder's
+// registration (holderIndex) was among them.
+func (st *State) removeRegs(drop func(i int, r Registration) bool) (gone []Registration, holderGone bool) {
+	h := st.holderIndex()
+	var kept []Registration
 	for i, r := range st.Registrations {
 		if drop(i, r) {
 			gone = append(gone, r)
+			holderGone = holderGone || i == h
 		} else {
 			kept = append(kept, r)
 		}
 	}
 	st.Registrations = kept
-	return gone
+	return gone, holderGone
 }
 
-// fixHolder restores the holder invariant after registrations were removed: a
-// holder that is gone releases a non-all-registrants reservation; under an
-// all-registrants one the first remaining registration becomes the
-// representative (LIO moves dev_pr_res_holder to the next registration, §7.1.1),
+// fixHolder restores the holder invariant after removeRegs reported the
+// holder's registration gone (holderGone): a non-all-registrants reservation is
+// released; under an all-registrants one the first remaining registration
+// becomes the representative, with the reservation's type and scope (LIO moves dev_pr_res_holder to the next registration, §7.1.1),
 // and the reservation ends with the last registrant. It returns true when the
 // reservation was released.
-func (st *State) fixHolder() bool {
+func (st *State) fixHolder(holderGone bool) bool {
 	r := st.Reservation
-	if r == nil || st.regExact(r.Holder) >= 0 {
+	if r == nil || !holderGone {
 		return false
 	}
 	if allRegistrants(r.Type) && len(st.Registrations) > 0 {
 		r.Holder = st.Registrations[0].Nexus
+		st.Registrations[0].StaleScope = r.StaleScope // LIO copies the scope too (D28)
 		return false
 	}
 	st.Reservation = nil

@@ -104,7 +104,8 @@ func TestStateUnmarshalErrors(t *testing.T) {
 		{"unknown field", `{"v":1,"gen":3}`, "unknown field"},
 		{"trailing data", `{"v":1} {}`, "after top-level value"},
 		{"key 0", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":0}]}`, "key 0"},
-		{"duplicate nexus", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":1},{"nexus":` + holder + `,"key":2}]}`, "twice"},
+		{"stale scope not a type", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":1,"stale_scope":2}]}`, "stale scope 0x2"},
+		{"reservation stale scope not a type", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":1}],"reservation":{"holder":` + holder + `,"type":3,"stale_scope":9}}`, "stale scope 0x9"},
 		{"bad type", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":1}],"reservation":{"holder":` + holder + `,"type":2}}`, "type"},
 		{"bad scope", `{"v":1,"registrations":[{"nexus":` + holder + `,"key":1}],"reservation":{"holder":` + holder + `,"type":3,"scope":1}}`, "scope"},
 		{"unregistered holder", `{"v":1,"reservation":{"holder":` + holder + `,"type":3}}`, "not registered"},
@@ -122,6 +123,8 @@ func TestStateUnmarshalErrors(t *testing.T) {
 		{"binary unregistered holder", "\x02\x00\x02\x00\x05\x05iqn.a\x00\x00\x01\x03\x00\x00\x00", "not registered"},
 		{"binary empty UA queue", "\x02\x00\x00\x00\x01\x05\x05iqn.a\x00\x00\x01\x00\x00", "empty"},
 		{"binary port marker", "\x02\x00\x00\x00\x00\x01\x01\x05\x02", "marker"},
+		{"binary stale scope 0", "\x02\x00\x00\x01\x05\x05iqn.a\x00\x00\x01" + "\x00\x00\x00\x00\x00\x00\x00\x01" + "\x04\x00\x00\x00", "stale scope 0 encoded"},
+		{"binary reservation stale flag alone", "\x02\x00\x08\x00\x00\x00", "unknown flags"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,4 +158,66 @@ func TestPowerOn(t *testing.T) {
 		t.Fatalf("restart without APTPL: %+v", st)
 	}
 	PowerOn(LIO(), nil)
+}
+
+// quirkState holds what D27 and D28 leave behind: two registrations of one
+// nexus and stale scopes (not in sync: a codec test, not an engine state).
+func quirkState() State {
+	a := Nexus{Initiator: SASInitiator(0x5001405b00000001), RTPI: 1}
+	return State{
+		Generation: 3,
+		Registrations: []Registration{
+			{Nexus: a, Key: 0xa1, StaleScope: scsi.TypeExclusiveAccess},
+			{Nexus: a, Key: 0xa1},
+		},
+		Reservation: &Reservation{Holder: a, Type: scsi.TypeWriteExclusive, StaleScope: scsi.TypeWriteExclusiveRegOnly},
+	}
+}
+
+// TestStateStaleScopeAndDuplicates round-trips what the LIO profile's D27 and
+// D28 leave in a state (docs/spc4-pr.md §14): two registrations of one nexus, a
+// registration's stale scope and the reservation's, through both encodings, and
+// pins the binary bytes of the stale-scope fields.
+func TestStateStaleScopeAndDuplicates(t *testing.T) {
+	st := quirkState()
+	if err := st.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	b, err := st.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nexus := "06" + "00" + "00" + "81808080b08bd08050" + "01" // SAS 0x5001405b00000001 at port 1
+	want := "02" + "03" + "0a" +                              // version, generation 3, flags reservation|reservation stale scope
+		"02" + nexus + "00000000000000a1" + "04" + "03" + // stale scope 3 follows
+		nexus + "00000000000000a1" + "00" +
+		nexus + "01" + "00" + "05" + // WE, scope 0, stale scope 5
+		"00" + "00"
+	if got := hex.EncodeToString(b); got != want {
+		t.Fatalf("binary\n got %s\nwant %s", got, want)
+	}
+	var back State
+	if err := back.UnmarshalBinary(b); err != nil {
+		t.Fatalf("UnmarshalBinary: %v", err)
+	}
+	if !reflect.DeepEqual(back, st) {
+		t.Fatalf("binary round trip: %+v, want %+v", back, st)
+	}
+	j, err := st.MarshalJSONV1()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back = State{}
+	if err := back.UnmarshalBinary(j); err != nil {
+		t.Fatalf("UnmarshalBinary(JSON): %v", err)
+	}
+	if !reflect.DeepEqual(back, st) {
+		t.Fatalf("JSON round trip: %+v, want %+v", back, st)
+	}
+	if got := back.holderIndex(); got != 0 {
+		t.Fatalf("holderIndex = %d, want 0 (the first registration of the holder's nexus)", got)
+	}
+	if back.isHolder(1) {
+		t.Fatal("the second registration of the holder's nexus holds the reservation")
+	}
 }

@@ -82,15 +82,15 @@ var outNames = map[byte]string{
 // the real answers is the caller's.
 //
 // DupTIDs lets a SPEC_I_PT TransportID list name the commanding initiator, or
-// one initiator twice. It is off by default because LIO 6.1 then registers
-// the commanding I_T nexus twice (core_scsi3_decode_spec_i_port only skips
-// TransportIDs registered before the command, not the local nexus it registers
-// first; by the same code, probably also a repeat within the list, which the
-// lab has not shown): READ KEYS and READ FULL STATUS show two registrations of
-// one I_T nexus, which SPC-4 has no room for and the engine does not do (it
-// skips the repeat). Found by prgen in the lab (three seeds with an earlier
-// revision of this generator); testdata/known-dup-tids-seed1007-n3.txt.gz
-// replays one (step 339).
+// one initiator twice. LIO then registers that I_T nexus twice
+// (core_scsi3_decode_spec_i_port only skips TransportIDs registered before the
+// command): READ KEYS and READ FULL STATUS show two registrations of one I_T
+// nexus, which SPC-4 has no room for. The LIO profile does the same
+// (pr.Profile.SpecIPTDuplicates, docs/spc4-pr.md §14.2 D27); pr.SPC4() skips
+// the repeat. Found by prgen in the lab (three seeds with an earlier revision
+// of this generator); testdata/former-dup-tids-seed1007-n3.txt.gz replays one
+// (step 339). Off by default (the generator's defaults are SPC-4's common
+// ground); tests/emulate-vs-lio.sh turns it on.
 //
 // An earlier engine answered RESERVATION CONFLICT to a PREEMPT under an
 // all-registrants reservation whose SARK matched only the caller's own key, where
@@ -119,13 +119,13 @@ var outNames = map[byte]string{
 // reservation by a move, LIO's holder carries a scope of 1h-8h, invisible in
 // READ RESERVATION (only the high nibble is reported), so the holder's own
 // RESERVE and RELEASE get RESERVATION CONFLICT and its PREEMPT of itself
-// queues RESERVATIONS RELEASED for the others. The engine keeps LU_SCOPE, as
-// SPC-4 does. A LIO bug, found by prgen in the lab with 10000-step runs of an
-// earlier revision of this generator (seed 777000 step 4237: RESERVE by the
-// holder, LIO RESERVATION CONFLICT, engine GOOD; seed 777003 step 1137: LIO
-// 06/2A/04, engine GOOD). Those recordings were dropped when the own-key PREEMPT
-// fix changed what the seeds generate; run prgen -move-no-unreg in the lab to
-// see it again.
+// queues RESERVATIONS RELEASED for the others. The LIO profile does the same
+// (pr.Profile.MoveSourceScope, docs/spc4-pr.md §14.3 D28); pr.SPC4() keeps
+// LU_SCOPE, as SPC-4 does. A LIO bug, found by prgen in the lab with
+// 10000-step runs of an earlier revision of this generator (seed 777000 step
+// 4237: RESERVE by the holder, LIO RESERVATION CONFLICT, engine GOOD; seed
+// 777003 step 1137: LIO 06/2A/04, engine GOOD). Off by default, like DupTIDs;
+// tests/emulate-vs-lio.sh turns it on.
 //
 // Ioctl restricts the sequence to the commands the block layer's
 // persistent-reservation ioctls can express (nextIoctl), for the differential
