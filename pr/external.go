@@ -16,14 +16,14 @@ func Remove(p Profile, st *State, drop func(Registration) bool) []Registration {
 	if st == nil {
 		return nil
 	}
-	gone := st.removeRegs(func(_ int, r Registration) bool { return drop(r) })
+	gone, holderGone := st.removeRegs(func(_ int, r Registration) bool { return drop(r) })
 	if len(gone) == 0 {
 		return nil
 	}
 	for _, r := range gone {
 		st.addUA(p, r.Nexus, ascqRegistrationsPreempted)
 	}
-	if st.fixHolder() {
+	if st.fixHolder(holderGone) {
 		for _, r := range st.Registrations {
 			st.addUA(p, r.Nexus, ascqReservationsReleased)
 		}
