@@ -3,6 +3,7 @@ package sgio
 import (
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,6 +38,11 @@ type Options struct {
 type Passthrough struct {
 	timeout time.Duration
 	ioctl   IoctlFunc
+	// bufs holds the 8192-byte PR IN buffers of finished commands: a fresh
+	// one per command was 8 KB of garbage each, three quarters of what a
+	// request allocated and the main cause of collections under load
+	// (docs/performance.md). A reused buffer is zeroed first.
+	bufs sync.Pool
 }
 
 // dataLen is the data buffer of every PR IN: the helper protocol's
@@ -120,7 +126,9 @@ func (p *Passthrough) Do(fd int, cdb [cdbLen]byte, param []byte) Outcome {
 	switch cdb[0] {
 	case scsi.OpPersistentReserveIn:
 		dir = DirFromDevice
-		buf = make([]byte, dataLen)
+		bp := p.inBuf()
+		defer p.bufs.Put(bp)
+		buf = *bp
 	case scsi.OpPersistentReserveOut:
 		dir = DirToDevice
 		buf = make([]byte, min(scsi.TransferLength(cdb[:]), dataLen))
@@ -133,7 +141,24 @@ func (p *Passthrough) Do(fd int, cdb [cdbLen]byte, param []byte) Outcome {
 	}
 	res, err := ExecWith(p.ioctl, fd, cdb[:], dir, buf, p.timeout)
 	rep, logErr := reply(fd, dir == DirFromDevice, buf, res, err)
+	if rep.Data != nil {
+		// The buffer goes back to the pool: the reply keeps a copy of the
+		// transferred bytes only.
+		rep.Data = append(make([]byte, 0, len(rep.Data)), rep.Data...)
+	}
 	return Outcome{Reply: rep, Err: logErr, IoctlErr: err, Result: res}
+}
+
+// inBuf returns a zeroed PR IN buffer of dataLen bytes, from the pool when
+// one is there: every PR IN gets all zeros, whatever the previous command
+// left (docs/pr-helper-protocol.md §4.8).
+func (p *Passthrough) inBuf() *[]byte {
+	if b, ok := p.bufs.Get().(*[]byte); ok && len(*b) == dataLen {
+		clear(*b)
+		return b
+	}
+	b := make([]byte, dataLen)
+	return &b
 }
 
 // reply derives the SCSI result from the outcome of one SG_IO, in

@@ -644,3 +644,43 @@ func TestPathFailed(t *testing.T) {
 		}
 	}
 }
+
+// TestPRInBufferReuse checks the pooled PR IN buffer: every command finds it
+// all zeros, whatever the previous one left in it, and a reply's data stays
+// as it was when the buffer serves the next command.
+func TestPRInBufferReuse(t *testing.T) {
+	payload := pattern(dataLen, 0x5a)
+	calls, dirty := 0, 0
+	ioctl := func(fd int, h *Hdr) error {
+		calls++
+		data := unsafe.Slice((*byte)(h.Dxferp), h.DxferLen)
+		if bytes.Count(data, []byte{0}) != len(data) {
+			dirty++
+		}
+		copy(data, payload) // the device fills the whole buffer
+		return nil
+	}
+	p, err := New(Options{Ioctl: ioctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []byte
+	for i := 0; i < 50; i++ {
+		rep, err := run(p, prIn())
+		if err != nil || !bytes.Equal(rep.Data, payload) {
+			t.Fatalf("command %d: err %v, data %d bytes, want the payload", i, err, len(rep.Data))
+		}
+		if i == 0 {
+			first = rep.Data
+		}
+		for j := range rep.Data {
+			rep.Data[j] = 0xff // a caller scribbling on its reply
+		}
+	}
+	if calls != 50 || dirty != 0 {
+		t.Errorf("%d commands, %d found a buffer not zeroed", calls, dirty)
+	}
+	if !bytes.Equal(first, bytes.Repeat([]byte{0xff}, dataLen)) {
+		t.Error("the first reply's data changed under later commands")
+	}
+}
