@@ -9,12 +9,14 @@
 #       bare fd-passing echo floor on a regular file (the refusal path both
 #       helpers take), at 1, 16 and 64 clients, READ KEYS alone and a seeded
 #       mixed PR IN/OUT sequence (prgen seed $SEED); ratios to qemu-pr-helper.
-#       HOST_N requests per row (default 20000).
+#       HOST_N requests per row (default 20000) in ROUNDS rounds (default 5),
+#       the paths taking turns.
 # lab:  test/lab/bench.sh with BENCH=mixed (under $LAB_LOCK, default
 #       /tmp/prhelper-lab.lock): the 2,000-command sequence from 3 initiators
 #       through prhelper --backend=sgio, qemu-pr-helper and direct SG_IO on LIO.
 #
-# OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
+# BASE=REV adds a row for prhelper built from git revision REV (before/after
+# in one run). OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
 # ones). The load (uptime) is printed before and after each part: the machine
 # is shared, so only figures of one run compare.
 set -euo pipefail
@@ -37,15 +39,24 @@ host() {
 	"$d/prhelper" -q -k "$d/prhelper.sock" >"$d/prhelper.log" 2>&1 & pids+=($!)
 	"$QPH" -k "$d/qemu.sock" >"$d/qemu.log" 2>&1 & pids+=($!)
 	"$d/prbench" -echo "$d/echo.sock" & pids+=($!)
-	for s in prhelper qemu echo; do
+	local socks="prhelper qemu echo" base=()
+	if [ -n "${BASE:-}" ]; then
+		mkdir "$d/base"
+		(cd "$ROOT" && git archive "$BASE") | tar -x -C "$d/base"
+		(cd "$d/base" && CGO_ENABLED=0 go build -o "$d/prhelper-base" ./cmd/prhelper)
+		"$d/prhelper-base" -q -k "$d/base.sock" >"$d/base.log" 2>&1 & pids+=($!)
+		socks="$socks base"
+		base=(-helper "prhelper@$BASE=$d/base.sock")
+	fi
+	for s in $socks; do
 		for _ in $(seq 100); do [ -S "$d/$s.sock" ] && break; sleep 0.1; done
 		[ -S "$d/$s.sock" ] || { echo "bench: $s did not listen"; cat "$d"/*.log; return 1; }
 	done
 	echo "== host: $(uname -r), $(nproc) CPUs, $($QPH --version | head -1), prhelper $(cd "$ROOT" && git describe --always --dirty)"
 	echo "== load before: $(uptime)"
-	"$d/prbench" -dev "$d/disk.img" -helper "prhelper=$d/prhelper.sock" -helper "qemu-pr-helper=$d/qemu.sock" \
+	"$d/prbench" -dev "$d/disk.img" "${base[@]}" -helper "prhelper=$d/prhelper.sock" -helper "qemu-pr-helper=$d/qemu.sock" \
 		-helper "echo floor=$d/echo.sock" -direct=false -ref qemu-pr-helper -clients 1,16,64 \
-		-workload readkeys,mixed -seq "$d/seq.txt" -n "$HOST_N"
+		-workload readkeys,mixed -seq "$d/seq.txt" -n "$HOST_N" -rounds "${ROUNDS:-5}"
 	echo "== load after: $(uptime)"
 }
 

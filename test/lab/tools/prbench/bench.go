@@ -36,6 +36,19 @@ type result struct {
 	p99      time.Duration
 	rate     float64
 	statuses string // count of each status, e.g. "GOOD:1600"
+
+	// the samples, for merging rounds
+	lat []time.Duration
+	sts []byte
+	el  time.Duration
+}
+
+// merge adds round b's samples to r (the same path, workload and clients).
+func (r result) merge(b result) result {
+	if r.n == 0 {
+		return b
+	}
+	return summarize(r.mode, r.clients, append(r.lat, b.lat...), append(r.sts, b.sts...), r.el+b.el)
 }
 
 // open returns a doer for one connection (or SG_IO user) sending to f.
@@ -229,5 +242,5 @@ func summarize(mode string, clients int, all []time.Duration, sts []byte, el tim
 		parts = append(parts, fmt.Sprintf("%s:%d", strings.ReplaceAll(scsi.StatusName(byte(s)), " ", "_"), count[byte(s)]))
 	}
 	return result{mode: mode, clients: clients, n: len(all), p50: q(0.50), p99: q(0.99),
-		rate: float64(len(all)) / el.Seconds(), statuses: strings.Join(parts, " ")}
+		rate: float64(len(all)) / el.Seconds(), statuses: strings.Join(parts, " "), lat: all, sts: sts, el: el}
 }

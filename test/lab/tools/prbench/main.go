@@ -65,7 +65,7 @@ func parseInts(s string) ([]int, error) {
 }
 
 func usage(w io.Writer, msg string) int {
-	fmt.Fprintf(w, "prbench: %s\nusage: prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK] [-direct=BOOL] [-ref NAME] [-clients 1,16] [-workload readkeys,mixed,serial] [-seq FILE] [-n N>=16]\n       prbench -echo SOCK\n", msg)
+	fmt.Fprintf(w, "prbench: %s\nusage: prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK] [-direct=BOOL] [-ref NAME] [-clients 1,16] [-workload readkeys,mixed,serial] [-seq FILE] [-reset] [-rounds R] [-n N>=16]\n       prbench -echo SOCK\n", msg)
 	return 1
 }
 
@@ -83,6 +83,7 @@ func run(args []string, w io.Writer) int {
 	workFlag := fs.String("workload", "readkeys", "readkeys, mixed and/or serial, comma-separated")
 	seqFile := fs.String("seq", "", "command sequence for mixed and serial (prgen -print -dump)")
 	n := fs.Int("n", 1600, "requests per row (split over the clients)")
+	rounds := fs.Int("rounds", 1, "split each row into this many rounds, the paths taking turns, so that a change of load on a shared machine falls on all of them (serial: each round replays -n steps)")
 	reset := fs.Bool("reset", false, "serial: clear the logical unit's registrations (direct SG_IO on the first -dev) before each path's replay")
 	echo := fs.String("echo", "", "serve the echo floor on this socket and do nothing else")
 	if err := fs.Parse(args); err != nil {
@@ -99,6 +100,9 @@ func run(args []string, w io.Writer) int {
 	}
 	if *n < 16 {
 		return usage(w, "-n must be at least 16")
+	}
+	if *rounds < 1 || *n / *rounds < 16 {
+		return usage(w, "-rounds must be at least 1 and leave 16 requests a round")
 	}
 	clients, err := parseInts(*clientsFlag)
 	if err != nil {
@@ -156,17 +160,33 @@ func run(args []string, w io.Writer) int {
 		fmt.Fprintf(w, "\n%s on %s, %d requests per row%s\n", wk, *devFlag, *n, seqNote(wk, *seqFile, len(seq)))
 		fmt.Fprintf(w, "%-16s %7s %8s %10s %10s %9s %7s %7s %7s  %s\n", "path", "clients", "requests", "p50", "p99", "req/s", "p50/r", "p99/r", "rate/r", "statuses")
 		for _, c := range cs {
-			var rows []result
-			for _, p := range paths {
-				r, err := measure(p, wk, c, *n, devs, seq, *reset)
-				if err != nil {
-					fmt.Fprintf(w, "%-16s %7d  FAILED: %v\n", p.name, c, err)
-					rc = 1
-					continue
-				}
-				rows = append(rows, r)
+			rows := make([]result, len(paths))
+			failed := make([]bool, len(paths))
+			per := *n / *rounds
+			if wk == "serial" {
+				per = *n
 			}
-			printRows(w, rows, *ref)
+			for round := 0; round < *rounds; round++ {
+				for i, p := range paths {
+					if failed[i] {
+						continue
+					}
+					r, err := measure(p, wk, c, per, devs, seq, *reset)
+					if err != nil {
+						fmt.Fprintf(w, "%-16s %7d  FAILED: %v\n", p.name, c, err)
+						failed[i], rc = true, 1
+						continue
+					}
+					rows[i] = rows[i].merge(r)
+				}
+			}
+			var ok []result
+			for i := range rows {
+				if !failed[i] {
+					ok = append(ok, rows[i])
+				}
+			}
+			printRows(w, ok, *ref)
 		}
 	}
 	return rc

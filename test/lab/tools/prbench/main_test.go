@@ -42,7 +42,7 @@ func TestBench(t *testing.T) {
 func TestRunUsage(t *testing.T) {
 	for _, args := range [][]string{{}, {"-dev", "/dev/null", "-n", "1"}, {"-dev", "/nonexistent"},
 		{"-dev", "/dev/null", "-workload", "mixed"}, {"-dev", "/dev/null", "-workload", "bogus"},
-		{"-dev", "/dev/null", "-clients", "0"}, {"-dev", "/dev/null", "-helper", "nosock"}} {
+		{"-dev", "/dev/null", "-clients", "0"}, {"-dev", "/dev/null", "-helper", "nosock"}, {"-dev", "/dev/null", "-rounds", "0"}, {"-dev", "/dev/null", "-n", "40", "-rounds", "3"}} {
 		if rc := run(args, io.Discard); rc != 1 {
 			t.Errorf("run(%q) = %d, want 1", args, rc)
 		}
@@ -106,7 +106,7 @@ func TestEchoAndTable(t *testing.T) {
 	}
 	var out bytes.Buffer
 	rc := run([]string{"-dev", f.Name() + "," + f.Name(), "-helper", "echo=" + sock, "-helper", "again=" + sock,
-		"-ref", "echo", "-direct=false", "-clients", "1,4", "-workload", "readkeys,mixed,serial", "-seq", seqPath, "-n", "40"}, &out)
+		"-ref", "echo", "-direct=false", "-clients", "1,4", "-workload", "readkeys,mixed,serial", "-seq", seqPath, "-n", "40", "-rounds", "2"}, &out)
 	t.Log(out.String())
 	if rc != 0 {
 		t.Fatalf("rc %d", rc)
