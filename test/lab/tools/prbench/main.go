@@ -18,7 +18,7 @@
 // Usage:
 //
 //	prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK]
-//	        [-direct=true] [-ref NAME] [-clients 1,16] [-workload readkeys] [-seq FILE] [-reset] [-n N]
+//	        [-direct=true] [-ref NAME] [-clients 1,16] [-workload readkeys] [-seq FILE] [-reset] [-rounds R] [-n N]
 //	prbench -echo SOCK          (serve the echo floor on SOCK until killed)
 //
 // -seq files come from prgen -print -dump. scripts/bench.sh runs the host
