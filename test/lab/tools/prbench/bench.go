@@ -37,6 +37,8 @@ type result struct {
 	rate     float64
 	statuses string // count of each status, e.g. "GOOD:1600"
 
+	cpu int64 // nanoseconds of the helper's CPU time for the row; -1 unknown
+
 	// the samples, for merging rounds
 	lat []time.Duration
 	sts []byte
@@ -48,7 +50,13 @@ func (r result) merge(b result) result {
 	if r.n == 0 {
 		return b
 	}
-	return summarize(r.mode, r.clients, append(r.lat, b.lat...), append(r.sts, b.sts...), r.el+b.el)
+	cpu := r.cpu + b.cpu
+	if r.cpu < 0 || b.cpu < 0 {
+		cpu = -1
+	}
+	m := summarize(r.mode, r.clients, append(r.lat, b.lat...), append(r.sts, b.sts...), r.el+b.el)
+	m.cpu = cpu
+	return m
 }
 
 // open returns a doer for one connection (or SG_IO user) sending to f.
@@ -93,8 +101,23 @@ func sgioDoer(f *os.File) doer {
 
 var readKeys = step{cdb: scsi.PRInCDB(scsi.SAReadKeys, 8192)}
 
-// measure runs one row: workload wk over clients connections of p.
+// measure runs one row: workload wk over clients connections of p, and
+// adds the CPU time the helper process spent meanwhile.
 func measure(p path, wk string, clients, n int, devs []*os.File, seq []step, reset bool) (result, error) {
+	pid := 0
+	if p.sock != "" {
+		pid = helperPID(p.sock)
+	}
+	before := cpuTime(pid)
+	r, err := measure1(p, wk, clients, n, devs, seq, reset)
+	r.cpu = -1
+	if after := cpuTime(pid); before >= 0 && after >= before {
+		r.cpu = after - before
+	}
+	return r, err
+}
+
+func measure1(p path, wk string, clients, n int, devs []*os.File, seq []step, reset bool) (result, error) {
 	switch wk {
 	case "serial":
 		return serial(p, n, devs, seq, reset)

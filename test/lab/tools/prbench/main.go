@@ -2,7 +2,10 @@
 // helper sockets (prhelper, qemu-pr-helper, a bare fd-passing echo floor)
 // and with SG_IO issued directly from Go (internal/kernel/sgio.Exec, no
 // helper), side by side in one run, and prints p50/p99 latency, requests per
-// second and each figure's ratio to a reference path measured in the same run.
+// second and each figure's ratio to a reference path measured in the same run,
+// and the helper process's CPU time per request (its threads' run time from
+// /proc/PID/task/*/schedstat, PID from SO_PEERCRED): the figure least
+// disturbed by other load on a shared machine.
 // It is a measurement, not a test: it fails only when a request fails at the
 // protocol level (a SCSI error status is an answer, and counted).
 //
@@ -158,7 +161,7 @@ func run(args []string, w io.Writer) int {
 			cs = []int{len(devs)}
 		}
 		fmt.Fprintf(w, "\n%s on %s, %d requests per row%s\n", wk, *devFlag, *n, seqNote(wk, *seqFile, len(seq)))
-		fmt.Fprintf(w, "%-16s %7s %8s %10s %10s %9s %7s %7s %7s  %s\n", "path", "clients", "requests", "p50", "p99", "req/s", "p50/r", "p99/r", "rate/r", "statuses")
+		fmt.Fprintf(w, "%-16s %7s %8s %10s %10s %9s %7s %7s %7s %8s  %s\n", "path", "clients", "requests", "p50", "p99", "req/s", "p50/r", "p99/r", "rate/r", "cpu/req", "statuses")
 		for _, c := range cs {
 			rows := make([]result, len(paths))
 			failed := make([]bool, len(paths))
@@ -220,7 +223,11 @@ func printRows(w io.Writer, rows []result, ref string) {
 			p99 = ratio(float64(r.p99), float64(r0.p99))
 			rate = ratio(r.rate, r0.rate)
 		}
-		fmt.Fprintf(w, "%-16s %7d %8d %10s %10s %9.0f %7s %7s %7s  %s\n", r.mode, r.clients, r.n,
-			r.p50.Round(100*time.Nanosecond), r.p99.Round(100*time.Nanosecond), r.rate, p50, p99, rate, r.statuses)
+		cpu := "-"
+		if r.cpu >= 0 && r.n > 0 {
+			cpu = (time.Duration(r.cpu) / time.Duration(r.n)).Round(100 * time.Nanosecond).String()
+		}
+		fmt.Fprintf(w, "%-16s %7d %8d %10s %10s %9.0f %7s %7s %7s %8s  %s\n", r.mode, r.clients, r.n,
+			r.p50.Round(100*time.Nanosecond), r.p99.Round(100*time.Nanosecond), r.rate, p50, p99, rate, cpu, r.statuses)
 	}
 }

@@ -88,6 +88,15 @@ func TestEchoAndTable(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if pid := helperPID(sock); pid != os.Getpid() {
+		t.Errorf("helperPID = %d, want this process, %d", pid, os.Getpid())
+	}
+	if c0 := cpuTime(os.Getpid()); c0 <= 0 {
+		t.Errorf("cpuTime of this process = %d", c0)
+	}
+	if helperPID(filepath.Join(dir, "none.sock")) != 0 || cpuTime(0) != -1 {
+		t.Error("no socket: want pid 0 and cpu time -1")
+	}
 	cl := client.New(sock)
 	f, err := os.Create(filepath.Join(dir, "disk.img"))
 	if err != nil {
