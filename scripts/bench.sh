@@ -32,7 +32,7 @@ if [ "$OUT" != /dev/null ]; then exec > >(tee -a "$OUT") 2>&1; fi
 host() {
 	local d pids=()
 	d=$(mktemp -d /tmp/prbench.XXXXXX)
-	trap 'kill "${pids[@]}" 2>/dev/null; wait 2>/dev/null; rm -rf "$d"' RETURN
+	trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$d"' RETURN
 	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$d/" ./cmd/prhelper ./test/lab/tools/prbench ./test/lab/tools/prgen)
 	"$d/prgen" -print -rtpi 1,2,3 -seed "$SEED" -steps 2000 -dump "$d/seq.txt" >/dev/null
 	truncate -s 64M "$d/disk.img"
