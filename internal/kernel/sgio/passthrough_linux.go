@@ -3,6 +3,7 @@ package sgio
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -192,11 +193,25 @@ func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (scsi.Result,
 	default:
 		rep.Status = res.Status
 		if rep.Status != scsi.StatusGood {
-			logErr = fmt.Errorf("SG_IO on fd %d: %s", fd, describeStatus(rep.Status, rep.Sense[:res.SenseWritten]))
+			logErr = &statusErr{fd: fd, status: rep.Status, sense: rep.Sense[:res.SenseWritten]}
 		}
 	}
 	if prIn && rep.Status == scsi.StatusGood {
 		rep.Data = buf[:transferred(len(buf), res.Resid)]
 	}
 	return rep, logErr
+}
+
+// statusErr is a device's answer other than GOOD, for the log: "SG_IO on fd
+// N: reservation conflict". The text is built only when read: a RESERVATION
+// CONFLICT is an ordinary answer in a cluster, and most of these errors are
+// only counted by the server's repeated-warning limit (docs/performance.md).
+type statusErr struct {
+	fd     int
+	status byte
+	sense  []byte
+}
+
+func (e *statusErr) Error() string {
+	return "SG_IO on fd " + strconv.Itoa(e.fd) + ": " + describeStatus(e.status, e.sense)
 }

@@ -684,3 +684,23 @@ func TestPRInBufferReuse(t *testing.T) {
 		t.Error("the first reply's data changed under later commands")
 	}
 }
+
+// TestStatusErrText checks that the lazily built error of a device status
+// reads as the fmt.Errorf it replaced.
+func TestStatusErrText(t *testing.T) {
+	sense := make([]byte, 18)
+	sense[0], sense[2], sense[7], sense[12] = 0x70, 0x05, 10, 0x24
+	for _, c := range []struct {
+		status byte
+		sense  []byte
+	}{{scsi.StatusReservationConflict, nil}, {scsi.StatusCheckCondition, sense}, {scsi.StatusCheckCondition, nil}, {scsi.StatusBusy, nil}} {
+		want := fmt.Sprintf("SG_IO on fd %d: %s", 7, describeStatus(c.status, c.sense))
+		if got := (&statusErr{fd: 7, status: c.status, sense: c.sense}).Error(); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+	f := &fakeDevice{status: scsi.StatusReservationConflict, sbLenWr: -1}
+	if _, err := run(newPassthrough(t, f), prIn()); err == nil || err.Error() != fmt.Sprintf("SG_IO on fd %d: reservation conflict", prIn().FD) {
+		t.Errorf("RESERVATION CONFLICT: err %v", err)
+	}
+}
