@@ -149,12 +149,41 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (scsi.Result
 	req.LU, req.Served = d.LU, d.Backend
 	rep, err := b.Execute(ctx, req)
 	if err != nil {
-		err = fmt.Errorf("%s on %s: %w", d.Backend, describe(info, path), err)
-		if d.Refusal != backend.NotRefused {
-			err = fmt.Errorf("router: %s refused: %w: %w", describe(info, path), d.Refusal, err)
-		}
+		err = &backendErr{backend: d.Backend, info: info, path: path, refusal: d.Refusal, err: err}
 	}
 	return rep, err
+}
+
+// backendErr is a backend's error with the device and the decision: "BACKEND
+// on DEVICE: ERR", or for a refusal the backend tried anyway "router: DEVICE
+// refused: REFUSAL: BACKEND on DEVICE: ERR". The text is built only when
+// read: most of these errors are counted by the server's repeated-warning
+// limit and never printed, and formatting each one was a tenth of the
+// daemon's CPU time under load (docs/performance.md).
+type backendErr struct {
+	backend backend.Name
+	info    device.Info
+	path    string
+	refusal backend.Refusal
+	err     error
+}
+
+func (e *backendErr) Error() string {
+	d := describe(e.info, e.path)
+	s := string(e.backend) + " on " + d + ": " + e.err.Error()
+	if e.refusal != backend.NotRefused {
+		s = "router: " + d + " refused: " + e.refusal.Error() + ": " + s
+	}
+	return s
+}
+
+// Unwrap gives errors.Is and errors.As the refusal (when there is one) and
+// the backend's error.
+func (e *backendErr) Unwrap() []error {
+	if e.refusal != backend.NotRefused {
+		return []error{e.refusal, e.err}
+	}
+	return []error{e.err}
 }
 
 func (r *Router) rulesUsePath() bool {

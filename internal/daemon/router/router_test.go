@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -218,5 +219,32 @@ func TestExecuteNamesServingBackend(t *testing.T) {
 	req := &backend.Request{FD: 3, CDB: scsi.PRInCDB(0, 8)}
 	if _, err := r.Execute(context.Background(), req); err != nil || req.Served != backend.Sgio {
 		t.Fatalf("passthrough: served by %q, err %v", req.Served, err)
+	}
+}
+
+// TestBackendErrText checks that the lazily built error reads exactly as the
+// fmt.Errorf chain it replaced, and unwraps to the refusal and the backend's
+// error.
+func TestBackendErrText(t *testing.T) {
+	inner := errors.New("SG_IO on fd 7: inappropriate ioctl for device")
+	info := device.Info{Kind: device.RegularFile, Major: 8, Minor: 1, ID: "file:8:1:12:3.4"}
+	for _, c := range []struct {
+		path    string
+		refusal backend.Refusal
+	}{{"", backend.NotRefused}, {"", backend.RefusedFileWithoutEmulation}, {"/dev/sdz", backend.NotRefused}} {
+		want := fmt.Errorf("%s on %s: %w", backend.Sgio, describe(info, c.path), inner)
+		if c.refusal != backend.NotRefused {
+			want = fmt.Errorf("router: %s refused: %w: %w", describe(info, c.path), c.refusal, want)
+		}
+		var err error = &backendErr{backend: backend.Sgio, info: info, path: c.path, refusal: c.refusal, err: inner}
+		if err.Error() != want.Error() {
+			t.Errorf("text\n got %q\nwant %q", err, want)
+		}
+		if !errors.Is(err, inner) {
+			t.Error("does not unwrap to the backend's error")
+		}
+		if got := errors.Is(err, c.refusal); got != (c.refusal != backend.NotRefused) {
+			t.Errorf("errors.Is(refusal %v) = %v", c.refusal, got)
+		}
 	}
 }

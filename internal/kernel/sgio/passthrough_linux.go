@@ -3,6 +3,8 @@ package sgio
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -37,6 +39,11 @@ type Options struct {
 type Passthrough struct {
 	timeout time.Duration
 	ioctl   IoctlFunc
+	// bufs holds the 8192-byte PR IN buffers of finished commands: a fresh
+	// one per command was 8 KB of garbage each, three quarters of what a
+	// request allocated and the main cause of collections under load
+	// (docs/performance.md). A reused buffer is zeroed first.
+	bufs sync.Pool
 }
 
 // dataLen is the data buffer of every PR IN: the helper protocol's
@@ -120,7 +127,9 @@ func (p *Passthrough) Do(fd int, cdb [cdbLen]byte, param []byte) Outcome {
 	switch cdb[0] {
 	case scsi.OpPersistentReserveIn:
 		dir = DirFromDevice
-		buf = make([]byte, dataLen)
+		bp := p.inBuf()
+		defer p.bufs.Put(bp)
+		buf = *bp
 	case scsi.OpPersistentReserveOut:
 		dir = DirToDevice
 		buf = make([]byte, min(scsi.TransferLength(cdb[:]), dataLen))
@@ -133,7 +142,24 @@ func (p *Passthrough) Do(fd int, cdb [cdbLen]byte, param []byte) Outcome {
 	}
 	res, err := ExecWith(p.ioctl, fd, cdb[:], dir, buf, p.timeout)
 	rep, logErr := reply(fd, dir == DirFromDevice, buf, res, err)
+	if rep.Data != nil {
+		// The buffer goes back to the pool: the reply keeps a copy of the
+		// transferred bytes only.
+		rep.Data = append(make([]byte, 0, len(rep.Data)), rep.Data...)
+	}
 	return Outcome{Reply: rep, Err: logErr, IoctlErr: err, Result: res}
+}
+
+// inBuf returns a zeroed PR IN buffer of dataLen bytes, from the pool when
+// one is there: every PR IN gets all zeros, whatever the previous command
+// left (docs/pr-helper-protocol.md §4.8).
+func (p *Passthrough) inBuf() *[]byte {
+	if b, ok := p.bufs.Get().(*[]byte); ok && len(*b) == dataLen {
+		clear(*b)
+		return b
+	}
+	b := make([]byte, dataLen)
+	return &b
 }
 
 // reply derives the SCSI result from the outcome of one SG_IO, in
@@ -167,11 +193,25 @@ func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (scsi.Result,
 	default:
 		rep.Status = res.Status
 		if rep.Status != scsi.StatusGood {
-			logErr = fmt.Errorf("SG_IO on fd %d: %s", fd, describeStatus(rep.Status, rep.Sense[:res.SenseWritten]))
+			logErr = &statusErr{fd: fd, status: rep.Status, sense: rep.Sense[:res.SenseWritten]}
 		}
 	}
 	if prIn && rep.Status == scsi.StatusGood {
 		rep.Data = buf[:transferred(len(buf), res.Resid)]
 	}
 	return rep, logErr
+}
+
+// statusErr is a device's answer other than GOOD, for the log: "SG_IO on fd
+// N: reservation conflict". The text is built only when read: a RESERVATION
+// CONFLICT is an ordinary answer in a cluster, and most of these errors are
+// only counted by the server's repeated-warning limit (docs/performance.md).
+type statusErr struct {
+	fd     int
+	status byte
+	sense  []byte
+}
+
+func (e *statusErr) Error() string {
+	return "SG_IO on fd " + strconv.Itoa(e.fd) + ": " + describeStatus(e.status, e.sense)
 }

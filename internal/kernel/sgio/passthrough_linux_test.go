@@ -644,3 +644,63 @@ func TestPathFailed(t *testing.T) {
 		}
 	}
 }
+
+// TestPRInBufferReuse checks the pooled PR IN buffer: every command finds it
+// all zeros, whatever the previous one left in it, and a reply's data stays
+// as it was when the buffer serves the next command.
+func TestPRInBufferReuse(t *testing.T) {
+	payload := pattern(dataLen, 0x5a)
+	calls, dirty := 0, 0
+	ioctl := func(fd int, h *Hdr) error {
+		calls++
+		data := unsafe.Slice((*byte)(h.Dxferp), h.DxferLen)
+		if bytes.Count(data, []byte{0}) != len(data) {
+			dirty++
+		}
+		copy(data, payload) // the device fills the whole buffer
+		return nil
+	}
+	p, err := New(Options{Ioctl: ioctl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first []byte
+	for i := 0; i < 50; i++ {
+		rep, err := run(p, prIn())
+		if err != nil || !bytes.Equal(rep.Data, payload) {
+			t.Fatalf("command %d: err %v, data %d bytes, want the payload", i, err, len(rep.Data))
+		}
+		if i == 0 {
+			first = rep.Data
+		}
+		for j := range rep.Data {
+			rep.Data[j] = 0xff // a caller scribbling on its reply
+		}
+	}
+	if calls != 50 || dirty != 0 {
+		t.Errorf("%d commands, %d found a buffer not zeroed", calls, dirty)
+	}
+	if !bytes.Equal(first, bytes.Repeat([]byte{0xff}, dataLen)) {
+		t.Error("the first reply's data changed under later commands")
+	}
+}
+
+// TestStatusErrText checks that the lazily built error of a device status
+// reads as the fmt.Errorf it replaced.
+func TestStatusErrText(t *testing.T) {
+	sense := make([]byte, 18)
+	sense[0], sense[2], sense[7], sense[12] = 0x70, 0x05, 10, 0x24
+	for _, c := range []struct {
+		status byte
+		sense  []byte
+	}{{scsi.StatusReservationConflict, nil}, {scsi.StatusCheckCondition, sense}, {scsi.StatusCheckCondition, nil}, {scsi.StatusBusy, nil}} {
+		want := fmt.Sprintf("SG_IO on fd %d: %s", 7, describeStatus(c.status, c.sense))
+		if got := (&statusErr{fd: 7, status: c.status, sense: c.sense}).Error(); got != want {
+			t.Errorf("got %q, want %q", got, want)
+		}
+	}
+	f := &fakeDevice{status: scsi.StatusReservationConflict, sbLenWr: -1}
+	if _, err := run(newPassthrough(t, f), prIn()); err == nil || err.Error() != fmt.Sprintf("SG_IO on fd %d: reservation conflict", prIn().FD) {
+		t.Errorf("RESERVATION CONFLICT: err %v", err)
+	}
+}

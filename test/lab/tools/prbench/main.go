@@ -1,165 +1,233 @@
-// Command prbench measures PERSISTENT RESERVE IN READ KEYS round trips on one
-// device three ways: through prhelper's socket, through qemu-pr-helper's socket,
-// and with SG_IO issued directly from Go (internal/kernel/sgio.Exec, no helper). For 1 and
-// 16 concurrent clients it prints p50/p99 latency and throughput as a table. It
-// is a measurement, not a test: it fails only when a request fails.
+// Command prbench measures PERSISTENT RESERVE IN/OUT round trips through
+// helper sockets (prhelper, qemu-pr-helper, a bare fd-passing echo floor)
+// and with SG_IO issued directly from Go (internal/kernel/sgio.Exec, no
+// helper), side by side in one run, and prints p50/p99 latency, requests per
+// second and each figure's ratio to a reference path measured in the same run,
+// and the helper process's CPU time per request (its threads' run time from
+// /proc/PID/task/*/schedstat, PID from SO_PEERCRED): the figure least
+// disturbed by other load on a shared machine.
+// It is a measurement, not a test: it fails only when a request fails at the
+// protocol level (a SCSI error status is an answer, and counted).
 //
-// Usage: prbench -dev DEVICE [-prhelper SOCK] [-qemu SOCK] [-n REQUESTS]
+// Workloads (-workload, comma-separated):
+//
+//	readkeys  READ KEYS from each of -clients connections at once, on the first -dev
+//	mixed     each of -clients connections replays the -seq sequence (from its own
+//	          offset, cycling) on the first -dev, all at once
+//	serial    the -seq sequence in order, one connection per initiator, step k
+//	          sent by its initiator on that initiator's -dev (the lab's mixed
+//	          sequence from several initiators; -clients does not apply)
+//
+// Usage:
+//
+//	prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK]
+//	        [-direct=true] [-ref NAME] [-clients 1,16] [-workload readkeys] [-seq FILE] [-reset] [-rounds R] [-n N]
+//	prbench -echo SOCK          (serve the echo floor on SOCK until killed)
+//
+// -seq files come from prgen -print -dump. scripts/bench.sh runs the host
+// table, test/lab/tests/bench.sh the lab's; docs/performance.md reads them.
 package main
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"sort"
-	"sync"
+	"strconv"
+	"strings"
 	"time"
-
-	"github.com/prhelper/prhelper/client"
-	"github.com/prhelper/prhelper/internal/kernel/sgio"
-	"github.com/prhelper/prhelper/scsi"
-	"github.com/prhelper/prhelper/wire"
 )
-
-// doer sends one READ KEYS and reports an error unless the device said GOOD.
-type doer func() error
-
-// result is one row of the table.
-type result struct {
-	mode    string
-	clients int
-	n       int
-	p50     time.Duration
-	p99     time.Duration
-	rate    float64
-}
-
-func socketDoer(sock string, f *os.File) (doer, func()) {
-	cl := client.New(sock, client.WithReconnect(1, 0))
-	cdb := scsi.PRInCDB(scsi.SAReadKeys, 8192)
-	return func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		rep, err := cl.Do(ctx, cdb, int(f.Fd()), nil)
-		if err != nil {
-			return err
-		}
-		if rep.Status != scsi.StatusGood {
-			return fmt.Errorf("status %s", scsi.StatusName(rep.Status))
-		}
-		return nil
-	}, func() { cl.Close() }
-}
-
-func sgioDoer(f *os.File) (doer, func()) {
-	cdb := scsi.PRInCDB(scsi.SAReadKeys, 8192)
-	buf := make([]byte, wire.MaxData)
-	return func() error {
-		r, err := sgio.Exec(int(f.Fd()), cdb[:10], sgio.DirFromDevice, buf, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		return r.Err()
-	}, func() {}
-}
-
-// bench runs n requests spread over clients goroutines, each with its own doer.
-func bench(mode string, clients, n int, mk func() (doer, func())) (result, error) {
-	per := n / clients
-	lat := make([][]time.Duration, clients)
-	errs := make([]error, clients)
-	doers := make([]doer, clients)
-	for i := range doers {
-		d, closeFn := mk()
-		defer closeFn()
-		doers[i] = d
-		if err := d(); err != nil { // warm up: connect, first request
-			return result{}, fmt.Errorf("%s warm-up: %w", mode, err)
-		}
-	}
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < clients; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			l := make([]time.Duration, 0, per)
-			for j := 0; j < per; j++ {
-				t := time.Now()
-				if err := doers[i](); err != nil {
-					errs[i] = fmt.Errorf("%s client %d request %d: %w", mode, i, j, err)
-					return
-				}
-				l = append(l, time.Since(t))
-			}
-			lat[i] = l
-		}(i)
-	}
-	wg.Wait()
-	el := time.Since(start)
-	var all []time.Duration
-	for i := range lat {
-		if errs[i] != nil {
-			return result{}, errs[i]
-		}
-		all = append(all, lat[i]...)
-	}
-	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
-	q := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
-	return result{mode: mode, clients: clients, n: len(all), p50: q(0.50), p99: q(0.99), rate: float64(len(all)) / el.Seconds()}, nil
-}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout))
 }
 
+// helperFlag collects repeated -helper NAME=SOCK in order.
+type helperFlag []path
+
+func (h *helperFlag) String() string { return "" }
+func (h *helperFlag) Set(v string) error {
+	name, sock, ok := strings.Cut(v, "=")
+	if !ok || name == "" || sock == "" {
+		return fmt.Errorf("want NAME=SOCK, got %q", v)
+	}
+	*h = append(*h, path{name: name, sock: sock})
+	return nil
+}
+
+func parseInts(s string) ([]int, error) {
+	var r []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v < 1 {
+			return nil, fmt.Errorf("bad count %q", f)
+		}
+		r = append(r, v)
+	}
+	return r, nil
+}
+
+func usage(w io.Writer, msg string) int {
+	fmt.Fprintf(w, "prbench: %s\nusage: prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK] [-direct=BOOL] [-ref NAME] [-clients 1,16] [-workload readkeys,mixed,serial] [-seq FILE] [-reset] [-rounds R] [-n N>=16]\n       prbench -echo SOCK\n", msg)
+	return 1
+}
+
 func run(args []string, w io.Writer) int {
 	fs := flag.NewFlagSet("prbench", flag.ContinueOnError)
-	dev := fs.String("dev", "", "SCSI device (e.g. /dev/sda)")
-	prh := fs.String("prhelper", "", "prhelper socket")
-	qph := fs.String("qemu", "", "qemu-pr-helper socket")
-	n := fs.Int("n", 1600, "requests per measurement (split over the clients)")
+	fs.SetOutput(w)
+	devFlag := fs.String("dev", "", "device(s): one per initiator for -workload serial; the others use the first")
+	var helpers helperFlag
+	fs.Var(&helpers, "helper", "a helper socket to measure, NAME=SOCK (repeatable, in order)")
+	prh := fs.String("prhelper", "", "same as -helper prhelper=SOCK")
+	qph := fs.String("qemu", "", "same as -helper qemu-pr-helper=SOCK")
+	direct := fs.Bool("direct", true, "also measure SG_IO issued directly (needs a SCSI device)")
+	ref := fs.String("ref", "qemu-pr-helper", "path the ratios are relative to (if measured)")
+	clientsFlag := fs.String("clients", "1,16", "concurrent connections, comma-separated")
+	workFlag := fs.String("workload", "readkeys", "readkeys, mixed and/or serial, comma-separated")
+	seqFile := fs.String("seq", "", "command sequence for mixed and serial (prgen -print -dump)")
+	n := fs.Int("n", 1600, "requests per row (split over the clients)")
+	rounds := fs.Int("rounds", 1, "split each row into this many rounds, the paths taking turns, so that a change of load on a shared machine falls on all of them (serial: each round replays -n steps)")
+	reset := fs.Bool("reset", false, "serial: clear the logical unit's registrations (direct SG_IO on the first -dev) before each path's replay")
+	echo := fs.String("echo", "", "serve the echo floor on this socket and do nothing else")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
-	if *dev == "" || *n < 16 {
-		fmt.Fprintln(os.Stderr, "usage: prbench -dev DEVICE [-prhelper SOCK] [-qemu SOCK] [-n REQUESTS>=16]")
+	if *echo != "" {
+		if err := serveEcho(*echo); err != nil {
+			fmt.Fprintf(w, "prbench: echo: %v\n", err)
+		}
 		return 1
 	}
-	f, err := os.OpenFile(*dev, os.O_RDWR, 0)
+	if *devFlag == "" {
+		return usage(w, "-dev is required")
+	}
+	if *n < 16 {
+		return usage(w, "-n must be at least 16")
+	}
+	if *rounds < 1 || *n / *rounds < 16 {
+		return usage(w, "-rounds must be at least 1 and leave 16 requests a round")
+	}
+	clients, err := parseInts(*clientsFlag)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "prbench: %v\n", err)
-		return 1
+		return usage(w, "-clients: "+err.Error())
 	}
-	defer f.Close()
-	type mode struct {
-		name string
-		mk   func() (doer, func())
-	}
-	var modes []mode
 	if *prh != "" {
-		modes = append(modes, mode{"prhelper", func() (doer, func()) { return socketDoer(*prh, f) }})
+		helpers = append(helpers, path{name: "prhelper", sock: *prh})
 	}
 	if *qph != "" {
-		modes = append(modes, mode{"qemu-pr-helper", func() (doer, func()) { return socketDoer(*qph, f) }})
+		helpers = append(helpers, path{name: "qemu-pr-helper", sock: *qph})
 	}
-	modes = append(modes, mode{"direct SG_IO", func() (doer, func()) { return sgioDoer(f) }})
-	fmt.Fprintf(w, "READ KEYS round trips on %s, %d requests per row\n", *dev, *n)
-	fmt.Fprintf(w, "%-16s %8s %9s %10s %10s %10s\n", "path", "clients", "requests", "p50", "p99", "req/s")
-	rc := 0
-	for _, c := range []int{1, 16} {
-		for _, m := range modes {
-			r, err := bench(m.name, c, *n, m.mk)
-			if err != nil {
-				fmt.Fprintf(w, "%-16s %8d  FAILED: %v\n", m.name, c, err)
-				rc = 1
-				continue
+	var seq []step
+	works := strings.Split(*workFlag, ",")
+	for _, wk := range works {
+		switch wk {
+		case "readkeys":
+		case "mixed", "serial":
+			if seq == nil {
+				if *seqFile == "" {
+					return usage(w, "-workload "+wk+" needs -seq")
+				}
+				f, err := os.Open(*seqFile)
+				if err != nil {
+					return usage(w, err.Error())
+				}
+				seq, err = readSeq(f)
+				f.Close()
+				if err != nil {
+					return usage(w, *seqFile+": "+err.Error())
+				}
 			}
-			fmt.Fprintf(w, "%-16s %8d %9d %10s %10s %10.0f\n", r.mode, r.clients, r.n,
-				r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond), r.rate)
+		default:
+			return usage(w, "unknown workload "+wk)
+		}
+	}
+	var devs []*os.File
+	for _, d := range strings.Split(*devFlag, ",") {
+		f, err := os.OpenFile(d, os.O_RDWR, 0)
+		if err != nil {
+			return usage(w, err.Error())
+		}
+		defer f.Close()
+		devs = append(devs, f)
+	}
+	paths := []path(helpers)
+	if *direct {
+		paths = append(paths, path{name: "direct SG_IO"})
+	}
+	rc := 0
+	for _, wk := range works {
+		cs := clients
+		if wk == "serial" {
+			cs = []int{len(devs)}
+		}
+		fmt.Fprintf(w, "\n%s on %s, %d requests per row%s\n", wk, *devFlag, *n, seqNote(wk, *seqFile, len(seq)))
+		fmt.Fprintf(w, "%-16s %7s %8s %10s %10s %9s %7s %7s %7s %8s  %s\n", "path", "clients", "requests", "p50", "p99", "req/s", "p50/r", "p99/r", "rate/r", "cpu/req", "statuses")
+		for _, c := range cs {
+			rows := make([]result, len(paths))
+			failed := make([]bool, len(paths))
+			per := *n / *rounds
+			if wk == "serial" {
+				per = *n
+			}
+			for round := 0; round < *rounds; round++ {
+				for i, p := range paths {
+					if failed[i] {
+						continue
+					}
+					r, err := measure(p, wk, c, per, devs, seq, *reset)
+					if err != nil {
+						fmt.Fprintf(w, "%-16s %7d  FAILED: %v\n", p.name, c, err)
+						failed[i], rc = true, 1
+						continue
+					}
+					rows[i] = rows[i].merge(r)
+				}
+			}
+			var ok []result
+			for i := range rows {
+				if !failed[i] {
+					ok = append(ok, rows[i])
+				}
+			}
+			printRows(w, ok, *ref)
 		}
 	}
 	return rc
+}
+
+func seqNote(wk, file string, n int) string {
+	if wk == "readkeys" {
+		return ""
+	}
+	return fmt.Sprintf(" (sequence %s, %d steps)", file, n)
+}
+
+// printRows prints one clients count's rows with their ratios to ref's row.
+func printRows(w io.Writer, rows []result, ref string) {
+	var r0 *result
+	for i := range rows {
+		if rows[i].mode == ref {
+			r0 = &rows[i]
+		}
+	}
+	ratio := func(a, b float64) string {
+		if r0 == nil || b == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2f", a/b)
+	}
+	for _, r := range rows {
+		p50, p99, rate := "-", "-", "-"
+		if r0 != nil {
+			p50 = ratio(float64(r.p50), float64(r0.p50))
+			p99 = ratio(float64(r.p99), float64(r0.p99))
+			rate = ratio(r.rate, r0.rate)
+		}
+		cpu := "-"
+		if r.cpu >= 0 && r.n > 0 {
+			cpu = (time.Duration(r.cpu) / time.Duration(r.n)).Round(100 * time.Nanosecond).String()
+		}
+		fmt.Fprintf(w, "%-16s %7d %8d %10s %10s %9.0f %7s %7s %7s %8s  %s\n", r.mode, r.clients, r.n,
+			r.p50.Round(100*time.Nanosecond), r.p99.Round(100*time.Nanosecond), r.rate, p50, p99, rate, cpu, r.statuses)
+	}
 }

@@ -12,7 +12,7 @@
 //
 //	prgen -lio SOCK -lio-dev DEV1,DEV2[,...] -emu SOCK1,SOCK2[,...] -emu-dev IMAGE -rtpi R1,R2[,...]
 //	      [-seed N] [-steps N] [-seed-db DB -lu ID] [-record FILE] [-v]
-//	prgen -print -rtpi 1,2 [-seed N] [-steps N] [-ioctl]    (print the sequence only)
+//	prgen -print -rtpi 1,2 [-seed N] [-steps N] [-ioctl] [-dump FILE]    (print the sequence only; -dump: for prbench -seq)
 //	prgen -linuxpr SOCK -linuxpr-dev DEV1,DEV2[,...] -lio SOCK -lio-dev DEV1,DEV2[,...] -rtpi R1,R2[,...] [-seed N] [-steps N]
 //
 // The seed defaults to the time and is printed first, so a failure can be
@@ -144,6 +144,16 @@ func dump(w io.Writer, name string, r *wire.Reply) {
 	fmt.Fprintf(w, "    %s data:  %s\n", name, hex.EncodeToString(r.Data))
 }
 
+// dumpLine is one step of a -dump file: the initiator index, the 16-byte CDB
+// and the parameter list ("-" when there is none), in hex; prbench -seq reads it.
+func dumpLine(st Step) string {
+	p := "-"
+	if len(st.Param) > 0 {
+		p = hex.EncodeToString(st.Param)
+	}
+	return fmt.Sprintf("%d %s %s", st.Path, hex.EncodeToString(st.CDB[:]), p)
+}
+
 // recordLine is one step of a -record file: step, status, sense (96 bytes) and
 // data, hex.
 func recordLine(k int, r *wire.Reply) string {
@@ -213,6 +223,7 @@ func run(args []string, w, ew io.Writer) int {
 	lu := fs.String("lu", "", "logical-unit id of the image in prhelper (with -seed-db)")
 	record := fs.String("record", "", "write LIO's replies to FILE")
 	print := fs.Bool("print", false, "print the generated sequence and exit")
+	dumpFile := fs.String("dump", "", "with -print: also write the sequence to FILE for prbench -seq, one step a line: initiator index, CDB and parameter list in hex")
 	verbose := fs.Bool("v", false, "print every step")
 	ownKey := fs.Bool("own-key-preempt", false, "no effect: kept so that recordings and scripts naming it still work (the engine mismatch it let through is fixed)")
 	zeroLen := fs.Bool("zero-len-we", false, "send PR OUT without parameter list from unregistered nexuses under Write Exclusive reservations (LIO 05/1A/00, a LIO quirk the LIO() profile reproduces: docs/spc4-pr.md §14 D26)")
@@ -239,9 +250,22 @@ func run(args []string, w, ew io.Writer) int {
 	g.Ioctl = *ioctl || *lprSock != ""
 	fmt.Fprintf(w, "prgen: seed %d, %d steps, %d initiators, RTPIs %v, dup-tids %v, own-key-preempt %v, zero-len-we %v, move-no-unreg %v, ioctl %v\n", *seed, *steps, len(rtpis), rtpis, *dupTIDs, *ownKey, *zeroLen, *moveKeep, g.Ioctl)
 	if *print {
+		var dw io.Writer = io.Discard
+		if *dumpFile != "" {
+			f, err := os.Create(*dumpFile)
+			if err != nil {
+				fmt.Fprintf(ew, "prgen: %v\n", err)
+				return 1
+			}
+			defer f.Close()
+			bw := bufio.NewWriter(f)
+			defer bw.Flush()
+			dw = bw
+		}
 		for k := 1; k <= *steps; k++ {
 			st := g.Next()
 			fmt.Fprintf(w, "%5d %s\n", k, st.Desc)
+			fmt.Fprintln(dw, dumpLine(st))
 		}
 		return 0
 	}

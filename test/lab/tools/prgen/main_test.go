@@ -383,3 +383,49 @@ func TestSASTransportID(t *testing.T) {
 		t.Errorf("SAS TransportID of path 3 = %s, want %s", got, want)
 	}
 }
+
+// TestDump checks -print -dump: one line per step, the initiator index, the
+// 16-byte CDB and the parameter list, which is exactly the CDB's PARAMETER
+// LIST LENGTH for PR OUT ("-" when 0 or for PR IN), the same steps as
+// Generate.
+func TestDump(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "seq.txt")
+	var out, errOut bytes.Buffer
+	if rc := run([]string{"-print", "-rtpi", "1,2,3", "-seed", "14", "-steps", "300", "-dump", file}, &out, &errOut); rc != 0 {
+		t.Fatalf("rc %d: %s", rc, errOut.String())
+	}
+	want, err := Generate(14, []uint16{1, 2, 3}, 300)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d", len(lines), len(want))
+	}
+	for k, l := range lines {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			t.Fatalf("line %d: %q", k+1, l)
+		}
+		cdb, err := hex.DecodeString(f[1])
+		if err != nil || !bytes.Equal(cdb, want[k].CDB[:]) || f[0] != strconv.Itoa(want[k].Path) {
+			t.Fatalf("line %d: %q, want step %+v", k+1, l, want[k])
+		}
+		var param []byte
+		if f[2] != "-" {
+			if param, err = hex.DecodeString(f[2]); err != nil {
+				t.Fatalf("line %d: %v", k+1, err)
+			}
+		}
+		if !bytes.Equal(param, want[k].Param) {
+			t.Fatalf("line %d: parameter list %x, want %x", k+1, param, want[k].Param)
+		}
+		if cdb[0] == 0x5f && len(param) != int(binary.BigEndian.Uint32(cdb[5:9])) {
+			t.Fatalf("line %d: %d parameter bytes, CDB says %d", k+1, len(param), binary.BigEndian.Uint32(cdb[5:9]))
+		}
+	}
+}

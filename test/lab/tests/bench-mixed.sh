@@ -1,0 +1,23 @@
+# Benchmark (not a test): the mixed PR IN/OUT sequence of issue 14 (the first
+# $1 steps of prgen seed $2, default 2000 and 14) from 3 initiators, one connection
+# each, in order, through prhelper --backend=sgio, through qemu-pr-helper and
+# with direct SG_IO on the same LIO disk; the LU is cleared before each
+# replay, so every path must end with the same status counts. Then READ KEYS
+# at 1 and 16 clients. Run by scripts/bench.sh lab (BENCH=mixed bench.sh).
+lab_need_bin prbench prgen prhelper
+lab_lio_backstore disk0 64
+bs=$LAB_BS devs="" rtpis=""
+for i in 1 2 3; do
+	lab_lio_path $i $bs
+	rtpi=$(cat $LAB_TPG/lun/lun_0/statistics/scsi_port/indx 2>/dev/null)
+	[ -n "$rtpi" ] || lab_die "no RTPI in $LAB_TPG/lun/lun_0/statistics/scsi_port/indx"
+	devs="$devs${devs:+,}$LAB_DEV" rtpis="$rtpis${rtpis:+,}$rtpi"
+done
+lab_helper_start prhelper /run/prhelper.sock --backend=sgio; P1=$LAB_HELPER_PID
+lab_helper_start qemu-pr-helper /run/qemu-pr-helper.sock; P2=$LAB_HELPER_PID
+prgen -print -rtpi $rtpis -seed ${2:-14} -steps ${1:-2000} -dump /tmp/seq.txt >/dev/null
+echo "== load in the VM: $(uptime)"
+lab_expect 0 prbench -dev $devs -prhelper /run/prhelper.sock -qemu /run/qemu-pr-helper.sock \
+	-workload serial,readkeys -clients 1,16 -seq /tmp/seq.txt -reset -n ${1:-2000}
+lab_helper_stop $P1; lab_helper_stop $P2
+lab_summary

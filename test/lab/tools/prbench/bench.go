@@ -1,0 +1,269 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prhelper/prhelper/client"
+	"github.com/prhelper/prhelper/internal/kernel/sgio"
+	"github.com/prhelper/prhelper/scsi"
+	"github.com/prhelper/prhelper/wire"
+)
+
+// path is a way to send commands: a helper socket, or direct SG_IO when sock
+// is empty.
+type path struct {
+	name string
+	sock string
+}
+
+// doer sends one command and returns the SCSI status it got; the error is a
+// failure to get an answer at all.
+type doer func(st *step) (byte, error)
+
+// result is one row of the table.
+type result struct {
+	mode     string
+	clients  int
+	n        int
+	p50      time.Duration
+	p99      time.Duration
+	rate     float64
+	statuses string // count of each status, e.g. "GOOD:1600"
+
+	cpu int64 // nanoseconds of the helper's CPU time for the row; -1 unknown
+
+	// the samples, for merging rounds
+	lat []time.Duration
+	sts []byte
+	el  time.Duration
+}
+
+// merge adds round b's samples to r (the same path, workload and clients).
+func (r result) merge(b result) result {
+	if r.n == 0 {
+		return b
+	}
+	cpu := r.cpu + b.cpu
+	if r.cpu < 0 || b.cpu < 0 {
+		cpu = -1
+	}
+	m := summarize(r.mode, r.clients, append(r.lat, b.lat...), append(r.sts, b.sts...), r.el+b.el)
+	m.cpu = cpu
+	return m
+}
+
+// open returns a doer for one connection (or SG_IO user) sending to f.
+func (p path) open(f *os.File) (doer, func()) {
+	if p.sock == "" {
+		return sgioDoer(f), func() {}
+	}
+	cl := client.New(p.sock, client.WithReconnect(1, 0))
+	return func(st *step) (byte, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		rep, err := cl.Do(ctx, st.cdb, int(f.Fd()), st.param)
+		if err != nil {
+			return 0, err
+		}
+		return rep.Status, nil
+	}, func() { cl.Close() }
+}
+
+// sgioDoer issues the 10-byte PR IN/OUT CDB with SG_IO itself, a PR IN with a
+// buffer of its allocation length, as the helpers do.
+func sgioDoer(f *os.File) doer {
+	buf := make([]byte, wire.MaxData)
+	return func(st *step) (byte, error) {
+		dir, b := sgio.DirFromDevice, buf[:min(scsi.TransferLength(st.cdb[:]), wire.MaxData)]
+		if st.cdb[0] == scsi.OpPersistentReserveOut {
+			dir, b = sgio.DirToDevice, st.param
+			if len(b) == 0 {
+				dir = sgio.DirNone
+			}
+		}
+		r, err := sgio.Exec(int(f.Fd()), st.cdb[:10], dir, b, 30*time.Second)
+		if err != nil {
+			return 0, err
+		}
+		if r.HostStatus != 0 || r.DriverStatus&0xf != 0 && r.Status == 0 {
+			return 0, r.Err()
+		}
+		return r.Status, nil
+	}
+}
+
+var readKeys = step{cdb: scsi.PRInCDB(scsi.SAReadKeys, 8192)}
+
+// measure runs one row: workload wk over clients connections of p, and
+// adds the CPU time the helper process spent meanwhile.
+func measure(p path, wk string, clients, n int, devs []*os.File, seq []step, reset bool) (result, error) {
+	pid := 0
+	if p.sock != "" {
+		pid = helperPID(p.sock)
+	}
+	before := cpuTime(pid)
+	r, err := measure1(p, wk, clients, n, devs, seq, reset)
+	r.cpu = -1
+	if after := cpuTime(pid); before >= 0 && after >= before {
+		r.cpu = after - before
+	}
+	return r, err
+}
+
+func measure1(p path, wk string, clients, n int, devs []*os.File, seq []step, reset bool) (result, error) {
+	switch wk {
+	case "serial":
+		return serial(p, n, devs, seq, reset)
+	case "mixed":
+		return bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
+			d, c := p.open(devs[0])
+			off := i * len(seq) / clients
+			return d, c, func(j int) *step { return &seq[(off+j)%len(seq)] }
+		})
+	default:
+		return bench(p.name, clients, n, func(int) (doer, func(), func(int) *step) {
+			d, c := p.open(devs[0])
+			return d, c, func(int) *step { return &readKeys }
+		})
+	}
+}
+
+// bench runs n requests spread over clients goroutines, each with its own
+// doer and its own steps (next(j) is client's j-th command).
+func bench(mode string, clients, n int, mk func(i int) (doer, func(), func(j int) *step)) (result, error) {
+	per := n / clients
+	if per < 1 {
+		per = 1
+	}
+	lat := make([][]time.Duration, clients)
+	sts := make([][]byte, clients)
+	errs := make([]error, clients)
+	doers := make([]doer, clients)
+	nexts := make([]func(int) *step, clients)
+	for i := range doers {
+		d, closeFn, next := mk(i)
+		defer closeFn()
+		doers[i], nexts[i] = d, next
+		if _, err := d(&readKeys); err != nil { // warm up: connect, first request
+			return result{}, fmt.Errorf("%s warm-up: %w", mode, err)
+		}
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			l := make([]time.Duration, 0, per)
+			s := make([]byte, 0, per)
+			for j := 0; j < per; j++ {
+				t := time.Now()
+				st, err := doers[i](nexts[i](j))
+				if err != nil {
+					errs[i] = fmt.Errorf("%s client %d request %d: %w", mode, i, j, err)
+					return
+				}
+				l = append(l, time.Since(t))
+				s = append(s, st)
+			}
+			lat[i], sts[i] = l, s
+		}(i)
+	}
+	wg.Wait()
+	el := time.Since(start)
+	var all []time.Duration
+	var allSt []byte
+	for i := range lat {
+		if errs[i] != nil {
+			return result{}, errs[i]
+		}
+		all = append(all, lat[i]...)
+		allSt = append(allSt, sts[i]...)
+	}
+	return summarize(mode, clients, all, allSt, el), nil
+}
+
+// resetLU clears every registration and the reservation of the logical unit
+// behind f with direct SG_IO, so that each path replays a sequence from the
+// same state: REGISTER AND IGNORE EXISTING KEY, then CLEAR, with one key
+// (SPC-4 §5.14.11). Both must answer GOOD.
+func resetLU(f *os.File) error {
+	const key = 0x5052424e43485253 // "PRBNCHRS"
+	param := make([]byte, 24)
+	binary.BigEndian.PutUint64(param[8:16], key)
+	d := sgioDoer(f)
+	reg := step{cdb: scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24), param: param}
+	if s, err := d(&reg); err != nil || s != scsi.StatusGood {
+		return fmt.Errorf("reset: REGISTER AND IGNORE EXISTING KEY: status %#x, %v", s, err)
+	}
+	clr := step{cdb: scsi.PROutCDB(scsi.SAClear, 0, 0, 24), param: make([]byte, 24)}
+	binary.BigEndian.PutUint64(clr.param[0:8], key)
+	if s, err := d(&clr); err != nil || s != scsi.StatusGood {
+		return fmt.Errorf("reset: CLEAR: status %#x, %v", s, err)
+	}
+	return nil
+}
+
+// serial replays seq in order (n steps, cycling; 0: once), step k through the
+// connection of its initiator on that initiator's device. With reset, the
+// logical unit is cleared first.
+func serial(p path, n int, devs []*os.File, seq []step, reset bool) (result, error) {
+	if reset {
+		if err := resetLU(devs[0]); err != nil {
+			return result{}, err
+		}
+	}
+	doers := make([]doer, len(devs))
+	for i, f := range devs {
+		d, closeFn := p.open(f)
+		defer closeFn()
+		if _, err := d(&readKeys); err != nil {
+			return result{}, fmt.Errorf("%s warm-up: %w", p.name, err)
+		}
+		doers[i] = d
+	}
+	if n == 0 {
+		n = len(seq)
+	}
+	lat := make([]time.Duration, 0, n)
+	sts := make([]byte, 0, n)
+	start := time.Now()
+	for k := 0; k < n; k++ {
+		st := &seq[k%len(seq)]
+		t := time.Now()
+		s, err := doers[st.path%len(doers)](st)
+		if err != nil {
+			return result{}, fmt.Errorf("%s step %d: %w", p.name, k+1, err)
+		}
+		lat = append(lat, time.Since(t))
+		sts = append(sts, s)
+	}
+	return summarize(p.name, len(devs), lat, sts, time.Since(start)), nil
+}
+
+func summarize(mode string, clients int, all []time.Duration, sts []byte, el time.Duration) result {
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	q := func(p float64) time.Duration { return all[int(p*float64(len(all)-1))] }
+	count := map[byte]int{}
+	for _, s := range sts {
+		count[s]++
+	}
+	var keys []int
+	for s := range count {
+		keys = append(keys, int(s))
+	}
+	sort.Ints(keys)
+	var parts []string
+	for _, s := range keys {
+		parts = append(parts, fmt.Sprintf("%s:%d", strings.ReplaceAll(scsi.StatusName(byte(s)), " ", "_"), count[byte(s)]))
+	}
+	return result{mode: mode, clients: clients, n: len(all), p50: q(0.50), p99: q(0.99),
+		rate: float64(len(all)) / el.Seconds(), statuses: strings.Join(parts, " "), lat: all, sts: sts, el: el}
+}
