@@ -24,12 +24,16 @@
 # before the migration and mounts them again after it (lab_io_detach_exec,
 # lab_io_attach); the outer host tells it when through a second serial port.
 # Needs: run.sh -n (nested image). Two inner boots (TCG in TCG), one migration.
-# Argument: each inner QEMU's time limit in seconds (default 900; give run.sh's
+# Then issue 11 3b with the same guests (see "issue 11 3b" below): both helpers
+# restart with --fence=kill, hostb behind a TCP proxy the test cuts.
+# It makes every assertion of two-vms-peer.sh's "peer" half too (README, "What
+# moved where"). Not in check.sh: no green run yet.
+# Argument: each inner QEMU's time limit in seconds (default 1200; give run.sh's
 # -t room for it on a loaded host).
-lab_need_bin prhelper prpersist etcd
+lab_need_bin prhelper prpersist etcd seqblocks tcpproxy
 lab_lio_setup 2 64
 DEVA=$LAB_DEV1 DEVB=$LAB_DEV2
-INNER_TIMEOUT=${1:-900}
+INNER_TIMEOUT=${1:-1200}
 U1=11111111-1111-4111-8111-111111111111
 U2=22222222-2222-4222-8222-222222222222
 
@@ -92,7 +96,17 @@ lab_expect 0 sg_persist -n --out --reserve --param-rk=0x1 --prout-type=1 $D
 echo "== VM1: a block written after the move"
 echo "vm1 after the move $(cat /tmp/boot_id)" | dd of=$D bs=512 seek=2048 conv=sync,fsync 2>&1
 lab_expect 0 sh -c "dd if=$D bs=512 skip=2048 count=1 iflag=direct 2>/dev/null | grep -qa 'vm1 after the move'"
-touch /lab/io/out/vm1.moved
+echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/vm1.moved
+# issue 11 3b: hostb now runs with --fence=kill; VM1 holds Write Exclusive
+# Registrants Only and writes without pause until it is fenced
+lab_wait 600 test -e /lab/io/fence-go || lab_die "VM1: no fence-go"
+echo "== VM1 (hostb, restarted with --fence=kill): reconnect, hold Write Exclusive Registrants Only, write"
+lab_run sg_persist -n -i -k $D
+lab_expect 0 sg_persist -n --out --release --param-rk=0x1 --prout-type=1 $D
+lab_expect 0 sg_persist -n --out --reserve --param-rk=0x1 --prout-type=5 $D
+lab_expect_out 0 'Key=0x1' sg_persist -n -i -r $D
+seqblocks write $D 0 > /tmp/seqblocks.log 2>&1 &
+echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/vm1.writing
 lab_wait 600 test -e /lab/io/stop || lab_die "VM1: no stop"
 lab_summary
 INNER
@@ -117,7 +131,17 @@ lab_wait 600 test -e /lab/io/go4 || lab_die "VM2: no fourth go"
 echo "== VM2: after VM1 moved to this host"
 lab_expect_out 0 'Key=0x1' sg_persist -n -i -r $D
 lab_expect 24 sg_persist -n --out --reserve --param-rk=0x2 --prout-type=1 $D
-touch /lab/io/out/vm2.checked
+echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/vm2.checked
+# issue 11 3b: hostb now runs with --fence=kill
+lab_wait 600 test -e /lab/io/fence-go || lab_die "VM2: no fence-go"
+echo "== VM2 (hostb, restarted with --fence=kill): reconnect"
+lab_run sg_persist -n -i -k $D
+touch /lab/io/out/vm2.connected
+lab_wait 600 test -e /lab/io/write2 || lab_die "VM2: no write2"
+echo "== VM2: a registrant under Write Exclusive Registrants Only writes"
+seqblocks write $D 2 > /lab/io/out/seqblocks2.log 2>&1 &
+echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/vm2.writing
+lab_wait 600 test -e /lab/io/stop
 lab_summary
 INNER
 
@@ -163,14 +187,29 @@ marker() {
 
 inner_start vm1 vm1 $U1 /run/hosta.sock $DEVA $(lab_inner_mig_args vm1); Q1=$QPID
 inner_start vm2 vm2 $U2 /run/hostb.sock $DEVB; Q2=$QPID
+# progress every 60 s (LAB_PROGRESS=0: none): where the lab VM's CPU goes and how
+# far the inner guests are, so that a slow run shows why
+if [ "${LAB_PROGRESS:-1}" = 1 ]; then
+	( while sleep 60; do
+		echo "== progress at $(lab_uptime)s: load $(cut -d' ' -f1-3 /proc/loadavg), free $(free -m | awk '/^Mem/ { print $4 " MiB" }')"
+		top -b -n 1 2>/dev/null | sed -n '2,12p' | cut -c1-120 | sed 's/^/  [top] /'
+		for t in vm1 vm1d vm2; do
+			[ -f /tmp/inner-$t.console ] && echo "  [inner-$t] $(tr -d '\r' < /tmp/inner-$t.console | tail -n 1 | cut -c1-150)"
+		done
+	done ) &
+	MON=$!
+fi
 marker vm1 "VM1 (hosta) registered and reserved" $((INNER_TIMEOUT - 120)) vm1.reserved
 views "VM1 registered and reserved"
 touch /tmp/inner-vm2/go
 marker vm2 "VM2 (hostb) registered, saw VM1's reservation, conflicted" 400 vm2.registered
 views "VM1 and VM2 registered, before the PREEMPT"
 LAB_OUT=$LAB_VIEW_B
-lab_out_has "vm:$U1" "hostb's view names VM1's initiator (from its uuid)"
-lab_out_has "vm:$U2" "hostb's view names VM2's initiator"
+lab_out_has "iqn.2025-01.dev.prhelper:vm:$U1" "hostb's view names VM1's initiator (from its uuid)"
+lab_out_has "iqn.2025-01.dev.prhelper:vm:$U2" "hostb's view names VM2's initiator"
+lab_out_has 'Key=0x1' "VM1's key is registered"
+lab_out_has 'Key=0x2' "VM2's key is registered"
+lab_out_has 'iSCSI' "the TransportIDs are iSCSI ones"
 touch /tmp/inner-vm2/go2
 marker vm2 "VM2 preempted VM1" 400 vm2.preempted
 touch /tmp/inner-vm1/go
@@ -184,7 +223,7 @@ views "before the move"
 BEFORE_A=$LAB_VIEW_A
 LAB_OUT=$LAB_VIEW_A
 lab_out_has "vm:$U1" "VM1's registration is there before the move"
-ETCD_BEFORE=$(lab_etcd_keys)
+ETCD_BEFORE=$(lab_etcd_keys /prhelper/state/lu/)
 PRE_BEFORE=$(cat /tmp/hosta.sock.log /tmp/hostb.sock.log | grep -ac 'request received.*PR OUT PREEMPT')
 
 # ------------------------------------------------- the move: live migration
@@ -208,7 +247,7 @@ touch /tmp/inner-vm2/go4
 marker vm2 "VM2 checked after the move" 400 vm2.checked
 views "after the move"
 lab_ok "the lab host's READ FULL STATUS is the same as before the move" test "$LAB_VIEW_A" = "$BEFORE_A"
-ETCD_AFTER=$(lab_etcd_keys)
+ETCD_AFTER=$(lab_etcd_keys /prhelper/state/lu/)
 echo "  etcd before: $ETCD_BEFORE"; echo "  etcd after:  $ETCD_AFTER"
 lab_ok "the LU's etcd key was not written by the move (same mod_revision)" test -n "$ETCD_BEFORE" -a "$ETCD_AFTER" = "$ETCD_BEFORE"
 PRE_AFTER=$(cat /tmp/hosta.sock.log /tmp/hostb.sock.log | grep -ac 'request received.*PR OUT PREEMPT')
@@ -222,24 +261,189 @@ echo "  VM1's initiator (iqn.2025-01.dev.prhelper:vm:$U1): on hosta from QEMU pi
 lab_ok "VM1's initiator came to hostb from another QEMU process (the destination)" \
 	sh -c "[ -n '$PID_A' ] && [ -n '$PID_B' ] && [ '$PID_A' != '$PID_B' ]"
 
-touch /tmp/inner-vm1/stop
-wait $QD; RD=$?
-wait $Q2; R2=$?
-echo "== inner QEMUs exited: VM1 destination $RD, VM2 $R2 at $(lab_uptime)s"
-dump_inner
-cp /tmp/inner-vm1/out/guest.log /lab/io/out/inner-vm1.log 2>/dev/null
-cp /tmp/inner-vm2/out/guest.log /lab/io/out/inner-vm2.log 2>/dev/null
-lab_ok "VM1's sequence passed on both hosts (rc=$(cat /tmp/inner-vm1/rc 2>/dev/null))" test "$(cat /tmp/inner-vm1/rc 2>/dev/null)" = 0
-lab_ok "VM2's sequence passed (rc=$(cat /tmp/inner-vm2/rc 2>/dev/null))" test "$(cat /tmp/inner-vm2/rc 2>/dev/null)" = 0
-lab_ok "VM1's guest reported its checks after the move" grep -aq '^[0-9]* passed, 0 failed' /tmp/inner-vm1d.console
+lab_ok "VM1's guest checks before and after the move passed ($(cat /tmp/inner-vm1/out/vm1.moved 2>/dev/null) checks, failures)" \
+	sh -c 'set -- $(cat /tmp/inner-vm1/out/vm1.moved); [ "${1:-0}" -gt 0 ] && [ "$2" = 0 ]'
+lab_ok "VM2's guest checks passed ($(cat /tmp/inner-vm2/out/vm2.checked 2>/dev/null) checks, failures)" \
+	sh -c 'set -- $(cat /tmp/inner-vm2/out/vm2.checked); [ "${1:-0}" -gt 0 ] && [ "$2" = 0 ]'
 
+# what two-vms-peer.sh's "peer" half checks from outside, made here too (so that
+# this test can take its place): the exits in the guests' logs, the helpers' logs
+# exit_after FILE FROM PATTERN : the exit line of the first command matching
+#   PATTERN after the line matching FROM
+exit_after() { sed -n "/$2/,\$p" $1 | sed -n "/^# .*$3/,/^# -> exit/p" | grep '^# -> exit' | head -n1; }
+echo "  VM2 RESERVE: $(exit_after /tmp/inner-vm2/out/guest.log 'VM2 on hostb' 'reserve --param-rk=0x2')   VM1 first command after the PREEMPT: $(exit_after /tmp/inner-vm1/out/guest.log 'after VM2' '')"
+lab_ok "VM2's RESERVE conflicted (exit 24)" sh -c "echo '$(exit_after /tmp/inner-vm2/out/guest.log 'VM2 on hostb' 'reserve --param-rk=0x2')' | grep -q 'exit 24'"
+lab_ok "VM1 got the unit attention after the PREEMPT (exit 6)" sh -c "echo '$(exit_after /tmp/inner-vm1/out/guest.log 'after VM2' '')' | grep -q 'exit 6'"
+lab_ok "the helpers' logs name both VMs' initiators" sh -c "grep -q 'vm:$U1' /tmp/hosta.sock.log && grep -q 'vm:$U2' /tmp/hostb.sock.log"
+
+# ==================================================== issue 11 3b: fencing across hosts
+# Same guests, same hosts: both helpers restart with --fence=kill (5d needs VM1
+# to survive VM2's PREEMPT, so 5d ran with the default --fence=none); hostb now
+# reaches etcd only through tcpproxy, which the test cuts. VM1 and VM2 are both
+# on hostb after the move; the evictor is the lab host's own initiator on hosta
+# (its admin socket, iqn.2025-01.lab:hosta-admin), a PR OUT through hosta's
+# helper like a guest's.
+#   kill: VM1 holds Write Exclusive Registrants Only and writes sequence-numbered
+#     blocks (O_DIRECT, first MiB); hosta's initiator registers 0x3 and PREEMPTs
+#     0x1. hostb sees the record, kills VM1's QEMU, confirms through etcd; only
+#     then does hosta answer GOOD. The lab host reads the disk back every 0.1 s:
+#     not one block of VM1 after the GOOD.
+#   cut: VM2 (registered, allowed to write under Registrants Only) writes in the
+#     third MiB; hostb is cut off from etcd, then hosta's initiator PREEMPTs 0x2.
+#     hostb cannot confirm; it self-fences (kills VM2) at 3/4 of the lease TTL
+#     after its last confirmed renewal; hosta answers GOOD only once it reads
+#     that hostb's lease expired. Not one block of VM2 after the GOOD.
+TTL=${FENCE_TTL:-8}
+FENCE_ARGS="--fence=kill --fence-lease-ttl=${TTL}s --fence-timeout=25s"
+echo "=================== 11 3b: fencing across hosts ($FENCE_ARGS) at $(lab_uptime)s"
+members() { lab_etcd_keys /prhelper/ | grep 'fence/members/' | cut -d' ' -f1; }
+OLD_MEMBERS=$(members)
+[ -n "$OLD_MEMBERS" ] || { echo "  (no member keys found: waiting out the default lease TTL)"; sleep 12; }
+echo "  member keys of the 5d helpers: $OLD_MEMBERS"
 lab_helper_stop $PA; lab_helper_stop $PB
-echo "== helpers' logs (connections, PR OUT):"
-for h in hosta hostb; do
-	grep -a -E 'initiator=|PR OUT|etcd|level=(WARN|ERROR)' /tmp/$h.sock.log | grep -av 'request done' | head -n 40 | sed "s/^/[$h] /"
+mv /tmp/hosta.sock.log /tmp/hosta-5d.log; mv /tmp/hostb.sock.log /tmp/hostb-5d.log
+/lab/bin/tcpproxy 127.0.0.1:2479=127.0.0.1:2379 127.0.0.1:2489=127.0.0.1:2389 127.0.0.1:2499=127.0.0.1:2399 > /tmp/tcpproxy.log 2>&1 &
+PX=$!
+lab_host_helper hosta /run/hosta.sock -vv $FENCE_ARGS; PA=$LAB_HELPER_PID
+LAB_HOST_ENDPOINTS=http://127.0.0.1:2479,http://127.0.0.1:2489,http://127.0.0.1:2499
+lab_host_helper hostb /run/hostb.sock -vv $FENCE_ARGS; PB=$LAB_HELPER_PID
+unset LAB_HOST_ENDPOINTS
+LA=/tmp/hosta.sock.log LB=/tmp/hostb.sock.log
+old_gone() { _m=$(members); for _o in $OLD_MEMBERS; do echo "$_m" | grep -qxF "$_o" && return 1; done; return 0; }
+lab_ok "the 5d helpers' leases expired (not revoked at stop; their member keys are gone)" lab_wait 90 old_gone
+echo "  member keys now: $(members | tr '\n' ' ')"
+touch /tmp/inner-vm1/fence-go /tmp/inner-vm2/fence-go
+marker vm1 "VM1 reconnected to hostb, holds Write Exclusive Registrants Only and writes" 300 vm1.writing
+marker vm2 "VM2 reconnected to hostb" 300 vm2.connected
+lab_ok "VM1's guest checks passed (reconnect, release, reserve type 5: $(cat /tmp/inner-vm1/out/vm1.writing))" \
+	sh -c 'set -- $(cat /tmp/inner-vm1/out/vm1.writing); [ "$2" = 0 ]'
+lab_ok "hostb serves VM1 and VM2 again (their QEMUs reconnected)" \
+	sh -c "grep -a 'connection accepted' $LB | grep -aq 'vm:$U1' && grep -a 'connection accepted' $LB | grep -aq 'vm:$U2'"
+
+# secs TIME : seconds of the day of a log time (2026-12-07T06:01:02.345Z)
+secs() { echo "$1" | sed 's/.*T//; s/Z$//' | awk -F: '{ printf "%.3f", $1*3600 + $2*60 + $3 }'; }
+# logtime LOG REGEX : the time of the first log line matching REGEX
+logtime() { grep -a -m1 -E "$2" "$1" | sed -n 's/^time=\([^ ]*\).*/\1/p'; }
+# ms FROM TO : milliseconds between two log times
+ms() { awk -v a=$(secs "$1") -v b=$(secs "$2") 'BEGIN { printf "%.0f", (b - a) * 1000 }'; }
+# le A B : log time A is not after B (both present)
+le() { [ -n "$1" ] && [ -n "$2" ] && awk -v a=$(secs "$1") -v b=$(secs "$2") 'BEGIN { exit !(a <= b) }'; }
+# sampler DEV MIB FILE : every 0.1 s append "N MAXSEQ" (region MIB) to FILE
+sampler() {
+	_n=0
+	while [ ! -e /tmp/sampler.stop ]; do
+		_n=$((_n + 1)); echo "$_n $(seqblocks max $1 $2)" >> $3; usleep 100000
+	done
+}
+# gone PID : the background job PID has ended (a zombie counts)
+gone() { [ ! -e /proc/$1 ] || grep -q ') Z' /proc/$1/stat; }
+# reap PID SECONDS : RC = the job's exit status, or "running" after SECONDS
+reap() { if lab_wait $2 gone $1; then wait $1; RC=$?; else RC=running; fi; }
+# after_good SAMPLES : the highest sequence numbers seen by the samples that
+#   started after the GOOD (AT_GOOD + 2 on: the one in progress at the GOOD may
+#   have read blocks before VM1's last writes, made before its death, landed)
+after_good() {
+	AFTER=$(awk -v g=$AT_GOOD '$1 >= g + 2 { print $2 }' $1 | sort -u)
+	NAFTER=$(awk -v g=$AT_GOOD '$1 >= g + 2' $1 | wc -l)
+	echo "  samples (N MAXSEQ) around the GOOD (sample $AT_GOOD):"
+	awk -v g=$AT_GOOD '$1 >= g - 5 && $1 <= g + 8' $1 | tr '\n' ';' | sed 's/^/    /'; echo
+	echo "  highest sequence number in each of the $NAFTER samples that started after the GOOD: $AFTER"
+}
+
+echo "=================== 3b kill: VM1 writes (on hostb); hosta's initiator PREEMPTs it"
+rm -f /tmp/sampler.stop /tmp/samples-kill
+sampler $DEVA 0 /tmp/samples-kill & SP=$!
+lab_ok "kill: VM1's blocks reach the disk" lab_wait 120 sh -c "[ \$(seqblocks max $DEVA 0) -gt 0 ]"
+lab_expect 0 prpersist --socket /run/hosta-admin.sock --out --register-ignore --param-sark=0x3 $DEVA
+echo "== kill: PREEMPT 0x1 at $(lab_uptime)s"
+lab_expect 0 prpersist --socket /run/hosta-admin.sock --out --preempt --param-rk=0x3 --param-sark=0x1 --prout-type=5 $DEVA
+AT_GOOD=$(tail -n1 /tmp/samples-kill | cut -d' ' -f1)
+echo "== kill: GOOD at $(lab_uptime)s, sample $AT_GOOD: $(tail -n1 /tmp/samples-kill)"
+sleep 8
+touch /tmp/sampler.stop; wait $SP
+reap $QD 30; RD=$RC
+lab_ok "kill: VM1's QEMU was killed (SIGKILL: 137; got $RD)" test "$RD" = 137
+after_good /tmp/samples-kill
+lab_ok "kill: at least 3 samples started after the GOOD ($NAFTER)" test "$NAFTER" -ge 3
+lab_ok "kill: not one block of VM1 reached the disk after the GOOD" test "$(echo "$AFTER" | wc -l)" = 1
+lab_ok "kill: VM1 had written before (${AFTER:-0} blocks)" test "${AFTER:-0}" -gt 0
+VM1PID=$(grep -a 'connection accepted' $LB | grep -a "vm:$U1" | sed -n 's/.*peer_pid=\([0-9]*\).*/\1/p' | head -n1)
+lab_ok "kill: hostb's helper killed VM1's QEMU (pid $VM1PID)" grep -aqE "msg=fenced .*vm:$U1.*pids=\[$VM1PID\]" $LB
+T_RECV=$(logtime $LA 'request received.*PR OUT PREEMPT')
+T_COMMIT=$(logtime $LA 'committed; fencing before the answer')
+T_FENCED=$(logtime $LB "msg=fenced .*vm:$U1")
+T_CONF=$(logtime $LA 'fences confirmed')
+T_GOOD=$(logtime $LA 'request done.*PR OUT PREEMPT')
+echo "== kill: timeline (helpers' logs, ms after the PREEMPT was received by hosta)"
+for e in "hosta: PREEMPT received|$T_RECV" "hosta: eviction committed|$T_COMMIT" "hostb: VM1 killed, exited|$T_FENCED" \
+	"hosta: fences confirmed|$T_CONF" "hosta: GOOD sent|$T_GOOD"; do
+	printf '  %-30s %s  +%s ms\n' "${e%%|*}" "${e#*|}" "$(ms $T_RECV ${e#*|})"
 done
-lab_ok "no panic in either helper's log" sh -c "! grep -qi panic /tmp/hosta.sock.log /tmp/hostb.sock.log"
+lab_ok "kill: hostb fenced VM1 before hosta sent GOOD" le "$T_FENCED" "$T_GOOD"
+lab_ok "kill: hosta's GOOD came from hostb's confirmation, not from a lease expiry" sh -c "! grep -aq 'lease expired' $LA"
+echo "FIGURE etcd-two-hosts kill PREEMPT-received-to-GOOD-sent-ms $(ms $T_RECV $T_GOOD)"
+
+echo "=================== 3b cut: VM2 writes (on hostb); hostb is cut off from etcd; hosta's initiator PREEMPTs VM2"
+NA=$(wc -l < $LA) NB=$(wc -l < $LB)
+touch /tmp/inner-vm2/write2
+marker vm2 "cut: VM2 writes (a registrant may, under Write Exclusive Registrants Only)" 300 vm2.writing
+rm -f /tmp/sampler.stop /tmp/samples-cut
+sampler $DEVA 2 /tmp/samples-cut & SP=$!
+lab_ok "cut: VM2's blocks reach the disk" lab_wait 120 sh -c "[ \$(seqblocks max $DEVA 2) -gt 0 ]"
+kill -USR1 $PX
+lab_wait 10 grep -q 'cut=true' /tmp/tcpproxy.log
+T_CUT=$(sed -n 's/^\([^ ]*\) tcpproxy: cut=true.*/\1/p' /tmp/tcpproxy.log | head -n1)
+echo "== cut: hostb's etcd connections cut at $(lab_uptime)s ($T_CUT); PREEMPT 0x2"
+lab_expect 0 prpersist --socket /run/hosta-admin.sock --out --preempt --param-rk=0x3 --param-sark=0x2 --prout-type=5 $DEVA
+AT_GOOD=$(tail -n1 /tmp/samples-cut | cut -d' ' -f1)
+echo "== cut: GOOD at $(lab_uptime)s, sample $AT_GOOD: $(tail -n1 /tmp/samples-cut)"
+sleep 8
+touch /tmp/sampler.stop; wait $SP
+reap $Q2 30; R2=$RC
+lab_ok "cut: VM2's QEMU was killed (SIGKILL: 137; got $R2)" test "$R2" = 137
+after_good /tmp/samples-cut
+lab_ok "cut: at least 3 samples started after the GOOD ($NAFTER)" test "$NAFTER" -ge 3
+lab_ok "cut: not one block of VM2 reached the disk after the GOOD" test "$(echo "$AFTER" | wc -l)" = 1
+lab_ok "cut: VM2 had written before (${AFTER:-0} blocks)" test "${AFTER:-0}" -gt 0
+tail -n +$((NA + 1)) $LA > /tmp/hosta-cut.log; tail -n +$((NB + 1)) $LB > /tmp/hostb-cut.log
+T_RECV=$(logtime /tmp/hosta-cut.log 'request received.*PR OUT PREEMPT')
+T_COMMIT=$(logtime /tmp/hosta-cut.log 'committed; fencing before the answer')
+T_SELF=$(logtime /tmp/hostb-cut.log "msg=self-fenced .*vm:$U2")
+T_EXP=$(logtime /tmp/hosta-cut.log "lease expired.*helper=hostb@")
+T_GOOD=$(logtime /tmp/hosta-cut.log 'request done.*PR OUT PREEMPT')
+echo "== cut: timeline (ms after the cut)"
+for e in "tcpproxy: hostb cut off|$T_CUT" "hosta: PREEMPT received|$T_RECV" "hosta: eviction committed|$T_COMMIT" \
+	"hostb: self-fenced (VM2 killed)|$T_SELF" "hosta: hostb's lease expired|$T_EXP" "hosta: GOOD sent|$T_GOOD"; do
+	printf '  %-36s %s  +%s ms\n' "${e%%|*}" "${e#*|}" "$(ms $T_CUT ${e#*|})"
+done
+grep -a -E 'self-fence|lease' /tmp/hostb-cut.log | head -n 5 | sed 's/^/  [hostb] /'
+grep -a -E 'lease expired' /tmp/hosta-cut.log | head -n 3 | sed 's/^/  [hosta] /'
+lab_ok "cut: hostb fenced VM2 itself (self-fence)" test -n "$T_SELF"
+lab_ok "cut: hosta read that hostb's lease expired" test -n "$T_EXP"
+lab_ok "cut: hostb's self-fence came before hosta saw its lease expire" le "$T_SELF" "$T_EXP"
+lab_ok "cut: hosta's GOOD came only after the lease expired" le "$T_EXP" "$T_GOOD"
+lab_ok "cut: hosta's GOOD came only after VM2 was fenced" le "$T_SELF" "$T_GOOD"
+lab_ok "cut: hostb never confirmed (it could not reach etcd)" sh -c "! grep -aq 'msg=fenced .*vm:$U2' /tmp/hostb-cut.log"
+echo "FIGURE etcd-two-hosts cut self-fence-after-cut-ms $(ms $T_CUT $T_SELF) lease-expiry-seen-after-cut-ms $(ms $T_CUT $T_EXP) PREEMPT-received-to-GOOD-sent-ms $(ms $T_RECV $T_GOOD) TTL-s $TTL"
+kill -USR2 $PX
+echo "== lab host's view through hosta after both evictions"
+LAB_OUT=$(view hosta $DEVA 2>&1); printf '%s\n' "$LAB_OUT" | sed 's/^/  [hosta] /'
+lab_out_has 'Key=0x3' "hosta's initiator holds the reservation"
+lab_out_lacks 'Key=0x1' "VM1's registration is gone"
+lab_out_lacks 'Key=0x2' "VM2's registration is gone"
+
+touch /tmp/inner-vm1/stop /tmp/inner-vm2/stop
+dump_inner
+cp /tmp/inner-vm2/out/guest.log /lab/io/out/inner-vm2.log 2>/dev/null
+lab_helper_stop $PA; lab_helper_stop $PB
+kill $PX 2>/dev/null; wait $PX 2>/dev/null
+echo "== helpers' logs (connections, PR OUT, fencing):"
+for l in hosta-5d hostb-5d hosta.sock hostb.sock; do
+	grep -a -E 'initiator=|PR OUT|etcd|fenc|lease|level=(WARN|ERROR)' /tmp/$l.log | grep -av 'request done' | head -n 40 | sed "s/^/[$l] /"
+done
+lab_ok "no panic in any helper's log" sh -c "! grep -qi panic /tmp/hosta-5d.log /tmp/hostb-5d.log $LA $LB"
 echo "== etcd members' logs (warnings):"
 tail -n 5 /tmp/etcd/e*.log
+[ -n "${MON:-}" ] && kill $MON 2>/dev/null
 lab_etcd_stop
 lab_summary

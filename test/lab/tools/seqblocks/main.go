@@ -2,15 +2,20 @@
 // the lab's fencing test (tests/fence-kill.sh): a guest writes without pause,
 // the lab host reads back the highest sequence number that reached the disk.
 //
-//	seqblocks write DEV   write 4 KiB blocks 1, 2, 3, ... round-robin over the
-//	                      first 1 MiB of DEV until killed or a write fails
-//	seqblocks max DEV     print the highest sequence number in the first 1 MiB
+//	seqblocks write DEV [MIB]  write 4 KiB blocks 1, 2, 3, ... round-robin over
+//	                           the 1 MiB of DEV at offset MIB MiB (default 0)
+//	                           until killed or a write fails
+//	seqblocks max DEV [MIB]    print the highest sequence number in that 1 MiB
+//
+// Writers given different MIB use separate regions, so the lab host can follow
+// each one on a shared disk.
 package main
 
 import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"strconv"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -33,21 +38,30 @@ func aligned(n int) []byte {
 }
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: seqblocks write|max DEV")
+	if len(os.Args) != 3 && len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: seqblocks write|max DEV [MIB]")
 		os.Exit(2)
+	}
+	var base int64
+	if len(os.Args) == 4 {
+		mib, err := strconv.ParseUint(os.Args[3], 10, 20)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "seqblocks: offset %q: want MiB as a whole number\n", os.Args[3])
+			os.Exit(2)
+		}
+		base = int64(mib) << 20
 	}
 	switch os.Args[1] {
 	case "write":
-		os.Exit(write(os.Args[2]))
+		os.Exit(write(os.Args[2], base))
 	case "max":
-		os.Exit(readMax(os.Args[2]))
+		os.Exit(readMax(os.Args[2], base))
 	}
-	fmt.Fprintln(os.Stderr, "usage: seqblocks write|max DEV")
+	fmt.Fprintln(os.Stderr, "usage: seqblocks write|max DEV [MIB]")
 	os.Exit(2)
 }
 
-func write(dev string) int {
+func write(dev string, base int64) int {
 	fd, err := unix.Open(dev, unix.O_RDWR|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
@@ -57,7 +71,7 @@ func write(dev string) int {
 	copy(buf[8:], magic)
 	for seq := uint64(1); ; seq++ {
 		binary.BigEndian.PutUint64(buf, seq)
-		if _, err := unix.Pwrite(fd, buf, int64(seq%blocks)*blockSize); err != nil {
+		if _, err := unix.Pwrite(fd, buf, base+int64(seq%blocks)*blockSize); err != nil {
 			fmt.Fprintf(os.Stderr, "write %d: %v\n", seq, err)
 			return 1
 		}
@@ -67,7 +81,7 @@ func write(dev string) int {
 	}
 }
 
-func readMax(dev string) int {
+func readMax(dev string, base int64) int {
 	fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_DIRECT|unix.O_CLOEXEC, 0)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "open:", err)
@@ -75,7 +89,7 @@ func readMax(dev string) int {
 	}
 	defer unix.Close(fd)
 	buf := aligned(blocks * blockSize)
-	n, err := unix.Pread(fd, buf, 0)
+	n, err := unix.Pread(fd, buf, base)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "read:", err)
 		return 1
