@@ -182,14 +182,26 @@ func acceptFrom(t *testing.T, sock string, cmd *exec.Cmd) *net.UnixConn {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// No deadline on the accept (a loaded machine may take long to start the
+	// client): a client that exits without connecting closes the listener.
+	exited := make(chan error, 1)
+	go func() {
+		exited <- cmd.Wait()
+		ln.Close()
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
-		cmd.Wait()
+		<-exited
 	})
-	ln.SetDeadline(time.Now().Add(10 * time.Second))
 	conn, err := ln.AcceptUnix()
 	if err != nil {
-		t.Fatalf("accept: %v", err)
+		select {
+		case werr := <-exited:
+			exited <- werr
+			t.Fatalf("accept: %v (the client exited first: %v)", err, werr)
+		default:
+			t.Fatalf("accept: %v", err)
+		}
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
