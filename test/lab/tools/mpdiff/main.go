@@ -257,6 +257,16 @@ func run(args []string, w, ew io.Writer) int {
 				return 1
 			}
 		}
+		// the key the away path holds before the step, for explaining a
+		// difference (NamesKey, WithoutNexus)
+		var awayAddr, awayKey uint64
+		stale := false // the away path holds a key the map's other path does not
+		if down != "" {
+			i := slices.Index(devs, down)
+			awayAddr = []uint64{initiatorA1, initiatorA2}[i]
+			awayKey = l.nexusKey(awayAddr)
+			stale = awayKey != 0 && awayKey != l.nexusKey([]uint64{initiatorA2, initiatorA1}[i])
+		}
 		mr, mu, merr := me.do(st.CDB, st.ParamMap)
 		uaMap += mu
 		if merr == nil && st.Host == HostA && Refused(mr) {
@@ -296,10 +306,12 @@ func run(args []string, w, ew io.Writer) int {
 				downMatch++
 			case down != "":
 				// explained when the away path's registration is all that differs
-				addr := []uint64{initiatorA1, initiatorA2}[slices.Index(devs, down)]
 				why := "UNEXPLAINED"
-				if wr, ok := WithoutNexus(st.CDB, mr, addr, l.nexusKey(addr)); ok && Fold(st.CDB, wr) == fr {
+				if wr, ok := WithoutNexus(st.CDB, mr, awayAddr, awayKey); ok && Fold(st.CDB, wr) == fr {
 					why = "explained: the away path's registration"
+					downExplained++
+				} else if stale && NamesKey(st.CDB, st.ParamRef, awayKey) {
+					why = fmt.Sprintf("explained: names %x, the key the away path still holds", awayKey)
 					downExplained++
 				} else {
 					downUnexplained++

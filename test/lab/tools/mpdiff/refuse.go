@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -117,4 +118,19 @@ func (l *lab) nexusKey(addr uint64) uint64 {
 		}
 	}
 	return 0
+}
+
+// NamesKey reports whether a PR OUT names key, as RESERVATION KEY or SERVICE
+// ACTION RESERVATION KEY. While a path is away its registration with the
+// map's old key still counts on the LU, where a host with one nexus has none:
+// another host's PREEMPT of that key finds it, a REGISTER or RESERVE by it
+// meets it (doc comment of internal/backend/mpath, "Against a single-nexus
+// host"; docs/multipath.md §9). A different answer to such a command while
+// the path is away is explained; the states must still converge after the
+// return.
+func NamesKey(cdb [wire.CDBSize]byte, param []byte, key uint64) bool {
+	if key == 0 || cdb[0] != scsi.OpPersistentReserveOut || len(param) < scsi.PROutParamLen {
+		return false
+	}
+	return binary.BigEndian.Uint64(param[0:8]) == key || binary.BigEndian.Uint64(param[8:16]) == key
 }

@@ -58,3 +58,18 @@ func TestWithoutNexus(t *testing.T) {
 		t.Fatal("a CHECK CONDITION explained")
 	}
 }
+
+func TestNamesKey(t *testing.T) {
+	p := make([]byte, 24)
+	p[7], p[15] = 0xb1, 0xa1 // rk b1, sark a1
+	out := scsi.PROutCDB(scsi.SAPreempt, 0, 1, 24)
+	if !NamesKey(out, p, 0xa1) || !NamesKey(out, p, 0xb1) {
+		t.Fatal("a key in the parameter list not found")
+	}
+	if NamesKey(out, p, 0xa2) || NamesKey(out, p, 0) || NamesKey(out, p[:16], 0xa1) {
+		t.Fatal("a key not named, no key, or a short list counted")
+	}
+	if NamesKey(scsi.PRInCDB(scsi.SAReadKeys, 8192), p, 0xa1) {
+		t.Fatal("a PR IN counted")
+	}
+}
