@@ -248,9 +248,11 @@ func run(args []string, w, ew io.Writer) int {
 		// A PR OUT of host A that the map refuses (Refused) is not sent to
 		// the reference: the guest's command was not executed, and the map
 		// must not have applied it on any path, which the LU's state through
-		// host B, byte for byte before and after, shows.
+		// host B, byte for byte before and after, shows. Outside a fault
+		// window a refusal is a mismatch anyway, so the state is read only
+		// while a path is away.
 		var before string
-		if st.Host == HostA && st.CDB[0] == scsi.OpPersistentReserveOut {
+		if st.Host == HostA && st.CDB[0] == scsi.OpPersistentReserveOut && down != "" {
 			var err error
 			if before, err = l.rawState(); err != nil {
 				fmt.Fprintf(w, "mpdiff: seed %d step %d: reading the state: %v\n", *seed, k, err)
