@@ -30,6 +30,9 @@ type Path struct {
 	Dev    string // kernel name of the SCSI disk: "sdb"
 	Usable bool   // the SCSI device is running and dm has not failed the path
 	Why    string // why the path is not usable, for the log
+	// Reachable is set when the SCSI device is running, whether or not dm
+	// failed the path: PR commands still go there (Map.forPR).
+	Reachable bool
 	// State is the path's state for metrics: usable, dm_failed,
 	// scsi_<SCSI device state> (offline, blocked, ...) or not_scsi.
 	State string
@@ -164,6 +167,7 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	if err != nil {
 		return scsi.CheckCondition(scsi.SenseLUNCommFailure), fmt.Errorf("mpath: %w", err)
 	}
+	m = m.forPR()
 	st := b.state(m.Name)
 	if req.CDB[0] == scsi.OpPersistentReserveIn {
 		if o, ok := b.quietPRIn(ctx, m, st, req); ok {
@@ -272,6 +276,33 @@ func OpenPath(dev string) (int, error) {
 		return -1, fmt.Errorf("open /dev/%s: %w", dev, err)
 	}
 	return fd, nil
+}
+
+// forPR returns the map with the paths PR commands go to marked usable: the
+// paths dm-multipath uses, then, after them, the paths it failed whose SCSI
+// device is still running. dm fails a path on an I/O error through the map,
+// which need not stop PR commands on the path's nexus: the lab saw a path that
+// came back with a capacity of 0 (its rescan's READ CAPACITY met another
+// host's Exclusive Access reservation on an unregistered nexus) failed again
+// by every read through the map while PR commands on it worked; leaving it
+// out made the map refuse every command once its other path was away, and
+// left the path holding an old key. A host with one nexus keeps its
+// registration there; so does the map (docs/multipath.md §9). A path that
+// really is gone has a SCSI device that is not running, or fails the SG_IO,
+// and the next path is tried.
+func (m Map) forPR() Map {
+	out := m.clone()
+	var front, back []Path
+	for _, p := range out.Paths {
+		if !p.Usable && p.Reachable {
+			p.Usable, p.Why = true, ""
+			back = append(back, p)
+			continue
+		}
+		front = append(front, p)
+	}
+	out.Paths = append(front, back...)
+	return out
 }
 
 func (m Map) describePaths() string {

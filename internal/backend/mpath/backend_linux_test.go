@@ -184,13 +184,16 @@ type rig struct {
 	l      *lu
 	b      *Backend
 	usable map[string]bool
-	order  []string
-	key    *ConfiguredKey
+	// dmFailed holds paths dm-multipath failed whose SCSI device is running
+	// (not Usable, Reachable): the LU still answers through them.
+	dmFailed map[string]bool
+	order    []string
+	key      *ConfiguredKey
 }
 
 func newRig(t *testing.T, devs ...string) *rig {
 	t.Helper()
-	r := &rig{t: t, l: newLU(devs...), usable: map[string]bool{}, order: devs}
+	r := &rig{t: t, l: newLU(devs...), usable: map[string]bool{}, dmFailed: map[string]bool{}, order: devs}
 	for _, d := range devs {
 		r.usable[d] = true
 	}
@@ -219,7 +222,11 @@ func (r *rig) discover(fd int) (Map, error) {
 	}
 	m := Map{Name: "mpatha", WWID: "36001405abc"}
 	for _, d := range r.order {
-		m.Paths = append(m.Paths, Path{Dev: d, Usable: r.usable[d], Why: "(SCSI device offline)"})
+		p := Path{Dev: d, Usable: r.usable[d], Why: "(SCSI device offline)"}
+		if r.dmFailed[d] {
+			p = Path{Dev: d, Why: "(failed by dm-multipath)", Reachable: true}
+		}
+		m.Paths = append(m.Paths, p)
 	}
 	return m, nil
 }

@@ -123,7 +123,9 @@ func (d *Discoverer) look(info device.Info) (Map, error) {
 		case state != "running":
 			p.Usable, p.Why, p.State = false, "(SCSI device "+state+")", "scsi_"+strings.ReplaceAll(state, "-", "_")
 		case failed[p.Dev]:
-			p.Usable, p.Why, p.State = false, "(failed by dm-multipath)", "dm_failed"
+			p.Usable, p.Why, p.State, p.Reachable = false, "(failed by dm-multipath)", "dm_failed", true
+		default:
+			p.Reachable = true
 		}
 		m.Paths = append(m.Paths, p)
 	}

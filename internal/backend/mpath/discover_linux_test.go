@@ -29,9 +29,9 @@ func TestDiscoverer(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Map{Name: "mpatha", WWID: "36001405abc", Paths: []Path{
-		{Dev: "sdb", Usable: true, State: "usable"},
+		{Dev: "sdb", Usable: true, State: "usable", Reachable: true},
 		{Dev: "sdc", Why: "(SCSI device offline)", State: "scsi_offline"},
-		{Dev: "sdd", Why: "(failed by dm-multipath)", State: "dm_failed"},
+		{Dev: "sdd", Why: "(failed by dm-multipath)", State: "dm_failed", Reachable: true},
 	}}
 	if m.Name != want.Name || m.WWID != want.WWID || len(m.Paths) != 3 {
 		t.Fatalf("%+v", m)

@@ -248,3 +248,44 @@ func TestRefusedKeyChangeRestoresMultipathd(t *testing.T) {
 	}
 	eqKeys(t, "after the refusal", r.l.keysOf("sdb", "sdc"), 0xa1, 0xa1)
 }
+
+// Seed 1604 of the lab's fault runs (docs/multipath.md §9): a path came back
+// with a capacity of 0 (its rescan's READ CAPACITY met another host's
+// Exclusive Access reservation while its nexus was unregistered), so
+// dm-multipath failed it again on every read through the map, while its SCSI
+// device ran and PR commands on it worked. When the map's other path went
+// away, the map refused every command with 0B/08/00 ("no usable path"), which
+// a host with one running nexus never sees. PR commands go to a path dm failed
+// whose SCSI device runs (after the paths dm uses), and keep its registration
+// in line.
+func TestDMFailedRunningPathServesPR(t *testing.T) {
+	r := newRig(t, "sdb", "sdc")
+	r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+	r.otherOut(scsi.SARegister, 0, params(0, 0xb1, 0))
+	r.dmFailed["sdb"] = true // running, but failed by dm
+	r.fail("sdc")            // and the other path away
+
+	r.wantStatus("REGISTER a1->a2 with sdb failed by dm and sdc away", scsi.StatusGood, scsi.SARegister, 0, params(0xa1, 0xa2, 0))
+	if got := r.l.keysOf("sdb"); got[0] != 0xa2 {
+		t.Fatalf("sdb holds %x, want a2", got)
+	}
+	if rep := r.in(scsi.SAReadKeys, 8192); rep.Status != scsi.StatusGood {
+		t.Fatalf("READ KEYS: %#x", rep.Status)
+	}
+	r.wantStatus("RESERVE", scsi.StatusGood, scsi.SAReserve, scsi.TypeWriteExclusive, params(0xa2, 0, 0))
+	if h, _ := r.l.holder(); h != "sdb" {
+		t.Fatalf("holder %q, want sdb", h)
+	}
+
+	// sdc back, sdb still failed by dm: both nexuses follow the map's key.
+	r.back("sdc")
+	r.mustOut(scsi.SARegister, 0, params(0xa2, 0xa3, 0))
+	if got := r.l.keysOf("sdb", "sdc"); !slices.Equal(got, []uint64{0xa3, 0xa3}) {
+		t.Fatalf("keys %x, want a3 on both paths", got)
+	}
+	// Unregistered: no nexus of the map keeps a key.
+	r.mustOut(scsi.SARegister, 0, params(0xa3, 0, 0))
+	if got := r.l.keysOf("sdb", "sdc"); !slices.Equal(got, []uint64{0, 0}) {
+		t.Fatalf("keys %x after the unregister, want none", got)
+	}
+}

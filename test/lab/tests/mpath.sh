@@ -186,7 +186,16 @@ lab_ok "the log says multipathd was not told (it takes PR commands from root onl
 echo "== a multipath map multipathd did not make (no mpath- uuid) is found by its table's target type"
 CM=$(cat /sys/block/$(basename $C)/dev)
 # a run of stop 18 read a size of 0 here (a 0-sector table, refused by
-# device-mapper); why is not known: wait for a size before making the table
+# device-mapper). sd sets a disk's capacity to 0 when a rescan's READ CAPACITY
+# fails, and the lab's LIO answers READ CAPACITY with RESERVATION CONFLICT on
+# a nexus that is not registered while another holds an Exclusive Access
+# reservation, as C was during the type 6 reservation above (seen in
+# mpath-diff's dmesg: docs/multipath.md §9). The LU is clear now: a rescan
+# reads the size again.
+if [ "$(blockdev --getsz $C)" = 0 ]; then
+	echo "$C has size 0; rescanning it"; dmesg | grep -i 'capacity' | tail -n 6
+	echo 1 > /sys/block/$(basename $C)/device/rescan
+fi
 lab_wait 30 sh -c "[ \$(blockdev --getsz $C) -gt 0 ]" || echo "$C still has size 0"
 lab_expect 0 dmsetup create labmap --table "0 $(blockdev --getsz $C) multipath 0 0 1 1 round-robin 0 1 1 $CM 1"
 dmsetup info -c -o name,uuid labmap; dmsetup table labmap

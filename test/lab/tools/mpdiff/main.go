@@ -37,6 +37,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
 
@@ -213,6 +214,8 @@ func run(args []string, w, ew io.Writer) int {
 	var (
 		match, mismatch, downMatch, downMismatch, uaMap, uaRef int
 		faults, converged, diverged                            int
+		refused, refusedApplied                                int
+		downExplained, downUnexplained                         int
 		worst                                                  time.Duration
 		down                                                   string // the path that is away
 		downUntil                                              int
@@ -242,33 +245,96 @@ func run(args []string, w, ew io.Writer) int {
 		if st.Host == HostB {
 			me, ref = l.mapB, l.refB
 		}
+		// A PR OUT of host A that the map refuses (Refused) is not sent to
+		// the reference: the guest's command was not executed, and the map
+		// must not have applied it on any path, which the LU's state through
+		// host B, byte for byte before and after, shows. Outside a fault
+		// window a refusal is a mismatch anyway, so the state is read only
+		// while a path is away.
+		var before string
+		if st.Host == HostA && st.CDB[0] == scsi.OpPersistentReserveOut && down != "" {
+			var err error
+			if before, err = l.rawState(); err != nil {
+				fmt.Fprintf(w, "mpdiff: seed %d step %d: reading the state: %v\n", *seed, k, err)
+				return 1
+			}
+		}
+		// the key the away path holds before the step, for explaining a
+		// difference (NamesKey, WithoutNexus)
+		var awayAddr, awayKey uint64
+		stale := false // the away path holds a key the map's other path does not
+		if down != "" {
+			i := slices.Index(devs, down)
+			awayAddr = []uint64{initiatorA1, initiatorA2}[i]
+			awayKey = l.nexusKey(awayAddr)
+			stale = awayKey != 0 && awayKey != l.nexusKey([]uint64{initiatorA2, initiatorA1}[i])
+		}
 		mr, mu, merr := me.do(st.CDB, st.ParamMap)
-		rr, ru, rerr := ref.do(st.CDB, st.ParamRef)
 		uaMap += mu
-		uaRef += ru
-		if merr != nil || rerr != nil {
-			fmt.Fprintf(w, "mpdiff: seed %d step %d %s: helper error: map %v, reference %v\n", *seed, k, st.Desc, merr, rerr)
-			return 1
-		}
-		fm, fr := Fold(st.CDB, mr), Fold(st.CDB, rr)
-		switch {
-		case fm == fr && down == "":
-			match++
-		case fm == fr:
-			downMatch++
-		case down != "":
-			downMismatch++
-			fmt.Fprintf(w, "DIFF while %s away, seed %d step %d: %s\n    map: %s\n    ref: %s\n", down, *seed, k, st.Desc, fm, fr)
-		default:
-			mismatch++
-			fmt.Fprintf(w, "MISMATCH seed %d step %d: %s\n    map: %s\n    ref: %s\n", *seed, k, st.Desc, fm, fr)
-		}
-		if *verbose {
-			fmt.Fprintf(w, "%5d %-60s %s\n", k, st.Desc, fr)
+		if merr == nil && st.Host == HostA && Refused(mr) {
+			refused++
+			if down == "" {
+				mismatch++
+			}
+			applied := ""
+			if before != "" {
+				after, err := l.rawState()
+				if err != nil {
+					fmt.Fprintf(w, "mpdiff: seed %d step %d: reading the state: %v\n", *seed, k, err)
+					return 1
+				}
+				if after != before {
+					refusedApplied++
+					applied = fmt.Sprintf("\n    APPLIED DESPITE THE REFUSAL: the LU's state changed\n    before: %s\n    after:  %s", before, after)
+				}
+			}
+			fmt.Fprintf(w, "REFUSED by the map (not sent to the reference)%s, seed %d step %d: %s\n    map: %s\n    paths: %s%s\n",
+				map[bool]string{true: " while " + down + " away", false: " OUTSIDE A FAULT"}[down != ""], *seed, k, st.Desc, Fold(st.CDB, mr), pathStates(devs), applied)
+			if *verbose {
+				fmt.Fprintf(w, "%5d %-60s refused\n", k, st.Desc)
+			}
+		} else {
+			rr, ru, rerr := ref.do(st.CDB, st.ParamRef)
+			uaRef += ru
+			if merr != nil || rerr != nil {
+				fmt.Fprintf(w, "mpdiff: seed %d step %d %s: helper error: map %v, reference %v\n", *seed, k, st.Desc, merr, rerr)
+				return 1
+			}
+			fm, fr := Fold(st.CDB, mr), Fold(st.CDB, rr)
+			switch {
+			case fm == fr && down == "":
+				match++
+			case fm == fr:
+				downMatch++
+			case down != "":
+				// explained when the away path's registration is all that differs
+				why := "UNEXPLAINED"
+				if wr, ok := WithoutNexus(st.CDB, mr, awayAddr, awayKey); ok && Fold(st.CDB, wr) == fr {
+					why = "explained: the away path's registration"
+					downExplained++
+				} else if stale && NamesKey(st.CDB, st.ParamRef, awayKey) {
+					why = fmt.Sprintf("explained: names %x, the key the away path still holds", awayKey)
+					downExplained++
+				} else {
+					downUnexplained++
+				}
+				downMismatch++
+				fmt.Fprintf(w, "DIFF while %s away (%s), seed %d step %d: %s\n    map: %s\n    ref: %s\n", down, why, *seed, k, st.Desc, fm, fr)
+			default:
+				mismatch++
+				fmt.Fprintf(w, "MISMATCH seed %d step %d: %s\n    map: %s\n    ref: %s\n", *seed, k, st.Desc, fm, fr)
+			}
+			if *verbose {
+				fmt.Fprintf(w, "%5d %-60s %s\n", k, st.Desc, fr)
+			}
 		}
 		if down != "" && k >= downUntil {
 			fmt.Fprintf(w, "mpdiff: step %d: path %s back (running, multipathd reinstate path)\n", k, down)
 			setState(w, down, "running")
+			if sz, err := os.ReadFile("/sys/block/" + down + "/size"); err == nil && strings.TrimSpace(string(sz)) == "0" {
+				// the rescan that "running" starts read no capacity (docs/multipath.md §9)
+				fmt.Fprintf(w, "mpdiff: step %d: %s came back with a capacity of 0: dm-multipath fails it on reads through the map; PR commands still go there\n", k, down)
+			}
 			sh(w, "multipathd", "reinstate", "path", down)
 			back := time.Now()
 			var ms, rs string
@@ -306,9 +372,9 @@ func run(args []string, w, ew io.Writer) int {
 			down = ""
 		}
 	}
-	fmt.Fprintf(w, "mpdiff: seed %d: %d steps in %.0fs: %d matched, %d mismatched; while a path was away: %d matched, %d differed; %d faults, %d converged (slowest %.1fs), %d diverged; unit attentions sent again: map %d, reference %d\n",
-		*seed, *steps, time.Since(t0).Seconds(), match, mismatch, downMatch, downMismatch, faults, converged, worst.Seconds(), diverged, uaMap, uaRef)
-	if mismatch > 0 || diverged > 0 {
+	fmt.Fprintf(w, "mpdiff: seed %d: %d steps in %.0fs: %d matched, %d mismatched; while a path was away: %d matched, %d differed (%d explained by the away path's registration, %d not); %d faults, %d converged (slowest %.1fs), %d diverged; refused by the map: %d (applied despite it: %d); unit attentions sent again: map %d, reference %d\n",
+		*seed, *steps, time.Since(t0).Seconds(), match, mismatch, downMatch, downMismatch, downExplained, downUnexplained, faults, converged, worst.Seconds(), diverged, refused, refusedApplied, uaMap, uaRef)
+	if mismatch > 0 || diverged > 0 || refusedApplied > 0 || downUnexplained > 0 {
 		return 1
 	}
 	return 0
