@@ -137,11 +137,17 @@ func TestExplainAndConfig(t *testing.T) {
 		{[]string{"--backend=vinit", "--explain", img}, "below:    none: vinit serves SCSI disks and multipath maps"},
 		{[]string{"--backend=vinit", "--explain", "/dev/null"}, "key 0x"},
 		{[]string{"--help"}, "vinit (emulated per-VM initiators over a real"},
+		{[]string{"--backend=vinit", "--vinit-key=0xB0B0", "--explain", "/dev/null"}, "key 0x000000000000b0b0 on the real LUN (configured (--vinit-key))"},
+		{[]string{"--help"}, "--vinit-key=KEY"},
 	} {
 		out, err := exec.Command(binary, tc.args...).CombinedOutput()
 		if err != nil || !strings.Contains(string(out), tc.want) {
 			t.Errorf("%v: %v\n%s", tc.args, err, out)
 		}
+	}
+	if out, err := exec.Command(binary, "--backend=vinit", "--vinit-key=0", "--explain", "/dev/null").CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), `--vinit-key "0": 0 is not a reservation key`) {
+		t.Errorf("--vinit-key=0: want a usage error, got %v\n%s", err, out)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "pr.db")); !os.IsNotExist(err) {
 		t.Error("--explain created the database")

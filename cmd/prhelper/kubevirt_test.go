@@ -15,15 +15,18 @@ import (
 
 // KubeVirt's pr-helper container: command and arguments as virt-handler's
 // DaemonSet gives them (contrib/kubevirt/Containerfile).
+// Older releases run kubevirtCommand, the current one kubevirtEntrypoint
+// (docs/virtual-initiators.md §10); the image has the binary at both.
 const (
-	kubevirtCommand = "/usr/bin/qemu-pr-helper"
-	kubevirtSocket  = "/var/run/kubevirt/daemons/pr/pr-helper.sock"
+	kubevirtCommand    = "/usr/bin/qemu-pr-helper"
+	kubevirtEntrypoint = "/entrypoint.sh"
+	kubevirtSocket     = "/var/run/kubevirt/daemons/pr/pr-helper.sock"
 )
 
 // TestKubeVirtContainer lays out the image contrib/kubevirt/Containerfile
 // describes (its COPY of bin/prhelper, with the binary this test built) in a
 // directory, then runs it there as KubeVirt does: chrooted, as root, as
-// /usr/bin/qemu-pr-helper -k /var/run/kubevirt/daemons/pr/pr-helper.sock. The
+// /usr/bin/qemu-pr-helper and as /entrypoint.sh, -k /var/run/kubevirt/daemons/pr/pr-helper.sock. The
 // helper must serve a READ KEYS on that socket and stop on SIGTERM. The chroot
 // needs root (and the host's /proc bound into the directory, as the pod has
 // it); other users run the same command line without it.
@@ -72,26 +75,37 @@ func TestKubeVirtContainer(t *testing.T) {
 	if entry != `["`+kubevirtCommand+`"]` || cmdArgs != `["-k", "`+kubevirtSocket+`"]` {
 		t.Fatalf("ENTRYPOINT %s CMD %s, want KubeVirt's command and arguments", entry, cmdArgs)
 	}
-	if fi, err := os.Stat(filepath.Join(root, kubevirtCommand)); err != nil || fi.Mode()&0o111 == 0 {
-		t.Fatalf("no executable %s in the image: %v", kubevirtCommand, err)
+	for _, c := range []string{kubevirtCommand, kubevirtEntrypoint} {
+		if fi, err := os.Stat(filepath.Join(root, c)); err != nil || fi.Mode()&0o111 == 0 {
+			t.Fatalf("no executable %s in the image: %v", c, err)
+		}
 	}
 	// KubeVirt mounts the socket directory into the container.
 	if err := os.MkdirAll(filepath.Join(root, filepath.Dir(kubevirtSocket)), 0o755); err != nil {
 		t.Fatal(err)
 	}
-
-	cmd := exec.Command(filepath.Join(root, kubevirtCommand), "-k", kubevirtSocket)
-	sock := filepath.Join(root, kubevirtSocket)
 	if os.Geteuid() == 0 {
 		// virt-handler's pod shares the host's pid namespace (hostPID), and
 		// the helper reads /proc (capabilities, peers): the host's, bound in.
 		mountProc(t, root)
-		cmd.Path = kubevirtCommand
+	}
+	for _, c := range []string{kubevirtCommand, kubevirtEntrypoint} {
+		t.Run(strings.TrimPrefix(c, "/"), func(t *testing.T) { runKubeVirtCommand(t, root, c) })
+	}
+}
+
+// runKubeVirtCommand runs the image laid out at root as KubeVirt does, with
+// command c and arguments -k kubevirtSocket, and checks that it serves.
+func runKubeVirtCommand(t *testing.T, root, c string) {
+	cmd := exec.Command(filepath.Join(root, c), "-k", kubevirtSocket)
+	sock := filepath.Join(root, kubevirtSocket)
+	if os.Geteuid() == 0 {
+		cmd.Path = c
 		cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 		cmd.Dir = "/"
 	} else {
 		t.Logf("not root: no chroot; running %s -k %s", cmd.Path, sock)
-		cmd.Args = []string{kubevirtCommand, "-k", sock}
+		cmd.Args = []string{c, "-k", sock}
 	}
 	p := &proc{cmd: cmd, stderr: &bytes.Buffer{}, done: make(chan error, 1)}
 	cmd.Stderr = p.stderr
@@ -109,7 +123,7 @@ func TestKubeVirtContainer(t *testing.T) {
 	if !strings.Contains(log, "prhelper ready") || !strings.Contains(log, "request failed") {
 		t.Fatalf("log of the helper:\n%s", log)
 	}
-	t.Logf("served as %s -k %s; log:\n%s", kubevirtCommand, kubevirtSocket, log)
+	t.Logf("served as %s -k %s; log:\n%s", c, kubevirtSocket, log)
 }
 
 // mountProc binds the host's /proc at root/proc until the test ends.

@@ -59,6 +59,9 @@ type options struct {
 	// fenceLeaseTTL and fenceHost: fencing across hosts with the etcd store.
 	fenceLeaseTTL string
 	fenceHost     string
+	// vinitKey is the vinit backend's configured host key (0x… or decimal);
+	// "" means the derived one (docs/virtual-initiators.md §2).
+	vinitKey string
 	// metrics is where Prometheus metrics are served: HOST:PORT or
 	// unix:PATH; "" is off.
 	metrics string
@@ -122,6 +125,7 @@ func newFlagSet(name string, o *options) *pflag.FlagSet {
 	fs.StringVar(&o.fenceTimeout, "fence-timeout", "", "")
 	fs.StringVar(&o.fenceLeaseTTL, "fence-lease-ttl", "", "")
 	fs.StringVar(&o.fenceHost, "fence-host", "", "")
+	fs.StringVar(&o.vinitKey, "vinit-key", "", "")
 	fs.StringVar(&o.metrics, "metrics", "", "")
 	fs.StringVar(&o.maxRegistrations, "max-registrations", "", "")
 	fs.StringVar(&o.socketMode, "socket-mode", "", "")
@@ -274,6 +278,10 @@ prhelper's own options:
                             fenced once the lease expired (docs/fencing.md)
       --fence-host=NAME     with etcd: this host's name in fence records and
                             logs (default: the host name)
+      --vinit-key=KEY       the vinit backend's key for this host on the real
+                            LUN (0x-prefixed hexadecimal or decimal, not 0);
+                            default: derived from --fence-host, else the host
+                            name (docs/virtual-initiators.md)
       --metrics=ADDR        serve Prometheus metrics at http://ADDR/metrics
                             (HOST:PORT, e.g. 127.0.0.1:9851) or, with
                             unix:PATH, on a Unix socket; off by default

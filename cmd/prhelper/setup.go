@@ -42,6 +42,10 @@ type settings struct {
 	maxRegs int
 	access  accessSettings
 	sandbox bool // --sandbox=on (docs/security.md §4)
+	// vinitKey is --vinit-key (or the file's vinit-key): the vinit backend's
+	// host key on the real LUN; 0 means derived from hostID
+	// (docs/virtual-initiators.md §2).
+	vinitKey uint64
 }
 
 func loadSettings(o *options) (*settings, error) {
@@ -100,6 +104,11 @@ func loadSettings(o *options) (*settings, error) {
 		}
 	}
 	s.fencing = fencing
+	if v := firstSet(o.vinitKey, c.VinitKey); v != "" {
+		if s.vinitKey, err = config.ParseVinitKey(v); err != nil {
+			return nil, fmt.Errorf("--%w", err)
+		}
+	}
 	if err := s.access.load(c, o); err != nil {
 		return nil, err
 	}
@@ -164,6 +173,27 @@ func (s *settings) hostID() string {
 	return h
 }
 
+// vinitTestHookEnv names the test-only hook that stops a vinit helper in the
+// crash window between the store commit and the LUN commands
+// (docs/virtual-initiators.md §6): set to a file path, each committed PR OUT
+// writes "committed" there and then blocks for good, so a test can SIGKILL
+// the helper at exactly that point. Never set it in production.
+const vinitTestHookEnv = "PRHELPER_TEST_VINIT_AFTER_COMMIT"
+
+// vinitTestHook returns the hook for path ("": none).
+func vinitTestHook(path string, log *slog.Logger) func() {
+	if path == "" {
+		return nil
+	}
+	log.Warn("TEST HOOK: every committed vinit PR OUT blocks before the LUN update", "env", vinitTestHookEnv, "file", path)
+	return func() {
+		if err := os.WriteFile(path, []byte("committed\n"), 0o644); err != nil {
+			log.Error("test hook", "err", err)
+		}
+		select {}
+	}
+}
+
 // newDevices is the device classifier of the daemon and of --explain: sysfs,
 // plus a dm device's table through the control node (where it may be opened)
 // to find multipath maps multipathd did not name, as qemu-pr-helper does.
@@ -181,7 +211,10 @@ func buildRouter(s *settings, plan backend.Plan, m *metrics.Metrics, log *slog.L
 		Profile:   s.profile(),
 		Fencing:   func(st store.Store) (emulate.Fencing, error) { return s.fencing.attach(st, s.profile(), m, log) },
 		Host:      s.hostID(),
+		HostKey:   s.vinitKey,
 		Log:       log,
+		// Test-only (docs/virtual-initiators.md §6, the lab's vinit test).
+		VinitAfterCommit: vinitTestHook(os.Getenv(vinitTestHookEnv), log),
 	})
 	if err != nil {
 		return nil, nil, err
@@ -257,7 +290,11 @@ func explain(o *options, w io.Writer) error {
 		case device.DMMultipath:
 			below = "mpath"
 		}
-		fmt.Fprintf(w, "host:     %s, key 0x%016x on the real LUN\n", s.hostID(), vinit.HostKey(s.hostID()))
+		key, how := s.vinitKey, "configured (--vinit-key)"
+		if key == 0 {
+			key, how = vinit.HostKey(s.hostID()), "derived from the host id"
+		}
+		fmt.Fprintf(w, "host:     %s, key 0x%016x on the real LUN (%s)\n", s.hostID(), key, how)
 		fmt.Fprintf(w, "below:    %s\n", below)
 	}
 	return nil

@@ -41,7 +41,13 @@ type Env struct {
 	// Host is this host's id for the vinit backend (docs/virtual-initiators.md
 	// §2): the daemon passes --fence-host, else the host name.
 	Host string
-	Log  *slog.Logger
+	// HostKey is the vinit backend's configured host key (--vinit-key); 0
+	// means the one derived from Host.
+	HostKey uint64
+	// VinitAfterCommit is the vinit backend's test-only hook
+	// (vinit.Options.AfterCommit); nil in normal use.
+	VinitAfterCommit func()
+	Log              *slog.Logger
 }
 
 // Set is the built backends of a plan.
@@ -167,6 +173,8 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 			StateKeyPrefix: emulate.KeyPrefix,
 			ParseInitiator: emulate.ParseInitiator,
 			Host:           env.Host,
+			Key:            env.HostKey,
+			AfterCommit:    env.VinitAfterCommit,
 			Profile:        s.emuProfile,
 			Logger:         log,
 		}

@@ -74,6 +74,11 @@ type Options struct {
 	Close func(fd int) error
 	// Logger logs the poll's failures; nil discards them.
 	Logger *slog.Logger
+	// AfterCommit, when set, runs after a PR OUT committed in the emulated
+	// state and before the LUN is brought in line: a test-only hook that
+	// makes the crash window of docs/virtual-initiators.md §6 deterministic
+	// (the daemon sets it only from PRHELPER_TEST_VINIT_AFTER_COMMIT).
+	AfterCommit func()
 }
 
 // Fencing is the emulation's fencing as the emulate backend uses it
@@ -155,6 +160,9 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	res, err := b.o.Emulate.Execute(ctx, req)
 	if !prOut || res.Status != scsi.StatusGood {
 		return res, err
+	}
+	if b.o.AfterCommit != nil {
+		b.o.AfterCommit()
 	}
 	if rerr := b.Poll(ctx, req.LU, req.FD); rerr != nil {
 		return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("vinit: %s on %s: committed, but %w",

@@ -38,6 +38,9 @@ type Config struct {
 	// (fencing across hosts with the etcd store).
 	FenceLeaseTTL string
 	FenceHost     string
+	// VinitKey is --vinit-key: the vinit backend's host key on the real LUN
+	// (checked by ParseVinitKey); "" means the derived one.
+	VinitKey string
 	// Metrics is where Prometheus metrics are served (HOST:PORT or
 	// unix:PATH, checked by ParseMetrics); "" is off.
 	Metrics string
@@ -174,6 +177,10 @@ func (c *Config) directive(f []string, line int) error {
 		c.FenceLeaseTTL, err = one()
 	case "fence-host":
 		c.FenceHost, err = one()
+	case "vinit-key":
+		if c.VinitKey, err = one(); err == nil {
+			_, err = ParseVinitKey(c.VinitKey)
+		}
 	case "metrics":
 		if c.Metrics, err = one(); err == nil {
 			_, _, err = ParseMetrics(c.Metrics)
@@ -211,7 +218,7 @@ func (c *Config) directive(f []string, line int) error {
 			c.Rules = append(c.Rules, r)
 		}
 	default:
-		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host, metrics, max-registrations, socket-mode, socket-group, allow-uid, allow-gid, peer-exe, sandbox, etcd-…)", f[0])
+		err = fmt.Errorf("unknown directive %q (backend, db, initiator, listen, rule, fence, fence-timeout, fence-lease-ttl, fence-host, vinit-key, metrics, max-registrations, socket-mode, socket-group, allow-uid, allow-gid, peer-exe, sandbox, etcd-…)", f[0])
 	}
 	return err
 }
@@ -336,6 +343,25 @@ func ParseMetrics(v string) (network, addr string, err error) {
 		return "", "", fmt.Errorf("metrics address %q: bad port %q", v, port)
 	}
 	return "tcp", net.JoinHostPort(host, port), nil
+}
+
+// ParseVinitKey parses a vinit-key value: the host's reservation key on the
+// real LUN (docs/virtual-initiators.md §2), 0x-prefixed hexadecimal or
+// decimal, at most 64 bits and not 0 (0 is not a reservation key, SPC-4
+// §5.13.7).
+func ParseVinitKey(v string) (uint64, error) {
+	digits, base := v, 10
+	if h, ok := strings.CutPrefix(strings.ToLower(v), "0x"); ok {
+		digits, base = h, 16
+	}
+	k, err := strconv.ParseUint(digits, base, 64)
+	if err != nil || strings.Contains(digits, "_") {
+		return 0, fmt.Errorf("vinit-key %q: want a 64-bit key, 0x-prefixed hexadecimal or decimal", v)
+	}
+	if k == 0 {
+		return 0, fmt.Errorf("vinit-key %q: 0 is not a reservation key", v)
+	}
+	return k, nil
 }
 
 // ParseMaxRegistrations parses a max-registrations value: a whole number from 1

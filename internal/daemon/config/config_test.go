@@ -185,3 +185,35 @@ sandbox off
 		}
 	}
 }
+
+func TestParseVinitKey(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want uint64
+		ok   bool
+	}{
+		{"0xb0b0", 0xb0b0, true},
+		{"0XFFFFFFFFFFFFFFFF", 0xffffffffffffffff, true},
+		{"45232", 45232, true},
+		{"010", 10, true}, // decimal, not octal
+		{"0", 0, false},
+		{"0x0", 0, false},
+		{"0x1_0", 0, false},
+		{"0x10000000000000000", 0, false},
+		{"-1", 0, false},
+		{"key", 0, false},
+		{"", 0, false},
+	} {
+		got, err := ParseVinitKey(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("ParseVinitKey(%q) = %#x, %v; want %#x, ok %v", c.in, got, err, c.want, c.ok)
+		}
+	}
+	c, err := Parse(strings.NewReader("vinit-key 0xb0b0\n"), "t.conf")
+	if err != nil || c.VinitKey != "0xb0b0" {
+		t.Fatalf("vinit-key directive: %+v, %v", c, err)
+	}
+	if _, err := Parse(strings.NewReader("vinit-key 0\n"), "t.conf"); err == nil || !strings.Contains(err.Error(), "not a reservation key") {
+		t.Fatalf("vinit-key 0: %v", err)
+	}
+}
