@@ -32,8 +32,14 @@ type LUNReservation struct {
 var ErrTruncated = errors.New("READ FULL STATUS truncated")
 
 // FullStatusAlloc is the allocation length the backend reads READ FULL STATUS
-// with: the most a 10-byte PR IN CDB can ask for (SPC-4 §6.15.1).
-const FullStatusAlloc = 0xffff
+// with: 8192, the PR IN data the passthrough and multipath backends transfer
+// (the pr-helper protocol's data size, docs/pr-helper-protocol.md). It must
+// not be larger: LIO rejects a CDB whose allocation length exceeds the
+// transfer the initiator set up ("DATA overflow", ILLEGAL REQUEST 5/24/00), as
+// the lab showed with 0xffff. At 24 bytes a descriptor plus a TransportID of
+// at most a few hundred bytes, 8192 bytes hold dozens of host registrations;
+// more come back as ErrTruncated, never as a host that seems unregistered.
+const FullStatusAlloc = 8192
 
 // ReadLUN decodes READ FULL STATUS parameter data (SPC-4 §6.15.5). Data cut
 // short by the allocation length is an error: a registration left out would

@@ -2,6 +2,7 @@ package vinit
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
 	"sync"
@@ -109,6 +110,11 @@ func (l *realLU) ioctl(fd int, h *kernel.Hdr) error {
 		l.prOuts++
 	}
 	res := pr.Execute(pr.LIO(), &l.st, n, cdb, param)
+	if cdb[0] == scsi.OpPersistentReserveIn && int(binary.BigEndian.Uint16(cdb[7:9])) > len(data) {
+		// LIO refuses a CDB asking for more than the transfer set up
+		// ("DATA overflow"): ILLEGAL REQUEST, INVALID FIELD IN CDB.
+		res = scsi.CheckCondition(scsi.SenseInvalidField)
+	}
 	h.Status = res.Status
 	if res.Status == scsi.StatusCheckCondition {
 		h.SbLenWr = uint8(copy(unsafe.Slice((*byte)(h.Sbp), h.MxSbLen), res.Sense))
