@@ -97,6 +97,9 @@ lab_expect 0 c b1 --out -P --param-rk=0xb1 --param-sark=0xa1 --prout-type=1
 lab_expect_out 0 "Key=$KBS" lun
 lab_out_lacks "Key=$KA" "LIO: host A's key is gone"
 lab_out_has 'Write Exclusive' "LIO: host B holds Write Exclusive"
+# nexus 1's first command after the preemption gets LIO's unit attention
+# (2A/05 REGISTRATIONS PREEMPTED, SPC-4 §5.14); a real initiator retries
+sg_raw -s 512 -i /tmp/block $D1 $WRITE10 > /dev/null 2>&1
 lab_expect_out 0 'Reservation Conflict' sh -c "sg_raw -s 512 -i /tmp/block $D1 $WRITE10; echo rc=\$?"
 lab_expect 0 sg_raw -s 512 -i /tmp/block $D2 $WRITE10
 lab_expect 6 c a1 --in -k
@@ -138,6 +141,9 @@ lab_expect_out 0 "Key=$KBS" lun
 lab_out_lacks "Key=$KA" "LIO after the restart: host A's key gone"
 lab_out_has 'Write Exclusive' "LIO: host B holds Write Exclusive, as b1 does in the store"
 lab_expect_out 0 'Key=0xb1' c b1 --in -r
+# nexus 1's first command after the preemption gets LIO's unit attention
+# (2A/05 REGISTRATIONS PREEMPTED, SPC-4 §5.14); a real initiator retries
+sg_raw -s 512 -i /tmp/block $D1 $WRITE10 > /dev/null 2>&1
 lab_expect_out 0 'Reservation Conflict' sh -c "sg_raw -s 512 -i /tmp/block $D1 $WRITE10; echo rc=\$?"
 echo "== $(awk -v a=$T0 -v b=$(lab_uptime) 'BEGIN { printf "%.1f", b - a }') s from the first helper to here"
 
