@@ -52,6 +52,9 @@ CLIENTS="a1 a2 b1"
 T0=$(lab_uptime)
 helper hosta /tmp/hosta.log; PA=$HPID
 helper hostb /tmp/hostb.log --vinit-key=$KB; PB=$HPID
+# the helpers log their host and key just after they are ready: wait for both lines
+lab_wait 30 grep -aq 'virtual initiators' /tmp/hosta.log
+lab_wait 30 grep -aq 'virtual initiators' /tmp/hostb.log
 # the keys as sg_persist prints them (no leading zeros)
 KA=0x$(grep -a 'virtual initiators' /tmp/hosta.log | grep -o 'key=0x[0-9a-f]*' | head -n1 | cut -d= -f2 | sed 's/^0x0*//')
 grep -a 'virtual initiators' /tmp/hosta.log /tmp/hostb.log
