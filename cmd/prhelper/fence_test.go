@@ -80,6 +80,10 @@ type vm struct {
 	out   *bufio.Scanner
 	stdin io.WriteCloser
 	done  chan error
+	// start is the process's start time (/proc/PID/stat field 22), read
+	// before anything could reap it: a PID the kernel gave to another
+	// process since (pid_max is 32768 here) has another start time.
+	start string
 }
 
 func startVM(t *testing.T, sock, disk, uuid, name, steps string, write bool) *vm {
@@ -99,6 +103,9 @@ func startVM(t *testing.T, sock, disk, uuid, name, steps string, write bool) *vm
 		t.Fatal(err)
 	}
 	v := &vm{cmd: cmd, out: bufio.NewScanner(out), stdin: in, done: make(chan error, 1)}
+	if f := procStat(cmd.Process.Pid); len(f) > 19 {
+		v.start = f[19]
+	}
 	t.Cleanup(func() {
 		in.Close()
 		cmd.Process.Kill()
@@ -144,16 +151,32 @@ func (v *vm) killed(d time.Duration) bool {
 	}
 }
 
-// exitedNow reports whether pid has exited: a zombie not yet reaped by the
-// test's Wait, or already reaped.
-func exitedNow(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
+// exitedNow reports whether v's process has exited: reaped by the test's
+// Wait, a zombie not yet reaped, or its PID now another process's (another
+// start time).
+func (v *vm) exitedNow() bool {
+	select {
+	case err := <-v.done:
+		v.done <- err
+		return true
+	default:
+	}
+	f := procStat(v.cmd.Process.Pid)
+	if f == nil || f[0] == "Z" || f[0] == "X" {
 		return true
 	}
+	return len(f) > 19 && v.start != "" && f[19] != v.start
+}
+
+// procStat is /proc/PID/stat's fields after the command name (state first,
+// start time at index 19), nil when there is no such process.
+func procStat(pid int) []string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return nil
+	}
 	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	return f[0] == "Z" || f[0] == "X"
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 }
 
 // maxSeq is the highest sequence number on the image.
@@ -209,7 +232,7 @@ func checkFencedBeforeGood(t *testing.T, v1 *vm, preempt []string, disk string) 
 		t.Fatalf("vm2 PREEMPT: %v", preempt)
 	}
 	atGood := maxSeq(t, disk)
-	if !exitedNow(v1.cmd.Process.Pid) {
+	if !v1.exitedNow() {
 		t.Fatal("vm2 got GOOD while vm1 still runs")
 	}
 	if !v1.killed(5 * time.Second) {
