@@ -239,6 +239,13 @@ func (b *Backend) record(ctx context.Context, lu, initiator string) error {
 // runs after every PR OUT the emulation committed, on each poll, and brings a
 // LUN left behind by a helper that died after its commit in line.
 func (b *Backend) Poll(ctx context.Context, lu string, fd int) error {
+	return b.locked(lu, fd, func(lower backend.Backend, l *luState) error {
+		return b.poll(ctx, lu, fd, lower, l)
+	})
+}
+
+// locked runs f with the backend below fd and lu's state locked.
+func (b *Backend) locked(lu string, fd int, f func(lower backend.Backend, l *luState) error) error {
 	if lu == "" {
 		return errors.New("no logical-unit identity")
 	}
@@ -249,7 +256,7 @@ func (b *Backend) Poll(ctx context.Context, lu string, fd int) error {
 	l := b.lu(lu)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return b.poll(ctx, lu, fd, lower, l)
+	return f(lower, l)
 }
 
 // poll is Poll with l locked.
@@ -278,17 +285,9 @@ func (b *Backend) poll(ctx context.Context, lu string, fd int, lower backend.Bac
 // Reconcile sends this host's plan through fd (docs/virtual-initiators.md §5,
 // §6), again after a command the LUN refused, at most core.MaxRounds times.
 func (b *Backend) Reconcile(ctx context.Context, lu string, fd int) error {
-	if lu == "" {
-		return errors.New("no logical-unit identity")
-	}
-	lower, err := b.o.Lower(fd)
-	if err != nil {
-		return fmt.Errorf("the real LUN: %w", err)
-	}
-	l := b.lu(lu)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return b.reconcile(ctx, lu, fd, lower, l)
+	return b.locked(lu, fd, func(lower backend.Backend, l *luState) error {
+		return b.reconcile(ctx, lu, fd, lower, l)
+	})
 }
 
 // reconcile reads the LUN, then the emulated state, and sends the plan; l is
