@@ -265,6 +265,11 @@ lab_ok "VM1's guest checks before and after the move passed ($(cat /tmp/inner-vm
 	sh -c 'set -- $(cat /tmp/inner-vm1/out/vm1.moved); [ "${1:-0}" -gt 0 ] && [ "$2" = 0 ]'
 lab_ok "VM2's guest checks passed ($(cat /tmp/inner-vm2/out/vm2.checked 2>/dev/null) checks, failures)" \
 	sh -c 'set -- $(cat /tmp/inner-vm2/out/vm2.checked); [ "${1:-0}" -gt 0 ] && [ "$2" = 0 ]'
+# the inner guests' failed checks, with the command before each (the outer
+# counts above do not say which)
+for t in vm1 vm2; do
+	grep -a -B4 '\[lab\] FAIL' /tmp/inner-$t/out/guest.log 2>/dev/null | sed "s/^/[inner-$t failed] /"
+done
 
 # what two-vms-peer.sh's "peer" half checks from outside, made here too (so that
 # this test can take its place): the exits in the guests' logs, the helpers' logs
