@@ -267,8 +267,9 @@ lab_ok "VM2's guest checks passed ($(cat /tmp/inner-vm2/out/vm2.checked 2>/dev/n
 	sh -c 'set -- $(cat /tmp/inner-vm2/out/vm2.checked); [ "${1:-0}" -gt 0 ] && [ "$2" = 0 ]'
 # the inner guests' failed checks, with the command before each (the outer
 # counts above do not say which)
-for t in vm1 vm2; do
-	grep -a -B4 '\[lab\] FAIL' /tmp/inner-$t/out/guest.log 2>/dev/null | sed "s/^/[inner-$t failed] /"
+# (after the move VM1's output is the destination QEMU's, vm1d)
+for t in vm1 vm1d vm2; do
+	[ -f /tmp/inner-$t.console ] && tr -d '\r' < /tmp/inner-$t.console | grep -a -B4 'FAIL' | sed "s/^/[inner-$t failed] /"
 done
 
 # what two-vms-peer.sh's "peer" half checks from outside, made here too (so that
