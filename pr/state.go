@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/prhelper/prhelper/scsi"
 )
@@ -121,11 +122,43 @@ func (st State) MarshalJSONV1() ([]byte, error) { return st.marshalJSON() }
 // marshalJSON encodes st in the version 1 (JSON) encoding that earlier helpers
 // wrote, for tests of what stores still hold.
 func (st State) marshalJSON() ([]byte, error) {
+	if i, ok := st.nonUTF8(); ok {
+		// JSON strings are UTF-8: encoding/json would turn the bytes into
+		// U+FFFD and the state would come back with another initiator.
+		return nil, fmt.Errorf("encode PR state as JSON: initiator %q is not UTF-8 (the binary encoding keeps it)", i.Name+i.ISID)
+	}
 	b, err := json.Marshal(stateJSON{V: jsonVersion, stateFields: stateFields(st)})
 	if err != nil {
 		return nil, fmt.Errorf("encode PR state: %w", err)
 	}
 	return b, nil
+}
+
+// nonUTF8 returns an initiator of st whose name or ISID is not valid UTF-8.
+func (st State) nonUTF8() (Initiator, bool) {
+	bad := func(i Initiator) bool { return !utf8.ValidString(i.Name) || !utf8.ValidString(i.ISID) }
+	var all []Initiator
+	for _, r := range st.Registrations {
+		all = append(all, r.Nexus.Initiator)
+	}
+	if st.Reservation != nil {
+		all = append(all, st.Reservation.Holder.Initiator)
+	}
+	if st.SPC2Holder != nil {
+		all = append(all, st.SPC2Holder.Initiator)
+	}
+	for _, u := range st.UnitAttentions {
+		all = append(all, u.Nexus.Initiator)
+	}
+	for _, p := range st.Ports {
+		all = append(all, p.Initiators...)
+	}
+	for _, i := range all {
+		if bad(i) {
+			return i, true
+		}
+	}
+	return Initiator{}, false
 }
 
 // ErrState marks state bytes that cannot be decoded or break an invariant.
