@@ -146,7 +146,8 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	if req == nil {
 		return scsi.CheckCondition(scsi.SenseInvalidField), errors.New("vinit: nil request")
 	}
-	if _, err := b.o.Lower(req.FD); err != nil {
+	lower, err := b.o.Lower(req.FD)
+	if err != nil {
 		// No real LUN to mirror onto (a disk image, an NVMe namespace):
 		// refused as a device without PR support, before anything commits.
 		return scsi.CheckCondition(scsi.SenseInvalidOpcode), fmt.Errorf("vinit: %w", err)
@@ -164,7 +165,10 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	if b.o.AfterCommit != nil {
 		b.o.AfterCommit()
 	}
-	if rerr := b.Poll(ctx, req.LU, req.FD); rerr != nil {
+	// The backend below is the one found above: one classification of the
+	// descriptor per command.
+	rerr := b.withLU(req.LU, func(l *luState) error { return b.poll(ctx, req.LU, req.FD, lower, l) })
+	if rerr != nil {
 		return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("vinit: %s on %s: committed, but %w",
 			scsi.CommandName(req.CDB[:]), req.LU, rerr)
 	}
@@ -246,17 +250,22 @@ func (b *Backend) Poll(ctx context.Context, lu string, fd int) error {
 
 // locked runs f with the backend below fd and lu's state locked.
 func (b *Backend) locked(lu string, fd int, f func(lower backend.Backend, l *luState) error) error {
-	if lu == "" {
-		return errors.New("no logical-unit identity")
-	}
 	lower, err := b.o.Lower(fd)
 	if err != nil {
 		return fmt.Errorf("the real LUN: %w", err)
 	}
+	return b.withLU(lu, func(l *luState) error { return f(lower, l) })
+}
+
+// withLU runs f with lu's state locked.
+func (b *Backend) withLU(lu string, f func(l *luState) error) error {
+	if lu == "" {
+		return errors.New("no logical-unit identity")
+	}
 	l := b.lu(lu)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return f(lower, l)
+	return f(l)
 }
 
 // poll is Poll with l locked.
