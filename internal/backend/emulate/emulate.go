@@ -96,7 +96,16 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 		// of the read, which follows every command already answered GOOD,
 		// since those were committed first (docs/performance.md §5).
 		snap, gerr := b.store.Get(ctx, key)
-		if gerr == nil {
+		if gerr == nil && snap != nil && b.fencing == nil {
+			// A PR IN changes the state only by taking a pending unit
+			// attention (pr.State.reportUA): with none pending it is
+			// answered without encoding the state again to compare.
+			var st pr.State
+			if st.UnmarshalBinary(snap) == nil && len(st.UnitAttentions) == 0 {
+				res, answered = pr.Execute(b.profile, &st, nexus, req.CDB[:], req.Param), true
+			}
+		}
+		if gerr == nil && !answered {
 			_, changed, r, w, serr := b.step(snap, nexus, req)
 			if serr == nil && !changed && w == nil {
 				res, answered = r, true
