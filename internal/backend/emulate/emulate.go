@@ -36,6 +36,10 @@ type Backend struct {
 // is confirmed: the command is answered GOOD only then.
 type Fencing interface {
 	Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
+	// StepAll is Step for several commands in order, decoding and encoding
+	// the value once: what Step gives run one command at a time, each on the
+	// value the one before returned (a unit's batch, lucommit.go).
+	StepAll(cur []byte, cmds []fence.Command) (next []byte, changed bool, res []pr.Result, waits []*fence.Wait, err error)
 	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
 }
 

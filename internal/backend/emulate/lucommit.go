@@ -231,9 +231,9 @@ func (b *Backend) runState(st pr.State, cmds []*luCommand) luRun {
 	return r
 }
 
-// runValue runs cmds in order on the stored value cur: decoded once without
-// fencing, through the fencing's Step, command by command, with it. A pure
-// function of cur, as a store.UpdateFunc must be.
+// runValue runs cmds in order on the stored value cur, decoded once (with
+// fencing, by its StepAll). A pure function of cur, as a store.UpdateFunc
+// must be.
 func (b *Backend) runValue(cur []byte, cmds []*luCommand) luRun {
 	if b.fencing == nil {
 		var st pr.State
@@ -246,21 +246,15 @@ func (b *Backend) runValue(cur []byte, cmds []*luCommand) luRun {
 		r.changed = r.err == nil && !bytes.Equal(r.next, cur)
 		return r
 	}
-	r := luRun{res: make([]pr.Result, len(cmds)), waits: make([]*fence.Wait, len(cmds))}
-	v := cur
+	fcmds := make([]fence.Command, len(cmds))
 	for i, c := range cmds {
-		next, changed, res, wait, err := b.fencing.Step(v, c.nexus, c.cdb, func(st *pr.State) pr.Result {
+		fcmds[i] = fence.Command{Nexus: c.nexus, CDB: c.cdb, Exec: func(st *pr.State) pr.Result {
 			return pr.Execute(b.profile, st, c.nexus, c.cdb, c.param)
-		})
-		if err != nil {
-			return luRun{err: err}
-		}
-		if changed {
-			v = next
-		}
-		r.res[i], r.waits[i] = res, wait
+		}}
 	}
-	r.next = v
-	r.changed = !bytes.Equal(v, cur) || (v == nil) != (cur == nil)
-	return r
+	next, changed, res, waits, err := b.fencing.StepAll(cur, fcmds)
+	if err != nil {
+		return luRun{err: err}
+	}
+	return luRun{next: next, changed: changed, res: res, waits: waits}
 }

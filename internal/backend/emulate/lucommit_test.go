@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/fence"
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/internal/store/memory"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
@@ -42,50 +43,65 @@ func randomCommand(r *rand.Rand) (init string, port uint16, cdb [16]byte, list [
 	return init, port, scsi.PROutCDB(sa, 0, types[r.IntN(len(types))], 24), param(key(), key(), flags)
 }
 
-// TestQueueMatchesEngine is the differential of the unit queue and its cached
-// state against the engine alone: seeded random sequences, each command sent
-// through one of two backends on one store (two helpers sharing a database:
-// each finds the other's writes under its cache), must give the answers and
-// the stored bytes, step by step, of decoding the stored state, running the
-// engine and encoding the result for every command.
+// TestQueueMatchesEngine is the differential of the unit queue, its batches
+// and its cached state against the engine alone: seeded random sequences, cut
+// in chunks of 1 to 8 commands, each chunk sent through one of two backends on
+// one store (two helpers sharing a database: each finds the other's writes
+// under its cache), a chunk of one through Execute, a longer one committed as
+// one batch, must give the answers and the stored bytes, command by command,
+// of running one command at a time on the stored value: decoding it, running
+// the engine, encoding the result (without fencing), or the fencing's Step
+// (with a fence.Coordinator under --fence=none, as the daemon has).
 func TestQueueMatchesEngine(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3, 4} {
-		for _, kind := range []string{"memory", "sqlite"} {
+		for _, kind := range []string{"memory", "sqlite", "memory+fencing"} {
 			t.Run(fmt.Sprintf("seed=%d/%s", seed, kind), func(t *testing.T) {
 				var st store.Store = memory.New()
-				steps := 600
+				steps := 800
 				if kind == "sqlite" {
 					s, err := sqlite.Open(filepath.Join(t.TempDir(), "pr.db"), sqlite.Options{})
 					if err != nil {
 						t.Fatal(err)
 					}
 					defer s.Close()
-					st, steps = s, 150
+					st, steps = s, 200
 				}
 				t.Logf("seed %d, %d steps", seed, steps)
 				bs := []*Backend{New(st, pr.LIO()), New(st, pr.LIO())}
+				var coord *fence.Coordinator
+				if kind == "memory+fencing" {
+					coord = fence.New(fence.Options{Store: st, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "test"})
+					for _, b := range bs {
+						b.WithFencing(coord)
+					}
+				}
 				r := rand.New(rand.NewPCG(seed, 14))
 				var ref []byte // the reference's stored value
-				for i := 0; i < steps; i++ {
-					init, port, cdb, p := randomCommand(r)
-					which := 0
-					if r.IntN(4) == 0 {
-						which = 1
+				refStep := func(init string, port uint16, cdb [16]byte, p []byte) pr.Result {
+					pi, err := ParseInitiator(init)
+					if err != nil {
+						t.Fatal(err)
 					}
-					got, _ := bs[which].Execute(context.Background(), &backend.Request{CDB: cdb, Param: p, FD: -1,
-						Initiator: init, TargetPort: port, LU: "diff"})
-
+					n := pr.Nexus{Initiator: pi, RTPI: port}
+					if coord != nil {
+						next, changed, res, _, err := coord.Step(ref, n, cdb[:], func(s *pr.State) pr.Result {
+							return pr.Execute(pr.LIO(), s, n, cdb[:], p)
+						})
+						if err != nil {
+							t.Fatal(err)
+						}
+						if changed {
+							ref = next
+						}
+						return res
+					}
 					var s pr.State
 					if ref != nil {
 						if err := s.UnmarshalBinary(ref); err != nil {
 							t.Fatal(err)
 						}
 					}
-					pi, err := ParseInitiator(init)
-					if err != nil {
-						t.Fatal(err)
-					}
-					want := pr.Execute(pr.LIO(), &s, pr.Nexus{Initiator: pi, RTPI: port}, cdb[:], p)
+					want := pr.Execute(pr.LIO(), &s, n, cdb[:], p)
 					next, err := s.MarshalBinary()
 					if err != nil {
 						t.Fatal(err)
@@ -93,18 +109,65 @@ func TestQueueMatchesEngine(t *testing.T) {
 					if !bytes.Equal(next, ref) {
 						ref = next
 					}
-					if !reflect.DeepEqual(got, want) {
-						t.Fatalf("seed %d step %d (%s from %s port %d, backend %d): got %+v, want %+v",
-							seed, i+1, scsi.CommandName(cdb[:]), init, port, which, got, want)
+					return want
+				}
+				batches := 0
+				for i := 0; i < steps; {
+					size := 1
+					if r.IntN(2) == 0 {
+						size = 2 + r.IntN(7)
+					}
+					b := bs[0]
+					if r.IntN(4) == 0 {
+						b = bs[1]
+					}
+					var got []scsi.Result
+					var cmds []*luCommand
+					var names []string
+					var wants []pr.Result
+					for k := 0; k < size; k++ {
+						init, port, cdb, p := randomCommand(r)
+						names = append(names, fmt.Sprintf("%s from %s port %d", scsi.CommandName(cdb[:]), init, port))
+						if size == 1 {
+							rep, _ := b.Execute(context.Background(), &backend.Request{CDB: cdb, Param: p, FD: -1,
+								Initiator: init, TargetPort: port, LU: "diff"})
+							got = append(got, rep)
+						} else {
+							pi, err := ParseInitiator(init)
+							if err != nil {
+								t.Fatal(err)
+							}
+							cmds = append(cmds, &luCommand{Pending: store.NewPending(), ctx: context.Background(),
+								nexus: pr.Nexus{Initiator: pi, RTPI: port}, cdb: cdb[:], param: p})
+						}
+						wants = append(wants, refStep(init, port, cdb, p))
+					}
+					if size > 1 {
+						batches++
+						b.commitBatch(b.queues.get(KeyPrefix+"diff"), cmds)
+						for _, c := range cmds {
+							if err := c.Wait(context.Background()); err != nil {
+								t.Fatalf("seed %d step %d: batch: %v", seed, i+1, err)
+							}
+							got = append(got, c.res)
+						}
+					}
+					for k := range got {
+						if !reflect.DeepEqual(got[k], wants[k]) {
+							t.Fatalf("seed %d step %d (%s, %d of a chunk of %d): got %+v, want %+v",
+								seed, i+k+1, names[k], k+1, size, got[k], wants[k])
+						}
 					}
 					stored, err := st.Get(context.Background(), KeyPrefix+"diff")
 					if err != nil {
 						t.Fatal(err)
 					}
 					if !bytes.Equal(stored, ref) {
-						t.Fatalf("seed %d step %d (%s): stored state %x, want %x", seed, i+1, scsi.CommandName(cdb[:]), stored, ref)
+						t.Fatalf("seed %d steps %d-%d: stored state %x, want %x", seed, i+1, i+size, stored, ref)
 					}
+					i += size
 				}
+				t.Logf("%d batches of 2 to 8 commands", batches)
 			})
 		}
 	}
