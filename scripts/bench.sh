@@ -3,7 +3,7 @@
 # A measurement, not a test: it never fails on numbers, only when a helper or
 # a request fails. Not run by CI.
 #
-#   scripts/bench.sh [host|lab|all]     (default: all)
+#   scripts/bench.sh [host|lab|emulate|all]     (default: all = host, lab)
 #
 # host: prhelper, qemu-pr-helper (/usr/bin, or $QEMU_PR_HELPER) and prbench's
 #       bare fd-passing echo floor on a regular file (the refusal path both
@@ -14,6 +14,15 @@
 # lab:  test/lab/bench.sh with BENCH=mixed (under $LAB_LOCK, default
 #       /tmp/prhelper-lab.lock): the 2,000-command sequence from 3 initiators
 #       through prhelper --backend=sgio, qemu-pr-helper and direct SG_IO on LIO.
+#
+# emulate: prhelper --backend=emulate on a SQLite file (issue 14 item 4), one
+#       regular file as the one logical unit, one --listen socket per
+#       initiator (64, initiator=name:...): REGISTER AND IGNORE EXISTING KEY
+#       (register), prgen seed $SEED's mixed PR IN/OUT sequence (mixed) and
+#       READ KEYS from one connection while the others register (rkw), at 1, 8
+#       and 64 initiators; the disk's serial write+fdatasync rate (prbench
+#       -fsync, next to the database) before and after. EMU_N requests per row
+#       (default 6000), EMU_CLIENTS (default 1,8,64).
 #
 # BASE=REV adds a row for prhelper built from git revision REV (before/after
 # in one run). OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
@@ -60,6 +69,45 @@ host() {
 	echo "== load after: $(uptime)"
 }
 
+emulate() {
+	local d pids=() i
+	d=$(mktemp -d /tmp/prbench.XXXXXX)
+	trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$d"' RETURN
+	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$d/" ./cmd/prhelper ./test/lab/tools/prbench ./test/lab/tools/prgen)
+	"$d/prgen" -print -rtpi 1,2,3 -seed "$SEED" -steps 2000 -dump "$d/seq.txt" >/dev/null
+	truncate -s 64M "$d/disk.img"
+	start() { # NAME BINARY: an emulating helper with 64 sockets, one initiator each
+		local args=() i
+		for i in $(seq 0 63); do args+=("--listen=$d/$1-$i.sock,initiator=name:iqn.2025-01.dev.prhelper:bench$i"); done
+		"$2" -q --backend=emulate --db="$d/$1.db" "${args[@]}" >"$d/$1.log" 2>&1 & pids+=($!)
+	}
+	start prhelper "$d/prhelper"
+	local names="prhelper" base=() ref=prhelper
+	if [ -n "${BASE:-}" ]; then
+		mkdir "$d/base"
+		(cd "$ROOT" && git archive "$BASE") | tar -x -C "$d/base"
+		(cd "$d/base" && CGO_ENABLED=0 go build -o "$d/prhelper-base" ./cmd/prhelper)
+		start base "$d/prhelper-base"
+		names="base prhelper"
+		base=(-helper "prhelper@$BASE=$d/base-%d.sock")
+		ref="prhelper@$BASE"
+	fi
+	for s in $names; do
+		for _ in $(seq 100); do [ -S "$d/$s-63.sock" ] && break; sleep 0.1; done
+		[ -S "$d/$s-63.sock" ] || { echo "bench: $s did not listen"; cat "$d"/*.log; return 1; }
+	done
+	echo "== emulate: $(uname -r), $(nproc) CPUs, prhelper $(cd "$ROOT" && git describe --always --dirty), database on $(df --output=source,fstype "$d" | tail -1)"
+	echo "== load before: $(uptime)"
+	"$d/prbench" -fsync "$d/fsync.tmp" -n 3000
+	local rows=(-dev "$d/disk.img" "${base[@]}" -helper "prhelper=$d/prhelper-%d.sock" -socks 64 -direct=false
+		-n "${EMU_N:-6000}" -rounds "${ROUNDS:-3}")
+	"$d/prbench" "${rows[@]}" -ref "$ref" -clients "${EMU_CLIENTS:-1,8,64}" -workload register
+	"$d/prbench" "${rows[@]}" -ref "$ref w" -clients "${EMU_RKW_CLIENTS:-8,64}" -workload rkw
+	"$d/prbench" "${rows[@]}" -ref "$ref" -clients "${EMU_CLIENTS:-1,8,64}" -workload mixed -seq "$d/seq.txt"
+	"$d/prbench" -fsync "$d/fsync.tmp" -n 3000
+	echo "== load after: $(uptime)"
+}
+
 lab() {
 	echo "== lab: load before: $(uptime)"
 	flock "${LAB_LOCK:-/tmp/prhelper-lab.lock}" env BENCH=mixed bash "$ROOT/test/lab/bench.sh" "${LAB_STEPS:-2000}"
@@ -69,6 +117,7 @@ lab() {
 case $what in
 host) host ;;
 lab) lab ;;
+emulate) emulate ;;
 all) host; lab ;;
-*) echo "usage: scripts/bench.sh [host|lab|all]"; exit 2 ;;
+*) echo "usage: scripts/bench.sh [host|lab|emulate|all]"; exit 2 ;;
 esac

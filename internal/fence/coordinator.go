@@ -185,36 +185,62 @@ type Wait struct {
 	IDs []string
 }
 
+// Command is one command of a batch StepAll runs: its nexus, its CDB and
+// exec, which runs it on the engine's state.
+type Command struct {
+	Nexus pr.Nexus
+	CDB   []byte
+	Exec  func(*pr.State) pr.Result
+}
+
 // Step runs one command inside the store's read-modify-write of the logical
-// unit (it is a store.UpdateFunc's body: no I/O). It decodes cur, runs exec on
-// the engine's state, records a fence for every initiator the command evicted
-// (Evicted, under a policy), and returns the value to store. For a GOOD PR OUT
-// the returned Wait lists every record pending on the logical unit, the new
-// ones and those of earlier evictions: no PR OUT is acknowledged while an
-// eviction on its logical unit is not confirmed (docs/fencing.md).
+// unit (it is a store.UpdateFunc's body: no I/O): StepAll with one command.
 func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *Wait, err error) {
-	stBytes, pending, err := Decode(cur)
+	next, changed, rs, ws, err := c.StepAll(cur, []Command{{Nexus: n, CDB: cdb, Exec: exec}})
 	if err != nil {
 		return nil, false, res, nil, err
+	}
+	return next, changed, rs[0], ws[0], nil
+}
+
+// StepAll runs cmds in order inside the store's read-modify-write of the
+// logical unit (it is a store.UpdateFunc's body: no I/O). It decodes cur once,
+// runs each command's Exec on the engine's state, records a fence for every
+// initiator a command evicted (Evicted, under a policy), and returns the value
+// to store, encoded once (docs/performance.md §5). For a GOOD PR OUT the
+// command's Wait lists every record pending on the logical unit at that
+// point, the new ones and those of earlier evictions: no PR OUT is
+// acknowledged while an eviction on its logical unit is not confirmed
+// (docs/fencing.md). The answers and the value are those of the commands run
+// one at a time, each on the value the one before stored.
+func (c *Coordinator) StepAll(cur []byte, cmds []Command) (next []byte, changed bool, res []pr.Result, waits []*Wait, err error) {
+	stBytes, pending, err := Decode(cur)
+	if err != nil {
+		return nil, false, nil, nil, err
 	}
 	var st pr.State
 	if stBytes != nil {
 		if err := st.UnmarshalBinary(stBytes); err != nil {
-			return nil, false, res, nil, err
+			return nil, false, nil, nil, err
 		}
 	}
-	before := copyState(&st)
-	res = exec(&st)
-	c.noteRegistered(&st)
-	nextState, err := st.MarshalBinary()
-	if err != nil {
-		return nil, false, res, nil, err
-	}
-	if res.Status == scsi.StatusGood && len(cdb) > 0 && cdb[0] == scsi.OpPersistentReserveOut {
+	res = make([]pr.Result, len(cmds))
+	waits = make([]*Wait, len(cmds))
+	for i, cmd := range cmds {
+		prOut := len(cmd.CDB) > 0 && cmd.CDB[0] == scsi.OpPersistentReserveOut
+		var before pr.State
+		if prOut && c.o.Policy != nil {
+			before = copyState(&st) // only Evicted reads it
+		}
+		res[i] = cmd.Exec(&st)
+		c.noteRegistered(&st)
+		if res[i].Status != scsi.StatusGood || !prOut {
+			continue
+		}
 		if c.o.Policy != nil {
 			now := c.o.Now().UnixNano()
-			evictor := InitiatorName(n.Initiator)
-			for _, v := range Evicted(c.o.Profile, &before, &st, n) {
+			evictor := InitiatorName(cmd.Nexus.Initiator)
+			for _, v := range Evicted(c.o.Profile, &before, &st, cmd.Nexus) {
 				name := InitiatorName(v.Initiator)
 				if slices.ContainsFunc(pending, func(r Record) bool { return r.Victim == name && r.Created == now }) {
 					continue // two nexuses of one initiator: one fence
@@ -226,17 +252,22 @@ func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.Sta
 			}
 		}
 		if len(pending) > 0 {
-			wait = &Wait{}
+			w := &Wait{}
 			for _, r := range pending {
-				wait.IDs = append(wait.IDs, r.ID)
+				w.IDs = append(w.IDs, r.ID)
 			}
+			waits[i] = w
 		}
+	}
+	nextState, err := st.MarshalBinary()
+	if err != nil {
+		return nil, false, nil, nil, err
 	}
 	next, err = Encode(nextState, pending)
 	if err != nil {
-		return nil, false, res, nil, err
+		return nil, false, nil, nil, err
 	}
-	return next, !bytes.Equal(next, cur), res, wait, nil
+	return next, !bytes.Equal(next, cur), res, waits, nil
 }
 
 // Fence carries out this helper's part of the fences w lists on logical unit

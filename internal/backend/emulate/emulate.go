@@ -1,7 +1,6 @@
 package emulate
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -24,7 +23,7 @@ type Backend struct {
 	store   store.Store
 	profile pr.Profile
 	fencing Fencing
-	locks   luLocks
+	queues  luQueues
 }
 
 // Fencing is a fencing policy's part in every command (package fence,
@@ -37,6 +36,10 @@ type Backend struct {
 // is confirmed: the command is answered GOOD only then.
 type Fencing interface {
 	Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
+	// StepAll is Step for several commands in order, decoding and encoding
+	// the value once: what Step gives run one command at a time, each on the
+	// value the one before returned (a unit's batch, lucommit.go).
+	StepAll(cur []byte, cmds []fence.Command) (next []byte, changed bool, res []pr.Result, waits []*fence.Wait, err error)
 	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
 }
 
@@ -61,9 +64,9 @@ func New(st store.Store, profile pr.Profile) *Backend {
 // Name returns "emulate".
 func (b *Backend) Name() string { return "emulate" }
 
-// Execute runs req against the state of req.LU as one store update: the engine
-// reads the state, answers, and the new state is durable before the answer is
-// returned.
+// Execute runs req against the state of req.LU in a store update, with the
+// commands of the unit queued beside it (lucommit.go): the engine reads the
+// state, answers, and the new state is durable before the answer is returned.
 func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Result, error) {
 	if req.LU == "" {
 		return scsi.CheckCondition(scsi.SenseTargetFailure), errors.New("emulate: no logical-unit identity for this device")
@@ -86,67 +89,41 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	nexus := pr.Nexus{Initiator: init, RTPI: port}
 
 	key := keyPrefix + req.LU
-	// step is the command on the stored value cur: the value to store, whether
-	// it changed, the answer and what to wait for. A pure function of cur.
-	step := func(cur []byte) ([]byte, bool, pr.Result, *fence.Wait, error) {
-		if b.fencing != nil {
-			return b.fencing.Step(cur, nexus, req.CDB[:], func(st *pr.State) pr.Result {
-				return pr.Execute(b.profile, st, nexus, req.CDB[:], req.Param)
-			})
-		}
-		var st pr.State
-		if cur != nil {
-			if err := st.UnmarshalBinary(cur); err != nil {
-				return nil, false, pr.Result{}, nil, err
-			}
-		}
-		res := pr.Execute(b.profile, &st, nexus, req.CDB[:], req.Param)
-		next, err := st.MarshalBinary()
-		if err != nil {
-			return nil, false, pr.Result{}, nil, err
-		}
-		return next, !bytes.Equal(next, cur), res, nil, nil
-	}
-
 	var res pr.Result
 	var wait *fence.Wait
 	answered := false
-	unlock, err := b.locks.lock(ctx, key)
-	if err == nil {
-		defer unlock()
-		// The command is computed on a snapshot read (no write lock: in WAL
-		// mode a writer of another LU or process does not delay it), outside
-		// the store's single writer, so that the decoding and encoding of a
-		// large LU's state do not hold up other LUs' commands (issue 12). A PR
-		// IN that changes nothing (no unit attention to report) is answered
-		// from it: the answer of the command at the moment of the read. Any
-		// other command commits its result in the store's read-modify-write if
-		// the state is still the snapshot, and is computed again there if not
-		// (another process changed it).
-		var pre struct {
-			next    []byte
-			changed bool
-			res     pr.Result
-			wait    *fence.Wait
-			err     error
-		}
+	if req.CDB[0] == scsi.OpPersistentReserveIn {
+		// A PR IN that changes nothing (no unit attention to report) is
+		// answered from a snapshot read of the committed state, without
+		// waiting for the unit's queued writes (in WAL mode not even for
+		// another process's writer): the answer of the command at the moment
+		// of the read, which follows every command already answered GOOD,
+		// since those were committed first (docs/performance.md §5).
 		snap, gerr := b.store.Get(ctx, key)
-		if gerr == nil {
-			pre.next, pre.changed, pre.res, pre.wait, pre.err = step(snap)
-			if req.CDB[0] == scsi.OpPersistentReserveIn && pre.err == nil && !pre.changed && pre.wait == nil {
-				res, answered = pre.res, true
+		if gerr == nil && snap != nil && b.fencing == nil {
+			// A PR IN changes the state only by taking a pending unit
+			// attention (pr.State.reportUA): with none pending it is
+			// answered without encoding the state again to compare.
+			var st pr.State
+			if st.UnmarshalBinary(snap) == nil && len(st.UnitAttentions) == 0 {
+				res, answered = pr.Execute(b.profile, &st, nexus, req.CDB[:], req.Param), true
 			}
 		}
-		if !answered {
-			err = b.store.Update(ctx, key, func(cur []byte) ([]byte, bool, error) {
-				if gerr == nil && (cur == nil) == (snap == nil) && bytes.Equal(cur, snap) {
-					res, wait = pre.res, pre.wait
-					return pre.next, pre.changed, pre.err
-				}
-				next, changed, r, w, err := step(cur)
-				res, wait = r, w
-				return next, changed, err
-			})
+		if gerr == nil && !answered {
+			_, changed, r, w, serr := b.step(snap, nexus, req)
+			if serr == nil && !changed && w == nil {
+				res, answered = r, true
+			}
+		}
+	}
+	if !answered {
+		// Every other command goes through the unit's queue: run in
+		// arrival order with the commands queued beside it, committed with
+		// them in one store update, answered once that is durable
+		// (lucommit.go).
+		c := &luCommand{Pending: store.NewPending(), ctx: ctx, nexus: nexus, cdb: req.CDB[:], param: req.Param}
+		if err = b.submit(ctx, key, c); err == nil {
+			res, wait = c.res, c.wait
 		}
 	}
 	if err != nil {
@@ -174,6 +151,16 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 		return res, fmt.Errorf("emulate: %s from %s on %s: %s", scsi.CommandName(req.CDB[:]), nexus, req.LU, res)
 	}
 	return res, nil
+}
+
+// step is one command on the stored value cur alone: the value to store,
+// whether it changed, the answer and what to wait for. A pure function of cur.
+func (b *Backend) step(cur []byte, nexus pr.Nexus, req *backend.Request) ([]byte, bool, pr.Result, *fence.Wait, error) {
+	r := b.runValue(cur, []*luCommand{{nexus: nexus, cdb: req.CDB[:], param: req.Param}})
+	if r.err != nil {
+		return nil, false, pr.Result{}, nil, r.err
+	}
+	return r.next, r.changed, r.res[0], r.waits[0], nil
 }
 
 // transient reports the store faults a retry can outlast.

@@ -124,3 +124,45 @@ func BenchmarkSmallLUBesideBig(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLUSizeConcurrent is BenchmarkLUSize's write with 64 initiators at
+// once on the logical unit (docs/performance.md §5): with the unit's commands
+// committed in batches, what a command costs as the registrations grow, where
+// one state encoding and one commit are shared by a batch.
+func BenchmarkLUSizeConcurrent(b *testing.B) {
+	for _, regs := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("regs=%d/RIEK/clients=64", regs), func(b *testing.B) {
+			st, err := sqlite.Open(filepath.Join(b.TempDir(), "pr.db"), sqlite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			seedLU(b, st, "big", regs)
+			be := New(st, pr.LIO())
+			cdb := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
+			var wg sync.WaitGroup
+			per := b.N/64 + 1
+			b.ResetTimer()
+			for c := 1; c <= 64; c++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < per; i++ {
+						res, err := be.Execute(context.Background(), &backend.Request{CDB: cdb,
+							Param: param(0, uint64(i)|uint64(c)<<40, 0), Initiator: sasName(c), LU: "big"})
+						if err != nil || res.Status != scsi.StatusGood {
+							b.Errorf("%v %v", err, res)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(64*per)/b.Elapsed().Seconds(), "PROUT/s")
+			if n := be.queues.batches.Load(); n > 0 {
+				b.ReportMetric(float64(be.queues.commands.Load())/float64(n), "cmds/batch")
+			}
+		})
+	}
+}

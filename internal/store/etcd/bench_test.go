@@ -82,6 +82,18 @@ func BenchmarkPROut(b *testing.B) {
 						b.Fatal(err)
 					}
 					defer st.Close()
+					hists := []string{"etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds",
+						"etcd_network_peer_round_trip_time_seconds"}
+					var before []map[string]histogram
+					if kind == "etcd" {
+						for _, ep := range c.Endpoints() {
+							h, err := memberHistograms(ep, hists...)
+							if err != nil {
+								b.Fatalf("metrics of %s: %v", ep, err)
+							}
+							before = append(before, h)
+						}
+					}
 					lat := make([]time.Duration, b.N)
 					var next atomic.Int64
 					b.ResetTimer()
@@ -108,6 +120,21 @@ func BenchmarkPROut(b *testing.B) {
 					b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 					b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 					b.ReportMetric(0, "ns/op")
+					for i, ep := range c.Endpoints() {
+						if before == nil {
+							break
+						}
+						after, err := memberHistograms(ep, hists...)
+						if err != nil {
+							b.Fatalf("metrics of %s: %v", ep, err)
+						}
+						// Where a commit's time goes, member by member: the
+						// WAL fdatasyncs, bbolt's commits, the peers' round trips
+						// during the row (bucket bounds, not exact figures).
+						b.Logf("member %d: wal fsync %v; backend commit %v; peer rtt %v", i,
+							after[hists[0]].since(before[i][hists[0]]), after[hists[1]].since(before[i][hists[1]]),
+							after[hists[2]].since(before[i][hists[2]]))
+					}
 					if es, ok := st.(*etcd.Store); ok {
 						s := es.Stats()
 						if s.Transactions > 0 {

@@ -82,6 +82,14 @@ type Store struct {
 
 	dirSynced bool // writer goroutine only
 
+	// wstmts are the writer connection's prepared statements, by SQL text
+	// (writer goroutine only, and Open before it starts); getStmt is Get's,
+	// on the pool. Preparing once spares SQLite parsing and planning the
+	// same statements for every transaction and read (docs/performance.md §5).
+	wstmts  map[string]*sql.Stmt
+	getMu   sync.Mutex
+	getStmt *sql.Stmt
+
 	// dev and ino identify the database file opened; gone is set once the
 	// path no longer names it (removed, or replaced by another file).
 	dev, ino uint64
@@ -461,7 +469,7 @@ func (s *Store) withWriteTxUntil(ctx context.Context, deadline time.Time, body f
 		err := s.begin(ctx)
 		if err == nil {
 			if err = body(); err == nil {
-				if _, err = s.conn.ExecContext(ctx, "COMMIT"); err == nil {
+				if _, err = s.wexec(ctx, "COMMIT"); err == nil {
 					return nil
 				}
 			}
@@ -495,8 +503,52 @@ func (s *Store) retryBusyUntil(ctx context.Context, deadline time.Time, op func(
 }
 
 func (s *Store) begin(ctx context.Context) error {
-	_, err := s.conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+	_, err := s.wexec(ctx, "BEGIN IMMEDIATE")
 	return err
+}
+
+// wstmt returns the writer connection's prepared statement for query,
+// preparing it the first time.
+func (s *Store) wstmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st := s.wstmts[query]; st != nil {
+		return st, nil
+	}
+	st, err := s.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if s.wstmts == nil {
+		s.wstmts = make(map[string]*sql.Stmt)
+	}
+	s.wstmts[query] = st
+	return st, nil
+}
+
+// wexec runs query's prepared statement on the writer connection.
+func (s *Store) wexec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := s.wstmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// getQuery is Get's statement.
+const getQuery = "SELECT value FROM lu WHERE key = ?"
+
+// getStatement returns Get's prepared statement on the pool (database/sql
+// prepares it again on each pooled connection that runs it, once).
+func (s *Store) getStatement(ctx context.Context) (*sql.Stmt, error) {
+	s.getMu.Lock()
+	defer s.getMu.Unlock()
+	if s.getStmt == nil {
+		st, err := s.db.PrepareContext(ctx, getQuery)
+		if err != nil {
+			return nil, err
+		}
+		s.getStmt = st
+	}
+	return s.getStmt, nil
 }
 
 // rollback ends a failed transaction. Its own error is dropped: either there was no
@@ -672,7 +724,10 @@ func (s *Store) runBatch(batch []*request) {
 
 func (s *Store) read(ctx context.Context, key string) ([]byte, error) {
 	var v []byte
-	err := s.conn.QueryRowContext(ctx, "SELECT value FROM lu WHERE key = ?", key).Scan(&v)
+	st, err := s.wstmt(ctx, getQuery)
+	if err == nil {
+		err = st.QueryRowContext(ctx, key).Scan(&v)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
@@ -688,9 +743,9 @@ func (s *Store) read(ctx context.Context, key string) ([]byte, error) {
 func (s *Store) write(ctx context.Context, key string, v []byte, now int64) error {
 	var err error
 	if v == nil {
-		_, err = s.conn.ExecContext(ctx, "DELETE FROM lu WHERE key = ?", key)
+		_, err = s.wexec(ctx, "DELETE FROM lu WHERE key = ?", key)
 	} else {
-		_, err = s.conn.ExecContext(ctx,
+		_, err = s.wexec(ctx,
 			"INSERT INTO lu (key, value, updated) VALUES (?, ?, ?) "+
 				"ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
 			key, v, now)
@@ -712,7 +767,11 @@ func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
 	}
 	var v []byte
 	err := s.retryBusy(ctx, func() error {
-		return s.db.QueryRowContext(ctx, "SELECT value FROM lu WHERE key = ?", key).Scan(&v)
+		st, err := s.getStatement(ctx)
+		if err != nil {
+			return err
+		}
+		return st.QueryRowContext(ctx, key).Scan(&v)
 	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -797,6 +856,12 @@ func (s *Store) Close() error {
 
 func (s *Store) closeDB() error {
 	var errs []error
+	for _, st := range s.wstmts {
+		errs = append(errs, st.Close())
+	}
+	if s.getStmt != nil {
+		errs = append(errs, s.getStmt.Close())
+	}
 	if s.conn != nil {
 		errs = append(errs, s.conn.Close())
 	}

@@ -19,8 +19,19 @@ import (
 // path is a way to send commands: a helper socket, or direct SG_IO when sock
 // is empty.
 type path struct {
-	name string
-	sock string
+	name  string
+	sock  string
+	socks int // sock is a pattern with %d: client i uses socket i mod socks (-socks)
+}
+
+// sockFor is the socket client i connects to: sock itself, or with -socks N
+// the pattern sock with i mod N (one socket per initiator: prhelper's
+// --listen=PATH,initiator=name:NAME gives each its own identity).
+func (p path) sockFor(i int) string {
+	if p.socks < 1 || !strings.Contains(p.sock, "%d") {
+		return p.sock
+	}
+	return fmt.Sprintf(p.sock, i%p.socks)
 }
 
 // doer sends one command and returns the SCSI status it got; the error is a
@@ -59,12 +70,12 @@ func (r result) merge(b result) result {
 	return m
 }
 
-// open returns a doer for one connection (or SG_IO user) sending to f.
-func (p path) open(f *os.File) (doer, func()) {
+// open returns a doer for connection i (or SG_IO user) sending to f.
+func (p path) open(f *os.File, i int) (doer, func()) {
 	if p.sock == "" {
 		return sgioDoer(f), func() {}
 	}
-	cl := client.New(p.sock, client.WithReconnect(1, 0))
+	cl := client.New(p.sockFor(i), client.WithReconnect(1, 0))
 	return func(st *step) (byte, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -101,38 +112,128 @@ func sgioDoer(f *os.File) doer {
 
 var readKeys = step{cdb: scsi.PRInCDB(scsi.SAReadKeys, 8192)}
 
-// measure runs one row: workload wk over clients connections of p, and
-// adds the CPU time the helper process spent meanwhile.
-func measure(p path, wk string, clients, n int, devs []*os.File, seq []step, reset bool) (result, error) {
-	pid := 0
-	if p.sock != "" {
-		pid = helperPID(p.sock)
-	}
-	before := cpuTime(pid)
-	r, err := measure1(p, wk, clients, n, devs, seq, reset)
-	r.cpu = -1
-	if after := cpuTime(pid); before >= 0 && after >= before {
-		r.cpu = after - before
-	}
-	return r, err
+// registerStep is client i's j-th REGISTER AND IGNORE EXISTING KEY: a new
+// non-zero key every time, so that every command changes the state (and, on
+// an emulated logical unit, must be made durable before its GOOD).
+func registerStep(i, j int) *step {
+	param := make([]byte, 24)
+	binary.BigEndian.PutUint64(param[8:16], uint64(i+1)<<32|uint64(j+1))
+	return &step{cdb: scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24), param: param}
 }
 
-func measure1(p path, wk string, clients, n int, devs []*os.File, seq []step, reset bool) (result, error) {
+// measure runs one row: workload wk over clients connections of p, and
+// adds the CPU time the helper process spent meanwhile.
+func measure(p path, wk string, clients, n int, devs []*os.File, seq []step, reset bool) ([]result, error) {
+	pid := 0
+	if p.sock != "" {
+		pid = helperPID(p.sockFor(0))
+	}
+	before := cpuTime(pid)
+	rs, err := measure1(p, wk, clients, n, devs, seq, reset)
+	cpu := int64(-1)
+	if after := cpuTime(pid); before >= 0 && after >= before {
+		cpu = after - before
+	}
+	for i := range rs {
+		rs[i].cpu = -1
+	}
+	if len(rs) > 0 {
+		// The helper's CPU time is for all the row's requests: charged to the
+		// first result (the only one but for rkw, whose reads are few).
+		rs[0].cpu = cpu
+	}
+	return rs, err
+}
+
+func measure1(p path, wk string, clients, n int, devs []*os.File, seq []step, reset bool) ([]result, error) {
+	one := func(r result, err error) ([]result, error) {
+		if err != nil {
+			return nil, err
+		}
+		return []result{r}, nil
+	}
 	switch wk {
 	case "serial":
-		return serial(p, n, devs, seq, reset)
+		return one(serial(p, n, devs, seq, reset))
 	case "mixed":
-		return bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
-			d, c := p.open(devs[0])
+		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
+			d, c := p.open(devs[0], i)
 			off := i * len(seq) / clients
 			return d, c, func(j int) *step { return &seq[(off+j)%len(seq)] }
-		})
+		}))
+	case "register":
+		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
+			d, c := p.open(devs[0], i)
+			return d, c, func(j int) *step { return registerStep(i, j) }
+		}))
+	case "rkw":
+		return readsUnderWrites(p, clients, n, devs[0])
 	default:
-		return bench(p.name, clients, n, func(int) (doer, func(), func(int) *step) {
-			d, c := p.open(devs[0])
+		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
+			d, c := p.open(devs[0], i)
 			return d, c, func(int) *step { return &readKeys }
-		})
+		}))
 	}
+}
+
+// readsUnderWrites is the rkw workload: clients-1 connections send n
+// REGISTER AND IGNORE EXISTING KEY commands between them (as register does)
+// while connection 0 sends READ KEYS, one after the other, until the writers
+// are done. Two results: the writes (mode "NAME w") and the reads (mode
+// "NAME rk"), each with its own latencies; the read rate is the reader's own.
+func readsUnderWrites(p path, clients, n int, f *os.File) ([]result, error) {
+	if clients < 2 {
+		return nil, fmt.Errorf("rkw needs at least 2 clients (1 reader, writers)")
+	}
+	rd, closeR := p.open(f, 0)
+	defer closeR()
+	if _, err := rd(&readKeys); err != nil {
+		return nil, fmt.Errorf("%s rkw warm-up: %w", p.name, err)
+	}
+	stop := make(chan struct{})
+	var rLat []time.Duration
+	var rSts []byte
+	var rErr error
+	var rEl time.Duration
+	rDone := make(chan struct{})
+	go func() {
+		defer close(rDone)
+		start := time.Now()
+		for {
+			select {
+			case <-stop:
+				rEl = time.Since(start)
+				return
+			default:
+			}
+			t := time.Now()
+			s, err := rd(&readKeys)
+			if err != nil {
+				rErr, rEl = err, time.Since(start)
+				return
+			}
+			rLat = append(rLat, time.Since(t))
+			rSts = append(rSts, s)
+		}
+	}()
+	w, err := bench(p.name+" w", clients-1, n, func(i int) (doer, func(), func(int) *step) {
+		d, c := p.open(f, i+1)
+		return d, c, func(j int) *step { return registerStep(i+1, j) }
+	})
+	close(stop)
+	<-rDone
+	if err != nil {
+		return nil, err
+	}
+	if rErr != nil {
+		return nil, fmt.Errorf("%s rkw reader: %w", p.name, rErr)
+	}
+	if len(rLat) == 0 {
+		return nil, fmt.Errorf("%s rkw: no READ KEYS answered while the writes ran", p.name)
+	}
+	w.clients = clients
+	r := summarize(p.name+" rk", clients, rLat, rSts, rEl)
+	return []result{w, r}, nil
 }
 
 // bench runs n requests spread over clients goroutines, each with its own
@@ -222,7 +323,7 @@ func serial(p path, n int, devs []*os.File, seq []step, reset bool) (result, err
 	}
 	doers := make([]doer, len(devs))
 	for i, f := range devs {
-		d, closeFn := p.open(f)
+		d, closeFn := p.open(f, i)
 		defer closeFn()
 		if _, err := d(&readKeys); err != nil {
 			return result{}, fmt.Errorf("%s warm-up: %w", p.name, err)

@@ -14,6 +14,11 @@
 //	readkeys  READ KEYS from each of -clients connections at once, on the first -dev
 //	mixed     each of -clients connections replays the -seq sequence (from its own
 //	          offset, cycling) on the first -dev, all at once
+//	register  REGISTER AND IGNORE EXISTING KEY from each of -clients connections at
+//	          once, a new key every time (every command changes the state)
+//	rkw       READ KEYS from connection 0 while the other -clients-1 connections
+//	          send register's commands: two rows, the writes ("NAME w") and the
+//	          reads ("NAME rk": how long a READ KEYS waits behind writes)
 //	serial    the -seq sequence in order, one connection per initiator, step k
 //	          sent by its initiator on that initiator's -dev (the lab's mixed
 //	          sequence from several initiators; -clients does not apply)
@@ -23,6 +28,12 @@
 //	prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK]
 //	        [-direct=true] [-ref NAME] [-clients 1,16] [-workload readkeys] [-seq FILE] [-reset] [-rounds R] [-n N]
 //	prbench -echo SOCK          (serve the echo floor on SOCK until killed)
+//	prbench -fsync FILE [-n N]  (the disk's serial write+fdatasync rate: the
+//	                             floor of one durable commit at a time)
+//
+// A -helper SOCK containing %d is a pattern: with -socks N, connection i uses
+// the socket numbered i mod N (for an emulating prhelper with one
+// --listen=PATH,initiator=name:NAME socket per initiator).
 //
 // -seq files come from prgen -print -dump. scripts/bench.sh runs the host
 // table, test/lab/tests/bench.sh the lab's; docs/performance.md reads them.
@@ -68,7 +79,7 @@ func parseInts(s string) ([]int, error) {
 }
 
 func usage(w io.Writer, msg string) int {
-	fmt.Fprintf(w, "prbench: %s\nusage: prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK] [-direct=BOOL] [-ref NAME] [-clients 1,16] [-workload readkeys,mixed,serial] [-seq FILE] [-reset] [-rounds R] [-n N>=16]\n       prbench -echo SOCK\n", msg)
+	fmt.Fprintf(w, "prbench: %s\nusage: prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK] [-direct=BOOL] [-ref NAME] [-clients 1,16] [-workload readkeys,mixed,register,rkw,serial] [-socks N] [-seq FILE] [-reset] [-rounds R] [-n N>=16]\n       prbench -echo SOCK\n       prbench -fsync FILE [-n N]\n", msg)
 	return 1
 }
 
@@ -83,12 +94,14 @@ func run(args []string, w io.Writer) int {
 	direct := fs.Bool("direct", true, "also measure SG_IO issued directly (needs a SCSI device)")
 	ref := fs.String("ref", "qemu-pr-helper", "path the ratios are relative to (if measured)")
 	clientsFlag := fs.String("clients", "1,16", "concurrent connections, comma-separated")
-	workFlag := fs.String("workload", "readkeys", "readkeys, mixed and/or serial, comma-separated")
+	workFlag := fs.String("workload", "readkeys", "readkeys, mixed, register, rkw and/or serial, comma-separated")
 	seqFile := fs.String("seq", "", "command sequence for mixed and serial (prgen -print -dump)")
 	n := fs.Int("n", 1600, "requests per row (split over the clients)")
 	rounds := fs.Int("rounds", 1, "split each row into this many rounds, the paths taking turns, so that a change of load on a shared machine falls on all of them (serial: each round replays -n steps)")
 	reset := fs.Bool("reset", false, "serial: clear the logical unit's registrations (direct SG_IO on the first -dev) before each path's replay")
 	echo := fs.String("echo", "", "serve the echo floor on this socket and do nothing else")
+	fsyncFile := fs.String("fsync", "", "measure -n serial 4 KiB write+fdatasync on this file (created, then removed) and do nothing else")
+	socks := fs.Int("socks", 0, "a -helper socket with %d is a pattern of this many sockets, connection i on socket i mod N")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
@@ -97,6 +110,16 @@ func run(args []string, w io.Writer) int {
 			fmt.Fprintf(w, "prbench: echo: %v\n", err)
 		}
 		return 1
+	}
+	if *fsyncFile != "" {
+		r, err := fsyncRate(*fsyncFile, *n)
+		if err != nil {
+			fmt.Fprintf(w, "prbench: fsync: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(w, "serial write+fdatasync on %s: %d, p50 %s, p99 %s, %.0f/s\n", *fsyncFile, r.n,
+			r.p50.Round(100*time.Nanosecond), r.p99.Round(100*time.Nanosecond), r.rate)
+		return 0
 	}
 	if *devFlag == "" {
 		return usage(w, "-dev is required")
@@ -121,7 +144,7 @@ func run(args []string, w io.Writer) int {
 	works := strings.Split(*workFlag, ",")
 	for _, wk := range works {
 		switch wk {
-		case "readkeys":
+		case "readkeys", "register", "rkw":
 		case "mixed", "serial":
 			if seq == nil {
 				if *seqFile == "" {
@@ -151,6 +174,9 @@ func run(args []string, w io.Writer) int {
 		devs = append(devs, f)
 	}
 	paths := []path(helpers)
+	for i := range paths {
+		paths[i].socks = *socks
+	}
 	if *direct {
 		paths = append(paths, path{name: "direct SG_IO"})
 	}
@@ -163,7 +189,7 @@ func run(args []string, w io.Writer) int {
 		fmt.Fprintf(w, "\n%s on %s, %d requests per row%s\n", wk, *devFlag, *n, seqNote(wk, *seqFile, len(seq)))
 		fmt.Fprintf(w, "%-16s %7s %8s %10s %10s %9s %7s %7s %7s %8s  %s\n", "path", "clients", "requests", "p50", "p99", "req/s", "p50/r", "p99/r", "rate/r", "cpu/req", "statuses")
 		for _, c := range cs {
-			rows := make([]result, len(paths))
+			rows := make([][]result, len(paths))
 			failed := make([]bool, len(paths))
 			per := *n / *rounds
 			if wk == "serial" {
@@ -174,19 +200,24 @@ func run(args []string, w io.Writer) int {
 					if failed[i] {
 						continue
 					}
-					r, err := measure(p, wk, c, per, devs, seq, *reset)
+					rs, err := measure(p, wk, c, per, devs, seq, *reset)
 					if err != nil {
 						fmt.Fprintf(w, "%-16s %7d  FAILED: %v\n", p.name, c, err)
 						failed[i], rc = true, 1
 						continue
 					}
-					rows[i] = rows[i].merge(r)
+					if rows[i] == nil {
+						rows[i] = make([]result, len(rs))
+					}
+					for k := range rs {
+						rows[i][k] = rows[i][k].merge(rs[k])
+					}
 				}
 			}
 			var ok []result
 			for i := range rows {
 				if !failed[i] {
-					ok = append(ok, rows[i])
+					ok = append(ok, rows[i]...)
 				}
 			}
 			printRows(w, ok, *ref)
@@ -196,7 +227,7 @@ func run(args []string, w io.Writer) int {
 }
 
 func seqNote(wk, file string, n int) string {
-	if wk == "readkeys" {
+	if wk != "mixed" && wk != "serial" {
 		return ""
 	}
 	return fmt.Sprintf(" (sequence %s, %d steps)", file, n)
