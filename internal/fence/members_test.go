@@ -123,6 +123,30 @@ func TestAcrossHostsKillBeforeGood(t *testing.T) {
 	}
 }
 
+// TestAcrossHostsKillAfterDisconnect: vm1's connection to host B's helper
+// ended but its process runs on. B keeps announcing vm1 until it exits, so
+// host A waits for B's fence (a helper that dropped vm1 at the disconnect
+// would let A take "served by nobody" for confirmed).
+func TestAcrossHostsKillAfterDisconnect(t *testing.T) {
+	st, l := memory.New(), newLeases()
+	a := hostHelper(t, st, l.join("hostA@1"), 5*time.Second, 0)
+	b := hostHelper(t, st, l.join("hostB@2"), 5*time.Second, 0)
+	q1, q2 := qemu(t), qemu(t)
+	release := b.track(t, vm1, q1.Process.Pid)
+	a.track(t, vm2, q2.Process.Pid)
+	a.run(t)
+	b.run(t)
+	mustGood(t, b.be, vm1, scsi.SARegister, 0, 0, 0xa1)
+	mustGood(t, b.be, vm1, scsi.SAReserve, scsi.TypeWriteExclusiveRegOnly, 0xa1, 0)
+	mustGood(t, a.be, vm2, scsi.SARegister, 0, 0, 0xb2)
+	release()
+	time.Sleep(50 * time.Millisecond) // B's loop (10 ms) announces what it serves now
+	mustGood(t, a.be, vm2, scsi.SAPreempt, scsi.TypeWriteExclusiveRegOnly, 0xb2, 0xa1)
+	if !exited(q1.Process.Pid) {
+		t.Fatal("GOOD while vm1, disconnected from host B's helper, still runs")
+	}
+}
+
 // TestAcrossHostsLeaseExpiry: host B's helper serves vm1 but is cut off (it
 // never sees the record). vm2's PREEMPT on host A waits; it is answered GOOD
 // only after B's lease expired, never before (the event order shows it).

@@ -163,6 +163,21 @@ func TestKillBeforeGood(t *testing.T) {
 	t.Logf("PREEMPT to GOOD with kill: %v", took)
 }
 
+// TestKillAfterDisconnect: a VM whose connection ended while its process
+// runs on (a QEMU that closed or lost its helper connection) is still the
+// victim's process: the PREEMPT is answered GOOD only after it has exited.
+func TestKillAfterDisconnect(t *testing.T) {
+	st := memory.New()
+	h := newHelper(t, st, "h1", fence.Kill{}, 5*time.Second, always)
+	setupWERO(t, h.be)
+	q := qemu(t)
+	h.track(t, vm1, q.Process.Pid)() // the connection ends at once
+	mustGood(t, h.be, vm2, scsi.SAPreempt, scsi.TypeWriteExclusiveRegOnly, 0xb2, 0xa1)
+	if !exited(q.Process.Pid) {
+		t.Fatal("GOOD while the evicted VM's process, disconnected but running, still runs")
+	}
+}
+
 // TestNoneFencesNothing: without a policy nothing is recorded and the stored
 // value stays the engine's state byte for byte.
 func TestNoneFencesNothing(t *testing.T) {

@@ -49,10 +49,11 @@ func NewRegistry() *Registry {
 
 // Track records the connection c of initiator (as the listener's identity
 // policy named it): its peer pid from SO_PEERCRED, a pidfd opened on it, and
-// the VM's uuid and name. The returned function forgets the connection and
-// closes the pidfd; call it when the connection ends. A peer that cannot be
-// identified is not tracked (the error says why): the kill policy cannot fence
-// it, which the caller logs.
+// the VM's uuid and name. Call the returned function when the connection
+// ends: it forgets the connection and closes the pidfd once its process has
+// exited (at once if it has; a process that outlives its connection stays
+// tracked until then). A peer that cannot be identified is not tracked (the
+// error says why): the kill policy cannot fence it, which the caller logs.
 func (r *Registry) Track(initiator string, c *net.UnixConn) (func(), error) {
 	pid, err := identity.PeerPID(c)
 	if err != nil {
@@ -98,18 +99,62 @@ func (r *Registry) TrackPID(initiator string, pid int) (func(), error) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			r.mu.Lock()
-			delete(r.byInit[initiator], id)
-			if len(r.byInit[initiator]) == 0 {
-				delete(r.byInit, initiator)
+			if fd >= 0 && !hasExited(fd) {
+				// The connection ended but its process runs on: a QEMU that
+				// closed its helper connection (or lost it) may still write
+				// to the disk. It stays tracked, so fenced and announced,
+				// until it exits (docs/fencing.md, "Who is fenced").
+				go func() {
+					waitExited(fd)
+					r.forget(initiator, id, fd)
+				}()
+				return
 			}
-			r.version++
-			r.mu.Unlock()
-			if fd >= 0 {
-				unix.Close(fd)
-			}
+			r.forget(initiator, id, fd)
 		})
 	}, nil
+}
+
+// forget drops connection id of initiator and closes its pidfd.
+func (r *Registry) forget(initiator string, id uint64, fd int) {
+	r.mu.Lock()
+	delete(r.byInit[initiator], id)
+	if len(r.byInit[initiator]) == 0 {
+		delete(r.byInit, initiator)
+	}
+	r.version++
+	r.mu.Unlock()
+	if fd >= 0 {
+		unix.Close(fd)
+	}
+}
+
+// hasExited reports whether the process of pidfd has exited: a pidfd polls
+// readable once its process has terminated (pidfd_open(2)). An error of poll
+// counts as exited, so that a broken descriptor is not kept for ever.
+func hasExited(pidfd int) bool {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		return err != nil || (n > 0 && fds[0].Revents != 0)
+	}
+}
+
+// waitExited blocks until the process of pidfd has exited (or poll fails).
+func waitExited(pidfd int) {
+	fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, -1)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || (n > 0 && fds[0].Revents != 0) {
+			return
+		}
+	}
 }
 
 // procs returns the processes of initiator's connections accepted before
