@@ -28,12 +28,12 @@
 # restart with --fence=kill, hostb behind a TCP proxy the test cuts.
 # It makes every assertion of two-vms-peer.sh's "peer" half too (README, "What
 # moved where"). Not in check.sh: no green run yet.
-# Argument: each inner QEMU's time limit in seconds (default 1200; give run.sh's
+# Argument: each inner QEMU's time limit in seconds (default 1400; give run.sh's
 # -t room for it on a loaded host).
 lab_need_bin prhelper prpersist etcd seqblocks tcpproxy
 lab_lio_setup 2 64
 DEVA=$LAB_DEV1 DEVB=$LAB_DEV2
-INNER_TIMEOUT=${1:-1200}
+INNER_TIMEOUT=${1:-1400}
 U1=11111111-1111-4111-8111-111111111111
 U2=22222222-2222-4222-8222-222222222222
 
@@ -49,6 +49,9 @@ lab_ok "the two helpers run as two hosts (host names, machine-ids)" sh -c \
 
 # ------------------------------------------------------------ inner scripts
 cat > /tmp/inner-common.sh <<'INNER'
+# mark FILE : /lab/io/out/FILE with "CHECKS FAILS", whole when it appears (the
+#   outer host reads it as soon as it exists)
+mark() { echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/.$1 && mv /lab/io/out/.$1 /lab/io/out/$1; }
 modprobe virtio_scsi; modprobe sd_mod; modprobe sg
 lab_wait 120 ls /sys/block/sda || lab_die "inner: no disk"
 D=/dev/sda
@@ -74,18 +77,23 @@ lab_expect_out 0 'Key=0x1' sg_persist -n -i -r $D
 lab_expect_out 0 '2 registered reservation keys' sg_persist -n -i -k $D
 printf '%s\n' "$LAB_OUT" > /tmp/keys.before
 cat /proc/sys/kernel/random/boot_id > /tmp/boot_id
+# 3b's writer runs from the guest's memory, not from the 9p share mounted again
+# after the move (in the lab runs so far VM1's seqblocks started from there
+# never got a block to the disk)
+cp /lab/bin/seqblocks /tmp/seqblocks
 echo "== VM1: boot id $(cat /tmp/boot_id); leaving the 9p shares for the migration"
 touch /lab/io/out/vm1.ready
 lab_io_detach_exec /lab/io/vm1-moved.sh
 INNER
 cat > /tmp/inner-vm1-moved.sh <<'INNER'
 D=/dev/sda
+mark() { echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/.$1 && mv /lab/io/out/.$1 /lab/io/out/$1; }
 lab_ctl_wait moved
 lab_io_attach
 echo "== VM1 after the move (now on hostb), boot id $(cat /proc/sys/kernel/random/boot_id)"
 lab_ok "VM1 kept running through the move (same boot id, no second boot)" \
 	test "$(cat /proc/sys/kernel/random/boot_id)" = "$(cat /tmp/boot_id)"
-lab_expect_out 0 'Key=0x1' sg_persist -n -i -k $D
+lab_expect_out 0 '^ +0x1$' sg_persist -n -i -k $D
 printf '%s\n' "$LAB_OUT" > /tmp/keys.after
 echo "# before the move:"; cat /tmp/keys.before
 lab_ok "VM1's first PR command after the move: no unit attention, same generation and keys" cmp /tmp/keys.before /tmp/keys.after
@@ -96,7 +104,7 @@ lab_expect 0 sg_persist -n --out --reserve --param-rk=0x1 --prout-type=1 $D
 echo "== VM1: a block written after the move"
 echo "vm1 after the move $(cat /tmp/boot_id)" | dd of=$D bs=512 seek=2048 conv=sync,fsync 2>&1
 lab_expect 0 sh -c "dd if=$D bs=512 skip=2048 count=1 iflag=direct 2>/dev/null | grep -qa 'vm1 after the move'"
-echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/vm1.moved
+mark vm1.moved
 # issue 11 3b: hostb now runs with --fence=kill; VM1 holds Write Exclusive
 # Registrants Only and writes without pause until it is fenced
 lab_wait 600 test -e /lab/io/fence-go || lab_die "VM1: no fence-go"
@@ -105,8 +113,13 @@ lab_run sg_persist -n -i -k $D
 lab_expect 0 sg_persist -n --out --release --param-rk=0x1 --prout-type=1 $D
 lab_expect 0 sg_persist -n --out --reserve --param-rk=0x1 --prout-type=5 $D
 lab_expect_out 0 'Key=0x1' sg_persist -n -i -r $D
-seqblocks write $D 0 > /tmp/seqblocks.log 2>&1 &
-echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/vm1.writing
+/tmp/seqblocks write $D 0 > /lab/io/out/seqblocks1.log 2>&1 &
+W=$!
+usleep 1500000
+lab_ok "VM1's writer runs (seqblocks, pid $W)" kill -0 $W
+cat /lab/io/out/seqblocks1.log
+dmesg | tail -n 5 | sed 's/^/[VM1 dmesg] /'
+mark vm1.writing
 lab_wait 600 test -e /lab/io/stop || lab_die "VM1: no stop"
 lab_summary
 INNER
@@ -131,7 +144,7 @@ lab_wait 600 test -e /lab/io/go4 || lab_die "VM2: no fourth go"
 echo "== VM2: after VM1 moved to this host"
 lab_expect_out 0 'Key=0x1' sg_persist -n -i -r $D
 lab_expect 24 sg_persist -n --out --reserve --param-rk=0x2 --prout-type=1 $D
-echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/vm2.checked
+mark vm2.checked
 # issue 11 3b: hostb now runs with --fence=kill
 lab_wait 600 test -e /lab/io/fence-go || lab_die "VM2: no fence-go"
 echo "== VM2 (hostb, restarted with --fence=kill): reconnect"
@@ -140,10 +153,68 @@ touch /lab/io/out/vm2.connected
 lab_wait 600 test -e /lab/io/write2 || lab_die "VM2: no write2"
 echo "== VM2: a registrant under Write Exclusive Registrants Only writes"
 seqblocks write $D 2 > /lab/io/out/seqblocks2.log 2>&1 &
-echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/vm2.writing
+W=$!
+usleep 1500000
+lab_ok "VM2's writer runs (seqblocks, pid $W)" kill -0 $W
+cat /lab/io/out/seqblocks2.log
+mark vm2.writing
 lab_wait 600 test -e /lab/io/stop
 lab_summary
 INNER
+
+# Every wait below has a limit in seconds of the lab VM's uptime (within), and
+# every command that could block (a PR command to a helper, a write to an inner
+# QEMU's monitor or serial fifo) runs under one (timeout, bounded): a wait that
+# runs out fails its check, and the test goes on or, when the rest cannot work,
+# ends (marker). lab_wait counts 0.1 s polls, so its limit stretches with the
+# command's own time: seqblocks max takes a second or two under TCG, and the
+# earlier runs' "VM1's blocks reach the disk" (lab_wait 120) polled for minutes.
+# within SECONDS CMD... : poll CMD every 0.1 s until it succeeds, for at most
+#   SECONDS of uptime; non-zero when the time ran out
+#   and never past END, 60 s before run.sh's limit (lab.timeout on the kernel
+#   command line), so that the test ends (marker) and saves its logs itself
+#   rather than being killed with them
+END=$(sed -n 's/.*lab\.timeout=\([0-9]*\).*/\1/p' /proc/cmdline); END=$(( ${END:-100000} - 60 ))
+within() {
+	_end=$(( $(cut -d. -f1 /proc/uptime) + $1 )); shift
+	[ $_end -gt $END ] && _end=$END
+	while ! "$@" >/dev/null 2>&1; do
+		[ "$(cut -d. -f1 /proc/uptime)" -ge $_end ] && return 1
+		usleep 100000
+	done
+}
+# gone PID : the background job PID has ended (a zombie counts)
+gone() { [ ! -e /proc/$1 ] || grep -q ') Z' /proc/$1/stat; }
+# reap PID SECONDS : RC = the job's exit status, or "running" after SECONDS
+reap() { if within $2 gone $1; then wait $1; RC=$?; else RC=running; fi; }
+# bounded SECONDS CMD... : CMD (a shell function too) in a subshell, killed after
+#   SECONDS: its status, or 124 when it was killed
+bounded() {
+	_bs=$1; shift
+	( "$@" ) & _bp=$!
+	reap $_bp $_bs
+	[ "$RC" != running ] && return $RC
+	echo "  ($* still running after ${_bs}s: killed)"
+	kill -KILL $_bp 2>/dev/null; wait $_bp 2>/dev/null
+	return 124
+}
+PRT="timeout -s KILL 120" # a PR command from the lab host: 2 minutes at most
+# save_logs : the inner guests' consoles, QEMU output and shares, the helpers',
+#   proxy's and etcd members' logs and the samples into out/inner/ (on failure)
+save_logs() {
+	mkdir -p /lab/io/out/inner
+	for t in vm1 vm1d vm2; do
+		[ -f /tmp/inner-$t.console ] && tr -d '\r' < /tmp/inner-$t.console > /lab/io/out/inner/$t.console.txt
+		[ -f /tmp/inner-$t.qemu ] && cp /tmp/inner-$t.qemu /lab/io/out/inner/$t.qemu.txt
+		[ -f /tmp/inner-$t.mon.log ] && tr -d '\r' < /tmp/inner-$t.mon.log > /lab/io/out/inner/$t.monitor.txt
+	done
+	for v in vm1 vm2; do [ -d /tmp/inner-$v/out ] && cp -r /tmp/inner-$v/out /lab/io/out/inner/$v-share-out; done
+	for l in /tmp/hosta.sock.log /tmp/hostb.sock.log /tmp/hosta-5d.log /tmp/hostb-5d.log /tmp/tcpproxy.log /tmp/samples-kill /tmp/samples-cut /tmp/etcd/e*.log; do
+		[ -f $l ] && cp $l /lab/io/out/inner/$(echo ${l#/tmp/} | tr / -)
+	done
+	echo "== the inner guests' and the helpers' logs are in out/inner/ ($(ls /lab/io/out/inner | wc -l) files)"
+}
+trap '_rc=$?; { [ $_rc != 0 ] || [ "${LAB_FAILS:-0}" != 0 ]; } && save_logs' EXIT
 
 # inner_start TAG SCRIPT UUID SOCK DEV [QEMU ARGS...] : boot inner guest TAG in
 #   the background (sets QPID); its share is /tmp/inner-TAG
@@ -160,7 +231,7 @@ inner_start() {
 }
 
 # view HOST DEV : READ FULL STATUS as the lab host sees it through HOST's admin socket
-view() { prpersist --socket /run/$1-admin.sock -i -s $2; }
+view() { $PRT prpersist --socket /run/$1-admin.sock -i -s $2; }
 # views DESC : both hosts' views, printed; LAB_VIEW_A/B keep them
 views() {
 	echo "== lab host's view at $(lab_uptime)s: $1"
@@ -179,7 +250,7 @@ dump_inner() {
 # marker VM DESC SECONDS FILE : VM's guest creates /lab/io/out/FILE within
 #   SECONDS; if not, the rest cannot work: show the guests and stop
 marker() {
-	lab_ok "$2" lab_wait ${3:-400} test -e /tmp/inner-$1/out/$4
+	lab_ok "$2" within ${3:-400} test -e /tmp/inner-$1/out/$4
 	[ -e /tmp/inner-$1/out/$4 ] && return 0
 	dump_inner
 	lab_die "$1 did not get to $4"
@@ -218,7 +289,7 @@ touch /tmp/inner-vm2/go3
 marker vm2 "VM2 released" 400 vm2.released
 touch /tmp/inner-vm1/go2
 marker vm1 "VM1 registered and reserved again" 400 vm1.ready
-lab_ok "VM1 left its 9p shares" lab_wait 120 grep -q "waiting for 'moved' on ttyS1" /tmp/inner-vm1.console
+lab_ok "VM1 left its 9p shares" within 120 grep -q "waiting for 'moved' on ttyS1" /tmp/inner-vm1.console
 views "before the move"
 BEFORE_A=$LAB_VIEW_A
 LAB_OUT=$LAB_VIEW_A
@@ -233,15 +304,15 @@ LAB_INNER_MEM=320 LAB_INNER_DRIVE=,file.locking=off LAB_INNER_DEVICE=,share-rw=o
 	lab_inner_qemu vm1d /tmp/inner-vm1 /run/hostb.sock $DEVB -uuid $U1 -name vm1 \
 	$(lab_inner_mig_args vm1d) -incoming unix:/tmp/inner-vm1.mig &
 QD=$!
-lab_ok "the destination QEMU (hostb) listens for the migration" lab_wait 60 test -S /tmp/inner-vm1.mig
+lab_ok "the destination QEMU (hostb) listens for the migration" within 60 test -S /tmp/inner-vm1.mig
 T_MIG=$(lab_uptime)
-lab_ok "VM1 migrated from hosta to hostb" lab_inner_migrate vm1 unix:/tmp/inner-vm1.mig 300
-wait $Q1; R1=$?
+lab_ok "VM1 migrated from hosta to hostb" bounded 400 lab_inner_migrate vm1 unix:/tmp/inner-vm1.mig 300
+reap $Q1 60; R1=$RC
 echo "== source QEMU (hosta) exited $R1 at $(lab_uptime)s; migration took $(awk -v a=$T_MIG -v b=$(lab_uptime) 'BEGIN { printf "%.1f", b - a }') s"
-lab_inner_hmp vm1d "info status"
-lab_ok "the destination runs VM1" lab_wait 30 grep -aq 'VM status: running' /tmp/inner-vm1d.mon.log
+bounded 20 lab_inner_hmp vm1d "info status"
+lab_ok "the destination runs VM1" within 30 grep -aq 'VM status: running' /tmp/inner-vm1d.mon.log
 grep -a 'VM status' /tmp/inner-vm1d.mon.log
-lab_inner_ctl vm1d moved
+lab_ok "VM1's guest was told it moved (its second serial port)" bounded 20 lab_inner_ctl vm1d moved
 marker vm1 "VM1 checked its registration and reservation on hostb" 400 vm1.moved
 touch /tmp/inner-vm2/go4
 marker vm2 "VM2 checked after the move" 400 vm2.checked
@@ -316,13 +387,14 @@ lab_host_helper hostb /run/hostb.sock -vv $FENCE_ARGS; PB=$LAB_HELPER_PID
 unset LAB_HOST_ENDPOINTS
 LA=/tmp/hosta.sock.log LB=/tmp/hostb.sock.log
 old_gone() { _m=$(members); for _o in $OLD_MEMBERS; do echo "$_m" | grep -qxF "$_o" && return 1; done; return 0; }
-lab_ok "the 5d helpers' leases expired (not revoked at stop; their member keys are gone)" lab_wait 90 old_gone
+lab_ok "the 5d helpers' leases expired (not revoked at stop; their member keys are gone)" within 90 old_gone
 echo "  member keys now: $(members | tr '\n' ' ')"
 touch /tmp/inner-vm1/fence-go /tmp/inner-vm2/fence-go
 marker vm1 "VM1 reconnected to hostb, holds Write Exclusive Registrants Only and writes" 300 vm1.writing
 marker vm2 "VM2 reconnected to hostb" 300 vm2.connected
-lab_ok "VM1's guest checks passed (reconnect, release, reserve type 5: $(cat /tmp/inner-vm1/out/vm1.writing))" \
-	sh -c 'set -- $(cat /tmp/inner-vm1/out/vm1.writing); [ "$2" = 0 ]'
+MOVED_FAILS=$(cut -d' ' -f2 /tmp/inner-vm1/out/vm1.moved 2>/dev/null)
+lab_ok "VM1's guest checks since the move passed (reconnect, release, reserve type 5: $(cat /tmp/inner-vm1/out/vm1.writing) checks, failures; ${MOVED_FAILS:-?} failures before)" \
+	sh -c 'm=$1; set -- $(cat /tmp/inner-vm1/out/vm1.writing); [ -n "$2" ] && [ "$2" = "$m" ]' _ "${MOVED_FAILS:-x}"
 lab_ok "hostb serves VM1 and VM2 again (their QEMUs reconnected)" \
 	sh -c "grep -a 'connection accepted' $LB | grep -aq 'vm:$U1' && grep -a 'connection accepted' $LB | grep -aq 'vm:$U2'"
 
@@ -341,10 +413,6 @@ sampler() {
 		_n=$((_n + 1)); echo "$_n $(seqblocks max $1 $2)" >> $3; usleep 100000
 	done
 }
-# gone PID : the background job PID has ended (a zombie counts)
-gone() { [ ! -e /proc/$1 ] || grep -q ') Z' /proc/$1/stat; }
-# reap PID SECONDS : RC = the job's exit status, or "running" after SECONDS
-reap() { if lab_wait $2 gone $1; then wait $1; RC=$?; else RC=running; fi; }
 # after_good SAMPLES : the highest sequence numbers seen by the samples that
 #   started after the GOOD (AT_GOOD + 2 on: the one in progress at the GOOD may
 #   have read blocks before VM1's last writes, made before its death, landed)
@@ -359,14 +427,15 @@ after_good() {
 echo "=================== 3b kill: VM1 writes (on hostb); hosta's initiator PREEMPTs it"
 rm -f /tmp/sampler.stop /tmp/samples-kill
 sampler $DEVA 0 /tmp/samples-kill & SP=$!
-lab_ok "kill: VM1's blocks reach the disk" lab_wait 120 sh -c "[ \$(seqblocks max $DEVA 0) -gt 0 ]"
-lab_expect 0 prpersist --socket /run/hosta-admin.sock --out --register-ignore --param-sark=0x3 $DEVA
+lab_ok "kill: VM1's blocks reach the disk" within 120 sh -c "[ \$(seqblocks max $DEVA 0) -gt 0 ]"
+echo "  VM1's writer (seqblocks1.log): $(tail -n 2 /tmp/inner-vm1/out/seqblocks1.log 2>/dev/null | tr '\n' ' ')"
+lab_expect 0 $PRT prpersist --socket /run/hosta-admin.sock --out --register-ignore --param-sark=0x3 $DEVA
 echo "== kill: PREEMPT 0x1 at $(lab_uptime)s"
-lab_expect 0 prpersist --socket /run/hosta-admin.sock --out --preempt --param-rk=0x3 --param-sark=0x1 --prout-type=5 $DEVA
+lab_expect 0 $PRT prpersist --socket /run/hosta-admin.sock --out --preempt --param-rk=0x3 --param-sark=0x1 --prout-type=5 $DEVA
 AT_GOOD=$(tail -n1 /tmp/samples-kill | cut -d' ' -f1)
 echo "== kill: GOOD at $(lab_uptime)s, sample $AT_GOOD: $(tail -n1 /tmp/samples-kill)"
 sleep 8
-touch /tmp/sampler.stop; wait $SP
+touch /tmp/sampler.stop; reap $SP 30; [ "$RC" = running ] && kill $SP
 reap $QD 30; RD=$RC
 lab_ok "kill: VM1's QEMU was killed (SIGKILL: 137; got $RD)" test "$RD" = 137
 after_good /tmp/samples-kill
@@ -395,16 +464,17 @@ touch /tmp/inner-vm2/write2
 marker vm2 "cut: VM2 writes (a registrant may, under Write Exclusive Registrants Only)" 300 vm2.writing
 rm -f /tmp/sampler.stop /tmp/samples-cut
 sampler $DEVA 2 /tmp/samples-cut & SP=$!
-lab_ok "cut: VM2's blocks reach the disk" lab_wait 120 sh -c "[ \$(seqblocks max $DEVA 2) -gt 0 ]"
+lab_ok "cut: VM2's blocks reach the disk" within 120 sh -c "[ \$(seqblocks max $DEVA 2) -gt 0 ]"
+echo "  VM2's writer (seqblocks2.log): $(tail -n 2 /tmp/inner-vm2/out/seqblocks2.log 2>/dev/null | tr '\n' ' ')"
 kill -USR1 $PX
-lab_wait 10 grep -q 'cut=true' /tmp/tcpproxy.log
+within 10 grep -q 'cut=true' /tmp/tcpproxy.log
 T_CUT=$(sed -n 's/^\([^ ]*\) tcpproxy: cut=true.*/\1/p' /tmp/tcpproxy.log | head -n1)
 echo "== cut: hostb's etcd connections cut at $(lab_uptime)s ($T_CUT); PREEMPT 0x2"
-lab_expect 0 prpersist --socket /run/hosta-admin.sock --out --preempt --param-rk=0x3 --param-sark=0x2 --prout-type=5 $DEVA
+lab_expect 0 $PRT prpersist --socket /run/hosta-admin.sock --out --preempt --param-rk=0x3 --param-sark=0x2 --prout-type=5 $DEVA
 AT_GOOD=$(tail -n1 /tmp/samples-cut | cut -d' ' -f1)
 echo "== cut: GOOD at $(lab_uptime)s, sample $AT_GOOD: $(tail -n1 /tmp/samples-cut)"
 sleep 8
-touch /tmp/sampler.stop; wait $SP
+touch /tmp/sampler.stop; reap $SP 30; [ "$RC" = running ] && kill $SP
 reap $Q2 30; R2=$RC
 lab_ok "cut: VM2's QEMU was killed (SIGKILL: 137; got $R2)" test "$R2" = 137
 after_good /tmp/samples-cut
@@ -442,7 +512,7 @@ touch /tmp/inner-vm1/stop /tmp/inner-vm2/stop
 dump_inner
 cp /tmp/inner-vm2/out/guest.log /lab/io/out/inner-vm2.log 2>/dev/null
 lab_helper_stop $PA; lab_helper_stop $PB
-kill $PX 2>/dev/null; wait $PX 2>/dev/null
+kill $PX 2>/dev/null; reap $PX 10
 echo "== helpers' logs (connections, PR OUT, fencing):"
 for l in hosta-5d hostb-5d hosta.sock hostb.sock; do
 	grep -a -E 'initiator=|PR OUT|etcd|fenc|lease|level=(WARN|ERROR)' /tmp/$l.log | grep -av 'request done' | head -n 40 | sed "s/^/[$l] /"
@@ -451,5 +521,6 @@ lab_ok "no panic in any helper's log" sh -c "! grep -qi panic /tmp/hosta-5d.log 
 echo "== etcd members' logs (warnings):"
 tail -n 5 /tmp/etcd/e*.log
 [ -n "${MON:-}" ] && kill $MON 2>/dev/null
-lab_etcd_stop
+for p in $LAB_ETCD_PIDS; do kill -TERM $p 2>/dev/null; done
+for p in $LAB_ETCD_PIDS; do reap $p 20; [ "$RC" = running ] && kill -KILL $p; done
 lab_summary

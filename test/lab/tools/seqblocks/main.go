@@ -75,7 +75,7 @@ func write(dev string, base int64) int {
 			fmt.Fprintf(os.Stderr, "write %d: %v\n", seq, err)
 			return 1
 		}
-		if seq%500 == 0 {
+		if seq == 1 || seq%500 == 0 { // the first: the writer got one block to the device
 			fmt.Printf("seqblocks: wrote %d\n", seq)
 		}
 	}
