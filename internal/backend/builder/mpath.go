@@ -23,11 +23,12 @@ const pathsTTL = time.Second
 func newMpath(classify func(fd int) (device.Info, error), log *slog.Logger) (*mpath.Backend, *mpath.Discoverer, error) {
 	disc := &mpath.Discoverer{Classify: classify, Failed: dmFailed, TTL: pathsTTL}
 	b, err := mpath.New(mpath.Options{
-		Discover: disc.Discover,
-		Open:     mpath.OpenPath,
-		Daemon:   multipathd.New(multipathd.Options{}),
-		Key:      configuredKey,
-		Logger:   log,
+		Discover:   disc.Discover,
+		Rediscover: disc.Look,
+		Open:       mpath.OpenPath,
+		Daemon:     multipathd.New(multipathd.Options{}),
+		Key:        configuredKey,
+		Logger:     log,
 	})
 	return b, disc, err
 }

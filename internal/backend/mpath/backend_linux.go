@@ -56,8 +56,14 @@ type ConfiguredKey struct {
 
 // Options configures a Backend. Discover and Open are required.
 type Options struct {
-	// Discover finds the map behind a received descriptor and its paths.
+	// Discover finds the map behind a received descriptor and its paths. It
+	// may answer from a cache (Discoverer.TTL).
 	Discover func(fd int) (Map, error)
+	// Rediscover, when not nil, finds the map's paths afresh, past any cache
+	// Discover keeps (Discoverer.Look). A PR OUT uses it while a path of the
+	// map is away, so that a path back since the cached look gets the
+	// command (command.lookAgain). nil: Discover.
+	Rediscover func(fd int) (Map, error)
 	// Open opens a path device for SG_IO (see OpenPath).
 	Open func(dev string) (int, error)
 	// SGIO configures the SG_IO sent to the paths (timeout; a fake ioctl in tests).
@@ -176,7 +182,10 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	c := &command{b: b, ctx: ctx, m: m, st: st, cdb: req.CDB, param: req.Param}
+	c := &command{b: b, ctx: ctx, fd: req.FD, m: m, st: st, cdb: req.CDB, param: req.Param}
+	if req.CDB[0] == scsi.OpPersistentReserveOut {
+		c.lookAgain()
+	}
 	c.forgetUnusable()
 	if len(c.usable()) == 0 {
 		return scsi.CheckCondition(scsi.SenseLUNCommFailure), fmt.Errorf("mpath: %s: no usable path (%s)", m.Name, m.describePaths())

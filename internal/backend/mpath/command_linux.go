@@ -15,6 +15,7 @@ import (
 type command struct {
 	b     *Backend
 	ctx   context.Context
+	fd    int // the map's descriptor, for lookAgain
 	m     Map
 	st    *mapState
 	cdb   [wire.CDBSize]byte
@@ -63,6 +64,49 @@ func (c *command) forgetUnusable() {
 			delete(c.st.stale, dev)
 		}
 	}
+}
+
+// lookAgain looks at the map's paths afresh (Options.Rediscover) when the
+// command's look, which may come from Discover's cache, has a path away: a
+// path that came back since must get a PR OUT that changes the map's
+// registrations, because multipathd may have registered it already, with the
+// key it had then (it registers a returning path itself, docs/multipath.md
+// §4). A key change or unregistration that left such a path out would leave
+// it holding the map's previous key, which a host with one nexus never holds
+// (seed 1604 of mpath-diff's fault runs, docs/multipath.md §9). register
+// calls it again after announce: from then on multipathd registers the new
+// key, so a path it registered before is one this look sees back.
+func (c *command) lookAgain() {
+	if c.allUsable() {
+		return
+	}
+	look := c.b.opts.Rediscover
+	if look == nil {
+		look = c.b.opts.Discover
+	}
+	m, err := look(c.fd)
+	if err != nil || m.Name != c.m.Name {
+		c.b.log.Debug("cannot look at the map's paths again; using the first look", "map", c.m.Name, "err", err)
+		return
+	}
+	m = m.forPR()
+	for _, p := range m.Paths {
+		if p.Usable && !slices.ContainsFunc(c.m.Paths, func(q Path) bool { return q.Dev == p.Dev && q.Usable }) {
+			c.b.log.Info("a path is back since the last look at the map: the PR OUT goes there too", "map", c.m.Name, "path", p.Dev, "cmd", scsi.CommandName(c.cdb[:]))
+		}
+	}
+	c.m = m
+	c.forgetUnusable()
+}
+
+// allUsable reports whether every path of the command's look is usable.
+func (c *command) allUsable() bool {
+	for _, p := range c.m.Paths {
+		if !p.Usable {
+			return false
+		}
+	}
+	return true
 }
 
 // leftBehind notes that dev is away: it keeps whatever key it holds until it

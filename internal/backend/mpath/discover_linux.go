@@ -43,27 +43,59 @@ type cachedMap struct {
 
 // Discover implements Options.Discover.
 func (d *Discoverer) Discover(fd int) (Map, error) {
-	info, err := d.Classify(fd)
+	info, err := d.mapInfo(fd)
 	if err != nil {
-		return Map{}, fmt.Errorf("classify: %w", err)
-	}
-	if info.Kind != device.DMMultipath {
-		return Map{}, fmt.Errorf("%s is not a dm-multipath map", info)
+		return Map{}, err
 	}
 	if d.TTL <= 0 {
 		return d.look(info)
-	}
-	now := time.Now
-	if d.Now != nil {
-		now = d.Now
 	}
 	key := [2]uint32{info.Major, info.Minor}
 	d.mu.Lock()
 	c, ok := d.cache[key]
 	d.mu.Unlock()
-	if t := now(); ok && t.Sub(c.at) < d.TTL && !t.Before(c.at) {
+	if t := d.now(); ok && t.Sub(c.at) < d.TTL && !t.Before(c.at) {
 		return c.m.clone(), nil
 	}
+	return d.lookAndKeep(info)
+}
+
+// Look implements Options.Rediscover: it reads the map's paths from sysfs (and
+// device-mapper) now, whatever the cache holds, and keeps what it read for
+// the next Discover.
+func (d *Discoverer) Look(fd int) (Map, error) {
+	info, err := d.mapInfo(fd)
+	if err != nil {
+		return Map{}, err
+	}
+	if d.TTL <= 0 {
+		return d.look(info)
+	}
+	return d.lookAndKeep(info)
+}
+
+// mapInfo classifies fd, which must be a dm-multipath map.
+func (d *Discoverer) mapInfo(fd int) (device.Info, error) {
+	info, err := d.Classify(fd)
+	if err != nil {
+		return info, fmt.Errorf("classify: %w", err)
+	}
+	if info.Kind != device.DMMultipath {
+		return info, fmt.Errorf("%s is not a dm-multipath map", info)
+	}
+	return info, nil
+}
+
+func (d *Discoverer) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+// lookAndKeep looks at the map and caches the result.
+func (d *Discoverer) lookAndKeep(info device.Info) (Map, error) {
+	key := [2]uint32{info.Major, info.Minor}
 	m, err := d.look(info)
 	if err != nil {
 		return m, err
@@ -72,7 +104,7 @@ func (d *Discoverer) Discover(fd int) (Map, error) {
 	if d.cache == nil {
 		d.cache = map[[2]uint32]cachedMap{}
 	}
-	d.cache[key] = cachedMap{m: m.clone(), at: now()}
+	d.cache[key] = cachedMap{m: m.clone(), at: d.now()}
 	d.mu.Unlock()
 	return m, nil
 }

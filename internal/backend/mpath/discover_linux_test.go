@@ -79,6 +79,23 @@ func TestDiscoverer(t *testing.T) {
 	if len(got) != 3 || got["usable"] != 2 || got["scsi_offline"] != 1 || got["not_scsi"] != 1 {
 		t.Fatalf("PathStates = %v", got)
 	}
+	// Look reads sysfs within the TTL too (sdc back), and Discover then
+	// answers with what it read.
+	must(t, os.WriteFile(filepath.Join(root, "block", "sdc", "device", "state"), []byte("running\n"), 0o644))
+	now = now.Add(100 * time.Millisecond)
+	if m, _ := d.Discover(3); m.Paths[1].Usable {
+		t.Fatalf("looked again within the TTL: %+v", m)
+	}
+	if m, err := d.Look(3); err != nil || !m.Paths[1].Usable {
+		t.Fatalf("Look did not read sysfs: %+v %v", m, err)
+	}
+	if m, _ := d.Discover(3); !m.Paths[1].Usable {
+		t.Fatalf("Discover after Look: %+v", m)
+	}
+	info = device.Info{Kind: device.SCSIDisk, Name: "sdb"}
+	if _, err := d.Look(3); err == nil {
+		t.Fatal("Look accepted an sd as a map")
+	}
 }
 
 func must(t *testing.T, err error) {

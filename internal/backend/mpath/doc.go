@@ -126,7 +126,7 @@
 //     differential counts these steps apart and measures how long the map
 //     takes to match the reference after the path returns (mpath-diff.sh
 //     allows 10 s; prhelper sees a path again within pathsTTL, 1 s, of
-//     multipathd reinstating it). One case does not converge: the map
+//     multipathd reinstating it, and at once for a PR OUT: lookAgain). One case does not converge: the map
 //     unregisters while a path is away and no all-registrants reservation is
 //     held; if another host then makes one, the path's old registration keeps
 //     it alive after that host leaves (1 of 1000 seeds of

@@ -2,10 +2,14 @@ package mpath
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/kernel/device"
 	"github.com/prhelper/prhelper/internal/kernel/sgio"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
@@ -288,4 +292,126 @@ func TestDMFailedRunningPathServesPR(t *testing.T) {
 	if got := r.l.keysOf("sdb", "sdc"); !slices.Equal(got, []uint64{0, 0}) {
 		t.Fatalf("keys %x after the unregister, want none", got)
 	}
+}
+
+// Seed 1604 of mpath-diff's fault runs, steps 240-260 of a check run
+// (docs/multipath.md §9): path sdc is away while the map changes its key to
+// a2; it comes back, and multipathd, told a2, registers it with a2 (it reads
+// the LU's keys through the path, finds its key, and registers the path with
+// REGISTER AND IGNORE EXISTING KEY). prhelper's look at the map's paths is
+// still the cached one of less than pathsTTL ago, with sdc away. The guest
+// then changes the key to a1 (or unregisters): a host with one nexus holds
+// a1 (or nothing) afterwards, so every nexus of the map must. Before the fix
+// the change went to sdb only and sdc kept a2: READ KEYS through the map said
+// [a1 a2]; after an unregistration sdc kept a2 for good (its catch-up
+// removes only the key it was left holding, a1).
+func TestKeyChangeReachesPathBackWithinTTL(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		param []byte
+		want  uint64
+	}{{"new key", params(0xa2, 0xa1, 0), 0xa1}, {"unregister", params(0xa2, 0, 0), 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t, "sdb", "sdc")
+			root := t.TempDir()
+			state := func(dev, s string) {
+				t.Helper()
+				must(t, os.MkdirAll(filepath.Join(root, "block", dev, "device"), 0o755))
+				must(t, os.MkdirAll(filepath.Join(root, "block", "dm-0", "slaves", dev), 0o755))
+				must(t, os.WriteFile(filepath.Join(root, "block", dev, "device", "state"), []byte(s+"\n"), 0o644))
+			}
+			state("sdb", "running")
+			state("sdc", "running")
+			now := time.Unix(1000, 0)
+			disc := &Discoverer{SysfsRoot: root, TTL: time.Second, Now: func() time.Time { return now },
+				Classify: func(int) (device.Info, error) {
+					return device.Info{Kind: device.DMMultipath, Name: "dm-0", DMName: "mpatha", DMUUID: "mpath-36001405abc"}, nil
+				}}
+			b, err := New(Options{Discover: disc.Discover, Rediscover: disc.Look, Open: r.l.open,
+				SGIO: sgio.Options{Ioctl: r.l.ioctl}, Daemon: r.l})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.b = b
+
+			r.mustOut(scsi.SARegister, 0, params(0, 0xa1, 0))
+			r.otherOut(scsi.SARegister, 0, params(0, 0xb1, 0))
+			// sdc away (SCSI device offline), seen by the map's next look.
+			state("sdc", "offline")
+			r.l.setDown("sdc", true)
+			now = now.Add(2 * time.Second)
+			r.mustOut(scsi.SARegister, 0, params(0xa1, 0, 0))
+			r.mustOut(scsi.SARegisterAndIgnoreExisting, 0, params(0, 0xa2, 0))
+			eqKeys(t, "while sdc is away", r.l.keysOf("sdb", "sdc"), 0xa2, 0xa1)
+			if last := r.l.daemon[len(r.l.daemon)-2]; last != "setprkey mpatha 0xa2 false" {
+				t.Fatalf("multipathd last told %q, want the key a2", last)
+			}
+
+			// sdc back, 0.5 s after the map's last look; multipathd registers it
+			// with the key it was told.
+			state("sdc", "running")
+			r.l.setDown("sdc", false)
+			now = now.Add(500 * time.Millisecond)
+			multipathdRegisters(t, r.l, "sdc", 0xa2)
+			eqKeys(t, "after multipathd registered sdc", r.l.keysOf("sdb", "sdc"), 0xa2, 0xa2)
+
+			r.mustOut(scsi.SARegisterAndIgnoreExisting, 0, tc.param)
+			eqKeys(t, "after the guest's REGISTER", r.l.keysOf("sdb", "sdc"), tc.want, tc.want)
+			want := []uint64{0xb1}
+			if tc.want != 0 {
+				want = []uint64{tc.want, 0xb1}
+			}
+			if got := readKeysSet(t, r); !slices.Equal(got, want) {
+				t.Fatalf("READ KEYS through the map: %x, want %x (a host with one nexus)", got, want)
+			}
+			// And later, the cache long expired: still in line.
+			now = now.Add(5 * time.Second)
+			r.in(scsi.SAReadKeys, 8192)
+			eqKeys(t, "later", r.l.keysOf("sdb", "sdc"), tc.want, tc.want)
+		})
+	}
+}
+
+// multipathdRegisters does what multipathd does for a path that comes back
+// when it has the map's key (reservation_key file, prstatus set): READ KEYS
+// through the path, and when key is among them, REGISTER AND IGNORE EXISTING
+// KEY with key on that path, again after a unit attention.
+func multipathdRegisters(t *testing.T, l *lu, dev string, key uint64) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.nexus[l.dev[dev]]
+	in := scsi.PRInCDB(scsi.SAReadKeys, 8192)
+	var res pr.Result
+	for try := 0; try < 3; try++ {
+		if res = pr.Execute(pr.LIO(), &l.st, n, in[:], nil); !isUnitAttention(res) {
+			break
+		}
+	}
+	keys, err := scsi.DecodeKeys(res.Data)
+	if res.Status != scsi.StatusGood || err != nil || !slices.Contains(keys.Keys, key) {
+		t.Fatalf("multipathd's READ KEYS through %s: %#x %v %v", dev, res.Status, keys.Keys, err)
+	}
+	out := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
+	for try := 0; try < 3; try++ {
+		if res = pr.Execute(pr.LIO(), &l.st, n, out[:], params(0, key, 0)); !isUnitAttention(res) {
+			break
+		}
+	}
+	if res.Status != scsi.StatusGood {
+		t.Fatalf("multipathd's REGISTER AND IGNORE on %s: %#x", dev, res.Status)
+	}
+}
+
+// readKeysSet is READ KEYS through the map as a sorted set of distinct keys
+// (the map's paths folded into one host, as mpdiff does).
+func readKeysSet(t *testing.T, r *rig) []uint64 {
+	t.Helper()
+	keys, err := scsi.DecodeKeys(r.in(scsi.SAReadKeys, 8192).Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := slices.Clone(keys.Keys)
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -101,6 +101,7 @@ func (c *command) register() sgio.Outcome {
 	}
 	if sark != c.st.key || (sark != 0 && aptpl != c.st.aptpl) {
 		c.announce(sark, aptpl)
+		c.lookAgain()
 	}
 	var good []string
 	var first sgio.Outcome
@@ -547,6 +548,7 @@ func (c *command) registerAndMove() sgio.Outcome {
 	dev := ""
 	if len(c.param) > 17 && c.param[17]&scsi.MoveUnreg != 0 && c.st.key != 0 {
 		c.announce(0, c.st.aptpl)
+		c.lookAgain()
 	}
 	for _, d := range c.usable() {
 		o = c.send(d, c.cdb, c.param)
