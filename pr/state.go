@@ -57,6 +57,13 @@ type Registration struct {
 	// carries into a reservation it later receives by a move
 	// (Profile.MoveSourceScope, docs/spc4-pr.md §14 D28); 0 otherwise.
 	StaleScope byte `json:"stale_scope,omitempty"`
+	// FlagCleared records that LIO's "registered" flag of this registration's
+	// initiator device at its target port was cleared when another of that
+	// device's registrations there was removed, and not set since by a new
+	// one (Profile.SharedRegisteredFlag, docs/spc4-pr.md §14 D29): the
+	// reservation check counts the nexus as unregistered. The engine keeps it
+	// equal on every registration of one device at one port.
+	FlagCleared bool `json:"flag_cleared,omitempty"`
 }
 
 // Reservation is the persistent reservation (SPC-4 §5.7.9).
@@ -366,8 +373,10 @@ func (st *State) holderIndex() int {
 
 // removeRegs removes the registrations for which drop returns true, keeping the
 // order of the others, and returns the removed ones and whether the holder's
-// registration (holderIndex) was among them.
-func (st *State) removeRegs(drop func(i int, r Registration) bool) (gone []Registration, holderGone bool) {
+// registration (holderIndex) was among them. Under SharedRegisteredFlag (D29)
+// the registrations left of a removed one's initiator device at its port lose
+// LIO's "registered" flag.
+func (st *State) removeRegs(p Profile, drop func(i int, r Registration) bool) (gone []Registration, holderGone bool) {
 	h := st.holderIndex()
 	var kept []Registration
 	for i, r := range st.Registrations {
@@ -379,7 +388,34 @@ func (st *State) removeRegs(drop func(i int, r Registration) bool) (gone []Regis
 		}
 	}
 	st.Registrations = kept
+	for _, r := range gone {
+		st.setRegisteredFlag(p, r.Nexus, false)
+	}
 	return gone, holderGone
+}
+
+// addReg appends registration r; under SharedRegisteredFlag (D29) adding it
+// sets LIO's "registered" flag of its initiator device at its port again, for
+// every registration there.
+func (st *State) addReg(p Profile, r Registration) {
+	r.FlagCleared = false
+	st.Registrations = append(st.Registrations, r)
+	st.setRegisteredFlag(p, r.Nexus, true)
+}
+
+// setRegisteredFlag sets (on) or clears LIO's "registered" flag of n's
+// initiator device at n's target port (one node ACL LUN entry): FlagCleared on
+// every registration of that device at that port (Profile.SharedRegisteredFlag,
+// D29). Nothing changes without the profile field.
+func (st *State) setRegisteredFlag(p Profile, n Nexus, on bool) {
+	if !p.SharedRegisteredFlag {
+		return
+	}
+	for i, r := range st.Registrations {
+		if r.Nexus.RTPI == n.RTPI && r.Nexus.Initiator.SameNode(n.Initiator) {
+			st.Registrations[i].FlagCleared = !on
+		}
+	}
 }
 
 // fixHolder restores the holder invariant after removeRegs reported the
