@@ -67,7 +67,7 @@ func registerAndMove(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 		return checkCondition(senseInsufficientRegistrations)
 	}
 	if d < 0 {
-		st.addReg(p, Registration{Nexus: dest, Key: pp.sark, APTPL: pp.aptpl})
+		st.addRegs(p, Registration{Nexus: dest, Key: pp.sark, APTPL: pp.aptpl})
 		d = len(st.Registrations) - 1
 	} else {
 		// Current LIO overwrites an existing destination key with SARK.

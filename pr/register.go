@@ -37,10 +37,8 @@ func register(p Profile, st *State, n Nexus, sa byte, pp *prOutParams) Result {
 		}
 		// All or nothing: nothing was added before every TransportID checked
 		// out. LIO bumps the generation once per registration created.
-		for _, r := range regs {
-			st.addReg(p, r)
-			st.Generation++
-		}
+		st.addRegs(p, regs...)
+		st.Generation += uint32(len(regs))
 		st.APTPL = pp.aptpl
 		return good
 	}

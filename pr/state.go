@@ -388,31 +388,49 @@ func (st *State) removeRegs(p Profile, drop func(i int, r Registration) bool) (g
 		}
 	}
 	st.Registrations = kept
-	for _, r := range gone {
-		st.setRegisteredFlag(p, r.Nexus, false)
-	}
+	st.setRegisteredFlag(p, gone, false)
 	return gone, holderGone
 }
 
-// addReg appends registration r; under SharedRegisteredFlag (D29) adding it
-// sets LIO's "registered" flag of its initiator device at its port again, for
+// addRegs appends regs; under SharedRegisteredFlag (D29) adding them sets
+// LIO's "registered" flag of each one's initiator device at its port again, for
 // every registration there.
-func (st *State) addReg(p Profile, r Registration) {
-	r.FlagCleared = false
-	st.Registrations = append(st.Registrations, r)
-	st.setRegisteredFlag(p, r.Nexus, true)
+func (st *State) addRegs(p Profile, regs ...Registration) {
+	for _, r := range regs {
+		r.FlagCleared = false
+		st.Registrations = append(st.Registrations, r)
+	}
+	st.setRegisteredFlag(p, regs, true)
 }
 
-// setRegisteredFlag sets (on) or clears LIO's "registered" flag of n's
-// initiator device at n's target port (one node ACL LUN entry): FlagCleared on
-// every registration of that device at that port (Profile.SharedRegisteredFlag,
-// D29). Nothing changes without the profile field.
-func (st *State) setRegisteredFlag(p Profile, n Nexus, on bool) {
-	if !p.SharedRegisteredFlag {
+// nodePort is one LIO node ACL LUN entry: an initiator device (SameNode) at a
+// target port.
+type nodePort struct {
+	protocol byte
+	name     string
+	addr     uint64
+	rtpi     uint16
+}
+
+func nodePortOf(n Nexus) nodePort {
+	return nodePort{n.Initiator.Protocol, n.Initiator.Name, n.Initiator.Addr, n.RTPI}
+}
+
+// setRegisteredFlag sets (on) or clears LIO's "registered" flag of the
+// initiator device at the target port of each of regs: FlagCleared on every
+// registration of st of such a device at such a port
+// (Profile.SharedRegisteredFlag, D29). One pass over st, whatever the number
+// of registrations. Nothing changes without the profile field.
+func (st *State) setRegisteredFlag(p Profile, regs []Registration, on bool) {
+	if !p.SharedRegisteredFlag || len(regs) == 0 || len(st.Registrations) == 0 {
 		return
 	}
+	entries := make(map[nodePort]bool, len(regs))
+	for _, r := range regs {
+		entries[nodePortOf(r.Nexus)] = true
+	}
 	for i, r := range st.Registrations {
-		if r.Nexus.RTPI == n.RTPI && r.Nexus.Initiator.SameNode(n.Initiator) {
+		if entries[nodePortOf(r.Nexus)] {
 			st.Registrations[i].FlagCleared = !on
 		}
 	}
