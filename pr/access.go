@@ -134,9 +134,13 @@ func (st *State) accessHolder(n Nexus) bool {
 // NodeACLGranularity (D16) it is LIO's DEF_PR_REG_ACTIVE flag: any registration
 // of the nexus's initiator device at its target port, forced off when the holder
 // is that device with another ISID; otherwise the nexus itself is registered.
+// Under SharedRegisteredFlag (D29) a registration whose flag removal cleared
+// (Registration.FlagCleared) does not count.
 func (st *State) accessRegistered(p Profile, n Nexus) bool {
+	flagged := func(r Registration) bool { return !p.SharedRegisteredFlag || !r.FlagCleared }
 	if !p.NodeACLGranularity {
-		return st.regFor(n) >= 0
+		i := st.regFor(n)
+		return i >= 0 && flagged(st.Registrations[i])
 	}
 	if h := st.holderIndex(); h >= 0 {
 		hn := st.Registrations[h].Nexus
@@ -147,7 +151,7 @@ func (st *State) accessRegistered(p Profile, n Nexus) bool {
 	}
 	for _, r := range st.Registrations {
 		if r.Nexus.RTPI == n.RTPI && r.Nexus.Initiator.SameNode(n.Initiator) {
-			return true
+			return flagged(r)
 		}
 	}
 	return false

@@ -15,7 +15,7 @@ func Clear(p Profile, st *State) bool {
 		return false
 	}
 	st.Reservation = nil
-	gone, _ := st.removeRegs(func(int, Registration) bool { return true })
+	gone, _ := st.removeRegs(p, func(int, Registration) bool { return true })
 	for _, r := range gone {
 		st.addUA(p, r.Nexus, ascqReservationsPreempted)
 	}

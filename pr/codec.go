@@ -17,7 +17,8 @@ import (
 //	flags      = bit 0 APTPL, bit 1 a reservation follows, bit 2 an SPC-2 holder follows,
 //	             bit 3 the reservation has a stale scope
 //	registrations = uvarint(n) n × (nexus key(8 bytes, big endian) regflags(1 byte) stale?)
-//	regflags   = bit 0 ALL_TG_PT, bit 1 APTPL, bit 2 a stale scope follows
+//	regflags   = bit 0 ALL_TG_PT, bit 1 APTPL, bit 2 a stale scope follows,
+//	             bit 3 LIO's "registered" flag is cleared (FlagCleared, D29)
 //	reservation = nexus type(1 byte) scope(1 byte) stale?
 //	stale      = StaleScope (1 byte, non-zero; Profile.MoveSourceScope, docs/spc4-pr.md §14 D28)
 //	spc2holder = nexus
@@ -29,8 +30,8 @@ import (
 //	string     = uvarint(length) bytes
 //
 // Nothing may follow the last port. A change of meaning gets a new version byte.
-// The stale-scope bits were added within version 2: earlier helpers read every
-// state without them and refuse one with them (unknown flags).
+// The stale-scope bits and regflags bit 3 were added within version 2: earlier
+// helpers read every state without them and refuse one with them (unknown flags).
 const binaryVersion = 2
 
 const (
@@ -42,6 +43,7 @@ const (
 	regAllTgPt = 1 << 0
 	regAPTPL   = 1 << 1
 	regStale   = 1 << 2
+	regCleared = 1 << 3
 )
 
 // appendBinary appends the version 2 encoding of st to b.
@@ -75,6 +77,9 @@ func (st *State) appendBinary(b []byte) []byte {
 		}
 		if r.StaleScope != 0 {
 			rf |= regStale
+		}
+		if r.FlagCleared {
+			rf |= regCleared
 		}
 		b = append(b, rf)
 		if r.StaleScope != 0 {
@@ -256,10 +261,10 @@ func decodeBinary(b []byte) (State, error) {
 			r := &st.Registrations[i]
 			r.Nexus, r.Key = d.nexus(), d.uint64BE()
 			rf := d.byte()
-			if rf&^(regAllTgPt|regAPTPL|regStale) != 0 {
+			if rf&^(regAllTgPt|regAPTPL|regStale|regCleared) != 0 {
 				d.fail("registration %d: unknown flags %#x", i, rf)
 			}
-			r.AllTgPt, r.APTPL = rf&regAllTgPt != 0, rf&regAPTPL != 0
+			r.AllTgPt, r.APTPL, r.FlagCleared = rf&regAllTgPt != 0, rf&regAPTPL != 0, rf&regCleared != 0
 			if rf&regStale != 0 {
 				r.StaleScope = d.stale()
 			}

@@ -152,6 +152,7 @@ func TestProfiles(t *testing.T) {
 		{"D26", l.NoDataPROutByDirection, s.NoDataPROutByDirection},
 		{"D27", l.SpecIPTDuplicates, s.SpecIPTDuplicates},
 		{"D28", l.MoveSourceScope, s.MoveSourceScope},
+		{"D29", l.SharedRegisteredFlag, s.SharedRegisteredFlag},
 	}
 	for _, d := range differ {
 		if d.a == d.b {

@@ -16,7 +16,7 @@ func Remove(p Profile, st *State, drop func(Registration) bool) []Registration {
 	if st == nil {
 		return nil
 	}
-	gone, holderGone := st.removeRegs(func(_ int, r Registration) bool { return drop(r) })
+	gone, holderGone := st.removeRegs(p, func(_ int, r Registration) bool { return drop(r) })
 	if len(gone) == 0 {
 		return nil
 	}

@@ -99,6 +99,7 @@ func fuzzCommand(t *testing.T, p Profile, st *State, r *byteReader) {
 		}
 	}
 	checkInvariants(t, st, beforeGen)
+	checkRegisteredFlag(t, p, st)
 	switch res.Status {
 	case scsi.StatusGood, scsi.StatusCheckCondition, scsi.StatusReservationConflict:
 	default:
@@ -179,6 +180,24 @@ func fuzzPROut(r *byteReader) ([]byte, []byte) {
 	c := scsi.PROutCDB(sa, 0, 0, pll)
 	c[2] = byte2
 	return c[:], p
+}
+
+// checkRegisteredFlag checks that the engine keeps LIO's "registered" flag
+// (Registration.FlagCleared, D29) one per initiator device and target port:
+// equal on every registration of the device at the port, and never set
+// without Profile.SharedRegisteredFlag.
+func checkRegisteredFlag(t *testing.T, p Profile, st *State) {
+	t.Helper()
+	for i, a := range st.Registrations {
+		if a.FlagCleared && !p.SharedRegisteredFlag {
+			t.Fatalf("registration %d (%s) has FlagCleared under profile %s", i, a.Nexus, p.Name)
+		}
+		for j, b := range st.Registrations[:i] {
+			if a.Nexus.RTPI == b.Nexus.RTPI && a.Nexus.Initiator.SameNode(b.Nexus.Initiator) && a.FlagCleared != b.FlagCleared {
+				t.Fatalf("registrations %d and %d of one device at port %d disagree on FlagCleared", j, i, a.Nexus.RTPI)
+			}
+		}
+	}
 }
 
 // checkInvariants checks what must hold after every command.

@@ -67,7 +67,7 @@ func registerAndMove(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 		return checkCondition(senseInsufficientRegistrations)
 	}
 	if d < 0 {
-		st.Registrations = append(st.Registrations, Registration{Nexus: dest, Key: pp.sark, APTPL: pp.aptpl})
+		st.addRegs(p, Registration{Nexus: dest, Key: pp.sark, APTPL: pp.aptpl})
 		d = len(st.Registrations) - 1
 	} else {
 		// Current LIO overwrites an existing destination key with SARK.
@@ -83,7 +83,7 @@ func registerAndMove(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 	}
 	if pp.unreg {
 		// The caller's registration, not a second one of its nexus (D27).
-		st.removeRegs(func(j int, _ Registration) bool { return j == i })
+		st.removeRegs(p, func(j int, _ Registration) bool { return j == i })
 	}
 	st.APTPL = pp.aptpl
 	return good

@@ -6,7 +6,8 @@ package pr
 // registrations and the reservation survive; the generation restarts at the
 // number of registrations under RestoreCountsGeneration (LIO re-adds each one
 // with a bump) and is kept otherwise. Either way the SPC-2 reservation and every
-// pending unit attention are gone, and the target ports are kept.
+// pending unit attention are gone, and the target ports are kept; so is every
+// registration's cleared "registered" flag (Registration.FlagCleared, D29).
 func PowerOn(p Profile, st *State) {
 	if st == nil {
 		return
@@ -19,5 +20,9 @@ func PowerOn(p Profile, st *State) {
 	st.UnitAttentions = nil
 	if p.RestoreCountsGeneration {
 		st.Generation = uint32(len(st.Registrations))
+	}
+	// LIO re-adds each registration, which sets its "registered" flag (D29).
+	for i := range st.Registrations {
+		st.Registrations[i].FlagCleared = false
 	}
 }

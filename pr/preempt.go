@@ -44,7 +44,7 @@ func preempt(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 	// registration of the caller's nexus (D27) is another registration.
 	old := *res
 	ci := i
-	gone, _ := st.removeRegs(func(j int, r Registration) bool {
+	gone, _ := st.removeRegs(p, func(j int, r Registration) bool {
 		drop := j != i && r.Key == pp.sark
 		if drop && j < i {
 			ci--
@@ -92,7 +92,7 @@ func preemptRegistrations(p Profile, st *State, i int, typ, scope byte, sark uin
 	// Only the caller's own registration goes without a unit attention: a
 	// second registration of its nexus (D27) is told like any other.
 	var told []Nexus
-	gone, holderGone := st.removeRegs(func(j int, r Registration) bool {
+	gone, holderGone := st.removeRegs(p, func(j int, r Registration) bool {
 		var drop bool
 		if !ar {
 			drop = r.Key == sark && (j != i || p.PreemptRemovesCaller)

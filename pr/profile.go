@@ -3,7 +3,7 @@ package pr
 import "github.com/prhelper/prhelper/scsi"
 
 // Profile selects, point by point, whose behaviour the engine reproduces where
-// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D28). Every deviation the
+// LIO, SCST and SPC-4 disagree (docs/spc4-pr.md §14, D1-D29). Every deviation the
 // engine makes reads one of these fields; there is no other switch. LIO() is the
 // default and is byte-exact to the Linux target (current, ≥ 6.12); SPC4() takes
 // the standard's side (SCST's where the standard is silent).
@@ -182,6 +182,22 @@ type Profile struct {
 	// Seen in the lab (tools/prgen -move-no-unreg). LIO true, SCST false, SPC-4 false.
 	MoveSourceScope bool
 
+	// SharedRegisteredFlag (D29): the reservation check (§10) reads
+	// "registered" from one flag per initiator device and target port (LIO's
+	// DEF_PR_REG_ACTIVE of the node ACL's LUN entry), which adding any
+	// registration of that device at that port sets and removing any clears.
+	// A nexus that keeps a registration after another registration of its
+	// device at its port went away (a D27 duplicate, or another ISID of an
+	// iSCSI initiator) is judged unregistered: its CLEAR, PREEMPT and RELEASE
+	// conflict while a reservation exists, and under the registrants-only and
+	// all-registrants types it loses a registrant's access, until a new
+	// registration of the device at that port is added or a restart re-adds
+	// them (Registration.FlagCleared). The PR OUT handlers still find the
+	// registration. SPC-4 §5.7.1: a nexus is registered while it has a
+	// registration. Seen in the lab (tools/prgen with every flag on, seeds
+	// 5004, 5005, 5022). LIO true, SCST false, SPC-4 false.
+	SharedRegisteredFlag bool
+
 	// RestoreCountsGeneration (§11): after a power cycle with APTPL active the
 	// generation restarts at 0 and goes up by one per restored registration, as
 	// LIO re-adds them; false keeps the persisted generation, as SCST does.
@@ -262,6 +278,7 @@ func LIO() Profile {
 		NoDataPROutByDirection:              true,
 		SpecIPTDuplicates:                   true,
 		MoveSourceScope:                     true,
+		SharedRegisteredFlag:                true,
 		RestoreCountsGeneration:             true,
 		EnforcePRISIDs:                      true,
 	}
@@ -300,6 +317,7 @@ func SPC4() Profile {
 		NoDataPROutByDirection:              false,
 		SpecIPTDuplicates:                   false,
 		MoveSourceScope:                     false,
+		SharedRegisteredFlag:                false,
 		RestoreCountsGeneration:             false,
 		EnforcePRISIDs:                      false,
 	}

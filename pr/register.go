@@ -37,10 +37,8 @@ func register(p Profile, st *State, n Nexus, sa byte, pp *prOutParams) Result {
 		}
 		// All or nothing: nothing was added before every TransportID checked
 		// out. LIO bumps the generation once per registration created.
-		for _, r := range regs {
-			st.Registrations = append(st.Registrations, r)
-			st.Generation++
-		}
+		st.addRegs(p, regs...)
+		st.Generation += uint32(len(regs))
 		st.APTPL = pp.aptpl
 		return good
 	}
@@ -88,7 +86,7 @@ func unregister(p Profile, st *State, i int, pp *prOutParams) Result {
 	if st.Reservation != nil {
 		resType = st.Reservation.Type
 	}
-	_, holderGone := st.removeRegs(func(j int, r Registration) bool { return j == i || sibling(j, r) })
+	_, holderGone := st.removeRegs(p, func(j int, r Registration) bool { return j == i || sibling(j, r) })
 	if st.fixHolder(holderGone) && registrantsOnly(resType) {
 		for _, r := range st.Registrations {
 			st.addUA(p, r.Nexus, ascqReservationsReleased)

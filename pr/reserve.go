@@ -86,7 +86,7 @@ func clearAll(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 		return conflict
 	}
 	st.Reservation = nil
-	gone, _ := st.removeRegs(func(int, Registration) bool { return true })
+	gone, _ := st.removeRegs(p, func(int, Registration) bool { return true })
 	for j, r := range gone {
 		if j != i {
 			st.addUA(p, r.Nexus, ascqReservationsPreempted)

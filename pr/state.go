@@ -57,6 +57,13 @@ type Registration struct {
 	// carries into a reservation it later receives by a move
 	// (Profile.MoveSourceScope, docs/spc4-pr.md §14 D28); 0 otherwise.
 	StaleScope byte `json:"stale_scope,omitempty"`
+	// FlagCleared records that LIO's "registered" flag of this registration's
+	// initiator device at its target port was cleared when another of that
+	// device's registrations there was removed, and not set since by a new
+	// one (Profile.SharedRegisteredFlag, docs/spc4-pr.md §14 D29): the
+	// reservation check counts the nexus as unregistered. The engine keeps it
+	// equal on every registration of one device at one port.
+	FlagCleared bool `json:"flag_cleared,omitempty"`
 }
 
 // Reservation is the persistent reservation (SPC-4 §5.7.9).
@@ -366,8 +373,10 @@ func (st *State) holderIndex() int {
 
 // removeRegs removes the registrations for which drop returns true, keeping the
 // order of the others, and returns the removed ones and whether the holder's
-// registration (holderIndex) was among them.
-func (st *State) removeRegs(drop func(i int, r Registration) bool) (gone []Registration, holderGone bool) {
+// registration (holderIndex) was among them. Under SharedRegisteredFlag (D29)
+// the registrations left of a removed one's initiator device at its port lose
+// LIO's "registered" flag.
+func (st *State) removeRegs(p Profile, drop func(i int, r Registration) bool) (gone []Registration, holderGone bool) {
 	h := st.holderIndex()
 	var kept []Registration
 	for i, r := range st.Registrations {
@@ -379,7 +388,52 @@ func (st *State) removeRegs(drop func(i int, r Registration) bool) (gone []Regis
 		}
 	}
 	st.Registrations = kept
+	st.setRegisteredFlag(p, gone, false)
 	return gone, holderGone
+}
+
+// addRegs appends regs; under SharedRegisteredFlag (D29) adding them sets
+// LIO's "registered" flag of each one's initiator device at its port again, for
+// every registration there.
+func (st *State) addRegs(p Profile, regs ...Registration) {
+	for _, r := range regs {
+		r.FlagCleared = false
+		st.Registrations = append(st.Registrations, r)
+	}
+	st.setRegisteredFlag(p, regs, true)
+}
+
+// nodePort is one LIO node ACL LUN entry: an initiator device (SameNode) at a
+// target port.
+type nodePort struct {
+	protocol byte
+	name     string
+	addr     uint64
+	rtpi     uint16
+}
+
+func nodePortOf(n Nexus) nodePort {
+	return nodePort{n.Initiator.Protocol, n.Initiator.Name, n.Initiator.Addr, n.RTPI}
+}
+
+// setRegisteredFlag sets (on) or clears LIO's "registered" flag of the
+// initiator device at the target port of each of regs: FlagCleared on every
+// registration of st of such a device at such a port
+// (Profile.SharedRegisteredFlag, D29). One pass over st, whatever the number
+// of registrations. Nothing changes without the profile field.
+func (st *State) setRegisteredFlag(p Profile, regs []Registration, on bool) {
+	if !p.SharedRegisteredFlag || len(regs) == 0 || len(st.Registrations) == 0 {
+		return
+	}
+	entries := make(map[nodePort]bool, len(regs))
+	for _, r := range regs {
+		entries[nodePortOf(r.Nexus)] = true
+	}
+	for i, r := range st.Registrations {
+		if entries[nodePortOf(r.Nexus)] {
+			st.Registrations[i].FlagCleared = !on
+		}
+	}
 }
 
 // fixHolder restores the holder invariant after removeRegs reported the

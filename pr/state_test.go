@@ -160,24 +160,26 @@ func TestPowerOn(t *testing.T) {
 	PowerOn(LIO(), nil)
 }
 
-// quirkState holds what D27 and D28 leave behind: two registrations of one
-// nexus and stale scopes (not in sync: a codec test, not an engine state).
+// quirkState holds what D27, D28 and D29 leave behind: two registrations of one
+// nexus, stale scopes and a cleared "registered" flag (not in sync: a codec
+// test, not an engine state).
 func quirkState() State {
 	a := Nexus{Initiator: SASInitiator(0x5001405b00000001), RTPI: 1}
 	return State{
 		Generation: 3,
 		Registrations: []Registration{
 			{Nexus: a, Key: 0xa1, StaleScope: scsi.TypeExclusiveAccess},
-			{Nexus: a, Key: 0xa1},
+			{Nexus: a, Key: 0xa1, FlagCleared: true},
 		},
 		Reservation: &Reservation{Holder: a, Type: scsi.TypeWriteExclusive, StaleScope: scsi.TypeWriteExclusiveRegOnly},
 	}
 }
 
-// TestStateStaleScopeAndDuplicates round-trips what the LIO profile's D27 and
-// D28 leave in a state (docs/spc4-pr.md §14): two registrations of one nexus, a
-// registration's stale scope and the reservation's, through both encodings, and
-// pins the binary bytes of the stale-scope fields.
+// TestStateStaleScopeAndDuplicates round-trips what the LIO profile's D27, D28
+// and D29 leave in a state (docs/spc4-pr.md §14): two registrations of one
+// nexus, a registration's stale scope and the reservation's, a cleared
+// "registered" flag, through both encodings, and pins the binary bytes of the
+// stale-scope and flag fields.
 func TestStateStaleScopeAndDuplicates(t *testing.T) {
 	st := quirkState()
 	if err := st.Validate(); err != nil {
@@ -190,7 +192,7 @@ func TestStateStaleScopeAndDuplicates(t *testing.T) {
 	nexus := "06" + "00" + "00" + "81808080b08bd08050" + "01" // SAS 0x5001405b00000001 at port 1
 	want := "02" + "03" + "0a" +                              // version, generation 3, flags reservation|reservation stale scope
 		"02" + nexus + "00000000000000a1" + "04" + "03" + // stale scope 3 follows
-		nexus + "00000000000000a1" + "00" +
+		nexus + "00000000000000a1" + "08" + // FlagCleared (D29)
 		nexus + "01" + "00" + "05" + // WE, scope 0, stale scope 5
 		"00" + "00"
 	if got := hex.EncodeToString(b); got != want {

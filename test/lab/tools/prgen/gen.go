@@ -89,8 +89,13 @@ var outNames = map[byte]string{
 // (pr.Profile.SpecIPTDuplicates, docs/spc4-pr.md §14.2 D27); pr.SPC4() skips
 // the repeat. Found by prgen in the lab (three seeds with an earlier revision
 // of this generator); testdata/former-dup-tids-seed1007-n3.txt.gz replays one
-// (step 339). Off by default (the generator's defaults are SPC-4's common
-// ground); tests/emulate-vs-lio.sh turns it on.
+// (step 339). When one of the two registrations goes, LIO's reservation
+// check counts the nexus as unregistered though the other remains
+// (pr.Profile.SharedRegisteredFlag, docs/spc4-pr.md §14.4 D29): found with
+// every flag on (seeds 5004, 5005 and 5022, 3-4 initiators;
+// testdata/lio-seed5004-n3-all.txt.gz and its two siblings replay them).
+// Off by default (the generator's defaults are SPC-4's common ground);
+// tests/emulate-vs-lio.sh turns it on.
 //
 // An earlier engine answered RESERVATION CONFLICT to a PREEMPT under an
 // all-registrants reservation whose SARK matched only the caller's own key, where
