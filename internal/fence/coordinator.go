@@ -193,28 +193,29 @@ type Wait struct {
 // ones and those of earlier evictions: no PR OUT is acknowledged while an
 // eviction on its logical unit is not confirmed (docs/fencing.md).
 func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *Wait, err error) {
-	stBytes, pending, err := Decode(cur)
-	if err != nil {
-		return nil, false, res, nil, err
+	return c.StepWhere(cur, n, cdb, exec, nil)
+}
+
+// StepWhere is Step with the victims' rights judged by refused (EvictedWhere)
+// instead of the access table of the state exec leaves; nil means that table.
+// It is for a change exec only mirrors from real storage the engine does not
+// stand for: the loss of a host's key on a real LUN, whose rights the LUN
+// decides (docs/virtual-initiators.md §7).
+func (c *Coordinator) StepWhere(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result, refused func(after *pr.State, v pr.Nexus) bool) (next []byte, changed bool, res pr.Result, wait *Wait, err error) {
+	if refused == nil {
+		refused = func(after *pr.State, v pr.Nexus) bool { return !MayWrite(c.o.Profile, after, v) }
 	}
-	var st pr.State
-	if stBytes != nil {
-		if err := st.UnmarshalBinary(stBytes); err != nil {
-			return nil, false, res, nil, err
+	next, changed, res, err = applyStored(cur, func(st *pr.State, pending []Record) (pr.Result, []Record) {
+		before := copyState(st)
+		res := exec(st)
+		c.noteRegistered(st)
+		if res.Status != scsi.StatusGood || len(cdb) == 0 || cdb[0] != scsi.OpPersistentReserveOut {
+			return res, pending
 		}
-	}
-	before := copyState(&st)
-	res = exec(&st)
-	c.noteRegistered(&st)
-	nextState, err := st.MarshalBinary()
-	if err != nil {
-		return nil, false, res, nil, err
-	}
-	if res.Status == scsi.StatusGood && len(cdb) > 0 && cdb[0] == scsi.OpPersistentReserveOut {
 		if c.o.Policy != nil {
 			now := c.o.Now().UnixNano()
 			evictor := InitiatorName(n.Initiator)
-			for _, v := range Evicted(c.o.Profile, &before, &st, n) {
+			for _, v := range EvictedWhere(&before, st, n, func(v pr.Nexus) bool { return refused(st, v) }) {
 				name := InitiatorName(v.Initiator)
 				if slices.ContainsFunc(pending, func(r Record) bool { return r.Victim == name && r.Created == now }) {
 					continue // two nexuses of one initiator: one fence
@@ -231,12 +232,45 @@ func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.Sta
 				wait.IDs = append(wait.IDs, r.ID)
 			}
 		}
-	}
-	next, err = Encode(nextState, pending)
+		return res, pending
+	})
 	if err != nil {
 		return nil, false, res, nil, err
 	}
-	return next, !bytes.Equal(next, cur), res, wait, nil
+	return next, changed, res, wait, nil
+}
+
+// Apply runs exec on the engine's state in the stored value cur (Decode) and
+// returns the value to store (Encode), with the fence records cur holds kept
+// as they are: the read-modify-write of a change made without a coordinator
+// (docs/fencing.md, "Order": the records outlive a helper without fencing).
+func Apply(cur []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, err error) {
+	return applyStored(cur, func(st *pr.State, pending []Record) (pr.Result, []Record) { return exec(st), pending })
+}
+
+// applyStored decodes cur, runs f on its state and records, and encodes what f
+// leaves; changed reports whether the value differs from cur.
+func applyStored(cur []byte, f func(st *pr.State, pending []Record) (pr.Result, []Record)) (next []byte, changed bool, res pr.Result, err error) {
+	stBytes, pending, err := Decode(cur)
+	if err != nil {
+		return nil, false, res, err
+	}
+	var st pr.State
+	if stBytes != nil {
+		if err := st.UnmarshalBinary(stBytes); err != nil {
+			return nil, false, res, err
+		}
+	}
+	res, pending = f(&st, pending)
+	nextState, err := st.MarshalBinary()
+	if err != nil {
+		return nil, false, res, err
+	}
+	next, err = Encode(nextState, pending)
+	if err != nil {
+		return nil, false, res, err
+	}
+	return next, !bytes.Equal(next, cur), res, nil
 }
 
 // Fence carries out this helper's part of the fences w lists on logical unit

@@ -24,6 +24,7 @@ type world struct {
 	sas   map[string]pr.Nexus // host -> its nexus on the LUN
 	log   []string            // what was done, for failure messages
 	last  func() pr.Result    // the last guest command, to send again
+	isid  string              // the VMs' ISID ("": none; withISID)
 }
 
 // again sends the last guest command again.
@@ -45,7 +46,21 @@ func newWorld(t *testing.T, vmsPerHost int, hosts ...string) *world {
 }
 
 func (w *world) vmNexus(name string) pr.Nexus {
-	return pr.Nexus{Initiator: pr.ISCSIInitiator(name, ""), RTPI: 1}
+	return pr.Nexus{Initiator: pr.ISCSIInitiator(name, w.isid), RTPI: 1}
+}
+
+// withISID gives every VM the iSCSI port name name,i,0x<isid> instead of
+// its bare name (LIO refuses a SPEC_I_PT TransportID without ISID,
+// Profile.EnforcePRISIDs).
+func (w *world) withISID(isid string) *world {
+	w.isid = isid
+	w.host = map[pr.Initiator]string{}
+	for h, vms := range w.vms {
+		for _, vm := range vms {
+			w.host[w.vmNexus(vm).Initiator] = h
+		}
+	}
+	return w
 }
 
 func (w *world) hostOf(n pr.Nexus) (string, bool) {

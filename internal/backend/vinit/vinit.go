@@ -81,10 +81,11 @@ type Options struct {
 	AfterCommit func()
 }
 
-// Fencing is the emulation's fencing as the emulate backend uses it
-// (emulate.Fencing; package fence).
+// Fencing is the emulation's fencing (fence.Coordinator): StepWhere lets the
+// fold judge its victims' rights against the real LUN
+// (docs/virtual-initiators.md §7), Fence waits for the fences.
 type Fencing interface {
-	Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
+	StepWhere(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result, refused func(after *pr.State, v pr.Nexus) bool) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
 	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
 }
 
@@ -346,39 +347,17 @@ var external = pr.Nexus{Initiator: pr.ISCSIInitiator("prhelper.vinit.lun", ""), 
 
 // fold evicts from lu's emulated state the registrations of seen that are
 // still there (core.Fold), in one store update, through the fencing when
-// there is one, and waits for the fences.
+// there is one, and waits for the fences. The victims are judged against the
+// LUN as view shows it, not against the emulated state the fold leaves
+// (docs/virtual-initiators.md §7): each evicted VM is fenced when the LUN
+// refuses its host writes (a reservation is there and the host's key is not).
 func (b *Backend) fold(ctx context.Context, lu string, fd int, view core.LUN, seen []pr.Registration) error {
 	exec := func(st *pr.State) pr.Result {
 		core.Fold(b.o.Profile, st, view, b.key, seen)
 		return scsi.Result{Status: scsi.StatusGood}
 	}
-	// What the fencing is told the command was: a PREEMPT.
-	cdb := scsi.PROutCDB(scsi.SAPreempt, 0, scsi.TypeWriteExclusive, scsi.PROutParamLen)
-	var wait *fence.Wait
-	err := b.o.Store.Update(ctx, b.o.StateKeyPrefix+lu, func(cur []byte) ([]byte, bool, error) {
-		if b.o.Fencing != nil {
-			next, changed, _, w, err := b.o.Fencing.Step(cur, external, cdb[:], exec)
-			wait = w
-			return next, changed, err
-		}
-		stBytes, pending, err := fence.Decode(cur)
-		if err != nil {
-			return nil, false, err
-		}
-		var st pr.State
-		if stBytes != nil {
-			if err := st.UnmarshalBinary(stBytes); err != nil {
-				return nil, false, err
-			}
-		}
-		exec(&st)
-		nb, err := st.MarshalBinary()
-		if err != nil {
-			return nil, false, err
-		}
-		next, err := fence.Encode(nb, pending)
-		return next, err == nil && !bytes.Equal(next, cur), err
-	})
+	refused := func(*pr.State, pr.Nexus) bool { return !view.MayWrite(b.key) }
+	wait, err := b.mirror(ctx, lu, exec, refused)
 	if err != nil {
 		return fmt.Errorf("folding the loss of this host's key into the emulated state: %w", err)
 	}
@@ -388,6 +367,26 @@ func (b *Backend) fold(ctx context.Context, lu string, fd int, view core.LUN, se
 		}
 	}
 	return nil
+}
+
+// mirror applies exec, a change made on the real LUN by someone else, to lu's
+// emulated state in one store update, attributed to the initiator external (a
+// PREEMPT for the fencing): through the fencing's StepWhere with refused when
+// there is a fencing (it returns what to wait for), through fence.Apply (the
+// fence records kept) when there is none.
+func (b *Backend) mirror(ctx context.Context, lu string, exec func(*pr.State) pr.Result, refused func(*pr.State, pr.Nexus) bool) (*fence.Wait, error) {
+	cdb := scsi.PROutCDB(scsi.SAPreempt, 0, scsi.TypeWriteExclusive, scsi.PROutParamLen)
+	var wait *fence.Wait
+	err := b.o.Store.Update(ctx, b.o.StateKeyPrefix+lu, func(cur []byte) ([]byte, bool, error) {
+		if b.o.Fencing != nil {
+			next, changed, _, w, err := b.o.Fencing.StepWhere(cur, external, cdb[:], exec, refused)
+			wait = w
+			return next, changed, err
+		}
+		next, changed, _, err := fence.Apply(cur, exec)
+		return next, changed, err
+	})
+	return wait, err
 }
 
 // hosts reads the host record of lu.
