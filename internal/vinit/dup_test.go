@@ -165,3 +165,81 @@ func TestLUNMayWrite(t *testing.T) {
 		}
 	}
 }
+
+// TestMirrorForeign: a bare-metal node reserves on the LUN while both hosts
+// stay registered; MirrorForeign shows its key and reservation in the
+// emulated state, after which the rights between hosts are again those of
+// the VMs (docs/virtual-initiators.md §3, §7) and the plans send nothing; a
+// VM's reservation the LUN no longer gives is released; the mirror goes when
+// the foreign key releases.
+func TestMirrorForeign(t *testing.T) {
+	w := newWorld(t, 2, "a", "b")
+	a1, a2, b1 := w.vms["a"][0], w.vms["a"][1], w.vms["b"][0]
+	hostKey := func(k uint64) bool { return k == w.keys["a"] || k == w.keys["b"] }
+	bm := pr.Nexus{Initiator: pr.SASInitiator(0x500140500000beef), RTPI: 1}
+	bare := func(sa, typ byte, key, sark uint64) {
+		t.Helper()
+		p, _ := scsi.PROutParams{Key: key, SAKey: sark}.Encode()
+		cdb := scsi.PROutCDB(sa, 0, typ, 24)
+		if r := pr.Execute(pr.LIO(), &w.lun, bm, cdb[:], p); r.Status != scsi.StatusGood {
+			t.Fatalf("bare metal %s: %s", scsi.CommandName(cdb[:]), r)
+		}
+	}
+	mustGood(t, w, w.guest(a1, scsi.SARegister, 0, 0, 0x11))
+	mustGood(t, w, w.guest(b1, scsi.SARegister, 0, 0, 0x21))
+	w.converge("a")
+	w.check()
+	if released, changed := MirrorForeign(pr.LIO(), &w.emu, w.read("a"), hostKey); released != nil || changed {
+		t.Fatalf("nothing foreign, but released %+v changed %v", released, changed)
+	}
+	for _, typ := range []byte{scsi.TypeWriteExclusive, scsi.TypeExclusiveAccess, scsi.TypeWriteExclusiveRegOnly, scsi.TypeExclusiveAccessRegOnly} {
+		bare(scsi.SARegister, 0, 0, 0xbeef)
+		bare(scsi.SAReserve, typ, 0xbeef, 0)
+		if released, changed := MirrorForeign(pr.LIO(), &w.emu, w.read("a"), hostKey); released != nil || !changed {
+			t.Fatalf("type %d: released %+v changed %v", typ, released, changed)
+		}
+		if r := w.emu.Reservation; r == nil || !r.Holder.Equal(Foreign) || r.Type != typ {
+			t.Fatalf("type %d: emulated reservation %+v", typ, r)
+		}
+		if _, changed := MirrorForeign(pr.LIO(), &w.emu, w.read("b"), hostKey); changed {
+			t.Fatalf("type %d: the mirror changed again", typ)
+		}
+		w.checkRights()
+		if n := w.converge("b"); n != 0 {
+			t.Fatalf("type %d: %d commands sent under the foreign reservation", typ, n)
+		}
+		if r := w.guest(a2, scsi.SARegister, 0, 0, 0x12); r.Status != scsi.StatusGood {
+			t.Fatalf("a2 REGISTER: %s", r)
+		}
+		if r := w.guest(a2, scsi.SAReserve, scsi.TypeWriteExclusive, 0x12, 0); r.Status != scsi.StatusReservationConflict {
+			t.Fatalf("type %d: a2 RESERVE under the foreign reservation: %s", typ, r)
+		}
+		w.converge("a")
+		w.checkRights()
+		// The foreign key leaves: the mirror goes with it.
+		bare(scsi.SARegister, 0, 0xbeef, 0)
+		if released, changed := MirrorForeign(pr.LIO(), &w.emu, w.read("a"), hostKey); released != nil || !changed || w.emu.Reservation != nil ||
+			slices.ContainsFunc(w.emu.Registrations, func(r pr.Registration) bool { return r.Nexus.Equal(Foreign) }) {
+			t.Fatalf("type %d after the foreign key left: released %+v changed %v, emulated %+v %+v", typ, released, changed, w.emu.Registrations, w.emu.Reservation)
+		}
+		w.converge("a")
+		w.check()
+		mustGood(t, w, w.guest(a2, scsi.SARegister, 0, 0x12, 0))
+	}
+	// a1 holds Exclusive Access; the LUN loses host a's reservation (a helper
+	// behind) and the bare-metal node reserves: a1's reservation is released.
+	mustGood(t, w, w.guest(a1, scsi.SAReserve, scsi.TypeExclusiveAccess, 0x11, 0))
+	w.converge("a")
+	w.check()
+	w.lun.Reservation = nil
+	bare(scsi.SARegister, 0, 0, 0xbeef)
+	bare(scsi.SAReserve, scsi.TypeWriteExclusive, 0xbeef, 0)
+	released, changed := MirrorForeign(pr.LIO(), &w.emu, w.read("a"), hostKey)
+	if released == nil || !released.Holder.Equal(w.vmNexus(a1)) || released.Type != scsi.TypeExclusiveAccess || !changed {
+		t.Fatalf("released %+v changed %v", released, changed)
+	}
+	if w.vmKey(a1) != 0x11 || w.emu.Reservation == nil || !w.emu.Reservation.Holder.Equal(Foreign) {
+		t.Fatalf("emulated %+v %+v", w.emu.Registrations, w.emu.Reservation)
+	}
+	w.checkRights()
+}
