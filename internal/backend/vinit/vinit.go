@@ -345,15 +345,15 @@ func (b *Backend) mirrorForeign(ctx context.Context, lu string, fd int, view cor
 		}
 		return false
 	}
-	// Most polls find nothing to mirror: no store update then.
-	if core.ForeignHolder(view, hostKey) == nil {
-		st, err := b.state(ctx, lu)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.ContainsFunc(st.Registrations, func(r pr.Registration) bool { return r.Nexus.Equal(core.Foreign) }) {
-			return nil, nil
-		}
+	// Most polls find nothing to change (no foreign reservation, or one
+	// shown already): no store update then, and no wait for fences pending
+	// on the LU. st is a copy decoded for this check.
+	st, err := b.state(ctx, lu)
+	if err != nil {
+		return nil, err
+	}
+	if _, changed := core.MirrorForeign(b.o.Profile, &st, view, hostKey); !changed {
+		return nil, nil
 	}
 	var released *pr.Reservation
 	wait, err := b.mirror(ctx, lu, func(st *pr.State) pr.Result {
