@@ -77,7 +77,7 @@ selected() { [ -z "${LAB_ONLY:-}" ] || echo " $LAB_ONLY " | grep -q " $1 "; }
 #   (VCPUS: the -c given to run.sh, whose default is 2)
 # In the order they are started: longest first (seconds alone on this 2-core
 # host under TCG, roughly: fence-kill (its kill run) 450, two-vms-peer 220, nested-qemu 185, mpath-nested 150,
-# mpath 150, emulate-vs-lio 100, vinit 240, prhelper-two-paths 40, the NVMe ones 30 after
+# mpath 150, emulate-vs-lio 100, vinit 120, prhelper-two-paths 40, the NVMe ones 30 after
 # their image, the rest under 15), so the last ones to finish are short.
 # -c 1: one vCPU, for LIO's determinism (prdiff, emulate-vs-lio,
 # linuxpr-vs-sgio, linuxpr-diff); -n: nested (QEMU inside, 2 vCPUs, 2 GiB).
