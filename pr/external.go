@@ -32,3 +32,33 @@ func Remove(p Profile, st *State, drop func(Registration) bool) []Registration {
 	st.normalize()
 	return gone
 }
+
+// Release ends st's reservation as a RELEASE by its holder would (SPC-4
+// §5.13.11.2.2; docs/spc4-pr.md §7.3): the registrations stay, and for the
+// registrants-only and all-registrants types every registrant but the holder
+// gets RESERVATIONS RELEASED. It returns the released reservation, nil when
+// there was none.
+//
+// It is for a caller that keeps st in step with a real logical unit whose
+// reservation another initiator now holds (docs/virtual-initiators.md §7);
+// commands go through Execute.
+func Release(p Profile, st *State) *Reservation {
+	if st == nil || st.Reservation == nil {
+		return nil
+	}
+	res := *st.Reservation
+	i := st.holderIndex()
+	st.Reservation = nil
+	if i >= 0 {
+		st.Registrations[i].StaleScope = 0
+	}
+	if registrantsOnly(res.Type) || allRegistrants(res.Type) {
+		for j, r := range st.Registrations {
+			if j != i {
+				st.addUA(p, r.Nexus, ascqReservationsReleased)
+			}
+		}
+	}
+	st.normalize()
+	return &res
+}

@@ -53,3 +53,42 @@ func TestRemove(t *testing.T) {
 		t.Error("nil state")
 	}
 }
+
+// TestRelease: Release leaves the state a RELEASE by the holder leaves
+// (Execute), byte for byte, for every type and profile; without a
+// reservation it changes nothing.
+func TestRelease(t *testing.T) {
+	a := Nexus{Initiator: ISCSIInitiator("iqn.2026-01.test:a", ""), RTPI: 1}
+	b := Nexus{Initiator: ISCSIInitiator("iqn.2026-01.test:b", ""), RTPI: 1}
+	for _, p := range []Profile{LIO(), SPC4()} {
+		for _, typ := range []byte{1, 3, 5, 6, 7, 8} {
+			var st State
+			for _, c := range []struct {
+				n       Nexus
+				sa      byte
+				rk, sak uint64
+			}{{a, scsi.SARegister, 0, 1}, {b, scsi.SARegister, 0, 2}, {a, scsi.SAReserve, 1, 0}} {
+				cdb := scsi.PROutCDB(c.sa, 0, typ, 24)
+				if r := Execute(p, &st, c.n, cdb[:], registerParam(c.rk, c.sak, 0)); r.Status != scsi.StatusGood {
+					t.Fatalf("%s type %d: %s", p.Name, typ, r)
+				}
+			}
+			want := st.clone()
+			cdb := scsi.PROutCDB(scsi.SARelease, 0, typ, 24)
+			if r := Execute(p, &want, a, cdb[:], registerParam(1, 0, 0)); r.Status != scsi.StatusGood {
+				t.Fatalf("%s type %d RELEASE: %s", p.Name, typ, r)
+			}
+			if got := Release(p, &st); got == nil || got.Type != typ || !got.Holder.Equal(a) {
+				t.Fatalf("%s type %d: released %+v", p.Name, typ, got)
+			}
+			wb, _ := want.MarshalBinary()
+			gb, _ := st.MarshalBinary()
+			if string(wb) != string(gb) {
+				t.Fatalf("%s type %d: Release left %+v, RELEASE %+v", p.Name, typ, st, want)
+			}
+			if Release(p, &st) != nil {
+				t.Fatalf("%s type %d: released twice", p.Name, typ)
+			}
+		}
+	}
+}

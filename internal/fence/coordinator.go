@@ -196,7 +196,16 @@ type Command struct {
 // Step runs one command inside the store's read-modify-write of the logical
 // unit (it is a store.UpdateFunc's body: no I/O): StepAll with one command.
 func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *Wait, err error) {
-	next, changed, rs, ws, err := c.StepAll(cur, []Command{{Nexus: n, CDB: cdb, Exec: exec}})
+	return c.StepWhere(cur, n, cdb, exec, nil)
+}
+
+// StepWhere is Step with the victims' rights judged by refused (EvictedWhere)
+// instead of the access table of the state exec leaves; nil means that table.
+// It is for a change exec only mirrors from real storage the engine does not
+// stand for: the loss of a host's key on a real LUN, whose rights the LUN
+// decides (docs/virtual-initiators.md §7).
+func (c *Coordinator) StepWhere(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result, refused func(after *pr.State, v pr.Nexus) bool) (next []byte, changed bool, res pr.Result, wait *Wait, err error) {
+	next, changed, rs, ws, err := c.stepAll(cur, []Command{{Nexus: n, CDB: cdb, Exec: exec}}, refused)
 	if err != nil {
 		return nil, false, res, nil, err
 	}
@@ -214,60 +223,93 @@ func (c *Coordinator) Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.Sta
 // (docs/fencing.md). The answers and the value are those of the commands run
 // one at a time, each on the value the one before stored.
 func (c *Coordinator) StepAll(cur []byte, cmds []Command) (next []byte, changed bool, res []pr.Result, waits []*Wait, err error) {
-	stBytes, pending, err := Decode(cur)
+	return c.stepAll(cur, cmds, nil)
+}
+
+// stepAll is StepAll with the victims' rights judged by refused (StepWhere).
+func (c *Coordinator) stepAll(cur []byte, cmds []Command, refused func(after *pr.State, v pr.Nexus) bool) (next []byte, changed bool, res []pr.Result, waits []*Wait, err error) {
+	if refused == nil {
+		refused = func(after *pr.State, v pr.Nexus) bool { return !MayWrite(c.o.Profile, after, v) }
+	}
+	res = make([]pr.Result, len(cmds))
+	waits = make([]*Wait, len(cmds))
+	next, changed, err = applyStored(cur, func(st *pr.State, pending []Record) []Record {
+		for i, cmd := range cmds {
+			prOut := len(cmd.CDB) > 0 && cmd.CDB[0] == scsi.OpPersistentReserveOut
+			var before pr.State
+			if prOut && c.o.Policy != nil {
+				before = copyState(st) // only EvictedWhere reads it
+			}
+			res[i] = cmd.Exec(st)
+			c.noteRegistered(st)
+			if res[i].Status != scsi.StatusGood || !prOut {
+				continue
+			}
+			if c.o.Policy != nil {
+				now := c.o.Now().UnixNano()
+				evictor := InitiatorName(cmd.Nexus.Initiator)
+				for _, v := range EvictedWhere(&before, st, cmd.Nexus, func(v pr.Nexus) bool { return refused(st, v) }) {
+					name := InitiatorName(v.Initiator)
+					if slices.ContainsFunc(pending, func(r Record) bool { return r.Victim == name && r.Created == now }) {
+						continue // two nexuses of one initiator: one fence
+					}
+					pending = append(pending, Record{
+						ID:     fmt.Sprintf("%s/%d/%s", c.id(), now, name),
+						Victim: name, Evictor: evictor, Created: now,
+					})
+				}
+			}
+			if len(pending) > 0 {
+				w := &Wait{}
+				for _, r := range pending {
+					w.IDs = append(w.IDs, r.ID)
+				}
+				waits[i] = w
+			}
+		}
+		return pending
+	})
 	if err != nil {
 		return nil, false, nil, nil, err
+	}
+	return next, changed, res, waits, nil
+}
+
+// Apply runs exec on the engine's state in the stored value cur (Decode) and
+// returns the value to store (Encode), with the fence records cur holds kept
+// as they are: the read-modify-write of a change made without a coordinator
+// (docs/fencing.md, "Order": the records outlive a helper without fencing).
+func Apply(cur []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, err error) {
+	next, changed, err = applyStored(cur, func(st *pr.State, pending []Record) []Record {
+		res = exec(st)
+		return pending
+	})
+	return next, changed, res, err
+}
+
+// applyStored decodes cur, runs f on its state and records, and encodes what f
+// leaves; changed reports whether the value differs from cur.
+func applyStored(cur []byte, f func(st *pr.State, pending []Record) []Record) (next []byte, changed bool, err error) {
+	stBytes, pending, err := Decode(cur)
+	if err != nil {
+		return nil, false, err
 	}
 	var st pr.State
 	if stBytes != nil {
 		if err := st.UnmarshalBinary(stBytes); err != nil {
-			return nil, false, nil, nil, err
+			return nil, false, err
 		}
 	}
-	res = make([]pr.Result, len(cmds))
-	waits = make([]*Wait, len(cmds))
-	for i, cmd := range cmds {
-		prOut := len(cmd.CDB) > 0 && cmd.CDB[0] == scsi.OpPersistentReserveOut
-		var before pr.State
-		if prOut && c.o.Policy != nil {
-			before = copyState(&st) // only Evicted reads it
-		}
-		res[i] = cmd.Exec(&st)
-		c.noteRegistered(&st)
-		if res[i].Status != scsi.StatusGood || !prOut {
-			continue
-		}
-		if c.o.Policy != nil {
-			now := c.o.Now().UnixNano()
-			evictor := InitiatorName(cmd.Nexus.Initiator)
-			for _, v := range Evicted(c.o.Profile, &before, &st, cmd.Nexus) {
-				name := InitiatorName(v.Initiator)
-				if slices.ContainsFunc(pending, func(r Record) bool { return r.Victim == name && r.Created == now }) {
-					continue // two nexuses of one initiator: one fence
-				}
-				pending = append(pending, Record{
-					ID:     fmt.Sprintf("%s/%d/%s", c.id(), now, name),
-					Victim: name, Evictor: evictor, Created: now,
-				})
-			}
-		}
-		if len(pending) > 0 {
-			w := &Wait{}
-			for _, r := range pending {
-				w.IDs = append(w.IDs, r.ID)
-			}
-			waits[i] = w
-		}
-	}
+	pending = f(&st, pending)
 	nextState, err := st.MarshalBinary()
 	if err != nil {
-		return nil, false, nil, nil, err
+		return nil, false, err
 	}
 	next, err = Encode(nextState, pending)
 	if err != nil {
-		return nil, false, nil, nil, err
+		return nil, false, err
 	}
-	return next, !bytes.Equal(next, cur), res, waits, nil
+	return next, !bytes.Equal(next, cur), nil
 }
 
 // Fence carries out this helper's part of the fences w lists on logical unit

@@ -55,6 +55,14 @@ func copyState(st *pr.State) pr.State {
 // access table of after refuses writes. It is pure: no I/O, the states are not
 // changed. The result is in before's registration order, each nexus once.
 func Evicted(p pr.Profile, before, after *pr.State, by pr.Nexus) []pr.Nexus {
+	return EvictedWhere(before, after, by, func(n pr.Nexus) bool { return !MayWrite(p, after, n) })
+}
+
+// EvictedWhere is Evicted with the last question, whether real storage now
+// refuses nexus n writes, answered by refused instead of after's access table:
+// for a change the engine only mirrors, whose real storage is elsewhere (the
+// real LUN under virtual initiators, docs/virtual-initiators.md §7).
+func EvictedWhere(before, after *pr.State, by pr.Nexus, refused func(n pr.Nexus) bool) []pr.Nexus {
 	if before == nil || after == nil {
 		return nil
 	}
@@ -73,7 +81,7 @@ func Evicted(p pr.Profile, before, after *pr.State, by pr.Nexus) []pr.Nexus {
 				dup = true
 			}
 		}
-		if dup || MayWrite(p, after, n) {
+		if dup || !refused(n) {
 			continue
 		}
 		out = append(out, n)

@@ -73,6 +73,25 @@ func (l LUN) holds(k uint64) bool {
 	return r != nil && l.Has(k) && (AllRegistrants(r.Type) || r.Key == k)
 }
 
+// MayWrite reports whether the LUN lets the initiator registered with key k (a
+// host, docs/virtual-initiators.md §2; k absent: an unregistered one) write,
+// by the reservation table of SPC-4 §5.13.1 as docs/virtual-initiators.md §3
+// uses it: anyone without a reservation; under Write Exclusive and Exclusive
+// Access only the holder; under the registrants-only and all-registrants
+// types every registrant.
+func (l LUN) MayWrite(k uint64) bool {
+	r := l.Reservation
+	switch {
+	case r == nil:
+		return true
+	case !l.Has(k):
+		return false
+	case r.Type == scsi.TypeWriteExclusive || r.Type == scsi.TypeExclusiveAccess:
+		return r.Key == k
+	}
+	return true
+}
+
 // clone returns a deep copy of l.
 func (l LUN) clone() LUN {
 	l.Keys = slices.Clone(l.Keys)

@@ -77,7 +77,7 @@ selected() { [ -z "${LAB_ONLY:-}" ] || echo " $LAB_ONLY " | grep -q " $1 "; }
 #   (VCPUS: the -c given to run.sh, whose default is 2)
 # In the order they are started: longest first (seconds alone on this 2-core
 # host under TCG, roughly: fence-kill (its kill run) 450, two-vms-peer 220, nested-qemu 185, mpath-nested 150,
-# mpath 150, emulate-vs-lio 100, prhelper-two-paths 40, the NVMe ones 30 after
+# mpath 150, emulate-vs-lio 100, vinit 120, prhelper-two-paths 40, the NVMe ones 30 after
 # their image, the rest under 15), so the last ones to finish are short.
 # -c 1: one vCPU, for LIO's determinism (prdiff, emulate-vs-lio,
 # linuxpr-vs-sgio, linuxpr-diff); -n: nested (QEMU inside, 2 vCPUs, 2 GiB).
@@ -98,6 +98,9 @@ fi
 add mpath 2 "" "$BUILD" -t 500 "$LAB/tests/mpath.sh"
 add mpath-diff 2 "" "$BUILD" -t 900 "$LAB/tests/mpath-diff.sh"
 add emulate-vs-lio 1 "" "$BUILD" -c 1 -t 600 "$LAB/tests/emulate-vs-lio.sh"
+# virtual initiators over a real LU (issue 15): two vinit helpers, a 3-member
+# etcd, prpersist clients, no nested guests
+add vinit 2 "" "$BUILD" -t 300 "$LAB/tests/vinit.sh"
 # NVMe (issue 4): linuxpr on an nvmet namespace that two hosts share over
 # nvme-loop. nvmet reservations need Linux 6.13+, so each test has its own image
 # (build.sh LAB_NVME=1) with a kernel from trixie-backports: the newest one

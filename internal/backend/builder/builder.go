@@ -179,7 +179,11 @@ func (s *Set) add(n backend.Name, env Env, log *slog.Logger) error {
 			Logger:         log,
 		}
 		if s.emuFencing != nil {
-			o.Fencing = s.emuFencing
+			f, ok := s.emuFencing.(vinit.Fencing)
+			if !ok {
+				return fmt.Errorf("builder: vinit needs a fencing that judges a fold against the LUN (vinit.Fencing), not %T", s.emuFencing)
+			}
+			o.Fencing = f
 		}
 		vb, err := vinit.New(o)
 		if err != nil {

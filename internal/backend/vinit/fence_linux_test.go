@@ -72,49 +72,89 @@ func newFencedHost(t *testing.T, id string, st store.Store, l *realLU, rec recor
 	return b
 }
 
-// TestFoldFences: B's VM holds Write Exclusive; a bare-metal node preempts
-// host A's key; A's poll evicts A's two VMs in the emulated state, and since
-// the reservation refuses them writes there, A's fencing fences both before
-// the poll ends (docs/virtual-initiators.md §7, docs/fencing.md).
-func TestFoldFences(t *testing.T) {
-	st := memory.New()
-	l := newRealLU(fdA, fdB, fdC)
-	var mu sync.Mutex
-	var fenced []string
-	rec := recorder{mu: &mu, log: &fenced}
-	ha := newFencedHost(t, "host-a", st, l, rec, a1, a2)
-	hb := newFencedHost(t, "host-b", st, l, rec, b1)
-	good(t)(out(t, ha, fdA, a1, scsi.SARegister, 0, 0, 0x11))
-	good(t)(out(t, ha, fdA, a2, scsi.SARegister, 0, 0, 0x12))
-	good(t)(out(t, hb, fdB, b1, scsi.SARegister, 0, 0, 0x21))
-	good(t)(out(t, hb, fdB, b1, scsi.SAReserve, scsi.TypeWriteExclusive, 0x21, 0))
-	if len(fenced) != 0 {
-		t.Fatalf("fenced before the preemption: %v", fenced)
-	}
-	for _, c := range []struct {
-		sa        byte
-		key, sark uint64
-	}{{scsi.SARegister, 0, 0xbeef}, {scsi.SAPreempt, 0xbeef, ha.Key()}} {
+// bareMetal runs PR OUT commands from fd's nexus on the LUN (a bare-metal
+// node or an administrator), each of which must be GOOD.
+func bareMetal(t *testing.T, l *realLU, fd int, cmds ...prOut) {
+	t.Helper()
+	for _, c := range cmds {
 		p, _ := scsi.PROutParams{Key: c.key, SAKey: c.sark}.Encode()
-		cdb := scsi.PROutCDB(c.sa, 0, scsi.TypeWriteExclusive, 24)
+		cdb := scsi.PROutCDB(c.sa, 0, c.typ, 24)
 		l.mu.Lock()
-		r := pr.Execute(pr.LIO(), &l.st, l.nexus[fdC], cdb[:], p)
+		r := pr.Execute(pr.LIO(), &l.st, l.nexus[fd], cdb[:], p)
 		l.mu.Unlock()
 		if r.Status != scsi.StatusGood {
 			t.Fatalf("bare metal %s: %s", scsi.CommandName(cdb[:]), r)
 		}
 	}
-	if err := ha.PollKept(context.Background(), lu); err != nil {
-		t.Fatal(err)
-	}
-	mu.Lock()
-	got := slices.Clone(fenced)
-	mu.Unlock()
-	slices.Sort(got)
-	if !slices.Equal(got, []string{a1, a2}) {
-		t.Fatalf("fenced %v, want a1 and a2", got)
-	}
-	if k := emuKeys(t, hb, fdB, b1); !slices.Equal(k, []uint64{0x21}) {
-		t.Fatalf("the guests' keys: %#x", k)
+}
+
+type prOut struct {
+	sa, typ   byte
+	key, sark uint64
+}
+
+// TestFoldFences: a bare-metal node changes host A's key on the LUN; A's poll
+// evicts A's two VMs in the emulated state, and A's fencing fences them
+// before the poll ends when the LUN then refuses host A writes
+// (docs/virtual-initiators.md §7, docs/fencing.md):
+//   - B's VM holds Write Exclusive, A's key is preempted: both fenced (B's
+//     reservation refuses them in the emulated state and on the LUN);
+//   - a1 holds Write Exclusive, A's key is preempted by a PREEMPT that takes
+//     the reservation: both fenced, although the emulated state the fold
+//     leaves has no reservation (the fold released a1's) and so refuses
+//     nobody: judged against that state, nobody was fenced;
+//   - a1 holds Write Exclusive, an administrator CLEARs the LUN: both evicted,
+//     neither fenced (no reservation is left anywhere: real storage would let
+//     them write, as after a guest's CLEAR in the emulated state).
+func TestFoldFences(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		holder string // the VM that reserves Write Exclusive
+		lun    func(ha *Backend) []prOut
+		fenced []string
+	}{
+		{"another host's VM holds", b1, func(ha *Backend) []prOut {
+			return []prOut{{scsi.SARegister, 0, 0, 0xbeef}, {scsi.SAPreempt, scsi.TypeWriteExclusive, 0xbeef, ha.Key()}}
+		}, []string{a1, a2}},
+		{"the preempted host's VM holds", a1, func(ha *Backend) []prOut {
+			return []prOut{{scsi.SARegister, 0, 0, 0xbeef}, {scsi.SAPreempt, scsi.TypeWriteExclusive, 0xbeef, ha.Key()}}
+		}, []string{a1, a2}},
+		{"an administrator's CLEAR", a1, func(ha *Backend) []prOut {
+			return []prOut{{scsi.SARegister, 0, 0, 0xbeef}, {scsi.SAClear, 0, 0xbeef, 0}}
+		}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			st := memory.New()
+			l := newRealLU(fdA, fdB, fdC)
+			var mu sync.Mutex
+			var fenced []string
+			rec := recorder{mu: &mu, log: &fenced}
+			ha := newFencedHost(t, "host-a", st, l, rec, a1, a2)
+			hb := newFencedHost(t, "host-b", st, l, rec, b1)
+			good(t)(out(t, ha, fdA, a1, scsi.SARegister, 0, 0, 0x11))
+			good(t)(out(t, ha, fdA, a2, scsi.SARegister, 0, 0, 0x12))
+			good(t)(out(t, hb, fdB, b1, scsi.SARegister, 0, 0, 0x21))
+			keyOf := map[string]uint64{a1: 0x11, b1: 0x21}
+			hostOf := map[string]*Backend{a1: ha, b1: hb}
+			fdOf := map[string]int{a1: fdA, b1: fdB}
+			good(t)(out(t, hostOf[c.holder], fdOf[c.holder], c.holder, scsi.SAReserve, scsi.TypeWriteExclusive, keyOf[c.holder], 0))
+			if len(fenced) != 0 {
+				t.Fatalf("fenced before the preemption: %v", fenced)
+			}
+			bareMetal(t, l, fdC, c.lun(ha)...)
+			if err := ha.PollKept(context.Background(), lu); err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			got := slices.Clone(fenced)
+			mu.Unlock()
+			slices.Sort(got)
+			if !slices.Equal(got, c.fenced) {
+				t.Fatalf("fenced %v, want %v", got, c.fenced)
+			}
+			if k := emuKeys(t, hb, fdB, b1); slices.Contains(k, 0x11) || slices.Contains(k, 0x12) {
+				t.Fatalf("host A's VMs are still registered: %#x", k)
+			}
+		})
 	}
 }

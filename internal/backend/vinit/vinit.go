@@ -14,6 +14,7 @@ package vinit
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,10 +82,11 @@ type Options struct {
 	AfterCommit func()
 }
 
-// Fencing is the emulation's fencing as the emulate backend uses it
-// (emulate.Fencing; package fence).
+// Fencing is the emulation's fencing (fence.Coordinator): StepWhere lets the
+// fold judge its victims' rights against the real LUN
+// (docs/virtual-initiators.md §7), Fence waits for the fences.
 type Fencing interface {
-	Step(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
+	StepWhere(cur []byte, n pr.Nexus, cdb []byte, exec func(*pr.State) pr.Result, refused func(after *pr.State, v pr.Nexus) bool) (next []byte, changed bool, res pr.Result, wait *fence.Wait, err error)
 	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
 }
 
@@ -158,6 +160,12 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 			return scsi.CheckCondition(scsi.SenseIOError), fmt.Errorf("vinit: %w", err)
 		}
 	}
+	if prOut && req.LU != "" {
+		if k, ok := b.preemptsForeign(ctx, req); ok {
+			return scsi.Result{Status: scsi.StatusReservationConflict}, fmt.Errorf("vinit: %s of key %#x on %s: a foreign key on the real LUN, which vinit never preempts",
+				scsi.CommandName(req.CDB[:]), k, req.LU)
+		}
+	}
 	res, err := b.o.Emulate.Execute(ctx, req)
 	if !prOut || res.Status != scsi.StatusGood {
 		return res, err
@@ -173,6 +181,24 @@ func (b *Backend) Execute(ctx context.Context, req *backend.Request) (scsi.Resul
 			scsi.CommandName(req.CDB[:]), req.LU, rerr)
 	}
 	return res, err
+}
+
+// preemptsForeign reports whether req is a PREEMPT (or PREEMPT AND ABORT)
+// of the key the emulated state shows a foreign reservation under
+// (core.Foreign, docs/virtual-initiators.md §7): vinit never preempts a
+// foreign key on the LUN (§2), so the guest is answered RESERVATION CONFLICT
+// before anything commits, instead of a preemption the next poll would undo.
+func (b *Backend) preemptsForeign(ctx context.Context, req *backend.Request) (uint64, bool) {
+	sa := req.CDB[1] & 0x1f
+	if (sa != scsi.SAPreempt && sa != scsi.SAPreemptAndAbort) || len(req.Param) < scsi.PROutParamLen {
+		return 0, false
+	}
+	k := binary.BigEndian.Uint64(req.Param[8:16])
+	st, err := b.state(ctx, req.LU)
+	if err != nil {
+		return 0, false // the emulation meets the same error
+	}
+	return k, slices.ContainsFunc(st.Registrations, func(r pr.Registration) bool { return r.Nexus.Equal(core.Foreign) && r.Key == k })
 }
 
 // hosts is the record kept at HostsKeyPrefix+LU: every host's key, and the
@@ -268,47 +294,107 @@ func (b *Backend) withLU(lu string, f func(l *luState) error) error {
 	return f(l)
 }
 
-// poll is Poll with l locked.
+// poll is Poll with l locked. It reads the LUN once, folds the loss of this
+// host's key (core.Fold), shows a reservation a foreign key holds there
+// (core.MirrorForeign), and sends the plan (reconcile, whose first round
+// uses that read: neither step changes the LUN). A VM's reservation the
+// mirror released is reported as core.ErrForeignHolder once the plan ran.
 func (b *Backend) poll(ctx context.Context, lu string, fd int, lower backend.Backend, l *luState) error {
 	h, err := b.hosts(ctx, lu)
 	if err != nil {
 		return err
 	}
-	if seen := h.Seen[b.o.Host]; len(seen) > 0 {
-		view, err := b.readLUN(ctx, lower, fd)
-		if err != nil {
+	view, err := b.readLUN(ctx, lower, fd)
+	if err != nil {
+		return err
+	}
+	if seen := h.Seen[b.o.Host]; len(seen) > 0 && !view.Has(b.key) {
+		if err := b.fold(ctx, lu, fd, view, seen); err != nil {
 			return err
 		}
-		if !view.Has(b.key) {
-			if err := b.fold(ctx, lu, fd, view, seen); err != nil {
-				return err
-			}
-			if err := b.setSeen(ctx, lu, nil); err != nil {
-				return err
-			}
+		if err := b.setSeen(ctx, lu, nil); err != nil {
+			return err
 		}
 	}
-	return b.reconcile(ctx, lu, fd, lower, l)
+	released, err := b.mirrorForeign(ctx, lu, fd, view, h)
+	if err != nil {
+		return err
+	}
+	if err := b.reconcile(ctx, lu, fd, lower, l, &view); err != nil {
+		return err
+	}
+	if released != nil {
+		return fmt.Errorf("%w: the emulated reservation (type %d) of %s is released", core.ErrForeignHolder, released.Type, released.Holder)
+	}
+	return nil
+}
+
+// mirrorForeign makes lu's emulated state show the reservation a foreign key
+// holds on the LUN, as view shows it, and only that (core.MirrorForeign,
+// docs/virtual-initiators.md §7), in one store update when anything changes.
+// It returns the VM's reservation it released, if any.
+func (b *Backend) mirrorForeign(ctx context.Context, lu string, fd int, view core.LUN, h hosts) (*pr.Reservation, error) {
+	hostKey := func(k uint64) bool {
+		if k == b.key {
+			return true
+		}
+		for _, hk := range h.Keys {
+			if hk == k {
+				return true
+			}
+		}
+		return false
+	}
+	// Most polls find nothing to change (no foreign reservation, or one
+	// shown already): no store update then, and no wait for fences pending
+	// on the LU. st is a copy decoded for this check.
+	st, err := b.state(ctx, lu)
+	if err != nil {
+		return nil, err
+	}
+	if _, changed := core.MirrorForeign(b.o.Profile, &st, view, hostKey); !changed {
+		return nil, nil
+	}
+	var released *pr.Reservation
+	wait, err := b.mirror(ctx, lu, func(st *pr.State) pr.Result {
+		released, _ = core.MirrorForeign(b.o.Profile, st, view, hostKey)
+		return scsi.Result{Status: scsi.StatusGood}
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("showing the LUN's foreign reservation in the emulated state: %w", err)
+	}
+	if wait != nil {
+		if err := b.o.Fencing.Fence(ctx, lu, fd, wait); err != nil {
+			return nil, fmt.Errorf("waiting for the fences pending on the LU: %w", err)
+		}
+	}
+	return released, nil
 }
 
 // Reconcile sends this host's plan through fd (docs/virtual-initiators.md §5,
 // §6), again after a command the LUN refused, at most core.MaxRounds times.
 func (b *Backend) Reconcile(ctx context.Context, lu string, fd int) error {
 	return b.locked(lu, fd, func(lower backend.Backend, l *luState) error {
-		return b.reconcile(ctx, lu, fd, lower, l)
+		return b.reconcile(ctx, lu, fd, lower, l, nil)
 	})
 }
 
-// reconcile reads the LUN, then the emulated state, and sends the plan; l is
-// locked. When the plan went through, it notes what this host now has on the
+// reconcile reads the LUN (in its first round: first, when the caller read
+// it), then the emulated state, and sends the plan; l is locked. When the plan went through, it notes what this host now has on the
 // LUN (hosts.Seen) and keeps a descriptor for the poll while the host is
 // registered there.
-func (b *Backend) reconcile(ctx context.Context, lu string, fd int, lower backend.Backend, l *luState) error {
+func (b *Backend) reconcile(ctx context.Context, lu string, fd int, lower backend.Backend, l *luState, first *core.LUN) error {
 	var last error
 	for round := 0; round < core.MaxRounds; round++ {
-		view, err := b.readLUN(ctx, lower, fd)
-		if err != nil {
-			return err
+		var view core.LUN
+		if round == 0 && first != nil {
+			view = *first
+		} else {
+			v, err := b.readLUN(ctx, lower, fd)
+			if err != nil {
+				return err
+			}
+			view = v
 		}
 		st, d, keys, hostOf, err := b.desired(ctx, lu)
 		if err != nil {
@@ -340,45 +426,25 @@ func (b *Backend) reconcile(ctx context.Context, lu string, fd int, lower backen
 	return fmt.Errorf("the real LUN did not reach the emulated state in %d rounds: %w", core.MaxRounds, last)
 }
 
-// external is the initiator a folded-in preemption is attributed to: not a
-// VM, so that the fencing rule never takes it for its victims' own command.
-var external = pr.Nexus{Initiator: pr.ISCSIInitiator("prhelper.vinit.lun", ""), RTPI: 1}
+// external is the initiator a change folded in from the LUN is attributed
+// to: not a VM, so that the fencing rule never takes it for its victims' own
+// command; the one that shows a foreign reservation (core.Foreign), so that
+// the fencing never takes that for a victim either.
+var external = core.Foreign
 
 // fold evicts from lu's emulated state the registrations of seen that are
 // still there (core.Fold), in one store update, through the fencing when
-// there is one, and waits for the fences.
+// there is one, and waits for the fences. The victims are judged against the
+// LUN as view shows it, not against the emulated state the fold leaves
+// (docs/virtual-initiators.md §7): each evicted VM is fenced when the LUN
+// refuses its host writes (a reservation is there and the host's key is not).
 func (b *Backend) fold(ctx context.Context, lu string, fd int, view core.LUN, seen []pr.Registration) error {
 	exec := func(st *pr.State) pr.Result {
 		core.Fold(b.o.Profile, st, view, b.key, seen)
 		return scsi.Result{Status: scsi.StatusGood}
 	}
-	// What the fencing is told the command was: a PREEMPT.
-	cdb := scsi.PROutCDB(scsi.SAPreempt, 0, scsi.TypeWriteExclusive, scsi.PROutParamLen)
-	var wait *fence.Wait
-	err := b.o.Store.Update(ctx, b.o.StateKeyPrefix+lu, func(cur []byte) ([]byte, bool, error) {
-		if b.o.Fencing != nil {
-			next, changed, _, w, err := b.o.Fencing.Step(cur, external, cdb[:], exec)
-			wait = w
-			return next, changed, err
-		}
-		stBytes, pending, err := fence.Decode(cur)
-		if err != nil {
-			return nil, false, err
-		}
-		var st pr.State
-		if stBytes != nil {
-			if err := st.UnmarshalBinary(stBytes); err != nil {
-				return nil, false, err
-			}
-		}
-		exec(&st)
-		nb, err := st.MarshalBinary()
-		if err != nil {
-			return nil, false, err
-		}
-		next, err := fence.Encode(nb, pending)
-		return next, err == nil && !bytes.Equal(next, cur), err
-	})
+	refused := func(*pr.State, pr.Nexus) bool { return !view.MayWrite(b.key) }
+	wait, err := b.mirror(ctx, lu, exec, refused)
 	if err != nil {
 		return fmt.Errorf("folding the loss of this host's key into the emulated state: %w", err)
 	}
@@ -388,6 +454,26 @@ func (b *Backend) fold(ctx context.Context, lu string, fd int, view core.LUN, se
 		}
 	}
 	return nil
+}
+
+// mirror applies exec, a change made on the real LUN by someone else, to lu's
+// emulated state in one store update, attributed to the initiator external (a
+// PREEMPT for the fencing): through the fencing's StepWhere with refused when
+// there is a fencing (it returns what to wait for), through fence.Apply (the
+// fence records kept) when there is none.
+func (b *Backend) mirror(ctx context.Context, lu string, exec func(*pr.State) pr.Result, refused func(*pr.State, pr.Nexus) bool) (*fence.Wait, error) {
+	cdb := scsi.PROutCDB(scsi.SAPreempt, 0, scsi.TypeWriteExclusive, scsi.PROutParamLen)
+	var wait *fence.Wait
+	err := b.o.Store.Update(ctx, b.o.StateKeyPrefix+lu, func(cur []byte) ([]byte, bool, error) {
+		if b.o.Fencing != nil {
+			next, changed, _, w, err := b.o.Fencing.StepWhere(cur, external, cdb[:], exec, refused)
+			wait = w
+			return next, changed, err
+		}
+		next, changed, _, err := fence.Apply(cur, exec)
+		return next, changed, err
+	})
+	return wait, err
 }
 
 // hosts reads the host record of lu.
@@ -432,19 +518,9 @@ func (b *Backend) setSeen(ctx context.Context, lu string, seen []pr.Registration
 
 // desired reads the emulated state and the host record of lu.
 func (b *Backend) desired(ctx context.Context, lu string) (pr.State, core.Desired, map[string]uint64, func(pr.Nexus) (string, bool), error) {
-	var st pr.State
-	v, err := b.o.Store.Get(ctx, b.o.StateKeyPrefix+lu)
-	if err != nil {
-		return st, core.Desired{}, nil, nil, fmt.Errorf("emulated state: %w", err)
-	}
-	stBytes, _, err := fence.Decode(v)
+	st, err := b.state(ctx, lu)
 	if err != nil {
 		return st, core.Desired{}, nil, nil, err
-	}
-	if stBytes != nil {
-		if err := st.UnmarshalBinary(stBytes); err != nil {
-			return st, core.Desired{}, nil, nil, err
-		}
 	}
 	hv, err := b.o.Store.Get(ctx, hostsKeyPrefix+lu)
 	if err != nil {
@@ -461,6 +537,25 @@ func (b *Backend) desired(ctx context.Context, lu string) (pr.State, core.Desire
 		return host, ok
 	}
 	return st, core.Desire(&st, hostOf), keys, hostOf, nil
+}
+
+// state reads lu's emulated state.
+func (b *Backend) state(ctx context.Context, lu string) (pr.State, error) {
+	var st pr.State
+	v, err := b.o.Store.Get(ctx, b.o.StateKeyPrefix+lu)
+	if err != nil {
+		return st, fmt.Errorf("emulated state: %w", err)
+	}
+	stBytes, _, err := fence.Decode(v)
+	if err != nil {
+		return st, err
+	}
+	if stBytes != nil {
+		if err := st.UnmarshalBinary(stBytes); err != nil {
+			return st, err
+		}
+	}
+	return st, nil
 }
 
 // readLUN is READ FULL STATUS through the backend below.

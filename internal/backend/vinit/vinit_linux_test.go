@@ -330,32 +330,97 @@ func TestLUNBehind(t *testing.T) {
 	}
 }
 
-// TestForeignHolder: a reservation held on the LUN by a key that is no
-// host's is left alone, and the guest whose reservation it blocks is told.
+// emuRes is READ RESERVATION as a guest sees it.
+func emuRes(t *testing.T, b *Backend, fd int, vm string) scsi.Reservation {
+	t.Helper()
+	var res scsi.Result
+	var err error
+	for range 3 { // past unit attentions
+		res, err = b.Execute(context.Background(), &backend.Request{CDB: scsi.PRInCDB(scsi.SAReadReservation, 64), FD: fd, Initiator: vm, LU: lu})
+		if res.Status == scsi.StatusGood {
+			break
+		}
+	}
+	if res.Status != scsi.StatusGood {
+		t.Fatalf("READ RESERVATION: %s %v", res, err)
+	}
+	r, err := scsi.DecodeReservation(res.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestForeignHolder: a reservation a foreign key takes on the LUN while host
+// A stays registered (docs/virtual-initiators.md §7) is shown to the guests,
+// under the initiator core.Foreign with the foreign key, and never touched:
+// a guest's RESERVE conflicts in the emulated state, its PREEMPT of the
+// foreign key is answered RESERVATION CONFLICT before anything commits; when
+// the foreign key releases, the next poll removes it and a guest may reserve.
+// A VM's reservation the array no longer gives (the LUN was behind and a
+// foreign key reserved) is released in the emulated state, and the command
+// whose poll found it answers HARDWARE ERROR (ErrForeignHolder).
 func TestForeignHolder(t *testing.T) {
 	st := memory.New()
 	l := newRealLU(fdA, fdC)
 	ha := newHost(t, "host-a", st, l)
-	for _, c := range []struct {
-		sa  byte
-		typ byte
-		key uint64
-	}{{scsi.SARegister, 0, 0}, {scsi.SAReserve, scsi.TypeExclusiveAccess, 0xf00d}} {
-		p, _ := scsi.PROutParams{Key: c.key, SAKey: 0xf00d}.Encode()
-		if c.sa == scsi.SAReserve {
-			p, _ = scsi.PROutParams{Key: 0xf00d}.Encode()
-		}
-		cdb := scsi.PROutCDB(c.sa, 0, c.typ, 24)
-		if r := pr.Execute(pr.LIO(), &l.st, l.nexus[fdC], cdb[:], p); r.Status != scsi.StatusGood {
-			t.Fatalf("bare-metal %s: %s", scsi.CommandName(cdb[:]), r)
-		}
-	}
 	good(t)(out(t, ha, fdA, a1, scsi.SARegister, 0, 0, 0x11))
-	res, err := out(t, ha, fdA, a1, scsi.SAReserve, scsi.TypeWriteExclusive, 0x11, 0)
-	if s, ok := res.ParseSense(); !ok || s != scsi.SenseTargetFailure || !errors.Is(err, core.ErrForeignHolder) {
-		t.Fatalf("RESERVE under a foreign reservation: %s %v", res, err)
+	bareMetal(t, l, fdC, prOut{scsi.SARegister, 0, 0, 0xf00d}, prOut{scsi.SAReserve, scsi.TypeExclusiveAccess, 0xf00d, 0})
+	if err := ha.PollKept(context.Background(), lu); err != nil {
+		t.Fatal(err)
 	}
-	if v := l.view(t, fdC); v.Reservation == nil || v.Reservation.Key != 0xf00d || !slices.Equal(v.Keys, []uint64{0xf00d, ha.Key()}) {
+	if r := emuRes(t, ha, fdA, a1); !r.Held || r.Key != 0xf00d || r.Type != scsi.TypeExclusiveAccess {
+		t.Fatalf("the guests' reservation: %+v", r)
+	}
+	if k := emuKeys(t, ha, fdA, a1); !slices.Equal(k, []uint64{0x11, 0xf00d}) {
+		t.Fatalf("the guests' keys: %#x", k)
+	}
+	// The emulated state now refuses a1 what the array refuses host A.
+	if r, _ := out(t, ha, fdA, a1, scsi.SAReserve, scsi.TypeWriteExclusive, 0x11, 0); r.Status != scsi.StatusReservationConflict {
+		t.Fatalf("RESERVE under the foreign reservation: %s", r)
+	}
+	if r, _ := out(t, ha, fdA, a1, scsi.SAPreempt, scsi.TypeWriteExclusive, 0x11, 0xf00d); r.Status != scsi.StatusReservationConflict {
+		t.Fatalf("PREEMPT of the foreign key: %s", r)
+	}
+	if k := emuKeys(t, ha, fdA, a1); !slices.Equal(k, []uint64{0x11, 0xf00d}) {
+		t.Fatalf("the guests' keys after the refused PREEMPT: %#x", k)
+	}
+	if v := l.view(t, fdC); v.Reservation == nil || v.Reservation.Key != 0xf00d || !slices.Equal(v.Keys, []uint64{ha.Key(), 0xf00d}) {
+		t.Fatalf("the foreign reservation was touched: %+v", v)
+	}
+	// The foreign key releases: the next poll shows it gone.
+	bareMetal(t, l, fdC, prOut{scsi.SARelease, scsi.TypeExclusiveAccess, 0xf00d, 0})
+	if err := ha.PollKept(context.Background(), lu); err != nil {
+		t.Fatal(err)
+	}
+	if r := emuRes(t, ha, fdA, a1); r.Held {
+		t.Fatalf("the guests' reservation after the foreign RELEASE: %+v", r)
+	}
+	if k := emuKeys(t, ha, fdA, a1); !slices.Equal(k, []uint64{0x11}) {
+		t.Fatalf("the guests' keys after the foreign RELEASE: %#x", k)
+	}
+	good(t)(out(t, ha, fdA, a1, scsi.SAReserve, scsi.TypeWriteExclusive, 0x11, 0))
+	if v := l.view(t, fdC); v.Reservation == nil || v.Reservation.Key != ha.Key() {
+		t.Fatalf("host A does not hold a1's reservation: %+v", v)
+	}
+	// The LUN falls behind (host A's reservation released by hand) and the
+	// foreign key reserves: a2's registration's poll finds a1's emulated
+	// reservation one the array does not give, releases it, and says so.
+	l.mu.Lock()
+	l.st.Reservation = nil
+	l.mu.Unlock()
+	bareMetal(t, l, fdC, prOut{scsi.SAReserve, scsi.TypeWriteExclusive, 0xf00d, 0})
+	res, err := out(t, ha, fdA, a2, scsi.SARegister, 0, 0, 0x12)
+	if s, ok := res.ParseSense(); !ok || s != scsi.SenseTargetFailure || !errors.Is(err, core.ErrForeignHolder) {
+		t.Fatalf("a2's REGISTER whose poll released a1's reservation: %s %v", res, err)
+	}
+	if r := emuRes(t, ha, fdA, a2); !r.Held || r.Key != 0xf00d || r.Type != scsi.TypeWriteExclusive {
+		t.Fatalf("the guests' reservation: %+v", r)
+	}
+	if k := emuKeys(t, ha, fdA, a2); !slices.Equal(k, []uint64{0x11, 0x12, 0xf00d}) {
+		t.Fatalf("the guests' keys: %#x", k)
+	}
+	if v := l.view(t, fdC); v.Reservation == nil || v.Reservation.Key != 0xf00d || v.Reservation.Type != scsi.TypeWriteExclusive {
 		t.Fatalf("the foreign reservation was touched: %+v", v)
 	}
 }
@@ -438,8 +503,13 @@ func TestExternalPreempt(t *testing.T) {
 	ticks <- time.Time{}
 	cancel()
 	<-done
-	if k := emuKeys(t, hb, fdB, b1); !slices.Equal(k, []uint64{0x21}) {
+	// A's VMs are gone; the bare-metal key that holds the reservation now is
+	// shown (core.Foreign, docs/virtual-initiators.md §7).
+	if k := emuKeys(t, hb, fdB, b1); !slices.Equal(k, []uint64{0x21, 0xbeef}) {
 		t.Fatalf("the guests' keys after the bare-metal PREEMPT of A: %#x", k)
+	}
+	if r := emuRes(t, hb, fdB, b1); !r.Held || r.Key != 0xbeef || r.Type != scsi.TypeWriteExclusive {
+		t.Fatalf("the guests' reservation after the bare-metal PREEMPT of A: %+v", r)
 	}
 	if v := l.view(t, fdC); !slices.Equal(v.Keys, []uint64{hb.Key(), 0xbeef}) || v.Reservation == nil || v.Reservation.Key != 0xbeef {
 		t.Fatalf("LUN: %+v", v)

@@ -13,8 +13,13 @@
 #   b. b1 evicts a1 and a2: host A's key is gone from LIO, LIO itself answers a
 #      WRITE through nexus 1 with RESERVATION CONFLICT (sg_raw), nexus 2 writes;
 #   c. nexus 3 registers 0xbeef and PREEMPTs host B's key: within the poll
-#      interval (5 s) b1 is evicted in the emulated state (unit attention, no
-#      keys) and host B's fence agent ran for b1;
+#      interval (5 s) b1 is evicted in the emulated state (unit attention) and
+#      host B's fence agent ran for b1 (the LUN refuses host B: the fold judges
+#      against it); the guests see 0xbeef's reservation;
+#   c2. a1 registers under it: host A's key joins 0xbeef's on LIO, a1's RESERVE
+#      and its PREEMPT of 0xbeef conflict, LIO refuses host A's writes; nexus 3
+#      CLEARs: host A's poll evicts a1 (unit attention) and fences nobody (no
+#      reservation is left);
 #   d. host B's helper is SIGKILLed between the store commit of b1's
 #      registration and its LUN update (the test-only hook
 #      PRHELPER_TEST_VINIT_AFTER_COMMIT, docs/virtual-initiators.md §6): the
@@ -116,11 +121,34 @@ lab_expect 0 sg_persist -n --out --preempt --param-rk=0xbeef --param-sark=$KBS -
 lab_ok "host B's agent fenced b1 within the poll interval (+ a command time)" lab_wait 15 grep -q "hostb fenced $IQN:b1 " /tmp/fenced.log
 echo "# fenced after $(awk -v a=$T_PRE -v b=$(lab_uptime) 'BEGIN { printf "%.1f", b - a }') s"
 lab_expect 6 c b1 --in -k
-lab_expect_out 0 'NO registered|no registered' c b1 --in -k
-lab_expect_out 0 'NO reservation|no reservation' c b1 --in -r
+# the poll that folded b1 out shows the bare-metal key's reservation next
+lab_ok "emulated: the bare-metal key shows, b1's is gone" lab_wait 10 sh -c \
+	"prpersist --socket /run/b1.sock --in -k $D2 > /tmp/b1k.out 2>&1; grep -q 0xbeef /tmp/b1k.out && ! grep -q 0xb1 /tmp/b1k.out"
+lab_expect_out 0 'Key=0xbeef' c b1 --in -r
+lab_out_has 'Write Exclusive' "emulated: the bare-metal key holds Write Exclusive"
 lab_expect_out 0 'Key=0xbeef' lun
 lab_out_lacks "Key=$KBS|Key=$KA" "LIO: only the bare-metal key"
+
+echo "=================== c2. a foreign reservation under which host A registers; an administrator's CLEAR"
+c a1 --in -k > /dev/null 2>&1 # a unit attention left from part b, if any
+lab_expect 0 c a1 --out -G --param-sark=0xa1
+lab_expect_out 0 'Key=0xbeef' c a1 --in -r
+lab_out_has 'Write Exclusive' "emulated: a1 sees the bare-metal reservation"
+lab_expect 24 c a1 --out -R --param-rk=0xa1 --prout-type=1
+lab_expect 24 c a1 --out -P --param-rk=0xa1 --param-sark=0xbeef --prout-type=1
+lab_expect_out 0 "Key=$KA" lun
+lab_out_has 'Key=0xbeef' "LIO: host A registered, the bare-metal key still holds"
+# a1 registered, not the holder: LIO refuses host A's writes as it refuses a1's in the emulated state
+sg_raw -s 512 -i /tmp/block $D1 $WRITE10 > /dev/null 2>&1
+lab_expect_out 0 'Reservation Conflict' sh -c "sg_raw -s 512 -i /tmp/block $D1 $WRITE10; echo rc=\$?"
+N_A1=$(grep -c "hosta fenced $IQN:a1 " /tmp/fenced.log)
 lab_expect 0 sg_persist -n --out --clear --param-rk=0xbeef $D3
+lab_ok "host A's poll folds the CLEAR in: a1 told it was preempted" lab_wait 15 sh -c \
+	"prpersist --socket /run/a1.sock --in -k $D1 > /dev/null 2>&1; [ \$? = 6 ]"
+sleep 2
+lab_expect_out 0 'NO registered|no registered' c a1 --in -k
+lab_expect_out 0 'NO reservation|no reservation' c a1 --in -r
+lab_ok "the CLEAR fenced nobody (no reservation left on LIO)" sh -c "[ \$(grep -c 'hosta fenced $IQN:a1 ' /tmp/fenced.log) = $N_A1 ]"
 
 echo "=================== d. host B killed between the store commit and the LUN update"
 lab_expect 0 c a1 --out -G --param-sark=0xa1
