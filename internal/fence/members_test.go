@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -90,6 +91,25 @@ func hostHelper(t *testing.T, st store.Store, m *member, timeout time.Duration, 
 	return &helper{reg: reg, coord: c, be: emulate.New(st, pr.LIO()).WithFencing(c)}
 }
 
+// twoHosts starts host A's helper (its clock skew off) serving vm2 and host
+// B's serving vm1 over st; vm1 holds Write Exclusive Registrants Only and vm2
+// is registered. It returns the helpers, the two VMs' processes and the
+// release of vm1's connection.
+func twoHosts(t *testing.T, st store.Store, skew time.Duration) (a, b *helper, q1, q2 *exec.Cmd, releaseVM1 func()) {
+	l := newLeases()
+	a = hostHelper(t, st, l.join("hostA@1"), 5*time.Second, skew)
+	b = hostHelper(t, st, l.join("hostB@2"), 5*time.Second, 0)
+	q1, q2 = qemu(t), qemu(t)
+	releaseVM1 = b.track(t, vm1, q1.Process.Pid)
+	a.track(t, vm2, q2.Process.Pid)
+	a.run(t)
+	b.run(t)
+	mustGood(t, b.be, vm1, scsi.SARegister, 0, 0, 0xa1)
+	mustGood(t, b.be, vm1, scsi.SAReserve, scsi.TypeWriteExclusiveRegOnly, 0xa1, 0)
+	mustGood(t, a.be, vm2, scsi.SARegister, 0, 0, 0xb2)
+	return a, b, q1, q2, releaseVM1
+}
+
 // TestAcrossHostsKillBeforeGood: vm1 on host B, vm2 on host A; A's clock is an
 // hour off B's either way. vm2's PREEMPT is answered GOOD only after B's
 // helper killed vm1 and confirmed through the store: no clock of one host is
@@ -98,17 +118,8 @@ func hostHelper(t *testing.T, st store.Store, m *member, timeout time.Duration, 
 func TestAcrossHostsKillBeforeGood(t *testing.T) {
 	for _, skew := range []time.Duration{-time.Hour, time.Hour} {
 		t.Run(fmt.Sprint(skew), func(t *testing.T) {
-			st, l := memory.New(), newLeases()
-			a := hostHelper(t, st, l.join("hostA@1"), 5*time.Second, skew)
-			b := hostHelper(t, st, l.join("hostB@2"), 5*time.Second, 0)
-			q1, q2 := qemu(t), qemu(t)
-			b.track(t, vm1, q1.Process.Pid)
-			a.track(t, vm2, q2.Process.Pid)
-			a.run(t)
-			b.run(t)
-			mustGood(t, b.be, vm1, scsi.SARegister, 0, 0, 0xa1)
-			mustGood(t, b.be, vm1, scsi.SAReserve, scsi.TypeWriteExclusiveRegOnly, 0xa1, 0)
-			mustGood(t, a.be, vm2, scsi.SARegister, 0, 0, 0xb2)
+			st := memory.New()
+			a, _, q1, q2, _ := twoHosts(t, st, skew)
 			mustGood(t, a.be, vm2, scsi.SAPreempt, scsi.TypeWriteExclusiveRegOnly, 0xb2, 0xa1)
 			if !exited(q1.Process.Pid) {
 				t.Fatal("GOOD while vm1 on host B still runs")
@@ -128,17 +139,7 @@ func TestAcrossHostsKillBeforeGood(t *testing.T) {
 // host A waits for B's fence (a helper that dropped vm1 at the disconnect
 // would let A take "served by nobody" for confirmed).
 func TestAcrossHostsKillAfterDisconnect(t *testing.T) {
-	st, l := memory.New(), newLeases()
-	a := hostHelper(t, st, l.join("hostA@1"), 5*time.Second, 0)
-	b := hostHelper(t, st, l.join("hostB@2"), 5*time.Second, 0)
-	q1, q2 := qemu(t), qemu(t)
-	release := b.track(t, vm1, q1.Process.Pid)
-	a.track(t, vm2, q2.Process.Pid)
-	a.run(t)
-	b.run(t)
-	mustGood(t, b.be, vm1, scsi.SARegister, 0, 0, 0xa1)
-	mustGood(t, b.be, vm1, scsi.SAReserve, scsi.TypeWriteExclusiveRegOnly, 0xa1, 0)
-	mustGood(t, a.be, vm2, scsi.SARegister, 0, 0, 0xb2)
+	a, _, q1, _, release := twoHosts(t, memory.New(), 0)
 	release()
 	time.Sleep(50 * time.Millisecond) // B's loop (10 ms) announces what it serves now
 	mustGood(t, a.be, vm2, scsi.SAPreempt, scsi.TypeWriteExclusiveRegOnly, 0xb2, 0xa1)
