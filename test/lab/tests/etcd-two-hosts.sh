@@ -119,9 +119,11 @@ usleep 1500000
 lab_ok "VM1's writer runs (seqblocks, pid $W)" kill -0 $W
 cat /lab/io/out/seqblocks1.log
 # where the writer is (the lab runs so far: alive, no first write, no block on
-# the disk, no error in dmesg): its state, kernel wait channel and stack
-usleep 3000000; echo "[VM1 writer] state $(cut -d" " -f3 /proc/$W/stat 2>&1) wchan $(cat /proc/$W/wchan 2>&1)"
-cat /proc/$W/stack 2>/dev/null | sed "s/^/[VM1 writer stack] /"
+# the disk, no error in dmesg; run e2: reading its /proc/PID/stat and wchan
+# blocked, as when an execve holds the exec lock): its state, wait channel,
+# executable and kernel stack, each read bounded
+usleep 3000000; echo "[VM1 writer] state $(timeout 5 cut -d" " -f3 /proc/$W/stat 2>&1) wchan $(timeout 5 cat /proc/$W/wchan 2>&1) exe $(timeout 5 readlink /proc/$W/exe 2>&1)"
+timeout 5 cat /proc/$W/stack 2>/dev/null | sed "s/^/[VM1 writer stack] /"
 grep -E " sda " /proc/diskstats 2>/dev/null | sed "s/^/[VM1 io: diskstats] /"
 dmesg | tail -n 5 | sed 's/^/[VM1 dmesg] /'
 mark vm1.writing
@@ -163,9 +165,11 @@ usleep 1500000
 lab_ok "VM2's writer runs (seqblocks, pid $W)" kill -0 $W
 cat /lab/io/out/seqblocks2.log
 # where the writer is (the lab runs so far: alive, no first write, no block on
-# the disk, no error in dmesg): its state, kernel wait channel and stack
-usleep 3000000; echo "[VM2 writer] state $(cut -d" " -f3 /proc/$W/stat 2>&1) wchan $(cat /proc/$W/wchan 2>&1)"
-cat /proc/$W/stack 2>/dev/null | sed "s/^/[VM2 writer stack] /"
+# the disk, no error in dmesg; run e2: reading its /proc/PID/stat and wchan
+# blocked, as when an execve holds the exec lock): its state, wait channel,
+# executable and kernel stack, each read bounded
+usleep 3000000; echo "[VM2 writer] state $(timeout 5 cut -d" " -f3 /proc/$W/stat 2>&1) wchan $(timeout 5 cat /proc/$W/wchan 2>&1) exe $(timeout 5 readlink /proc/$W/exe 2>&1)"
+timeout 5 cat /proc/$W/stack 2>/dev/null | sed "s/^/[VM2 writer stack] /"
 grep -E " sda " /proc/diskstats 2>/dev/null | sed "s/^/[VM2 io: diskstats] /"
 mark vm2.writing
 lab_wait 600 test -e /lab/io/stop
