@@ -48,10 +48,34 @@ lab_ok "the two helpers run as two hosts (host names, machine-ids)" sh -c \
 	 [ \"\$(cat /tmp/hosts/hosta/machine-id)\" != \"\$(cat /tmp/hosts/hostb/machine-id)\" ]"
 
 # ------------------------------------------------------------ inner scripts
-cat > /tmp/inner-common.sh <<'INNER'
+# Shell functions of the inner guests' scripts: cmd.sh and VM1's script after
+# the move (a new shell, lab_io_detach_exec) both start with them.
+cat > /tmp/inner-funcs.sh <<'INNER'
 # mark FILE : /lab/io/out/FILE with "CHECKS FAILS", whole when it appears (the
 #   outer host reads it as soon as it exists)
 mark() { echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/.$1 && mv /lab/io/out/.$1 /lab/io/out/$1; }
+# start_writer N BIN SLOT : VM N's writer, BIN write $D SLOT, sequence-numbered
+#   O_DIRECT blocks without pause (issue 11 3b); checks that it runs, prints
+#   where it is, and marks vmN.writing
+start_writer() {
+	"$2" write $D $3 > /lab/io/out/seqblocks$1.log 2>&1 &
+	W=$!
+	usleep 1500000
+	lab_ok "VM$1's writer runs (seqblocks, pid $W)" kill -0 $W
+	cat /lab/io/out/seqblocks$1.log
+	# where the writer is (the lab runs so far: alive, no first write, no block
+	# on the disk, no error in dmesg; run e2: reading its /proc/PID/stat and
+	# wchan blocked, as when an execve holds the exec lock): its state, wait
+	# channel, executable and kernel stack, each read bounded
+	usleep 3000000
+	echo "[VM$1 writer] state $(timeout 5 cut -d" " -f3 /proc/$W/stat 2>&1) wchan $(timeout 5 cat /proc/$W/wchan 2>&1) exe $(timeout 5 readlink /proc/$W/exe 2>&1)"
+	timeout 5 cat /proc/$W/stack 2>/dev/null | sed "s/^/[VM$1 writer stack] /"
+	grep -E " sda " /proc/diskstats 2>/dev/null | sed "s/^/[VM$1 io: diskstats] /"
+	dmesg | tail -n 5 | sed "s/^/[VM$1 dmesg] /"
+	mark vm$1.writing
+}
+INNER
+cat > /tmp/inner-common.sh <<'INNER'
 modprobe virtio_scsi; modprobe sd_mod; modprobe sg
 lab_wait 120 ls /sys/block/sda || lab_die "inner: no disk"
 D=/dev/sda
@@ -87,7 +111,6 @@ lab_io_detach_exec /lab/io/vm1-moved.sh
 INNER
 cat > /tmp/inner-vm1-moved.sh <<'INNER'
 D=/dev/sda
-mark() { echo "${LAB_CHECKS:-0} ${LAB_FAILS:-0}" > /lab/io/out/.$1 && mv /lab/io/out/.$1 /lab/io/out/$1; }
 lab_ctl_wait moved
 lab_io_attach
 echo "== VM1 after the move (now on hostb), boot id $(cat /proc/sys/kernel/random/boot_id)"
@@ -113,20 +136,7 @@ lab_run sg_persist -n -i -k $D
 lab_expect 0 sg_persist -n --out --release --param-rk=0x1 --prout-type=1 $D
 lab_expect 0 sg_persist -n --out --reserve --param-rk=0x1 --prout-type=5 $D
 lab_expect_out 0 'Key=0x1' sg_persist -n -i -r $D
-/tmp/seqblocks write $D 0 > /lab/io/out/seqblocks1.log 2>&1 &
-W=$!
-usleep 1500000
-lab_ok "VM1's writer runs (seqblocks, pid $W)" kill -0 $W
-cat /lab/io/out/seqblocks1.log
-# where the writer is (the lab runs so far: alive, no first write, no block on
-# the disk, no error in dmesg; run e2: reading its /proc/PID/stat and wchan
-# blocked, as when an execve holds the exec lock): its state, wait channel,
-# executable and kernel stack, each read bounded
-usleep 3000000; echo "[VM1 writer] state $(timeout 5 cut -d" " -f3 /proc/$W/stat 2>&1) wchan $(timeout 5 cat /proc/$W/wchan 2>&1) exe $(timeout 5 readlink /proc/$W/exe 2>&1)"
-timeout 5 cat /proc/$W/stack 2>/dev/null | sed "s/^/[VM1 writer stack] /"
-grep -E " sda " /proc/diskstats 2>/dev/null | sed "s/^/[VM1 io: diskstats] /"
-dmesg | tail -n 5 | sed 's/^/[VM1 dmesg] /'
-mark vm1.writing
+start_writer 1 /tmp/seqblocks 0
 lab_wait 600 test -e /lab/io/stop || lab_die "VM1: no stop"
 lab_summary
 INNER
@@ -159,19 +169,7 @@ lab_run sg_persist -n -i -k $D
 touch /lab/io/out/vm2.connected
 lab_wait 600 test -e /lab/io/write2 || lab_die "VM2: no write2"
 echo "== VM2: a registrant under Write Exclusive Registrants Only writes"
-seqblocks write $D 2 > /lab/io/out/seqblocks2.log 2>&1 &
-W=$!
-usleep 1500000
-lab_ok "VM2's writer runs (seqblocks, pid $W)" kill -0 $W
-cat /lab/io/out/seqblocks2.log
-# where the writer is (the lab runs so far: alive, no first write, no block on
-# the disk, no error in dmesg; run e2: reading its /proc/PID/stat and wchan
-# blocked, as when an execve holds the exec lock): its state, wait channel,
-# executable and kernel stack, each read bounded
-usleep 3000000; echo "[VM2 writer] state $(timeout 5 cut -d" " -f3 /proc/$W/stat 2>&1) wchan $(timeout 5 cat /proc/$W/wchan 2>&1) exe $(timeout 5 readlink /proc/$W/exe 2>&1)"
-timeout 5 cat /proc/$W/stack 2>/dev/null | sed "s/^/[VM2 writer stack] /"
-grep -E " sda " /proc/diskstats 2>/dev/null | sed "s/^/[VM2 io: diskstats] /"
-mark vm2.writing
+start_writer 2 seqblocks 2
 lab_wait 600 test -e /lab/io/stop
 lab_summary
 INNER
@@ -236,8 +234,8 @@ inner_start() {
 	tag=$1 scr=$2 uuid=$3 sock=$4 dev=$5; shift 5
 	I=/tmp/inner-$tag
 	rm -rf $I; mkdir -p $I/out
-	cat /tmp/inner-common.sh /tmp/inner-$scr.sh > $I/cmd.sh
-	[ -f /tmp/inner-$scr-moved.sh ] && cp /tmp/inner-$scr-moved.sh $I/$scr-moved.sh
+	cat /tmp/inner-funcs.sh /tmp/inner-common.sh /tmp/inner-$scr.sh > $I/cmd.sh
+	[ -f /tmp/inner-$scr-moved.sh ] && cat /tmp/inner-funcs.sh /tmp/inner-$scr-moved.sh > $I/$scr-moved.sh
 	LAB_INNER_MEM=320 LAB_INNER_DRIVE=,file.locking=off LAB_INNER_DEVICE=,share-rw=on \
 		lab_inner_qemu $tag $I $sock $dev -uuid $uuid -name $tag "$@" &
 	QPID=$!
