@@ -47,17 +47,15 @@ func (d *Discoverer) Discover(fd int) (Map, error) {
 	if err != nil {
 		return Map{}, err
 	}
-	if d.TTL <= 0 {
-		return d.look(info)
+	if d.TTL > 0 {
+		d.mu.Lock()
+		c, ok := d.cache[[2]uint32{info.Major, info.Minor}]
+		d.mu.Unlock()
+		if t := d.now(); ok && t.Sub(c.at) < d.TTL && !t.Before(c.at) {
+			return c.m.clone(), nil
+		}
 	}
-	key := [2]uint32{info.Major, info.Minor}
-	d.mu.Lock()
-	c, ok := d.cache[key]
-	d.mu.Unlock()
-	if t := d.now(); ok && t.Sub(c.at) < d.TTL && !t.Before(c.at) {
-		return c.m.clone(), nil
-	}
-	return d.lookAndKeep(info)
+	return d.lookNow(info)
 }
 
 // Look implements Options.Rediscover: it reads the map's paths from sysfs (and
@@ -68,6 +66,11 @@ func (d *Discoverer) Look(fd int) (Map, error) {
 	if err != nil {
 		return Map{}, err
 	}
+	return d.lookNow(info)
+}
+
+// lookNow reads the map's paths, keeping them in the cache when there is one.
+func (d *Discoverer) lookNow(info device.Info) (Map, error) {
 	if d.TTL <= 0 {
 		return d.look(info)
 	}
