@@ -199,21 +199,27 @@ func out(t *testing.T, b *Backend, fd int, vm string, sa, typ byte, key, sark ui
 	return scsi.Result{}, nil
 }
 
+// emuPRIn is a PR IN (service action sa) as a guest sees it, sent again past
+// unit attentions (at most three times); a last answer other than GOOD fails t.
+func emuPRIn(t *testing.T, b *Backend, fd int, vm string, sa byte, alloc uint16) []byte {
+	t.Helper()
+	cdb := scsi.PRInCDB(sa, alloc)
+	var res scsi.Result
+	var err error
+	for range 3 {
+		res, err = b.Execute(context.Background(), &backend.Request{CDB: cdb, FD: fd, Initiator: vm, LU: lu})
+		if res.Status == scsi.StatusGood {
+			return res.Data
+		}
+	}
+	t.Fatalf("%s: %s %v", scsi.CommandName(cdb[:]), res, err)
+	return nil
+}
+
 // emuKeys is READ KEYS as a guest sees it.
 func emuKeys(t *testing.T, b *Backend, fd int, vm string) []uint64 {
 	t.Helper()
-	var res scsi.Result
-	var err error
-	for range 3 { // past unit attentions
-		res, err = b.Execute(context.Background(), &backend.Request{CDB: scsi.PRInCDB(scsi.SAReadKeys, 1024), FD: fd, Initiator: vm, LU: lu})
-		if res.Status == scsi.StatusGood {
-			break
-		}
-	}
-	if res.Status != scsi.StatusGood {
-		t.Fatalf("READ KEYS: %s %v", res, err)
-	}
-	k, err := scsi.DecodeKeys(res.Data)
+	k, err := scsi.DecodeKeys(emuPRIn(t, b, fd, vm, scsi.SAReadKeys, 1024))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,18 +339,7 @@ func TestLUNBehind(t *testing.T) {
 // emuRes is READ RESERVATION as a guest sees it.
 func emuRes(t *testing.T, b *Backend, fd int, vm string) scsi.Reservation {
 	t.Helper()
-	var res scsi.Result
-	var err error
-	for range 3 { // past unit attentions
-		res, err = b.Execute(context.Background(), &backend.Request{CDB: scsi.PRInCDB(scsi.SAReadReservation, 64), FD: fd, Initiator: vm, LU: lu})
-		if res.Status == scsi.StatusGood {
-			break
-		}
-	}
-	if res.Status != scsi.StatusGood {
-		t.Fatalf("READ RESERVATION: %s %v", res, err)
-	}
-	r, err := scsi.DecodeReservation(res.Data)
+	r, err := scsi.DecodeReservation(emuPRIn(t, b, fd, vm, scsi.SAReadReservation, 64))
 	if err != nil {
 		t.Fatal(err)
 	}
