@@ -110,9 +110,10 @@ func prefixOr(p string) string {
 // logical unit, when one is named by a regular file's host-local identity
 // ("file:<major>:<minor>:<inode>", package device): another host names the same
 // image differently, so the helpers would not share its reservations. A rule with
-// id= gives it a name every host agrees on.
+// id= gives it a name every host agrees on. The etcd store's other methods (List,
+// Watch: the fence coordinator reads with them) are its own.
 type sharedStore struct {
-	store.Store
+	*etcd.Store
 	log    *slog.Logger
 	mu     sync.Mutex
 	warned map[string]bool

@@ -140,7 +140,7 @@ func (f *fencing) attach(st store.Store, p pr.Profile, m *metrics.Metrics, log *
 // etcdOf finds the etcd store under the daemon's wrapper.
 func etcdOf(st store.Store) (*etcd.Store, bool) {
 	if s, ok := st.(*sharedStore); ok {
-		st = s.Store
+		return s.Store, true
 	}
 	es, ok := st.(*etcd.Store)
 	return es, ok

@@ -24,6 +24,7 @@ import (
 const (
 	DefaultTimeout = 10 * time.Second
 	DefaultPoll    = 50 * time.Millisecond
+	DefaultSweep   = time.Second
 )
 
 // helperPrefix is where helpers announce the initiators they serve.
@@ -49,8 +50,12 @@ type Options struct {
 	// Timeout bounds the wait for every fence of one command (DefaultTimeout).
 	Timeout time.Duration
 	// Poll is how often the store is read for records and confirmations
-	// (DefaultPoll).
+	// (DefaultPoll); on a store that can watch (store.Watcher) it is read when
+	// a logical unit changed instead.
 	Poll time.Duration
+	// Sweep is how often every value is read and stale records and
+	// announcements removed even when nothing changed (DefaultSweep).
+	Sweep time.Duration
 	// HelperID names this helper in records and announcements; default
 	// SelfID(). Alive reports whether a helper named by an ID is still running
 	// (default: ProcessAlive, a process on this host); a helper that is not
@@ -105,6 +110,9 @@ func New(o Options) *Coordinator {
 	}
 	if o.Poll <= 0 {
 		o.Poll = DefaultPoll
+	}
+	if o.Sweep <= 0 {
+		o.Sweep = DefaultSweep
 	}
 	if o.HelperID == "" && o.Members == nil {
 		o.HelperID = SelfID()
@@ -738,6 +746,15 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(c.o.Poll)
 	defer tick.Stop()
+	// A store that can watch (etcd) wakes the scan when a logical unit's
+	// value changes; the others are read every Poll while this helper serves
+	// a VM. Either way every value is read every Sweep (a second), so a
+	// watch that missed a change would cost a second, not a fence.
+	var changes <-chan struct{}
+	if w, ok := c.o.Store.(store.Watcher); ok {
+		changes = w.Watch(ctx, c.o.KeyPrefix)
+	}
+	changed := false
 	lastSweep := time.Time{}
 	for {
 		if err := c.sync(ctx); err != nil {
@@ -747,10 +764,12 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			c.o.Log.Warn("fence: announcement not written", "err", err)
 		}
 		serves, _ := c.o.Registry.served()
-		sweep := c.o.Now().Sub(lastSweep) >= time.Second
-		if len(serves) > 0 || sweep {
+		sweep := c.o.Now().Sub(lastSweep) >= c.o.Sweep
+		if (len(serves) > 0 && (changes == nil || changed)) || sweep {
+			changed = false
 			if err := c.scan(ctx, serves, sweep); err != nil && ctx.Err() == nil {
 				c.o.Log.Warn("fence: scan of the store failed", "err", err)
+				changed = true // read again at the next tick
 			}
 			if sweep {
 				lastSweep = c.o.Now()
@@ -760,8 +779,36 @@ func (c *Coordinator) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		case _, ok := <-changes:
+			if !ok { // the store closed: poll what is left
+				changes = nil
+			}
+			changed = true
 		}
 	}
+}
+
+// values reads every value under the coordinator's stores' keys: in one
+// snapshot when the store can list (one range read in etcd), else key by key.
+func (c *Coordinator) values(ctx context.Context) ([]store.Entry, error) {
+	if l, ok := c.o.Store.(store.Lister); ok {
+		return l.List(ctx, "")
+	}
+	keys, err := c.o.Store.Keys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Entry, 0, len(keys))
+	for _, k := range keys {
+		v, err := c.o.Store.Get(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if v != nil {
+			out = append(out, store.Entry{Key: k, Value: v})
+		}
+	}
+	return out, nil
 }
 
 // scan looks at every logical unit's records: fences the victims this helper
@@ -770,13 +817,14 @@ func (c *Coordinator) Run(ctx context.Context) error {
 // helpers that are not alive.
 func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep bool) error {
 	start := c.o.Now()
-	keys, err := c.o.Store.Keys(ctx)
+	entries, err := c.values(ctx)
 	if err != nil {
 		return err
 	}
 	regs := map[string]bool{}
 	var helpers map[string]announcement
-	for _, k := range keys {
+	for _, e := range entries {
+		k, v := e.Key, e.Value
 		if sweep && c.o.Members == nil {
 			if id, ok := strings.CutPrefix(k, helperPrefix); ok && id != c.o.HelperID && !c.o.Alive(id) {
 				c.o.Store.Update(ctx, k, func([]byte) ([]byte, bool, error) { return nil, true, nil })
@@ -785,10 +833,6 @@ func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep b
 		lu, ok := strings.CutPrefix(k, c.o.KeyPrefix)
 		if !ok {
 			continue
-		}
-		v, err := c.o.Store.Get(ctx, k)
-		if err != nil {
-			return err
 		}
 		if c.o.Members != nil {
 			in, err := registeredIn(v)
