@@ -3,7 +3,7 @@
 # A measurement, not a test: it never fails on numbers, only when a helper or
 # a request fails. Not run by CI.
 #
-#   scripts/bench.sh [host|lab|emulate|all]     (default: all = host, lab)
+#   scripts/bench.sh [host|lab|emulate|emulate-etcd|all]     (default: all = host, lab)
 #
 # host: prhelper, qemu-pr-helper (/usr/bin, or $QEMU_PR_HELPER) and prbench's
 #       bare fd-passing echo floor on a regular file (the refusal path both
@@ -23,6 +23,25 @@
 #       and 64 initiators; the disk's serial write+fdatasync rate (prbench
 #       -fsync, next to the database) before and after. EMU_N requests per row
 #       (default 6000), EMU_CLIENTS (default 1,8,64).
+#
+# emulate-etcd: the same helper twice in one run (issue 10 item 6), on a
+#       SQLite file (--db) and on a 3-member etcd cluster on loopback
+#       (--etcd-endpoints; the pinned etcd server the Go tests build,
+#       internal/store/etcd/etcdtest/etcdpath, each member with its own data
+#       directory next to the SQLite file, $ETCD_FLAGS added to each member's
+#       command line; ETCD_DATA=DIR puts their data directories there instead,
+#       e.g. on a tmpfs to tell the disk's share of the latency from the rest:
+#       a diagnostic, not a setting; ETCD_ALT="FLAGS" adds a second cluster
+#       whose members get FLAGS instead, and its own helper, "etcd-alt" in
+#       the same table: a setting compared in one run), each with 64 initiator
+#       sockets and --metrics: register
+#       at 1, 16 and 64 initiators (ETCD_CLIENTS) on one logical unit, then on
+#       16 (prbench -spread: initiator i on file i mod 16); ETCD_N1 requests a
+#       row at 1 initiator (default 1500), ETCD_N at more (default 6000),
+#       ROUNDS rounds (default 3), the stores taking turns. After each row:
+#       PR OUT per store transaction and per logical unit's batch, the store
+#       commits' times (the helpers' metrics), and each member's WAL fsync,
+#       backend commit and peer round trip histograms (docs/performance.md §5.6).
 #
 # BASE=REV adds a row for prhelper built from git revision REV (before/after
 # in one run). OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
@@ -108,6 +127,86 @@ emulate() {
 	echo "== load after: $(uptime)"
 }
 
+emulate_etcd() {
+	local d pids=() i etcd devs=() one sixteen names="sqlite etcd" rows c n
+	d=$(mktemp -d /tmp/prbench.XXXXXX)
+	trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$d"' RETURN
+	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$d/" ./cmd/prhelper ./test/lab/tools/prbench)
+	etcd=$(cd "$ROOT" && go run ./internal/store/etcd/etcdtest/etcdpath)
+	local data=$d
+	[ -n "${ETCD_DATA:-}" ] && data=$(mktemp -d "$ETCD_DATA/prbench-etcd.XXXXXX") &&
+		trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$d" "$data"' RETURN
+	cluster() { # NAME FLAGS: a 3-member cluster on loopback; its client URLs in eps[NAME]
+		local name=$1 flags=$2 port peers=() initial="" i urls=()
+		port=$((20000 + RANDOM % 20000))
+		if ss -ltnH | grep -qE "127\.0\.0\.1:($port|$((port + 1))|$((port + 2))|$((port + 3))|$((port + 4))|$((port + 5))) "; then
+			echo "bench: ports $port-$((port + 5)) in use, run again"; return 1
+		fi
+		for i in 0 1 2; do
+			urls+=("http://127.0.0.1:$((port + 2 * i))")
+			peers+=("http://127.0.0.1:$((port + 2 * i + 1))")
+			initial+="${initial:+,}m$i=${peers[i]}"
+		done
+		for i in 0 1 2; do
+			# shellcheck disable=SC2086 # flags is a list of flags
+			"$etcd" --name "m$i" --data-dir "$data/$name-m$i.etcd" --listen-client-urls "${urls[i]}" --advertise-client-urls "${urls[i]}" \
+				--listen-peer-urls "${peers[i]}" --initial-advertise-peer-urls "${peers[i]}" --initial-cluster "$initial" \
+				--initial-cluster-state new --initial-cluster-token "prbench-$name-$$" --log-level warn $flags \
+				>"$d/$name-m$i.log" 2>&1 & pids+=($!)
+		done
+		for _ in $(seq 100); do
+			curl -sf "${urls[0]}/health" 2>/dev/null | grep -q '"health":"true"' && break
+			sleep 0.2
+		done
+		curl -sf "${urls[0]}/health" | grep -q '"health":"true"' || { echo "bench: etcd cluster $name not healthy"; cat "$d/$name"-m*.log; return 1; }
+		eps[$name]=$(IFS=,; echo "${urls[*]}")
+		echo "== $name: etcd members ${urls[*]} with ${flags:-default flags}"
+	}
+	start() { # NAME STORE-FLAGS...: an emulating helper with 64 sockets, one initiator each, and metrics
+		local name=$1 args=() i
+		shift
+		for i in $(seq 0 63); do args+=("--listen=$d/$name-$i.sock,initiator=name:iqn.2025-01.dev.prhelper:bench$i"); done
+		"$d/prhelper" -q --backend=emulate "$@" --metrics="unix:$d/$name-metrics.sock" "${args[@]}" >"$d/$name.log" 2>&1 & pids+=($!)
+	}
+	echo "== emulate-etcd: $(uname -r), $(nproc) CPUs, prhelper $(cd "$ROOT" && git describe --always --dirty), $("$etcd" --version | head -1);" \
+		"SQLite on $(df --output=source,fstype "$d" | tail -1), etcd data on $(df --output=source,fstype "$data" | tail -1)"
+	declare -A eps
+	cluster etcd "${ETCD_FLAGS:-}" || return 1
+	start sqlite --db="$d/sqlite.db"
+	start etcd --etcd-endpoints="${eps[etcd]}" --etcd-prefix="/prbench-$$/"
+	if [ -n "${ETCD_ALT:-}" ]; then
+		cluster etcd-alt "$ETCD_ALT" || return 1
+		start etcd-alt --etcd-endpoints="${eps[etcd-alt]}" --etcd-prefix="/prbench-$$/"
+		names="$names etcd-alt"
+	fi
+	rows=(-socks 64 -direct=false -ref sqlite -rounds "${ROUNDS:-3}" -workload register)
+	for s in $names; do
+		for _ in $(seq 100); do [ -S "$d/$s-63.sock" ] && break; sleep 0.1; done
+		[ -S "$d/$s-63.sock" ] || { echo "bench: $s did not listen"; cat "$d"/*.log; return 1; }
+		rows+=(-helper "$s=$d/$s-%d.sock" -metrics "$s=unix:$d/$s-metrics.sock")
+		[ "$s" = sqlite ] || rows+=(-members "$s=${eps[$s]}")
+	done
+	for i in $(seq 0 15); do truncate -s 64M "$d/disk$i.img"; devs+=("$d/disk$i.img"); done
+	one=${devs[0]}
+	sixteen=$(IFS=,; echo "${devs[*]}")
+	echo "== load before: $(uptime)"
+	"$d/prbench" -fsync "$d/fsync.tmp" -n 3000
+	for c in $(echo "${ETCD_CLIENTS:-1,16,64}" | tr , ' '); do
+		n=${ETCD_N:-6000}
+		[ "$c" = 1 ] && n=${ETCD_N1:-1500}
+		echo "== one logical unit, $c initiators: $(uptime)"
+		"$d/prbench" "${rows[@]}" -dev "$one" -clients "$c" -n "$n"
+	done
+	for c in $(echo "${ETCD_CLIENTS:-1,16,64}" | tr , ' '); do
+		n=${ETCD_N:-6000}
+		[ "$c" = 1 ] && n=${ETCD_N1:-1500}
+		echo "== 16 logical units (initiator i on unit i mod 16), $c initiators: $(uptime)"
+		"$d/prbench" "${rows[@]}" -dev "$sixteen" -spread -clients "$c" -n "$n"
+	done
+	"$d/prbench" -fsync "$d/fsync.tmp" -n 3000
+	echo "== load after: $(uptime)"
+}
+
 lab() {
 	echo "== lab: load before: $(uptime)"
 	flock "${LAB_LOCK:-/tmp/prhelper-lab.lock}" env BENCH=mixed bash "$ROOT/test/lab/bench.sh" "${LAB_STEPS:-2000}"
@@ -118,6 +217,7 @@ case $what in
 host) host ;;
 lab) lab ;;
 emulate) emulate ;;
+emulate-etcd) emulate_etcd ;;
 all) host; lab ;;
-*) echo "usage: scripts/bench.sh [host|lab|emulate|all]"; exit 2 ;;
+*) echo "usage: scripts/bench.sh [host|lab|emulate|emulate-etcd|all]"; exit 2 ;;
 esac

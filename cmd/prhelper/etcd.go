@@ -73,6 +73,8 @@ func openStore(s *settings, m *metrics.Metrics, log *slog.Logger) (store.Store, 
 		if err == nil {
 			m.StoreCounter("sqlite", "busy_retries", "SQLite attempts that found the database locked by another process.",
 				func() uint64 { return st.Stats().BusyRetries })
+			m.StoreCounter("sqlite", "transactions", "SQLite write transactions committed (one fsync each).",
+				func() uint64 { return st.Stats().Transactions })
 		}
 		return st, err
 	}
@@ -87,6 +89,8 @@ func openStore(s *settings, m *metrics.Metrics, log *slog.Logger) (store.Store, 
 	if err != nil {
 		return nil, err
 	}
+	m.StoreCounter("etcd", "transactions", "etcd transactions committed (each may carry several logical units' writes).",
+		func() uint64 { return st.Stats().Transactions })
 	m.StoreCounter("etcd", "conflicts", "etcd batches recomputed because another helper changed the key first.",
 		func() uint64 { return st.Stats().Conflicts })
 	m.StoreCounter("etcd", "unknown_outcomes", "etcd transactions whose outcome stayed unknown until the store's timeout.",

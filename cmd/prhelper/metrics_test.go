@@ -179,6 +179,11 @@ func TestMetricsScrape(t *testing.T) {
 		value(fams, "prhelper_store_commit_duration_seconds", map[string]string{"store": "sqlite"}); sum != 4 || n < 1 || n > 4 {
 		t.Errorf("store commits: %v updates in %v commits, want 4 in 1..4", sum, n)
 	}
+	// SQLite commits one transaction per commit the histogram saw.
+	if tx, n := value(fams, "prhelper_store_transactions_total", map[string]string{"store": "sqlite"}),
+		value(fams, "prhelper_store_commit_duration_seconds", map[string]string{"store": "sqlite"}); tx != n {
+		t.Errorf("prhelper_store_transactions_total{store=sqlite} = %v, want the %v commits", tx, n)
+	}
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "prhelper_") && !strings.HasPrefix(name, "go_") && !strings.HasPrefix(name, "process_") {
 			t.Errorf("metric %s has no prhelper_ prefix", name)

@@ -19,9 +19,20 @@ import (
 // path is a way to send commands: a helper socket, or direct SG_IO when sock
 // is empty.
 type path struct {
-	name  string
-	sock  string
-	socks int // sock is a pattern with %d: client i uses socket i mod socks (-socks)
+	name   string
+	sock   string
+	socks  int  // sock is a pattern with %d: client i uses socket i mod socks (-socks)
+	spread bool // client i on device i mod len(devs) (-spread)
+	watch  watch
+}
+
+// devFor is the device client i sends to: the first, or with -spread the
+// i-th modulo their number (one logical unit each).
+func (p path) devFor(devs []*os.File, i int) *os.File {
+	if !p.spread {
+		return devs[0]
+	}
+	return devs[i%len(devs)]
 }
 
 // sockFor is the socket client i connects to: sock itself, or with -socks N
@@ -157,20 +168,20 @@ func measure1(p path, wk string, clients, n int, devs []*os.File, seq []step, re
 		return one(serial(p, n, devs, seq, reset))
 	case "mixed":
 		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
-			d, c := p.open(devs[0], i)
+			d, c := p.open(p.devFor(devs, i), i)
 			off := i * len(seq) / clients
 			return d, c, func(j int) *step { return &seq[(off+j)%len(seq)] }
 		}))
 	case "register":
 		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
-			d, c := p.open(devs[0], i)
+			d, c := p.open(p.devFor(devs, i), i)
 			return d, c, func(j int) *step { return registerStep(i, j) }
 		}))
 	case "rkw":
 		return readsUnderWrites(p, clients, n, devs[0])
 	default:
 		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
-			d, c := p.open(devs[0], i)
+			d, c := p.open(p.devFor(devs, i), i)
 			return d, c, func(int) *step { return &readKeys }
 		}))
 	}

@@ -33,7 +33,16 @@
 //
 // A -helper SOCK containing %d is a pattern: with -socks N, connection i uses
 // the socket numbered i mod N (for an emulating prhelper with one
-// --listen=PATH,initiator=name:NAME socket per initiator).
+// --listen=PATH,initiator=name:NAME socket per initiator). With -spread,
+// connection i of readkeys, register and mixed sends to device i mod the
+// number of -dev devices (several logical units) instead of the first.
+//
+// -metrics NAME=URL reads the helper NAME's Prometheus page (its --metrics,
+// http://HOST:PORT or unix:PATH) before and after each of its rows, and
+// -members NAME=URL[,URL...] the etcd members' (their client URLs): after
+// the row, a line per page says where the time went (metrics.go): PR OUT per
+// store transaction and per logical unit's batch, the store commits' times,
+// each member's WAL fsync, backend commit and peer round trip histograms.
 //
 // -seq files come from prgen -print -dump. scripts/bench.sh runs the host
 // table, test/lab/tests/bench.sh the lab's; docs/performance.md reads them.
@@ -79,7 +88,7 @@ func parseInts(s string) ([]int, error) {
 }
 
 func usage(w io.Writer, msg string) int {
-	fmt.Fprintf(w, "prbench: %s\nusage: prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK] [-direct=BOOL] [-ref NAME] [-clients 1,16] [-workload readkeys,mixed,register,rkw,serial] [-socks N] [-seq FILE] [-reset] [-rounds R] [-n N>=16]\n       prbench -echo SOCK\n       prbench -fsync FILE [-n N]\n", msg)
+	fmt.Fprintf(w, "prbench: %s\nusage: prbench -dev DEV[,DEV...] [-helper NAME=SOCK]... [-prhelper SOCK] [-qemu SOCK] [-direct=BOOL] [-ref NAME] [-clients 1,16] [-workload readkeys,mixed,register,rkw,serial] [-socks N] [-spread] [-metrics NAME=URL]... [-members NAME=URL,...]... [-seq FILE] [-reset] [-rounds R] [-n N>=16]\n       prbench -echo SOCK\n       prbench -fsync FILE [-n N]\n", msg)
 	return 1
 }
 
@@ -102,6 +111,10 @@ func run(args []string, w io.Writer) int {
 	echo := fs.String("echo", "", "serve the echo floor on this socket and do nothing else")
 	fsyncFile := fs.String("fsync", "", "measure -n serial 4 KiB write+fdatasync on this file (created, then removed) and do nothing else")
 	socks := fs.Int("socks", 0, "a -helper socket with %d is a pattern of this many sockets, connection i on socket i mod N")
+	spread := fs.Bool("spread", false, "readkeys, register, mixed: connection i on device i mod the number of -dev devices")
+	var helperMetrics, members helperFlag
+	fs.Var(&helperMetrics, "metrics", "NAME=URL: read helper NAME's metrics page before and after each row (http://HOST:PORT or unix:PATH)")
+	fs.Var(&members, "members", "NAME=URL[,URL...]: read these etcd members' metrics before and after each of NAME's rows")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
@@ -176,6 +189,17 @@ func run(args []string, w io.Writer) int {
 	paths := []path(helpers)
 	for i := range paths {
 		paths[i].socks = *socks
+		paths[i].spread = *spread
+		for _, m := range helperMetrics {
+			if m.name == paths[i].name {
+				paths[i].watch.helper = m.sock
+			}
+		}
+		for _, m := range members {
+			if m.name == paths[i].name {
+				paths[i].watch.members = strings.Split(m.sock, ",")
+			}
+		}
 	}
 	if *direct {
 		paths = append(paths, path{name: "direct SG_IO"})
@@ -191,6 +215,7 @@ func run(args []string, w io.Writer) int {
 		for _, c := range cs {
 			rows := make([][]result, len(paths))
 			failed := make([]bool, len(paths))
+			spent := make([]reading, len(paths))
 			per := *n / *rounds
 			if wk == "serial" {
 				per = *n
@@ -200,12 +225,21 @@ func run(args []string, w io.Writer) int {
 					if failed[i] {
 						continue
 					}
-					rs, err := measure(p, wk, c, per, devs, seq, *reset)
+					before, err := p.watch.read()
+					var rs []result
+					if err == nil {
+						rs, err = measure(p, wk, c, per, devs, seq, *reset)
+					}
+					var after reading
+					if err == nil {
+						after, err = p.watch.read()
+					}
 					if err != nil {
 						fmt.Fprintf(w, "%-16s %7d  FAILED: %v\n", p.name, c, err)
 						failed[i], rc = true, 1
 						continue
 					}
+					spent[i] = spent[i].add(after.add(before, -1), 1)
 					if rows[i] == nil {
 						rows[i] = make([]result, len(rs))
 					}
@@ -221,6 +255,11 @@ func run(args []string, w io.Writer) int {
 				}
 			}
 			printRows(w, ok, *ref)
+			for i, p := range paths {
+				if !failed[i] && (p.watch.helper != "" || len(p.watch.members) > 0) {
+					spent[i].report(w, fmt.Sprintf("%s %d", p.name, c))
+				}
+			}
 		}
 	}
 	return rc
