@@ -59,12 +59,14 @@ func BenchmarkLUSize(b *testing.B) {
 			{"RIEK", scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24), func(i int) []byte { return param(0, uint64(i)|1<<40, 0) }},
 		} {
 			b.Run(fmt.Sprintf("regs=%d/%s", regs, bc.name), func(b *testing.B) {
+				cpu0 := cpuTime(b)
 				for i := 0; b.Loop(); i++ {
 					res, err := be.Execute(ctx, &backend.Request{CDB: bc.cdb, Param: bc.param(i), Initiator: sasName(1), LU: "big"})
 					if err != nil || res.Status != scsi.StatusGood {
 						b.Fatalf("%v %v", err, res)
 					}
 				}
+				b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/cmd")
 			})
 		}
 		st.Close()
