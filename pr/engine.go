@@ -31,6 +31,10 @@ const cdbLen = 10
 // service action's own checks (§3.1, §7). st changes only when the command
 // succeeds, except that reporting a unit attention consumes it. Execute never
 // panics, whatever st, cdb and param hold.
+//
+// st is changed in place, its slices included: a caller that keeps another
+// copy of the State value (which shares those slices) to compare or to go
+// back to takes a deep copy first (MarshalBinary and UnmarshalBinary).
 func Execute(p Profile, st *State, n Nexus, cdb []byte, param []byte) Result {
 	if st == nil {
 		return checkCondition(senseLUCommFailure)
@@ -57,11 +61,13 @@ func Execute(p Profile, st *State, n Nexus, cdb []byte, param []byte) Result {
 	if !st.prOutPasses(p, n, cdb) {
 		return conflict
 	}
-	work := st.clone()
-	r := prOut(p, &work, n, cdb, param)
+	// The service actions check everything before they change anything, so
+	// a command that fails leaves st as it was (the fuzz tests compare a deep
+	// copy taken before every failing command): no copy of the state per
+	// command, whose cost grew with the registrations (docs/performance.md §5).
+	r := prOut(p, st, n, cdb, param)
 	if r.Status == scsi.StatusGood {
-		work.normalize()
-		*st = work
+		st.normalize()
 	}
 	return r
 }

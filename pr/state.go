@@ -275,34 +275,6 @@ func (st *State) normalize() {
 	}
 }
 
-// clone returns a deep copy of st, so that a command can work on it and be
-// committed only when it succeeds.
-func (st *State) clone() State {
-	c := *st
-	c.Registrations = append([]Registration(nil), st.Registrations...)
-	if st.Reservation != nil {
-		r := *st.Reservation
-		c.Reservation = &r
-	}
-	if st.SPC2Holder != nil {
-		h := *st.SPC2Holder
-		c.SPC2Holder = &h
-	}
-	c.UnitAttentions = nil
-	for _, u := range st.UnitAttentions {
-		u.Conditions = append([]UA(nil), u.Conditions...)
-		c.UnitAttentions = append(c.UnitAttentions, u)
-	}
-	c.Ports = nil
-	for _, p := range st.Ports {
-		if p.Initiators != nil {
-			p.Initiators = append([]Initiator{}, p.Initiators...)
-		}
-		c.Ports = append(c.Ports, p)
-	}
-	return c
-}
-
 // validType reports whether t is one of the six reservation types (SPC-4 table 169).
 func validType(t byte) bool {
 	switch t {

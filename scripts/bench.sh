@@ -22,7 +22,9 @@
 #       READ KEYS from one connection while the others register (rkw), at 1, 8
 #       and 64 initiators; the disk's serial write+fdatasync rate (prbench
 #       -fsync, next to the database) before and after. EMU_N requests per row
-#       (default 6000), EMU_CLIENTS (default 1,8,64).
+#       (default 6000), EMU_CLIENTS (default 1,8,64), EMU_WORKLOADS (default
+#       "register rkw mixed"). After each workload, each helper's store commit
+#       durations so far (its --metrics histogram, scraped over a unix socket).
 #
 # emulate-etcd: the same helper twice in one run (issue 10 item 6), on a
 #       SQLite file (--db) and on a 3-member etcd cluster on loopback
@@ -98,7 +100,18 @@ emulate() {
 	start() { # NAME BINARY: an emulating helper with 64 sockets, one initiator each
 		local args=() i
 		for i in $(seq 0 63); do args+=("--listen=$d/$1-$i.sock,initiator=name:iqn.2025-01.dev.prhelper:bench$i"); done
-		"$2" -q --backend=emulate --db="$d/$1.db" "${args[@]}" >"$d/$1.log" 2>&1 & pids+=($!)
+		"$2" -q --backend=emulate --db="$d/$1.db" --metrics="unix:$d/$1-metrics.sock" "${args[@]}" >"$d/$1.log" 2>&1 & pids+=($!)
+	}
+	commits() { # WORKLOAD: each helper's store commit durations so far (histogram, cumulative)
+		local n
+		for n in $names; do
+			curl -s --unix-socket "$d/$n-metrics.sock" http://x/metrics | awk -v who="$n" -v w="$1" '
+				/^prhelper_store_commit_duration_seconds_bucket\{.*store="sqlite"/ {
+					match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5)
+					c = $NF + 0; if (c > prev) { out = out sprintf(" <=%s:%d", le, c - prev) }; prev = c }
+				/^prhelper_store_commit_duration_seconds_count\{.*store="sqlite"/ { total = $NF }
+				END { printf "commit durations after %s, %s (s; commits per bucket, all rows so far): %d:%s\n", w, who, total, out }'
+		done
 	}
 	start prhelper "$d/prhelper"
 	local names="prhelper" base=() ref=prhelper
@@ -120,9 +133,15 @@ emulate() {
 	"$d/prbench" -fsync "$d/fsync.tmp" -n 3000
 	local rows=(-dev "$d/disk.img" "${base[@]}" -helper "prhelper=$d/prhelper-%d.sock" -socks 64 -direct=false
 		-n "${EMU_N:-6000}" -rounds "${ROUNDS:-3}")
-	"$d/prbench" "${rows[@]}" -ref "$ref" -clients "${EMU_CLIENTS:-1,8,64}" -workload register
-	"$d/prbench" "${rows[@]}" -ref "$ref w" -clients "${EMU_RKW_CLIENTS:-8,64}" -workload rkw
-	"$d/prbench" "${rows[@]}" -ref "$ref" -clients "${EMU_CLIENTS:-1,8,64}" -workload mixed -seq "$d/seq.txt"
+	local wl
+	for wl in ${EMU_WORKLOADS:-register rkw mixed}; do
+		case $wl in
+		register) "$d/prbench" "${rows[@]}" -ref "$ref" -clients "${EMU_CLIENTS:-1,8,64}" -workload register ;;
+		rkw) "$d/prbench" "${rows[@]}" -ref "$ref w" -clients "${EMU_RKW_CLIENTS:-8,64}" -workload rkw ;;
+		mixed) "$d/prbench" "${rows[@]}" -ref "$ref" -clients "${EMU_CLIENTS:-1,8,64}" -workload mixed -seq "$d/seq.txt" ;;
+		esac
+		commits "$wl"
+	done
 	"$d/prbench" -fsync "$d/fsync.tmp" -n 3000
 	echo "== load after: $(uptime)"
 }

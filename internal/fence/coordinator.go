@@ -242,18 +242,23 @@ func (c *Coordinator) stepAll(cur []byte, cmds []Command, refused func(after *pr
 	res = make([]pr.Result, len(cmds))
 	waits = make([]*Wait, len(cmds))
 	next, changed, err = applyStored(cur, func(st *pr.State, pending []Record) []Record {
+		// Per command only what the command needs: the state before it is
+		// copied (an encoding's work, growing with the registrations) only for
+		// a command that can evict, and the registered initiators are noted
+		// once, from the state the batch commits (docs/performance.md §5).
+		defer c.noteRegistered(st)
 		for i, cmd := range cmds {
 			prOut := len(cmd.CDB) > 0 && cmd.CDB[0] == scsi.OpPersistentReserveOut
+			evicts := prOut && c.o.Policy != nil && mayEvict(cmd.CDB)
 			var before pr.State
-			if prOut && c.o.Policy != nil {
+			if evicts {
 				before = copyState(st) // only EvictedWhere reads it
 			}
 			res[i] = cmd.Exec(st)
-			c.noteRegistered(st)
 			if res[i].Status != scsi.StatusGood || !prOut {
 				continue
 			}
-			if c.o.Policy != nil {
+			if evicts {
 				now := c.o.Now().UnixNano()
 				evictor := InitiatorName(cmd.Nexus.Initiator)
 				for _, v := range EvictedWhere(&before, st, cmd.Nexus, func(v pr.Nexus) bool { return refused(st, v) }) {
@@ -890,4 +895,22 @@ func (c *Coordinator) forget() {
 			delete(c.confirmed, id)
 		}
 	}
+}
+
+// mayEvict reports whether the PR OUT CDB cdb can remove the registration of
+// an initiator other than its sender's, the only change Evicted reports:
+// PREEMPT, PREEMPT AND ABORT, CLEAR, REGISTER AND MOVE and any service action
+// not listed below. REGISTER and REGISTER AND IGNORE EXISTING KEY add a
+// registration, change the sender's key or remove the sender's own
+// registrations (those of its initiator device, docs/spc4-pr.md §7.1);
+// RESERVE and RELEASE remove none (§7.2, §7.3).
+func mayEvict(cdb []byte) bool {
+	if len(cdb) < 2 {
+		return true
+	}
+	switch cdb[1] & 0x1f {
+	case scsi.SARegister, scsi.SARegisterAndIgnoreExisting, scsi.SAReserve, scsi.SARelease:
+		return false
+	}
+	return true
 }

@@ -86,8 +86,10 @@ func (c *Coordinator) seen(r Record) {
 	}
 }
 
-// noteRegistered remembers the initiators registered in st, a state a command
-// through this helper computed: the self-fence kills the ones this helper
+// noteRegistered remembers the initiators registered in st, the state a batch
+// of commands through this helper computed (StepAll: once a batch, from the
+// state it stores; a registration that a later command of the same batch
+// removed was never stored): the self-fence kills the ones this helper
 // serves. They are kept until a scan that started at least 2 Timeouts later
 // (the command's commit is then long decided) has replaced them with what the
 // store holds.

@@ -61,10 +61,17 @@ var ErrGone = errors.New("store file removed or replaced")
 // store runs many callers' functions on one goroutine (a writer, a key's worker),
 // and one bad function must not take it down with every other Update.
 func Apply(fn UpdateFunc, cur []byte) (next []byte, changed bool, err error) {
+	return ApplyOwned(fn, bytes.Clone(cur))
+}
+
+// ApplyOwned is Apply for a cur that nothing else holds (a value just read
+// from the database): fn receives cur itself, not a copy, which spares a copy
+// of the whole value per update (docs/performance.md §5).
+func ApplyOwned(fn UpdateFunc, cur []byte) (next []byte, changed bool, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			next, changed, err = nil, false, fmt.Errorf("update function panicked: %v", p)
 		}
 	}()
-	return fn(bytes.Clone(cur))
+	return fn(cur)
 }

@@ -6,8 +6,12 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/fence"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
@@ -55,12 +59,14 @@ func BenchmarkLUSize(b *testing.B) {
 			{"RIEK", scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24), func(i int) []byte { return param(0, uint64(i)|1<<40, 0) }},
 		} {
 			b.Run(fmt.Sprintf("regs=%d/%s", regs, bc.name), func(b *testing.B) {
+				cpu0 := cpuTime(b)
 				for i := 0; b.Loop(); i++ {
 					res, err := be.Execute(ctx, &backend.Request{CDB: bc.cdb, Param: bc.param(i), Initiator: sasName(1), LU: "big"})
 					if err != nil || res.Status != scsi.StatusGood {
 						b.Fatalf("%v %v", err, res)
 					}
 				}
+				b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/cmd")
 			})
 		}
 		st.Close()
@@ -128,41 +134,74 @@ func BenchmarkSmallLUBesideBig(b *testing.B) {
 // BenchmarkLUSizeConcurrent is BenchmarkLUSize's write with 64 initiators at
 // once on the logical unit (docs/performance.md §5): with the unit's commands
 // committed in batches, what a command costs as the registrations grow, where
-// one state encoding and one commit are shared by a batch.
+// one state encoding and one commit are shared by a batch. fence=none runs
+// the commands through a fence.Coordinator without a policy, as the daemon
+// does; fence=kill through one with a policy (the state before an evicting
+// command is copied). cpu-µs/cmd is the process's CPU time (user and system,
+// getrusage) per command: unlike ns/op, it does not grow when other
+// processes take the CPUs.
 func BenchmarkLUSizeConcurrent(b *testing.B) {
-	for _, regs := range []int{10, 1000} {
-		b.Run(fmt.Sprintf("regs=%d/RIEK/clients=64", regs), func(b *testing.B) {
-			st, err := sqlite.Open(filepath.Join(b.TempDir(), "pr.db"), sqlite.Options{})
+	for _, fencing := range []string{"off", "none", "kill"} {
+		for _, regs := range []int{10, 100, 1000} {
+			b.Run(fmt.Sprintf("fence=%s/regs=%d/RIEK/clients=64", fencing, regs), func(b *testing.B) {
+				benchSizeConcurrent(b, fencing, regs)
+			})
+		}
+	}
+}
+
+func benchSizeConcurrent(b *testing.B, fencing string, regs int) {
+	st, err := sqlite.Open(filepath.Join(b.TempDir(), "pr.db"), sqlite.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	seedLU(b, st, "big", regs)
+	be := New(st, pr.LIO())
+	if fencing != "off" {
+		o := fence.Options{Store: st, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "bench"}
+		if fencing == "kill" {
+			p, err := fence.ParsePolicy("kill")
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer st.Close()
-			seedLU(b, st, "big", regs)
-			be := New(st, pr.LIO())
-			cdb := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
-			var wg sync.WaitGroup
-			per := b.N/64 + 1
-			b.ResetTimer()
-			for c := 1; c <= 64; c++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := 0; i < per; i++ {
-						res, err := be.Execute(context.Background(), &backend.Request{CDB: cdb,
-							Param: param(0, uint64(i)|uint64(c)<<40, 0), Initiator: sasName(c), LU: "big"})
-						if err != nil || res.Status != scsi.StatusGood {
-							b.Errorf("%v %v", err, res)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.StopTimer()
-			b.ReportMetric(float64(64*per)/b.Elapsed().Seconds(), "PROUT/s")
-			if n := be.queues.batches.Load(); n > 0 {
-				b.ReportMetric(float64(be.queues.commands.Load())/float64(n), "cmds/batch")
-			}
-		})
+			o.Policy = p
+		}
+		be.WithFencing(fence.New(o))
 	}
+	cdb := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
+	var wg sync.WaitGroup
+	per := b.N/64 + 1
+	cpu0 := cpuTime(b)
+	b.ResetTimer()
+	for c := 1; c <= 64; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < per; i++ {
+				res, err := be.Execute(context.Background(), &backend.Request{CDB: cdb,
+					Param: param(0, uint64(i)|uint64(c)<<40, 0), Initiator: sasName(c), LU: "big"})
+				if err != nil || res.Status != scsi.StatusGood {
+					b.Errorf("%v %v", err, res)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(64*per)/b.Elapsed().Seconds(), "PROUT/s")
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(64*per), "cpu-µs/cmd")
+	if n := be.queues.batches.Load(); n > 0 {
+		b.ReportMetric(float64(be.queues.commands.Load())/float64(n), "cmds/batch")
+	}
+}
+
+// cpuTime is the CPU time (user and system) the process used so far.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -671,14 +671,18 @@ func (s *Store) runBatch(batch []*request) {
 				r.err = err
 				continue
 			}
-			cur, ok := overlay[r.key]
-			if !ok {
-				var err error
+			var next []byte
+			var changed bool
+			var err error
+			if cur, ok := overlay[r.key]; ok {
+				next, changed, err = store.Apply(r.fn, cur)
+			} else {
+				// A value read for this fn alone: its own copy already.
 				if cur, err = s.read(ctx, r.key); err != nil {
 					return err
 				}
+				next, changed, err = store.ApplyOwned(r.fn, cur)
 			}
-			next, changed, err := store.Apply(r.fn, cur)
 			r.err = err
 			if err != nil || !changed {
 				continue
