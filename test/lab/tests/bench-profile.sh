@@ -1,15 +1,19 @@
 # Profile (not a test, not in check.sh): where each helper's time goes in the
 # serial replay of bench-mixed.sh (prgen seed $3's first $2 steps, default 1000
-# and 14, from 3 initiators), docs/performance.md §4. For each path: the
+# and 14, from 3 initiators), docs/performance.md §2.4. For each path: the
 # helper's threads' voluntary/involuntary context switches and run time
 # (/proc/PID/task/*/status, schedstat) and the whole guest's context switches
 # (/proc/stat ctxt) per request; with perf and strace, when they are in
-# /lab/bin/x (not in the image: copied by hand from a Debian 12 host with their
-# libraries in /lab/bin/x/lib), `perf stat -e context-switches,cpu-migrations,
-# task-clock -p PID` in the same replay and `strace -c -f -p PID` in a shorter
-# one ($4, default 300); prhelper runs with GODEBUG=schedtrace=1000. Then the
-# same with the second vCPU offline (one vCPU: GOMAXPROCS=1 for a new process).
-# By hand: run.sh -q -t 900 -o DIR tests/bench-profile.sh [VCPUS_LIST] [STEPS] [SEED] [STRACE_STEPS] [GOMAXPROCS_LIST]
+# /lab/src/x (not in the image: copied by hand from a Debian 12 host with their
+# libraries in x/lib, and shared with run.sh -s DIR, DIR holding x/; not in
+# /lab/bin, where smoke.sh requires static executables only), `perf stat -e
+# context-switches,cpu-migrations,task-clock -p PID` in the same replay and
+# `strace -c -f -p PID` in a second replay of $4 steps (default 1000; use the
+# same length as $2: prbench's reset failed after a 1000-step replay followed by
+# a shorter one). prhelper runs with GODEBUG=schedtrace=1000. Then the same
+# with the second vCPU offline (one vCPU: GOMAXPROCS=1 for a new process).
+# By hand (under the lab lock):
+#   run.sh -q -t 600 -s DIR -o OUT tests/bench-profile.sh [VCPUS_LIST] [STEPS] [SEED] [STRACE_STEPS] [GOMAXPROCS_LIST]
 # where VCPUS_LIST is "2,1" (default), "2" or "1"; GOMAXPROCS_LIST (e.g. "1,2")
 # adds a prhelper row for each value.
 lab_need_bin prbench prgen prhelper
@@ -21,9 +25,9 @@ for i in 1 2 3; do
 	[ -n "$rtpi" ] || lab_die "no RTPI in $LAB_TPG/lun/lun_0/statistics/scsi_port/indx"
 	devs="$devs${devs:+,}$LAB_DEV" rtpis="$rtpis${rtpis:+,}$rtpi"
 done
-N=${2:-1000} NS=${4:-300} GMP=${5:-}
+N=${2:-1000} NS=${4:-1000} GMP=${5:-}
 prgen -print -rtpi $rtpis -seed ${3:-14} -steps $N -dump /tmp/seq.txt >/dev/null
-X=/lab/bin/x
+X=/lab/src/x
 xtool() { _t=$1; shift; "$X/lib/ld-linux-x86-64.so.2" --library-path "$X/lib" "$X/$_t" "$@"; }
 # xbg TOOL ARGS: TOOL in the background, $! its own pid (not a subshell's)
 xbg() { _t=$1; shift; ( exec "$X/lib/ld-linux-x86-64.so.2" --library-path "$X/lib" "$X/$_t" "$@" ) & }
