@@ -3,22 +3,22 @@ package scsi
 import "fmt"
 
 var prInNames = [...]string{
-	SAReadKeys:           "READ KEYS",
-	SAReadReservation:    "READ RESERVATION",
-	SAReportCapabilities: "REPORT CAPABILITIES",
-	SAReadFullStatus:     "READ FULL STATUS",
+	SAReadKeys:           "PR IN READ KEYS",
+	SAReadReservation:    "PR IN READ RESERVATION",
+	SAReportCapabilities: "PR IN REPORT CAPABILITIES",
+	SAReadFullStatus:     "PR IN READ FULL STATUS",
 }
 
 var prOutNames = [...]string{
-	SARegister:                  "REGISTER",
-	SAReserve:                   "RESERVE",
-	SARelease:                   "RELEASE",
-	SAClear:                     "CLEAR",
-	SAPreempt:                   "PREEMPT",
-	SAPreemptAndAbort:           "PREEMPT AND ABORT",
-	SARegisterAndIgnoreExisting: "REGISTER AND IGNORE EXISTING KEY",
-	SARegisterAndMove:           "REGISTER AND MOVE",
-	SAReplaceLostReservation:    "REPLACE LOST RESERVATION",
+	SARegister:                  "PR OUT REGISTER",
+	SAReserve:                   "PR OUT RESERVE",
+	SARelease:                   "PR OUT RELEASE",
+	SAClear:                     "PR OUT CLEAR",
+	SAPreempt:                   "PR OUT PREEMPT",
+	SAPreemptAndAbort:           "PR OUT PREEMPT AND ABORT",
+	SARegisterAndIgnoreExisting: "PR OUT REGISTER AND IGNORE EXISTING KEY",
+	SARegisterAndMove:           "PR OUT REGISTER AND MOVE",
+	SAReplaceLostReservation:    "PR OUT REPLACE LOST RESERVATION",
 }
 
 // CommandName names a PR CDB for logs, e.g. "PR OUT REGISTER" or "PR IN sa 0x1f".
@@ -38,7 +38,9 @@ func CommandName(cdb []byte) string {
 		return fmt.Sprintf("opcode 0x%02x", cdb[0])
 	}
 	if int(sa) < len(names) && names[sa] != "" {
-		return dir + " " + names[sa]
+		// The tables hold whole names: a name per request (logs, the
+		// shutdown's view) without building a string (docs/performance.md §3).
+		return names[sa]
 	}
 	return fmt.Sprintf("%s sa 0x%02x", dir, sa)
 }

@@ -105,7 +105,16 @@ func (s Sense) Fixed() []byte {
 }
 
 func (s Sense) String() string {
-	return fmt.Sprintf("%x/%02x/%02x", s.Key, s.ASC, s.ASCQ)
+	// fmt's "%x/%02x/%02x" without fmt: the server names the sense of every
+	// failed request, and formatting was a measurable share of its work
+	// (docs/performance.md §2.2).
+	const hex = "0123456789abcdef"
+	b := make([]byte, 0, 8)
+	if s.Key > 0x0f {
+		b = append(b, hex[s.Key>>4])
+	}
+	b = append(b, hex[s.Key&0x0f], '/', hex[s.ASC>>4], hex[s.ASC&0x0f], '/', hex[s.ASCQ>>4], hex[s.ASCQ&0x0f])
+	return string(b)
 }
 
 // ParseSense extracts key, ASC and ASCQ from fixed (70h/71h) or descriptor

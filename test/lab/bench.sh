@@ -4,16 +4,27 @@
 # measurement, not a test: it never fails on numbers. Args go to run.sh's
 # command file: bench.sh [REQUESTS_PER_ROW] (default 1600). BENCH=mpath runs
 # the same on a dm-multipath map (tests/bench-mpath.sh); BENCH=mixed the mixed
-# PR IN/OUT sequence from 3 initiators (tests/bench-mixed.sh, arg: steps).
+# PR IN/OUT sequence from 3 initiators (tests/bench-mixed.sh, arg: steps), and
+# with BASE=REV a row for prhelper built from git revision REV.
 set -uo pipefail
 LAB=$(cd "$(dirname "$0")" && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
 export LAB_BUILD=$BUILD
 "$LAB/build.sh" || exit 1
 "$LAB/gobuild.sh" || exit 1
+if [ -n "${BASE:-}" ]; then
+	# BASE=REV: prhelper built from git revision REV as a further row
+	# (prhelper@REV), before/after in one run (BENCH=mixed only).
+	base=$(mktemp -d /tmp/labbench-base.XXXXXX)
+	(cd "$LAB/../.." && git archive "$BASE") | tar -x -C "$base" &&
+		(cd "$base" && CGO_ENABLED=0 "$(command -v go || echo /usr/local/go/bin/go)" build -trimpath -o "$BUILD/gobin/prhelper-base" ./cmd/prhelper)
+	rc=$?
+	rm -rf "$base"
+	[ $rc = 0 ] || { echo "bench: cannot build prhelper at $BASE"; exit 1; }
+fi
 out=$BUILD/runs/bench
 rm -rf "$out"
-LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 -o "$out" "$LAB/tests/bench${BENCH:+-$BENCH}.sh" "${1:-1600}"
+LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 -o "$out" "$LAB/tests/bench${BENCH:+-$BENCH}.sh" "${1:-1600}" ${BASE:+14 "$BASE"}
 rc=$?
 sed -n "/^READ KEYS round trips\\|^serial on\\|^readkeys on\\|^== load/,/^# ->/p" "$out/out/guest.log"
 exit $rc

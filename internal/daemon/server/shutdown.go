@@ -145,8 +145,9 @@ func (p phase) String() string {
 
 // setPhase records what c is doing. Starting a request (phaseBackend) is
 // refused, with false, once the shutdown began: qemu-pr-helper too stops
-// reading requests when it terminates.
-func (s *Server) setPhase(c *conn, p phase, req *wire.Request) bool {
+// reading requests when it terminates. since is when the request was read
+// (phaseBackend only).
+func (s *Server) setPhase(c *conn, p phase, req *wire.Request, since time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch p {
@@ -154,7 +155,7 @@ func (s *Server) setPhase(c *conn, p phase, req *wire.Request) bool {
 		if s.closing {
 			return false
 		}
-		c.cmd, c.since = scsi.CommandName(req.CDB[:]), time.Now()
+		c.cmd, c.since = scsi.CommandName(req.CDB[:]), since
 	case phaseIdle:
 		c.cmd, c.since = "", time.Time{}
 	}

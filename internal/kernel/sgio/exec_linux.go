@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 	"unsafe"
@@ -163,7 +164,7 @@ func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, ti
 	err = ioctl(fd, hdr)
 	pin.Unpin()
 	if err != nil {
-		return Result{}, fmt.Errorf("SG_IO on fd %d: %w", fd, err)
+		return Result{}, &ioctlErr{fd: fd, err: err}
 	}
 
 	r := Result{
@@ -181,6 +182,18 @@ func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, ti
 	}
 	return r, nil
 }
+
+// ioctlErr is the ioctl's failure, "SG_IO on fd N: ERR", formatted only when
+// read: a helper refusing a regular file gets ENOTTY for every request and
+// mostly only counts the error (docs/performance.md §3.2).
+type ioctlErr struct {
+	fd  int
+	err error
+}
+
+func (e *ioctlErr) Error() string { return "SG_IO on fd " + strconv.Itoa(e.fd) + ": " + e.err.Error() }
+
+func (e *ioctlErr) Unwrap() error { return e.err }
 
 // transferred is n - resid clamped to 0..n, so that a negative or oversized
 // resid (a driver bug, or a fake) cannot produce an out-of-range slice.

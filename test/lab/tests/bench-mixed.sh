@@ -4,6 +4,8 @@
 # with direct SG_IO on the same LIO disk; the LU is cleared before each
 # replay, so every path must end with the same status counts. Then READ KEYS
 # at 1 and 16 clients. Run by scripts/bench.sh lab (BENCH=mixed bench.sh).
+# Args: [STEPS] [SEED] [REV]: with REV (BASE=REV bench.sh), also
+# /lab/bin/prhelper-base, named prhelper@REV.
 lab_need_bin prbench prgen prhelper
 lab_lio_backstore disk0 64
 bs=$LAB_BS devs="" rtpis=""
@@ -15,9 +17,20 @@ for i in 1 2 3; do
 done
 lab_helper_start prhelper /run/prhelper.sock --backend=sgio; P1=$LAB_HELPER_PID
 lab_helper_start qemu-pr-helper /run/qemu-pr-helper.sock; P2=$LAB_HELPER_PID
+P3= base=
+if [ -n "${3:-}" ] && [ -x /lab/bin/prhelper-base ]; then
+	# $3: the revision bench.sh built /lab/bin/prhelper-base from (BASE=REV)
+	rm -f /run/prhelper-base.sock
+	/lab/bin/prhelper-base -k /run/prhelper-base.sock --backend=sgio >> /tmp/prhelper-base.sock.log 2>&1 &
+	P3=$!
+	lab_wait 30 test -S /run/prhelper-base.sock || { cat /tmp/prhelper-base.sock.log; lab_die "prhelper@$3 did not listen"; }
+	base="-helper prhelper@$3=/run/prhelper-base.sock"
+fi
 prgen -print -rtpi $rtpis -seed ${2:-14} -steps ${1:-2000} -dump /tmp/seq.txt >/dev/null
 echo "== load in the VM: $(uptime)"
-lab_expect 0 prbench -dev $devs -prhelper /run/prhelper.sock -qemu /run/qemu-pr-helper.sock \
+echo "== vCPUs in the VM: $(nproc)"
+lab_expect 0 prbench -dev $devs $base -prhelper /run/prhelper.sock -qemu /run/qemu-pr-helper.sock \
 	-workload serial,readkeys -clients 1,16 -seq /tmp/seq.txt -reset -n ${1:-2000}
 lab_helper_stop $P1; lab_helper_stop $P2
+[ -z "$P3" ] || lab_helper_stop $P3
 lab_summary
