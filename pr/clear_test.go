@@ -30,13 +30,13 @@ func TestClearAsCLEAR(t *testing.T) {
 			if r := Execute(p.p, &st, b, cdb[:], param); r.Status != scsi.StatusGood {
 				t.Fatalf("reserve: %v", r)
 			}
-			byCLEAR := st.clone()
+			byCLEAR := st.Clone()
 			param, _ = scsi.PROutParams{Key: 0xa0}.Encode()
 			cdb = scsi.PROutCDB(scsi.SAClear, 0, 0, uint32(len(param)))
 			if r := Execute(p.p, &byCLEAR, a, cdb[:], param); r.Status != scsi.StatusGood {
 				t.Fatalf("CLEAR: %v", r)
 			}
-			admin := st.clone()
+			admin := st.Clone()
 			if !Clear(p.p, &admin) {
 				t.Fatal("Clear reported no change")
 			}

@@ -34,7 +34,7 @@ const cdbLen = 10
 //
 // st is changed in place, its slices included: a caller that keeps another
 // copy of the State value (which shares those slices) to compare or to go
-// back to takes a deep copy first (MarshalBinary and UnmarshalBinary).
+// back to takes a deep copy first (Clone).
 func Execute(p Profile, st *State, n Nexus, cdb []byte, param []byte) Result {
 	if st == nil {
 		return checkCondition(senseLUCommFailure)

@@ -188,7 +188,7 @@ func TestHostileState(t *testing.T) {
 	for i, s := range states {
 		for _, c := range cdbs {
 			for _, n := range []Nexus{nx1, nx2} {
-				st := s.clone()
+				st := s.Clone()
 				Execute(LIO(), &st, n, c, registerParam(k1, 0, 0))
 				CheckAccess(SPC4(), &st, n, c)
 			}

@@ -73,7 +73,7 @@ func TestRelease(t *testing.T) {
 					t.Fatalf("%s type %d: %s", p.Name, typ, r)
 				}
 			}
-			want := st.clone()
+			want := st.Clone()
 			cdb := scsi.PROutCDB(scsi.SARelease, 0, typ, 24)
 			if r := Execute(p, &want, a, cdb[:], registerParam(1, 0, 0)); r.Status != scsi.StatusGood {
 				t.Fatalf("%s type %d RELEASE: %s", p.Name, typ, r)

@@ -64,7 +64,7 @@ func fuzzCommand(t *testing.T, p Profile, st *State, r *byteReader) {
 	b0 := r.next()
 	n := fuzzNexuses[int(b0)%len(fuzzNexuses)]
 	kind := (b0 >> 3) % 8
-	before := st.clone()
+	before := st.Clone()
 	beforeGen := st.Generation
 	var res Result
 	var alloc = -1
@@ -116,7 +116,7 @@ func fuzzCommand(t *testing.T, p Profile, st *State, r *byteReader) {
 	sn, _ := res.ParseSense()
 	ua := res.Status == scsi.StatusCheckCondition && sn.Key == scsi.KeyUnitAttention
 	if !ua && (alloc >= 0 || (prOut && res.Status != scsi.StatusGood)) {
-		after := st.clone()
+		after := st.Clone()
 		if !reflect.DeepEqual(normalized(before), normalized(after)) {
 			t.Fatalf("state changed by a command answering %s:\nbefore %+v\nafter  %+v", describe(res), before, after)
 		}
@@ -271,7 +271,7 @@ func FuzzEngine(f *testing.F) {
 		var st State
 		if cfg&4 != 0 {
 			st.Ports = fuzzPorts
-			st = st.clone()
+			st = st.Clone()
 		}
 		for i := 0; i < 64 && !r.done(); i++ {
 			fuzzCommand(t, p, &st, r)

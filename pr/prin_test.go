@@ -112,8 +112,8 @@ func TestPRInPayloads(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			st := tc.st.clone()
-			before := st.clone()
+			st := tc.st.Clone()
+			before := st.Clone()
 			c := scsi.PRInCDB(tc.sa, tc.alloc)
 			r := Execute(tc.p, &st, nx1, c[:], nil)
 			if tc.wantErr {

@@ -275,6 +275,35 @@ func (st *State) normalize() {
 	}
 }
 
+// Clone returns a deep copy of st: Execute changes st in place, so a caller
+// that compares a state before and after a command, or checks access on a
+// state it must not change, works on a Clone.
+func (st *State) Clone() State {
+	c := *st
+	c.Registrations = append([]Registration(nil), st.Registrations...)
+	if st.Reservation != nil {
+		r := *st.Reservation
+		c.Reservation = &r
+	}
+	if st.SPC2Holder != nil {
+		h := *st.SPC2Holder
+		c.SPC2Holder = &h
+	}
+	c.UnitAttentions = nil
+	for _, u := range st.UnitAttentions {
+		u.Conditions = append([]UA(nil), u.Conditions...)
+		c.UnitAttentions = append(c.UnitAttentions, u)
+	}
+	c.Ports = nil
+	for _, p := range st.Ports {
+		if p.Initiators != nil {
+			p.Initiators = append([]Initiator{}, p.Initiators...)
+		}
+		c.Ports = append(c.Ports, p)
+	}
+	return c
+}
+
 // validType reports whether t is one of the six reservation types (SPC-4 table 169).
 func validType(t byte) bool {
 	switch t {

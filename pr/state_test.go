@@ -223,31 +223,3 @@ func TestStateStaleScopeAndDuplicates(t *testing.T) {
 		t.Fatal("the second registration of the holder's nexus holds the reservation")
 	}
 }
-
-// clone returns a deep copy of st, for tests that compare a state before and
-// after a command (Execute changes st in place).
-func (st *State) clone() State {
-	c := *st
-	c.Registrations = append([]Registration(nil), st.Registrations...)
-	if st.Reservation != nil {
-		r := *st.Reservation
-		c.Reservation = &r
-	}
-	if st.SPC2Holder != nil {
-		h := *st.SPC2Holder
-		c.SPC2Holder = &h
-	}
-	c.UnitAttentions = nil
-	for _, u := range st.UnitAttentions {
-		u.Conditions = append([]UA(nil), u.Conditions...)
-		c.UnitAttentions = append(c.UnitAttentions, u)
-	}
-	c.Ports = nil
-	for _, p := range st.Ports {
-		if p.Initiators != nil {
-			p.Initiators = append([]Initiator{}, p.Initiators...)
-		}
-		c.Ports = append(c.Ports, p)
-	}
-	return c
-}

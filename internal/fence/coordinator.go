@@ -243,7 +243,7 @@ func (c *Coordinator) stepAll(cur []byte, cmds []Command, refused func(after *pr
 	waits = make([]*Wait, len(cmds))
 	next, changed, err = applyStored(cur, func(st *pr.State, pending []Record) []Record {
 		// Per command only what the command needs: the state before it is
-		// copied (an encoding's work, growing with the registrations) only for
+		// copied (a deep copy, growing with the registrations) only for
 		// a command that can evict, and the registered initiators are noted
 		// once, from the state the batch commits (docs/performance.md §5).
 		defer c.noteRegistered(st)
@@ -252,7 +252,7 @@ func (c *Coordinator) stepAll(cur []byte, cmds []Command, refused func(after *pr
 			evicts := prOut && c.o.Policy != nil && mayEvict(cmd.CDB)
 			var before pr.State
 			if evicts {
-				before = copyState(st) // only EvictedWhere reads it
+				before = st.Clone() // only EvictedWhere reads it
 			}
 			res[i] = cmd.Exec(st)
 			if res[i].Status != scsi.StatusGood || !prOut {

@@ -16,34 +16,9 @@ var writeCDB = []byte{0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0}
 // unit attentions pending for n (a unit attention is reported once and does not
 // decide access) and without changing st.
 func MayWrite(p pr.Profile, st *pr.State, n pr.Nexus) bool {
-	c := copyState(st)
+	c := st.Clone()
 	c.UnitAttentions = nil
 	return pr.CheckAccess(p, &c, n, writeCDB).Status == scsi.StatusGood
-}
-
-// copyState returns a deep copy of st through its encoding, so that CheckAccess
-// (which may change an SPC-2 reservation or consume a unit attention) works on
-// a copy.
-func copyState(st *pr.State) pr.State {
-	var c pr.State
-	b, err := st.MarshalBinary()
-	if err == nil && c.UnmarshalBinary(b) == nil {
-		return c
-	}
-	// A state that does not round-trip is one the engine would not have
-	// produced; copy the fields the access check reads.
-	c = *st
-	c.Registrations = append([]pr.Registration(nil), st.Registrations...)
-	if st.Reservation != nil {
-		r := *st.Reservation
-		c.Reservation = &r
-	}
-	if st.SPC2Holder != nil {
-		h := *st.SPC2Holder
-		c.SPC2Holder = &h
-	}
-	c.UnitAttentions = nil
-	return c
 }
 
 // Evicted returns the I_T nexuses that the PR OUT command of nexus by, which

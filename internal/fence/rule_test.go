@@ -59,7 +59,7 @@ func (c prOut) cdbParam() ([scsi.CDBLen]byte, []byte) {
 
 // apply runs c on st through the engine and returns the nexuses Evicted names.
 func apply(p pr.Profile, st *pr.State, c prOut) (pr.Result, []pr.Nexus) {
-	before := copyState(st)
+	before := st.Clone()
 	cdb, param := c.cdbParam()
 	res := pr.Execute(p, st, c.n, cdb[:], param)
 	return res, Evicted(p, &before, st, c.n)
@@ -204,7 +204,7 @@ func FuzzEvicted(f *testing.F) {
 				}
 				to := nexuses[int(b[i+5]>>1)%3]
 				c.moveTo = &to
-				before := copyState(st)
+				before := st.Clone()
 				res, got := apply(p, st, c)
 				var want []pr.Nexus
 				if res.Status == scsi.StatusGood && st.Reservation != nil {
