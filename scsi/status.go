@@ -1,6 +1,10 @@
 package scsi
 
-import "fmt"
+import (
+	"encoding/hex"
+	"fmt"
+	"strconv"
+)
 
 // SAM-5 status codes (SAM-5 §5.3.1), as used in the helper protocol's status field.
 const (
@@ -108,12 +112,9 @@ func (s Sense) String() string {
 	// fmt's "%x/%02x/%02x" without fmt: the server names the sense of every
 	// failed request, and formatting was a measurable share of its work
 	// (docs/performance.md §2.2).
-	const hex = "0123456789abcdef"
-	b := make([]byte, 0, 8)
-	if s.Key > 0x0f {
-		b = append(b, hex[s.Key>>4])
-	}
-	b = append(b, hex[s.Key&0x0f], '/', hex[s.ASC>>4], hex[s.ASC&0x0f], '/', hex[s.ASCQ>>4], hex[s.ASCQ&0x0f])
+	b := strconv.AppendUint(make([]byte, 0, 8), uint64(s.Key), 16)
+	b = hex.AppendEncode(append(b, '/'), []byte{s.ASC})
+	b = hex.AppendEncode(append(b, '/'), []byte{s.ASCQ})
 	return string(b)
 }
 
