@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/prhelper/prhelper/internal/backend/emulate"
+	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/pr"
 )
 
@@ -28,7 +29,7 @@ var errGone = errors.New("the LU was removed meanwhile")
 // update: the LU's state as it is at that moment, whatever changed since the
 // confirmation, loses its reservation and registrations; the fence records
 // kept with it stay.
-func (e *env) clear(ctx context.Context, st adminStore, name string) (any, error) {
+func (e *env) clear(ctx context.Context, st store.Store, name string) (any, error) {
 	l, err := getLU(ctx, st, name)
 	if err != nil {
 		return nil, err

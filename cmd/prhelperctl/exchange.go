@@ -12,6 +12,7 @@ import (
 
 	"github.com/prhelper/prhelper/internal/backend/emulate"
 	"github.com/prhelper/prhelper/internal/fence"
+	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/pr"
 )
 
@@ -43,7 +44,7 @@ type docLU struct {
 	Error         string          `json:"error,omitempty"`
 }
 
-func (e *env) export(ctx context.Context, st adminStore) (any, error) {
+func (e *env) export(ctx context.Context, st store.Store) (any, error) {
 	all, err := lus(ctx, st)
 	if err != nil {
 		return nil, err
@@ -83,7 +84,7 @@ var errConflict = errors.New("exists with another state")
 // that is absent is created, one with the same state is left, one with
 // another state is a conflict unless --replace. The document is checked whole
 // before anything is written.
-func (e *env) importDoc(ctx context.Context, st adminStore) (any, error) {
+func (e *env) importDoc(ctx context.Context, st store.Store) (any, error) {
 	in := e.stdin
 	if len(e.o.args) == 1 && e.o.args[0] != "-" {
 		f, err := os.Open(e.o.args[0])

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"text/tabwriter"
+
+	"github.com/prhelper/prhelper/internal/store"
 )
 
 // listItem is one LU in list's output.
@@ -23,7 +25,7 @@ type listItem struct {
 	Error          string `json:"error,omitempty"`
 }
 
-func (e *env) list(ctx context.Context, st adminStore) (any, error) {
+func (e *env) list(ctx context.Context, st store.Store) (any, error) {
 	all, err := lus(ctx, st)
 	if err != nil {
 		return nil, err

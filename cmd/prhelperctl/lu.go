@@ -60,7 +60,7 @@ func encodeValue(st *pr.State, pending []fence.Record) ([]byte, error) {
 }
 
 // lus reads every stored logical unit in one snapshot.
-func lus(ctx context.Context, st adminStore) ([]lu, error) {
+func lus(ctx context.Context, st store.Store) ([]lu, error) {
 	es, err := st.List(ctx, emulate.KeyPrefix)
 	if err != nil {
 		return nil, err
@@ -73,7 +73,7 @@ func lus(ctx context.Context, st adminStore) ([]lu, error) {
 }
 
 // getLU reads one logical unit; absent is exitNotFound.
-func getLU(ctx context.Context, st adminStore, name string) (lu, error) {
+func getLU(ctx context.Context, st store.Store, name string) (lu, error) {
 	v, err := st.Get(ctx, emulate.KeyPrefix+name)
 	if err != nil {
 		return lu{}, err

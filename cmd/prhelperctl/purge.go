@@ -16,6 +16,7 @@ import (
 
 	"github.com/prhelper/prhelper/internal/backend/emulate"
 	"github.com/prhelper/prhelper/internal/kernel/device"
+	"github.com/prhelper/prhelper/internal/store"
 )
 
 // Verdicts of purge's look at one LU.
@@ -282,7 +283,7 @@ var errChanged = errors.New("changed since it was checked")
 // purge removes the LUs whose device or image is gone. Each removal is one
 // store update that deletes the LU only if its value is still the one that
 // was checked, so an LU a helper is using right now is never removed under it.
-func (e *env) purge(ctx context.Context, st adminStore) (any, error) {
+func (e *env) purge(ctx context.Context, st store.Store) (any, error) {
 	if len(e.o.etcdEndpoints) > 0 && !e.o.force && !e.o.dryRun {
 		return nil, fail(exitSyntax, errors.New("purge on etcd sees only this host's devices: LUs that other hosts serve would look gone; give --force if this host sees every device (or --dry-run)"))
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 
 	"github.com/prhelper/prhelper/internal/fence"
+	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
 )
@@ -64,7 +65,7 @@ func fullStatus(st *pr.State) (scsi.FullStatus, error) {
 	return scsi.DecodeFullStatus(r.Data)
 }
 
-func (e *env) show(ctx context.Context, st adminStore, name string) (any, error) {
+func (e *env) show(ctx context.Context, st store.Store, name string) (any, error) {
 	l, err := getLU(ctx, st, name)
 	if err != nil {
 		return nil, err

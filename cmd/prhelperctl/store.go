@@ -11,16 +11,10 @@ import (
 	"github.com/prhelper/prhelper/internal/store/sqlite"
 )
 
-// adminStore is a store prhelperctl can list.
-type adminStore interface {
-	store.Store
-	store.Lister
-}
-
 // openStore opens the store the options name with the daemon's own store
 // packages, so every change is the transaction a helper's command is. A SQLite
 // file must exist already, except for import (which makes a new store).
-func openStore(o *options) (adminStore, error) {
+func openStore(o *options) (store.Store, error) {
 	if len(o.etcdEndpoints) > 0 {
 		st, err := etcd.Open(etcd.Options{Endpoints: o.etcdEndpoints, Prefix: o.etcdPrefix,
 			CACert: o.etcdCACert, Cert: o.etcdCert, Key: o.etcdKey})

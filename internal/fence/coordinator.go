@@ -793,36 +793,13 @@ func (c *Coordinator) Run(ctx context.Context) error {
 	}
 }
 
-// values reads every value under the coordinator's stores' keys: in one
-// snapshot when the store can list (one range read in etcd), else key by key.
-func (c *Coordinator) values(ctx context.Context) ([]store.Entry, error) {
-	if l, ok := c.o.Store.(store.Lister); ok {
-		return l.List(ctx, "")
-	}
-	keys, err := c.o.Store.Keys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]store.Entry, 0, len(keys))
-	for _, k := range keys {
-		v, err := c.o.Store.Get(ctx, k)
-		if err != nil {
-			return nil, err
-		}
-		if v != nil {
-			out = append(out, store.Entry{Key: k, Value: v})
-		}
-	}
-	return out, nil
-}
-
 // scan looks at every logical unit's records: fences the victims this helper
 // serves and has not confirmed; with sweep, also removes complete records
 // older than twice the timeout (their evictor is gone) and announcements of
 // helpers that are not alive.
 func (c *Coordinator) scan(ctx context.Context, serves map[string]int64, sweep bool) error {
 	start := c.o.Now()
-	entries, err := c.values(ctx)
+	entries, err := c.o.Store.List(ctx, "") // one snapshot: one range read in etcd
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,6 @@
 package store
 
-import (
-	"context"
-	"time"
-)
+import "time"
 
 // Entry is one stored value with what the store knows of its last change, for
 // tools (prhelperctl list).
@@ -16,13 +13,6 @@ type Entry struct {
 	// Revision is the store's revision of the last write (etcd's ModRevision),
 	// 0 when the store has none.
 	Revision int64
-}
-
-// Lister is a Store that reads every value under a key prefix in one consistent
-// snapshot (one read transaction), for tools that list the state while helpers
-// write it.
-type Lister interface {
-	List(ctx context.Context, prefix string) ([]Entry, error)
 }
 
 // Commit describes one committed write transaction, for metrics: how many

@@ -32,6 +32,10 @@ type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Keys lists the keys that have a value, in ascending byte order, for tools.
 	Keys(ctx context.Context) ([]string, error)
+	// List reads every value under a key prefix ("" for all) in one consistent
+	// snapshot (one read transaction), in ascending key order: for tools that list
+	// the state while helpers write it, and for the fence coordinator's scan.
+	List(ctx context.Context, prefix string) ([]Entry, error)
 	// Close releases the store; Updates already queued finish first, later calls fail
 	// with ErrClosed. Close is idempotent.
 	Close() error

@@ -84,6 +84,7 @@ type faultyStore struct{ err error }
 func (f faultyStore) Update(context.Context, string, store.UpdateFunc) error { return f.err }
 func (f faultyStore) Get(context.Context, string) ([]byte, error)            { return nil, f.err }
 func (f faultyStore) Keys(context.Context) ([]string, error)                 { return nil, f.err }
+func (f faultyStore) List(context.Context, string) ([]store.Entry, error)    { return nil, f.err }
 func (f faultyStore) Close() error                                           { return nil }
 
 // TestStoreFaultSense is issue 12 item 5: busy, full and read-only stores are

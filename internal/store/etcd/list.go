@@ -10,9 +10,7 @@ import (
 	"github.com/prhelper/prhelper/internal/store"
 )
 
-var _ store.Lister = (*Store)(nil)
-
-// List implements store.Lister with one linearizable range read (one revision
+// List implements store.Store with one linearizable range read (one revision
 // of the whole prefix), leaving tombstones out. etcd keeps no times: each
 // entry carries its ModRevision instead.
 func (s *Store) List(ctx context.Context, prefix string) ([]store.Entry, error) {

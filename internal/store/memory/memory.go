@@ -105,9 +105,7 @@ func clone(v []byte) []byte {
 	return append(make([]byte, 0, len(v)), v...)
 }
 
-var _ store.Lister = (*Store)(nil)
-
-// List implements store.Lister; the memory store keeps no times or revisions.
+// List implements store.Store; the memory store keeps no times or revisions.
 func (s *Store) List(ctx context.Context, prefix string) ([]store.Entry, error) {
 	keys, err := s.Keys(ctx)
 	if err != nil {

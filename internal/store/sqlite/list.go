@@ -9,9 +9,7 @@ import (
 	"github.com/prhelper/prhelper/internal/store"
 )
 
-var _ store.Lister = (*Store)(nil)
-
-// List implements store.Lister: one SELECT, which SQLite answers from one
+// List implements store.Store: one SELECT, which SQLite answers from one
 // snapshot of the database (in WAL mode without waiting for a writer), with
 // the time of each key's last commit.
 func (s *Store) List(ctx context.Context, prefix string) ([]store.Entry, error) {

@@ -265,20 +265,16 @@ func testKeysSorted(t *testing.T, s store.Store) {
 	}
 }
 
-// testListPrefix checks store.Lister, for stores that implement it: the keys
-// under the prefix in order, with their values, deleted keys left out.
+// testListPrefix checks List: the keys under the prefix in order, with their
+// values, deleted keys left out.
 func testListPrefix(t *testing.T, s store.Store) {
-	l, ok := s.(store.Lister)
-	if !ok {
-		t.Skip("store does not implement store.Lister")
-	}
 	for _, k := range []string{"lu/b", "lu/a", "fence/helper/x", "lu/c", "lv"} {
 		set(t, s, k, []byte("v-"+k))
 	}
 	if err := s.Update(context.Background(), "lu/c", func([]byte) ([]byte, bool, error) { return nil, true, nil }); err != nil {
 		t.Fatal(err)
 	}
-	got, err := l.List(context.Background(), "lu/")
+	got, err := s.List(context.Background(), "lu/")
 	if err != nil {
 		t.Fatalf("List: %v", err)
 	}
