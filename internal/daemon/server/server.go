@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -240,6 +241,8 @@ type conn struct {
 
 	initiator   string // from listener.Identify, set before the first request
 	identityErr error
+
+	raw syscall.RawConn // the socket's, for writeOnce; set on the first reply
 }
 
 // serveConn runs c's requests one at a time. ctx ends when the server stops
@@ -280,6 +283,9 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 		s.logConnErr(log, "handshake", err)
 		return
 	}
+	// Replies arm the deadline only when they must wait (writeReply); the
+	// handshake's would otherwise expire and refuse them.
+	_ = c.SetWriteDeadline(time.Time{})
 	for {
 		req, err := wire.ReadRequest(c.UnixConn)
 		if err != nil {
@@ -298,8 +304,7 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 		res, served := s.execute(execCtx, log, c, req)
 		rep := reply(res)
 		s.setPhase(c, phaseReply, req, time.Time{})
-		s.writeDeadline(c)
-		err = wire.WriteReply(c.UnixConn, req.CDB[:], &rep)
+		err = s.writeReply(c, wire.EncodeReply(req.CDB[:], &rep))
 		if _, nop := s.opts.Observer.(nopObserver); !nop {
 			s.opts.Observer.Request(req.CDB[:], served, res.Status, time.Since(start))
 		}
