@@ -301,7 +301,7 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 			unix.Close(req.FD)
 			return
 		}
-		res, served := s.execute(execCtx, log, c, req)
+		res, served := s.execute(execCtx, log, c, req, start)
 		rep := reply(res)
 		s.setPhase(c, phaseReply, req, time.Time{})
 		err = s.writeReply(c, wire.EncodeReply(req.CDB[:], &rep))
@@ -319,10 +319,10 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 	}
 }
 
-// execute runs one request and closes its descriptor, whatever happens. It
-// returns the answer and the name of the backend that served it ("server" for
-// a request refused before any backend ran).
-func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request) (res scsi.Result, served string) {
+// execute runs one request, read at start, and closes its descriptor,
+// whatever happens. It returns the answer and the name of the backend that
+// served it ("server" for a request refused before any backend ran).
+func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request, start time.Time) (res scsi.Result, served string) {
 	defer unix.Close(req.FD)
 	s.requests.Add(1)
 	name := scsi.CommandName(req.CDB[:])
@@ -340,7 +340,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		// INVALID COMMAND OPERATION CODE, and keeps the connection; prhelper
 		// answers the same to PR IN on a descriptor not open for reading
 		// (docs/pr-helper-protocol.md §6).
-		s.repeats.warn(log, "failed "+name+" access", "request failed", "cmd", name, "status", "CHECK CONDITION",
+		s.repeats.warnAt(start, log, "failed "+name+" access", "request failed", "cmd", name, "status", "CHECK CONDITION",
 			"sense", scsi.SenseInvalidOpcode.String(), "err", why)
 		return scsi.CheckCondition(scsi.SenseInvalidOpcode), "server"
 	}
@@ -361,7 +361,9 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		if err != nil {
 			attrs = append(attrs, "err", err)
 		}
-		s.repeats.warn(log, kind, "request failed", attrs...)
+		// start, not now: a warning's interval may begin up to a
+		// request's duration early, and no clock read per failed request.
+		s.repeats.warnAt(start, log, kind, "request failed", attrs...)
 	} else {
 		log.Debug("request done", "cmd", name, "backend", served, "data", len(res.Data))
 	}
