@@ -329,13 +329,14 @@ const resetUAs = 16
 // two kinds of answer that are sent again:
 //   - CHECK CONDITION, UNIT ATTENTION: it reports an event of an earlier
 //     command (a replay's PREEMPT or CLEAR from another initiator) and did not
-//     run the command (SPC-4 §5.14.1), up to resetUAs times.
+//     run the command (docs/spc4-pr.md §6), up to resetUAs times.
 //   - CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (5/24/00) to the
 //     REGISTER: LIO refuses a registration without ALL_TG_PT for an initiator
 //     port that a registration with ALL_TG_PT=1 (made through another target
 //     port by the replay) already covers (its log: "ALL_TG_PT=1 registration
-//     exists, but ALL_TG_PT=1 bit not present in received PROUT"); the
-//     REGISTER is sent once more with ALL_TG_PT set (SPC-4 §6.16.3, byte 20).
+//     exists, but ALL_TG_PT=1 bit not present in received PROUT";
+//     docs/spc4-pr.md §7.1); the REGISTER is sent once more with ALL_TG_PT
+//     set (SPC-4 §6.16.3, byte 20).
 //
 // Before this, the next path's reset failed whenever a replay ended in such a
 // state (bench-profile.sh after a 1000-step replay of seed 14:
