@@ -13,7 +13,9 @@
 #       the paths taking turns.
 # lab:  test/lab/bench.sh with BENCH=mixed (under $LAB_LOCK, default
 #       /tmp/prhelper-lab.lock): the 2,000-command sequence from 3 initiators
-#       through prhelper --backend=sgio, qemu-pr-helper and direct SG_IO on LIO.
+#       through prhelper --backend=sgio, qemu-pr-helper and direct SG_IO on LIO;
+#       LAB_ROUNDS=R: the paths take turns R times (each replays the sequence
+#       once a round).
 #
 # emulate: prhelper --backend=emulate on a SQLite file (issue 14 item 4), one
 #       regular file as the one logical unit, one --listen socket per
@@ -46,7 +48,9 @@
 #       backend commit and peer round trip histograms (docs/performance.md §5.6).
 #
 # BASE=REV adds a row for prhelper built from git revision REV (before/after
-# in one run). OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
+# in one run). ENVS="VAR=VALUE ..." (host, lab) adds a row for each setting:
+# the same prhelper started with it in its environment, named
+# prhelper/VAR:VALUE (e.g. ENVS="GOMAXPROCS=1": a setting compared in one run). OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
 # ones). The load (uptime) is printed before and after each part: the machine
 # is shared, so only figures of one run compare.
 set -euo pipefail
@@ -78,6 +82,13 @@ host() {
 		socks="$socks base"
 		base=(-helper "prhelper@$BASE=$d/base.sock")
 	fi
+	local e k=0
+	for e in ${ENVS:-}; do
+		k=$((k + 1))
+		env "$e" "$d/prhelper" -q -k "$d/env$k.sock" >"$d/env$k.log" 2>&1 & pids+=($!)
+		socks="$socks env$k"
+		base+=(-helper "prhelper/${e%%=*}:${e#*=}=$d/env$k.sock")
+	done
 	for s in $socks; do
 		for _ in $(seq 100); do [ -S "$d/$s.sock" ] && break; sleep 0.1; done
 		[ -S "$d/$s.sock" ] || { echo "bench: $s did not listen"; cat "$d"/*.log; return 1; }

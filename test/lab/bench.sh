@@ -5,7 +5,10 @@
 # command file: bench.sh [REQUESTS_PER_ROW] (default 1600). BENCH=mpath runs
 # the same on a dm-multipath map (tests/bench-mpath.sh); BENCH=mixed the mixed
 # PR IN/OUT sequence from 3 initiators (tests/bench-mixed.sh, arg: steps), and
-# with BASE=REV a row for prhelper built from git revision REV.
+# with BASE=REV a row for prhelper built from git revision REV, and with
+# ENVS="VAR=VALUE ..." a row for each setting: the same prhelper started with
+# it in its environment, and LAB_ROUNDS=R the paths taking turns R times
+# (BENCH=mixed only).
 set -uo pipefail
 LAB=$(cd "$(dirname "$0")" && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
@@ -24,7 +27,9 @@ if [ -n "${BASE:-}" ]; then
 fi
 out=$BUILD/runs/bench
 rm -rf "$out"
-LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 -o "$out" "$LAB/tests/bench${BENCH:+-$BENCH}.sh" "${1:-1600}" ${BASE:+14 "$BASE"}
+args=("${1:-1600}")
+[ -z "${BASE:-}${ENVS:-}${LAB_ROUNDS:-}" ] || args+=(14 "${BASE:--}" "${ENVS:-}" "${LAB_ROUNDS:-1}")
+LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 -o "$out" "$LAB/tests/bench${BENCH:+-$BENCH}.sh" "${args[@]}"
 rc=$?
 sed -n "/^READ KEYS round trips\\|^serial on\\|^readkeys on\\|^== load/,/^# ->/p" "$out/out/guest.log"
 exit $rc

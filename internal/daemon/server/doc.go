@@ -38,8 +38,11 @@
 // in the empty socket buffer and the write returns at once; only a client that
 // sends requests without reading the replies fills the buffer. The deadline
 // closes its connection rather than let it pin a goroutine; 10 s is far beyond
-// any scheduling delay of a client that does read. Reads have no deadline: QEMU
-// keeps its connection open and idle between commands.
+// any scheduling delay of a client that does read. A reply's deadline is armed
+// only when its first write(2) does not take all of it, and counts from then:
+// setting it before every reply woke a scheduler thread per request
+// (docs/performance.md §3.5). Reads have no deadline: QEMU keeps its
+// connection open and idle between commands.
 //
 // # Descriptors and connections
 //

@@ -38,10 +38,16 @@ func newRepeats(log *slog.Logger, interval time.Duration) *repeats {
 // fixed set of strings (the server's own, command names and sense codes), so
 // the map stays small.
 func (r *repeats) warn(log *slog.Logger, kind, msg string, attrs ...any) {
+	r.warnAt(time.Now(), log, kind, msg, attrs...)
+}
+
+// warnAt is warn at time now, for a caller that has just read the clock (a
+// request's start): in the lab guest every clock read is a system call
+// (docs/performance.md §2.4).
+func (r *repeats) warnAt(now time.Time, log *slog.Logger, kind, msg string, attrs ...any) {
 	if log == nil {
 		log = r.log
 	}
-	now := time.Now()
 	r.mu.Lock()
 	k := r.kinds[kind]
 	if k == nil || (k.suppressed == 0 && now.Sub(k.since) >= r.interval) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -240,6 +241,8 @@ type conn struct {
 
 	initiator   string // from listener.Identify, set before the first request
 	identityErr error
+
+	raw syscall.RawConn // the socket's, for writeOnce; set on the first reply
 }
 
 // serveConn runs c's requests one at a time. ctx ends when the server stops
@@ -280,6 +283,9 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 		s.logConnErr(log, "handshake", err)
 		return
 	}
+	// Replies arm the deadline only when they must wait (writeReply); the
+	// handshake's would otherwise expire and refuse them.
+	_ = c.SetWriteDeadline(time.Time{})
 	for {
 		req, err := wire.ReadRequest(c.UnixConn)
 		if err != nil {
@@ -295,11 +301,10 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 			unix.Close(req.FD)
 			return
 		}
-		res, served := s.execute(execCtx, log, c, req)
+		res, served := s.execute(execCtx, log, c, req, start)
 		rep := reply(res)
 		s.setPhase(c, phaseReply, req, time.Time{})
-		s.writeDeadline(c)
-		err = wire.WriteReply(c.UnixConn, req.CDB[:], &rep)
+		err = s.writeReply(c, wire.EncodeReply(req.CDB[:], &rep))
 		if _, nop := s.opts.Observer.(nopObserver); !nop {
 			s.opts.Observer.Request(req.CDB[:], served, res.Status, time.Since(start))
 		}
@@ -314,10 +319,10 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 	}
 }
 
-// execute runs one request and closes its descriptor, whatever happens. It
-// returns the answer and the name of the backend that served it ("server" for
-// a request refused before any backend ran).
-func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request) (res scsi.Result, served string) {
+// execute runs one request, read at start, and closes its descriptor,
+// whatever happens. It returns the answer and the name of the backend that
+// served it ("server" for a request refused before any backend ran).
+func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wire.Request, start time.Time) (res scsi.Result, served string) {
 	defer unix.Close(req.FD)
 	s.requests.Add(1)
 	name := scsi.CommandName(req.CDB[:])
@@ -335,7 +340,7 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		// INVALID COMMAND OPERATION CODE, and keeps the connection; prhelper
 		// answers the same to PR IN on a descriptor not open for reading
 		// (docs/pr-helper-protocol.md §6).
-		s.repeats.warn(log, "failed "+name+" access", "request failed", "cmd", name, "status", "CHECK CONDITION",
+		s.repeats.warnAt(start, log, "failed "+name+" access", "request failed", "cmd", name, "status", "CHECK CONDITION",
 			"sense", scsi.SenseInvalidOpcode.String(), "err", why)
 		return scsi.CheckCondition(scsi.SenseInvalidOpcode), "server"
 	}
@@ -356,7 +361,9 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		if err != nil {
 			attrs = append(attrs, "err", err)
 		}
-		s.repeats.warn(log, kind, "request failed", attrs...)
+		// start, not now: a warning's interval may begin up to a
+		// request's duration early, and no clock read per failed request.
+		s.repeats.warnAt(start, log, kind, "request failed", attrs...)
 	} else {
 		log.Debug("request done", "cmd", name, "backend", served, "data", len(res.Data))
 	}

@@ -8,9 +8,10 @@
 # libraries in x/lib, and shared with run.sh -s DIR, DIR holding x/; not in
 # /lab/bin, where smoke.sh requires static executables only), `perf stat -e
 # context-switches,cpu-migrations,task-clock -p PID` in the same replay and
-# `strace -c -f -p PID` in a second replay of $4 steps (default 1000; use the
-# same length as $2: prbench's reset failed after a 1000-step replay followed by
-# a shorter one). prhelper runs with GODEBUG=schedtrace=1000. Then the same
+# `strace -c -f -p PID` in a second replay of $4 steps (default 1000; prbench's
+# reset before each replay now takes LIO's refusal after a replay that left an
+# ALL_TG_PT registration, tools/prbench resetWith, so any lengths work).
+# prhelper runs with GODEBUG=schedtrace=1000. Then the same
 # with the second vCPU offline (one vCPU: GOMAXPROCS=1 for a new process).
 # By hand (under the lab lock):
 #   run.sh -q -t 600 -s DIR -o OUT tests/bench-profile.sh [VCPUS_LIST] [STEPS] [SEED] [STRACE_STEPS] [GOMAXPROCS_LIST]
@@ -111,7 +112,7 @@ round() {
 		export GOMAXPROCS=$g
 		lab_helper_start prhelper /run/prhelper.sock --backend=sgio; P1=$LAB_HELPER_PID
 		unset GOMAXPROCS
-		prof "prhelper GOMAXPROCS=$g" /run/prhelper.sock $P1
+		prof "prhelper/GOMAXPROCS:$g" /run/prhelper.sock $P1
 		lab_helper_stop $P1
 	done
 }

@@ -101,8 +101,20 @@ func (p path) open(f *os.File, i int) (doer, func()) {
 // sgioDoer issues the 10-byte PR IN/OUT CDB with SG_IO itself, a PR IN with a
 // buffer of its allocation length, as the helpers do.
 func sgioDoer(f *os.File) doer {
-	buf := make([]byte, wire.MaxData)
+	x := sgioSenseDoer(f)
 	return func(st *step) (byte, error) {
+		s, _, err := x(st)
+		return s, err
+	}
+}
+
+// senseDoer is a doer that also returns the sense data of the answer.
+type senseDoer func(st *step) (status byte, sense []byte, err error)
+
+// sgioSenseDoer is sgioDoer with the sense data the device returned.
+func sgioSenseDoer(f *os.File) senseDoer {
+	buf := make([]byte, wire.MaxData)
+	return func(st *step) (byte, []byte, error) {
 		dir, b := sgio.DirFromDevice, buf[:min(scsi.TransferLength(st.cdb[:]), wire.MaxData)]
 		if st.cdb[0] == scsi.OpPersistentReserveOut {
 			dir, b = sgio.DirToDevice, st.param
@@ -112,12 +124,12 @@ func sgioDoer(f *os.File) doer {
 		}
 		r, err := sgio.Exec(int(f.Fd()), st.cdb[:10], dir, b, 30*time.Second)
 		if err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 		if r.HostStatus != 0 || r.DriverStatus&0xf != 0 && r.Status == 0 {
-			return 0, r.Err()
+			return 0, nil, r.Err()
 		}
-		return r.Status, nil
+		return r.Status, r.Sense(), nil
 	}
 }
 
@@ -304,21 +316,68 @@ func bench(mode string, clients, n int, mk func(i int) (doer, func(), func(j int
 
 // resetLU clears every registration and the reservation of the logical unit
 // behind f with direct SG_IO, so that each path replays a sequence from the
-// same state: REGISTER AND IGNORE EXISTING KEY, then CLEAR, with one key
-// (SPC-4 §5.14.11). Both must answer GOOD.
-func resetLU(f *os.File) error {
+// same state (resetWith).
+func resetLU(f *os.File) error { return resetWith(sgioSenseDoer(f)) }
+
+// resetUAs bounds the unit attentions resetWith takes before a command: LIO
+// queues one per event on an I_T nexus (registrations preempted, reservations
+// released, ...), and a replay can leave several on the reset's nexus.
+const resetUAs = 16
+
+// resetWith clears the logical unit through d: REGISTER AND IGNORE EXISTING
+// KEY, then CLEAR, with one key (SPC-4 §5.14.11). Both must answer GOOD, after
+// two kinds of answer that are sent again:
+//   - CHECK CONDITION, UNIT ATTENTION: it reports an event of an earlier
+//     command (a replay's PREEMPT or CLEAR from another initiator) and did not
+//     run the command (docs/spc4-pr.md §6), up to resetUAs times.
+//   - CHECK CONDITION, ILLEGAL REQUEST, INVALID FIELD IN CDB (5/24/00) to the
+//     REGISTER: LIO refuses a registration without ALL_TG_PT for an initiator
+//     port that a registration with ALL_TG_PT=1 (made through another target
+//     port by the replay) already covers (its log: "ALL_TG_PT=1 registration
+//     exists, but ALL_TG_PT=1 bit not present in received PROUT";
+//     docs/spc4-pr.md §7.1); the REGISTER is sent once more with ALL_TG_PT
+//     set (SPC-4 §6.16.3, byte 20).
+//
+// Before this, the next path's reset failed whenever a replay ended in such a
+// state (bench-profile.sh after a 1000-step replay of seed 14:
+// "status 0x2"), so a path could not be measured after it.
+func resetWith(d senseDoer) error {
 	const key = 0x5052424e43485253 // "PRBNCHRS"
 	param := make([]byte, 24)
 	binary.BigEndian.PutUint64(param[8:16], key)
-	d := sgioDoer(f)
 	reg := step{cdb: scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24), param: param}
-	if s, err := d(&reg); err != nil || s != scsi.StatusGood {
-		return fmt.Errorf("reset: REGISTER AND IGNORE EXISTING KEY: status %#x, %v", s, err)
-	}
 	clr := step{cdb: scsi.PROutCDB(scsi.SAClear, 0, 0, 24), param: make([]byte, 24)}
 	binary.BigEndian.PutUint64(clr.param[0:8], key)
-	if s, err := d(&clr); err != nil || s != scsi.StatusGood {
-		return fmt.Errorf("reset: CLEAR: status %#x, %v", s, err)
+	for _, c := range []struct {
+		name string
+		st   *step
+	}{{"REGISTER AND IGNORE EXISTING KEY", &reg}, {"CLEAR", &clr}} {
+		var uas []string
+		for {
+			s, sense, err := d(c.st)
+			if err != nil {
+				return fmt.Errorf("reset: %s: %w", c.name, err)
+			}
+			if s == scsi.StatusGood {
+				break
+			}
+			sn, ok := scsi.ParseSense(sense)
+			if s == scsi.StatusCheckCondition && ok && sn == scsi.SenseInvalidField && c.st == &reg && param[20]&scsi.ParamAllTgPt == 0 {
+				param[20] |= scsi.ParamAllTgPt
+				continue
+			}
+			if s != scsi.StatusCheckCondition || !ok || sn.Key != scsi.KeyUnitAttention || len(uas) == resetUAs {
+				desc := scsi.StatusName(s)
+				if ok {
+					desc += " " + sn.String()
+				}
+				if c.st == &reg && param[20]&scsi.ParamAllTgPt != 0 {
+					desc += " (with ALL_TG_PT)"
+				}
+				return fmt.Errorf("reset: %s: %s (after %d unit attentions: %s)", c.name, desc, len(uas), strings.Join(uas, " "))
+			}
+			uas = append(uas, sn.String())
+		}
 	}
 	return nil
 }

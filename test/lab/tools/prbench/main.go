@@ -204,6 +204,10 @@ func run(args []string, w io.Writer) int {
 	if *direct {
 		paths = append(paths, path{name: "direct SG_IO"})
 	}
+	width := 16 // the path column: the longest name, with rkw's " rk"
+	for _, p := range paths {
+		width = max(width, len(p.name)+3)
+	}
 	rc := 0
 	for _, wk := range works {
 		cs := clients
@@ -211,7 +215,7 @@ func run(args []string, w io.Writer) int {
 			cs = []int{len(devs)}
 		}
 		fmt.Fprintf(w, "\n%s on %s, %d requests per row%s\n", wk, *devFlag, *n, seqNote(wk, *seqFile, len(seq)))
-		fmt.Fprintf(w, "%-16s %7s %8s %10s %10s %9s %7s %7s %7s %8s  %s\n", "path", "clients", "requests", "p50", "p99", "req/s", "p50/r", "p99/r", "rate/r", "cpu/req", "statuses")
+		fmt.Fprintf(w, "%-*s %7s %8s %10s %10s %9s %7s %7s %7s %8s  %s\n", width, "path", "clients", "requests", "p50", "p99", "req/s", "p50/r", "p99/r", "rate/r", "cpu/req", "statuses")
 		for _, c := range cs {
 			rows := make([][]result, len(paths))
 			failed := make([]bool, len(paths))
@@ -235,7 +239,7 @@ func run(args []string, w io.Writer) int {
 						after, err = p.watch.read()
 					}
 					if err != nil {
-						fmt.Fprintf(w, "%-16s %7d  FAILED: %v\n", p.name, c, err)
+						fmt.Fprintf(w, "%-*s %7d  FAILED: %v\n", width, p.name, c, err)
 						failed[i], rc = true, 1
 						continue
 					}
@@ -254,7 +258,7 @@ func run(args []string, w io.Writer) int {
 					ok = append(ok, rows[i]...)
 				}
 			}
-			printRows(w, ok, *ref)
+			printRows(w, ok, *ref, width)
 			for i, p := range paths {
 				if !failed[i] && (p.watch.helper != "" || len(p.watch.members) > 0) {
 					spent[i].report(w, fmt.Sprintf("%s %d", p.name, c))
@@ -272,8 +276,9 @@ func seqNote(wk, file string, n int) string {
 	return fmt.Sprintf(" (sequence %s, %d steps)", file, n)
 }
 
-// printRows prints one clients count's rows with their ratios to ref's row.
-func printRows(w io.Writer, rows []result, ref string) {
+// printRows prints one clients count's rows with their ratios to ref's row,
+// the path names in a column of width characters.
+func printRows(w io.Writer, rows []result, ref string, width int) {
 	var r0 *result
 	for i := range rows {
 		if rows[i].mode == ref {
@@ -297,7 +302,7 @@ func printRows(w io.Writer, rows []result, ref string) {
 		if r.cpu >= 0 && r.n > 0 {
 			cpu = (time.Duration(r.cpu) / time.Duration(r.n)).Round(100 * time.Nanosecond).String()
 		}
-		fmt.Fprintf(w, "%-16s %7d %8d %10s %10s %9.0f %7s %7s %7s %8s  %s\n", r.mode, r.clients, r.n,
+		fmt.Fprintf(w, "%-*s %7d %8d %10s %10s %9.0f %7s %7s %7s %8s  %s\n", width, r.mode, r.clients, r.n,
 			r.p50.Round(100*time.Nanosecond), r.p99.Round(100*time.Nanosecond), r.rate, p50, p99, rate, cpu, r.statuses)
 	}
 }

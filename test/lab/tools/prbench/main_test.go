@@ -136,3 +136,81 @@ func TestEchoAndTable(t *testing.T) {
 		t.Errorf("%d rows, want 10", rows)
 	}
 }
+
+// TestResetWith: the reset sends a command again while the device answers
+// UNIT ATTENTION (a replay's PREEMPT or CLEAR left them on the nexus), sends
+// the REGISTER once more with ALL_TG_PT after LIO's 5/24/00 for an initiator
+// port an ALL_TG_PT registration covers, and fails on any other answer, or on
+// more than resetUAs unit attentions.
+func TestResetWith(t *testing.T) {
+	ua := scsi.CheckCondition(scsi.SenseRegsPreempted)
+	freed := scsi.CheckCondition(scsi.SenseReservationsFreed)
+	inval := scsi.CheckCondition(scsi.SenseInvalidField)
+	type answer struct {
+		status byte
+		sense  []byte
+	}
+	good := answer{scsi.StatusGood, nil}
+	cases := []struct {
+		name    string
+		answers []answer
+		sent    []byte // service actions sent, in order, 0x80 added when ALL_TG_PT is set
+		err     string // "" when the reset must succeed
+	}{
+		{"clean", []answer{good, good}, []byte{scsi.SARegisterAndIgnoreExisting, scsi.SAClear}, ""},
+		{"three UAs, then one before CLEAR",
+			[]answer{{ua.Status, ua.Sense}, {freed.Status, freed.Sense}, {ua.Status, ua.Sense}, good, {ua.Status, ua.Sense}, good},
+			[]byte{scsi.SARegisterAndIgnoreExisting, scsi.SARegisterAndIgnoreExisting, scsi.SARegisterAndIgnoreExisting,
+				scsi.SARegisterAndIgnoreExisting, scsi.SAClear, scsi.SAClear}, ""},
+		{"conflict", []answer{{scsi.StatusReservationConflict, nil}},
+			[]byte{scsi.SARegisterAndIgnoreExisting}, "reset: REGISTER AND IGNORE EXISTING KEY: RESERVATION CONFLICT"},
+		{"invalid field to CLEAR", []answer{good, {inval.Status, inval.Sense}},
+			[]byte{scsi.SARegisterAndIgnoreExisting, scsi.SAClear}, "reset: CLEAR: CHECK CONDITION 5/24/00"},
+		{"LIO's ALL_TG_PT refusal", []answer{{inval.Status, inval.Sense}, good, good},
+			[]byte{scsi.SARegisterAndIgnoreExisting, scsi.SARegisterAndIgnoreExisting | 0x80, scsi.SAClear}, ""},
+		{"ALL_TG_PT refused too", []answer{{inval.Status, inval.Sense}, {ua.Status, ua.Sense}, {inval.Status, inval.Sense}},
+			[]byte{scsi.SARegisterAndIgnoreExisting, scsi.SARegisterAndIgnoreExisting | 0x80, scsi.SARegisterAndIgnoreExisting | 0x80},
+			"REGISTER AND IGNORE EXISTING KEY: CHECK CONDITION 5/24/00 (with ALL_TG_PT) (after 1 unit attentions: 6/2a/05)"},
+		{"invalid parameter", []answer{{scsi.StatusCheckCondition, scsi.CheckCondition(scsi.SenseInvalidParam).Sense}},
+			[]byte{scsi.SARegisterAndIgnoreExisting}, "CHECK CONDITION 5/26/00"},
+	}
+	endless := make([]answer, resetUAs+1)
+	sent := make([]byte, resetUAs+1)
+	for i := range endless {
+		endless[i], sent[i] = answer{ua.Status, ua.Sense}, scsi.SARegisterAndIgnoreExisting
+	}
+	cases = append(cases, struct {
+		name    string
+		answers []answer
+		sent    []byte
+		err     string
+	}{"endless UAs", endless, sent, "after 16 unit attentions"})
+	for _, c := range cases {
+		var got []byte
+		err := resetWith(func(st *step) (byte, []byte, error) {
+			if len(got) == len(c.answers) {
+				t.Fatalf("%s: command %d sent, only %d answers", c.name, len(got)+1, len(c.answers))
+			}
+			a := c.answers[len(got)]
+			sa := st.cdb[1] & 0x1f
+			if st.param[20]&scsi.ParamAllTgPt != 0 {
+				sa |= 0x80
+			}
+			got = append(got, sa)
+			return a.status, a.sense, nil
+		})
+		if !bytes.Equal(got, c.sent) {
+			t.Errorf("%s: sent service actions %x, want %x", c.name, got, c.sent)
+		}
+		switch {
+		case c.err == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.err != "" && (err == nil || !strings.Contains(err.Error(), c.err)):
+			t.Errorf("%s: error %v, want one containing %q", c.name, err, c.err)
+		}
+	}
+	if err := resetWith(func(*step) (byte, []byte, error) { return 0, nil, errors.New("EIO") }); err == nil ||
+		!strings.Contains(err.Error(), "EIO") {
+		t.Errorf("transport error: %v", err)
+	}
+}
