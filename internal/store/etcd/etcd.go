@@ -428,7 +428,7 @@ func (s *Store) absorb(kq *keyQueue, p *pending) bool {
 	p.batch = append(p.batch, nb...)
 	p.cur, p.changed, p.live = cur, p.changed || changed, p.live+live
 	if p.w != nil {
-		p.w.val, p.w.cur = string(encode(cur)), cur
+		p.w.cur = cur
 	}
 	return true
 }
@@ -656,7 +656,7 @@ func (s *Store) promoted(w *write) bool {
 }
 
 func (s *Store) newWrite(ek string, rev int64, cur []byte, deadline time.Time) *write {
-	return &write{key: ek, rev: rev, val: string(encode(cur)), cur: cur, rec: s.rec + newID(), done: make(chan writeResult, 1), deadline: deadline}
+	return &write{key: ek, rev: rev, cur: cur, rec: s.rec + newID(), done: make(chan writeResult, 1), deadline: deadline}
 }
 
 // refresh reads the key into the cache, retrying until ctx ends.
@@ -790,13 +790,13 @@ type write struct {
 	// set by Store.answer (under Store.mu) when its predecessor commits.
 	rev int64
 
-	// mu guards val and cur until a committer takes the write (taken): until
-	// then the key's worker may add requests to it (Store.absorb); from then on
-	// they are fixed.
+	// mu guards cur until a committer takes the write (taken): until then the
+	// key's worker may add requests to it (Store.absorb); from then on it is
+	// fixed, and val is its encoding.
 	mu    sync.Mutex
 	taken bool
-	val   string // encoded value
 	cur   []byte // the value
+	val   string // encoded cur, once taken
 
 	// Guarded by Store.mu: answered once a committer answered it; next, the
 	// write chained after it; promoted, this write was offered because the
@@ -859,7 +859,9 @@ func (s *Store) pull() []*write {
 	s.stats.writes.Add(uint64(n))
 	for _, w := range batch {
 		w.mu.Lock()
-		w.taken = true
+		if !w.taken {
+			w.taken, w.val = true, string(encode(w.cur))
+		}
 		w.mu.Unlock()
 	}
 	return batch
