@@ -60,7 +60,8 @@ type luQueues struct {
 	// commands they answered (benchmarks: commands per commit).
 	batches, commands atomic.Uint64
 
-	// busy counts the units whose committer runs.
+	// busy counts the units whose committer runs or that have a batch in
+	// the store.
 	busy atomic.Int64
 }
 
@@ -68,9 +69,10 @@ type luQueues struct {
 type luQueue struct {
 	key string
 
-	mu      sync.Mutex
-	waiting []*luCommand
-	running bool // a committer runs
+	mu       sync.Mutex
+	waiting  []*luCommand
+	running  bool // a committer runs
+	inflight int  // batches given to the store and not answered
 
 	// The cache, guarded by cmu: after each batch is queued it is what that
 	// batch is guessed to leave; a batch's answer corrects it when that batch
@@ -135,10 +137,12 @@ func (b *Backend) submit(ctx context.Context, key string, c *luCommand) error {
 	q.mu.Lock()
 	q.waiting = append(q.waiting, c)
 	start := !q.running
+	if start && q.inflight == 0 {
+		b.queues.busy.Add(1)
+	}
 	q.running = true
 	q.mu.Unlock()
 	if start {
-		b.queues.busy.Add(1)
 		go b.commitLoop(q)
 	}
 	return c.Wait(ctx)
@@ -153,12 +157,15 @@ func (b *Backend) commitLoop(q *luQueue) {
 		if n == 0 {
 			q.running = false
 			q.waiting = nil
+			if q.inflight == 0 {
+				b.queues.busy.Add(-1)
+			}
 			q.mu.Unlock()
-			b.queues.busy.Add(-1)
 			return
 		}
 		batch := q.waiting[:n:n]
 		q.waiting = q.waiting[n:]
+		q.inflight++ // before running is cleared: the unit stays busy
 		q.mu.Unlock()
 		if b.queues.busy.Load() > 1 {
 			b.commitBatch(q, qs, batch)
@@ -186,7 +193,8 @@ type luUpdate struct {
 }
 
 // commitBatch runs batch on q's unit and commits the result in one update.
-// With qs it only queues the update, and a goroutine answers the batch.
+// With qs it only queues the update, and a goroutine answers the batch. The
+// caller counted the batch in q.inflight; it is counted out when answered.
 func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 	var live []*luCommand
 	for _, c := range batch {
@@ -200,6 +208,7 @@ func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 		live = append(live, c)
 	}
 	if len(live) == 0 {
+		b.answered(q)
 		return
 	}
 	bg := context.Background()
@@ -208,6 +217,7 @@ func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 		v, err := b.store.Get(bg, q.key)
 		if err != nil {
 			q.cmu.Unlock()
+			b.answered(q)
 			for _, c := range live {
 				c.Finish(err)
 			}
@@ -266,6 +276,7 @@ func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 // and corrects the cache when the batch is the last one queued and its guess
 // was not what was committed.
 func (b *Backend) answerBatch(q *luQueue, seq uint64, live []*luCommand, u *luUpdate, err error) {
+	b.answered(q)
 	q.cmu.Lock()
 	if seq == q.seq && (err != nil || !u.guessed) {
 		if err != nil {
@@ -286,6 +297,27 @@ func (b *Backend) answerBatch(q *luQueue, seq uint64, live []*luCommand, u *luUp
 		c.res, c.wait = u.final.res[i], u.final.waits[i]
 		c.Finish(nil)
 	}
+}
+
+// began counts one batch of q given to commitBatch (tests: commitLoop counts
+// its own under q.mu).
+func (b *Backend) began(q *luQueue) {
+	q.mu.Lock()
+	if q.inflight == 0 && !q.running {
+		b.queues.busy.Add(1)
+	}
+	q.inflight++
+	q.mu.Unlock()
+}
+
+// answered counts one batch of q answered (or dropped before the store).
+func (b *Backend) answered(q *luQueue) {
+	q.mu.Lock()
+	q.inflight--
+	if q.inflight == 0 && !q.running {
+		b.queues.busy.Add(-1)
+	}
+	q.mu.Unlock()
 }
 
 // runState runs cmds in order on st (changed in place), which is what base

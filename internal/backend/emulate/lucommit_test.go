@@ -161,10 +161,12 @@ func TestQueueMatchesEngine(t *testing.T) {
 						batches++
 						q := b.queues.get(KeyPrefix + "diff")
 						if qs == nil {
+							b.began(q)
 							b.commitBatch(q, nil, cmds)
 						}
 						for rest := cmds; qs != nil && len(rest) > 0; {
 							n := min(len(rest), 1+r.IntN(3))
+							b.began(q)
 							b.commitBatch(q, qs, rest[:n])
 							rest = rest[n:]
 						}
