@@ -47,7 +47,7 @@
 #
 # BASE=REV adds a row for prhelper built from git revision REV (before/after
 # in one run); in emulate-etcd a third helper, "etcd@REV", on the same
-# cluster under its own --etcd-prefix. OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
+# cluster under its own --etcd-prefix, taking its turn before "etcd". OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
 # ones). The load (uptime) is printed before and after each part: the machine
 # is shared, so only figures of one run compare.
 set -euo pipefail
@@ -205,7 +205,7 @@ emulate_etcd() {
 		(cd "$d/base" && CGO_ENABLED=0 go build -o "$d/prhelper-base" ./cmd/prhelper)
 		eps[etcd@$BASE]=${eps[etcd]}
 		bin=prhelper-base start "etcd@$BASE" --etcd-endpoints="${eps[etcd]}" --etcd-prefix="/prbench-$$-base/"
-		names="$names etcd@$BASE"
+		names="sqlite etcd@$BASE ${names#sqlite }" # the revision before right after SQLite, as in emulate
 	fi
 	rows=(-socks 64 -direct=false -ref sqlite -rounds "${ROUNDS:-3}" -workload register)
 	for s in $names; do
