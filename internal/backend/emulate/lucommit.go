@@ -116,13 +116,13 @@ func (l *luQueues) get(key string) *luQueue {
 	return q
 }
 
-// sweep drops the queues no committer runs and no command waits in; l.mu is
-// held. A command that already holds such a queue still works: it starts a
-// committer there, and only the cache is lost.
+// sweep drops the queues no committer runs, no command waits in and no batch
+// is in the store for; l.mu is held. A command that already holds such a
+// queue still works: it starts a committer there, and only the cache is lost.
 func (l *luQueues) sweep() {
 	for k, q := range l.m {
 		q.mu.Lock()
-		idle := !q.running && len(q.waiting) == 0
+		idle := !q.running && len(q.waiting) == 0 && q.inflight == 0
 		q.mu.Unlock()
 		if idle {
 			delete(l.m, k)
