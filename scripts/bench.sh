@@ -48,9 +48,12 @@
 #       backend commit and peer round trip histograms (docs/performance.md §5.6).
 #
 # BASE=REV adds a row for prhelper built from git revision REV (before/after
-# in one run). ENVS="VAR=VALUE ..." (host, lab) adds a row for each setting:
-# the same prhelper started with it in its environment, named
-# prhelper/VAR:VALUE (e.g. ENVS="GOMAXPROCS=1": a setting compared in one run). OUT=FILE appends the transcript there too (docs/bench/ keeps the committed
+# in one run); in emulate-etcd a third helper, "etcd@REV", on the same
+# cluster under its own --etcd-prefix, taking its turn before "etcd".
+# ENVS="VAR=VALUE ..." (host, lab) adds a row for each setting: the same
+# prhelper started with it in its environment, named prhelper/VAR:VALUE (e.g.
+# ENVS="GOMAXPROCS=1": a setting compared in one run). OUT=FILE appends the
+# transcript there too (docs/bench/ keeps the committed
 # ones). The load (uptime) is printed before and after each part: the machine
 # is shared, so only figures of one run compare.
 set -euo pipefail
@@ -192,11 +195,11 @@ emulate_etcd() {
 		eps[$name]=$(IFS=,; echo "${urls[*]}")
 		echo "== $name: etcd members ${urls[*]} with ${flags:-default flags}"
 	}
-	start() { # NAME STORE-FLAGS...: an emulating helper with 64 sockets, one initiator each, and metrics
+	start() { # NAME STORE-FLAGS...: an emulating helper with 64 sockets, one initiator each, and metrics ($bin, default prhelper)
 		local name=$1 args=() i
 		shift
 		for i in $(seq 0 63); do args+=("--listen=$d/$name-$i.sock,initiator=name:iqn.2025-01.dev.prhelper:bench$i"); done
-		"$d/prhelper" -q --backend=emulate "$@" --metrics="unix:$d/$name-metrics.sock" "${args[@]}" >"$d/$name.log" 2>&1 & pids+=($!)
+		"$d/${bin:-prhelper}" -q --backend=emulate "$@" --metrics="unix:$d/$name-metrics.sock" "${args[@]}" >"$d/$name.log" 2>&1 & pids+=($!)
 	}
 	echo "== emulate-etcd: $(uname -r), $(nproc) CPUs, prhelper $(cd "$ROOT" && git describe --always --dirty), $("$etcd" --version | head -1);" \
 		"SQLite on $(df --output=source,fstype "$d" | tail -1), etcd data on $(df --output=source,fstype "$data" | tail -1)"
@@ -208,6 +211,14 @@ emulate_etcd() {
 		cluster etcd-alt "$ETCD_ALT" || return 1
 		start etcd-alt --etcd-endpoints="${eps[etcd-alt]}" --etcd-prefix="/prbench-$$/"
 		names="$names etcd-alt"
+	fi
+	if [ -n "${BASE:-}" ]; then
+		mkdir "$d/base"
+		(cd "$ROOT" && git archive "$BASE") | tar -x -C "$d/base"
+		(cd "$d/base" && CGO_ENABLED=0 go build -o "$d/prhelper-base" ./cmd/prhelper)
+		eps[etcd@$BASE]=${eps[etcd]}
+		bin=prhelper-base start "etcd@$BASE" --etcd-endpoints="${eps[etcd]}" --etcd-prefix="/prbench-$$-base/"
+		names="sqlite etcd@$BASE ${names#sqlite }" # the revision before right after SQLite, as in emulate
 	fi
 	rows=(-socks 64 -direct=false -ref sqlite -rounds "${ROUNDS:-3}" -workload register)
 	for s in $names; do

@@ -124,6 +124,18 @@ type sharedStore struct {
 }
 
 func (s *sharedStore) Update(ctx context.Context, key string, fn store.UpdateFunc) error {
+	s.warn(key)
+	return s.Store.Update(ctx, key, fn)
+}
+
+// Queue is the etcd store's (store.Queuer: the emulate backend keeps several
+// batches of a unit in flight, docs/performance.md §5.6.1), with the warning.
+func (s *sharedStore) Queue(ctx context.Context, key string, fn store.UpdateFunc) func() error {
+	s.warn(key)
+	return s.Store.Queue(ctx, key, fn)
+}
+
+func (s *sharedStore) warn(key string) {
 	if lu, ok := strings.CutPrefix(key, "lu/"); ok && strings.HasPrefix(lu, "file:") {
 		s.mu.Lock()
 		first := !s.warned[lu]
@@ -134,5 +146,4 @@ func (s *sharedStore) Update(ctx context.Context, key string, fn store.UpdateFun
 				"lu", lu)
 		}
 	}
-	return s.Store.Update(ctx, key, fn)
 }

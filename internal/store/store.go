@@ -41,6 +41,18 @@ type Store interface {
 	Close() error
 }
 
+// Queuer is a Store that queues Updates itself and groups those of a key into its
+// transactions, while one is in flight too (the etcd store: docs/performance.md
+// §5.6.1). Its caller may keep several Updates of one key in flight.
+type Queuer interface {
+	Store
+	// Queue is Update in two steps: the call is queued when Queue returns, after
+	// those of the same key queued before it (their fns run before its fn, on
+	// the values they leave), and wait returns what Update would have. wait
+	// must be called once.
+	Queue(ctx context.Context, key string, fn UpdateFunc) (wait func() error)
+}
+
 // ErrClosed is returned by Update, Get and Keys on a Store after Close.
 var ErrClosed = errors.New("store closed")
 

@@ -38,6 +38,20 @@ const maxIdleLUs = 1024
 // confirmation, prhelperctl wrote it), they are run again on the stored
 // value. The answers given are always those of the run whose result was
 // committed, so an answer never rests on a state that was not current.
+//
+// With a store that queues Updates itself (store.Queuer, the etcd store) and
+// more than one unit busy, the committer does not wait for a batch's update:
+// it queues it and goes on with the next batch, guessed on the value the
+// previous one will leave, and a goroutine answers each batch when its update
+// returns. The store then forms each transaction when it is ready to send it,
+// with every command queued by then (docs/performance.md §5.6.1), instead of
+// a batch fixed while the store's committer was busy with other units; the
+// store still runs the batches' functions in order, each on the value the
+// previous one left, so the answers are those of the committed runs. With one
+// busy unit the committer keeps one update in flight: nothing else holds the
+// store's committer, so each transaction already carries every command that
+// arrived during the previous one, and batches of one command would only cost
+// CPU (measured: §5.6.1).
 type luQueues struct {
 	mu sync.Mutex
 	m  map[string]*luQueue
@@ -45,17 +59,27 @@ type luQueues struct {
 	// batches and commands count the store updates of the committers and the
 	// commands they answered (benchmarks: commands per commit).
 	batches, commands atomic.Uint64
+
+	// busy counts the units whose committer runs or that have a batch in
+	// the store.
+	busy atomic.Int64
 }
 
 // luQueue is one logical unit's queue and its committer's cache.
 type luQueue struct {
 	key string
 
-	mu      sync.Mutex
-	waiting []*luCommand
-	running bool // a committer owns the fields below
+	mu       sync.Mutex
+	waiting  []*luCommand
+	running  bool // a committer runs
+	inflight int  // batches given to the store and not answered
 
-	known bool     // val is the value last read or committed
+	// The cache, guarded by cmu: after each batch is queued it is what that
+	// batch is guessed to leave; a batch's answer corrects it when that batch
+	// is the last one queued (seq) and the guess was wrong or failed.
+	cmu   sync.Mutex
+	seq   uint64   // batches queued
+	known bool     // val is the value last read, committed or guessed
 	val   []byte   // nil: the key was absent
 	st    pr.State // val decoded (no fencing), when decoded is set
 	// decoded says st is val decoded. It is cleared while st is used for a
@@ -92,13 +116,13 @@ func (l *luQueues) get(key string) *luQueue {
 	return q
 }
 
-// sweep drops the queues no committer runs and no command waits in; l.mu is
-// held. A command that already holds such a queue still works: it starts a
-// committer there, and only the cache is lost.
+// sweep drops the queues no committer runs, no command waits in and no batch
+// is in the store for; l.mu is held. A command that already holds such a
+// queue still works: it starts a committer there, and only the cache is lost.
 func (l *luQueues) sweep() {
 	for k, q := range l.m {
 		q.mu.Lock()
-		idle := !q.running && len(q.waiting) == 0
+		idle := !q.running && len(q.waiting) == 0 && q.inflight == 0
 		q.mu.Unlock()
 		if idle {
 			delete(l.m, k)
@@ -113,6 +137,9 @@ func (b *Backend) submit(ctx context.Context, key string, c *luCommand) error {
 	q.mu.Lock()
 	q.waiting = append(q.waiting, c)
 	start := !q.running
+	if start && q.inflight == 0 {
+		b.queues.busy.Add(1)
+	}
 	q.running = true
 	q.mu.Unlock()
 	if start {
@@ -123,19 +150,28 @@ func (b *Backend) submit(ctx context.Context, key string, c *luCommand) error {
 
 // commitLoop runs q's batches until its queue is empty.
 func (b *Backend) commitLoop(q *luQueue) {
+	qs, _ := b.store.(store.Queuer)
 	for {
 		q.mu.Lock()
 		n := min(len(q.waiting), maxLUBatch)
 		if n == 0 {
 			q.running = false
 			q.waiting = nil
+			if q.inflight == 0 {
+				b.queues.busy.Add(-1)
+			}
 			q.mu.Unlock()
 			return
 		}
 		batch := q.waiting[:n:n]
 		q.waiting = q.waiting[n:]
+		q.inflight++ // before running is cleared: the unit stays busy
 		q.mu.Unlock()
-		b.commitBatch(q, batch)
+		if b.queues.busy.Load() > 1 {
+			b.commitBatch(q, qs, batch)
+		} else {
+			b.commitBatch(q, nil, batch)
+		}
 	}
 }
 
@@ -149,8 +185,17 @@ type luRun struct {
 	waits   []*fence.Wait
 }
 
+// luUpdate is one batch's store update: the run whose result was committed,
+// and whether it was the guess.
+type luUpdate struct {
+	final   luRun
+	guessed bool
+}
+
 // commitBatch runs batch on q's unit and commits the result in one update.
-func (b *Backend) commitBatch(q *luQueue, batch []*luCommand) {
+// With qs it only queues the update, and a goroutine answers the batch. The
+// caller counted the batch in q.inflight; it is counted out when answered.
+func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 	var live []*luCommand
 	for _, c := range batch {
 		if !c.Take() {
@@ -163,12 +208,16 @@ func (b *Backend) commitBatch(q *luQueue, batch []*luCommand) {
 		live = append(live, c)
 	}
 	if len(live) == 0 {
+		b.answered(q)
 		return
 	}
 	bg := context.Background()
+	q.cmu.Lock()
 	if !q.known {
 		v, err := b.store.Get(bg, q.key)
 		if err != nil {
+			q.cmu.Unlock()
+			b.answered(q)
 			for _, c := range live {
 				c.Finish(err)
 			}
@@ -184,39 +233,91 @@ func (b *Backend) commitBatch(q *luQueue, batch []*luCommand) {
 	} else {
 		guess = b.runValue(base, live)
 	}
-	q.decoded = false // q.st is the guess's state now, or stale
+	// The cache is the guess now (q.st was changed in place): the next batch
+	// is guessed on it.
+	q.decoded = false
+	if guess.err == nil {
+		if guess.changed {
+			q.val = guess.next
+		}
+		q.st, q.decoded = guess.st, b.fencing == nil
+	}
+	q.seq++
+	seq := q.seq
 	b.queues.batches.Add(1)
 	b.queues.commands.Add(uint64(len(live)))
-	var final luRun
-	err := b.store.Update(bg, q.key, func(cur []byte) ([]byte, bool, error) {
-		if (cur == nil) == (base == nil) && bytes.Equal(cur, base) {
-			final = guess
+	u := &luUpdate{}
+	fn := func(cur []byte) ([]byte, bool, error) {
+		u.guessed = (cur == nil) == (base == nil) && bytes.Equal(cur, base)
+		if u.guessed {
+			u.final = guess
 		} else {
-			final = b.runValue(cur, live)
+			u.final = b.runValue(cur, live)
 		}
-		if final.err != nil {
-			return nil, false, final.err
+		if u.final.err != nil {
+			return nil, false, u.final.err
 		}
-		if !final.changed {
-			final.next = cur
+		if !u.final.changed {
+			u.final.next = cur
 		}
-		return final.next, final.changed, nil
-	})
+		return u.final.next, u.final.changed, nil
+	}
+	if qs != nil {
+		wait := qs.Queue(bg, q.key, fn)
+		q.cmu.Unlock()
+		go func() { b.answerBatch(q, seq, live, u, wait()) }()
+		return
+	}
+	q.cmu.Unlock()
+	b.answerBatch(q, seq, live, u, b.store.Update(bg, q.key, fn))
+}
+
+// answerBatch answers the commands of batch seq from its update's outcome,
+// and corrects the cache when the batch is the last one queued and its guess
+// was not what was committed.
+func (b *Backend) answerBatch(q *luQueue, seq uint64, live []*luCommand, u *luUpdate, err error) {
+	b.answered(q)
+	q.cmu.Lock()
+	if seq == q.seq && (err != nil || !u.guessed) {
+		if err != nil {
+			q.known, q.decoded = false, false // whether anything changed is unknown: read it again
+		} else {
+			q.val, q.known = bytes.Clone(u.final.next), true
+			q.st, q.decoded = u.final.st, b.fencing == nil
+		}
+	}
+	q.cmu.Unlock()
 	if err != nil {
-		q.known = false // whether anything changed is unknown: read it again
 		for _, c := range live {
 			c.Finish(err)
 		}
 		return
 	}
-	q.val = bytes.Clone(final.next)
-	if b.fencing == nil {
-		q.st, q.decoded = final.st, true
-	}
 	for i, c := range live {
-		c.res, c.wait = final.res[i], final.waits[i]
+		c.res, c.wait = u.final.res[i], u.final.waits[i]
 		c.Finish(nil)
 	}
+}
+
+// began counts one batch of q given to commitBatch (tests: commitLoop counts
+// its own under q.mu).
+func (b *Backend) began(q *luQueue) {
+	q.mu.Lock()
+	if q.inflight == 0 && !q.running {
+		b.queues.busy.Add(1)
+	}
+	q.inflight++
+	q.mu.Unlock()
+}
+
+// answered counts one batch of q answered (or dropped before the store).
+func (b *Backend) answered(q *luQueue) {
+	q.mu.Lock()
+	q.inflight--
+	if q.inflight == 0 && !q.running {
+		b.queues.busy.Add(-1)
+	}
+	q.mu.Unlock()
 }
 
 // runState runs cmds in order on st (changed in place), which is what base

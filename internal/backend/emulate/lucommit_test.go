@@ -14,6 +14,8 @@ import (
 	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/internal/fence"
 	"github.com/prhelper/prhelper/internal/store"
+	"github.com/prhelper/prhelper/internal/store/etcd"
+	"github.com/prhelper/prhelper/internal/store/etcd/etcdtest"
 	"github.com/prhelper/prhelper/internal/store/memory"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
 	"github.com/prhelper/prhelper/pr"
@@ -51,10 +53,14 @@ func randomCommand(r *rand.Rand) (init string, port uint16, cdb [16]byte, list [
 // one batch, must give the answers and the stored bytes, command by command,
 // of running one command at a time on the stored value: decoding it, running
 // the engine, encoding the result (without fencing), or the fencing's Step
-// (with a fence.Coordinator under --fence=none, as the daemon has).
+// (with a fence.Coordinator under --fence=none, as the daemon has). On the
+// etcd store (a store.Queuer) a chunk is cut again into batches of 1 to 3
+// commands, all queued before the first is answered: each is guessed on the
+// value the one before will leave (docs/performance.md §5.6.1).
 func TestQueueMatchesEngine(t *testing.T) {
+	cluster := etcdtest.Start(t, 1)
 	for _, seed := range []uint64{1, 2, 3, 4} {
-		for _, kind := range []string{"memory", "sqlite", "memory+fencing"} {
+		for _, kind := range []string{"memory", "sqlite", "memory+fencing", "etcd"} {
 			t.Run(fmt.Sprintf("seed=%d/%s", seed, kind), func(t *testing.T) {
 				var st store.Store = memory.New()
 				steps := 800
@@ -65,6 +71,15 @@ func TestQueueMatchesEngine(t *testing.T) {
 					}
 					defer s.Close()
 					st, steps = s, 200
+				}
+				var qs store.Queuer
+				if kind == "etcd" {
+					s, err := etcd.Open(etcd.Options{Endpoints: cluster.Endpoints(), Prefix: fmt.Sprintf("/queue-test/%d/", seed)})
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer s.Close()
+					st, qs, steps = s, s, 200
 				}
 				t.Logf("seed %d, %d steps", seed, steps)
 				bs := []*Backend{New(st, pr.LIO()), New(st, pr.LIO())}
@@ -144,7 +159,17 @@ func TestQueueMatchesEngine(t *testing.T) {
 					}
 					if size > 1 {
 						batches++
-						b.commitBatch(b.queues.get(KeyPrefix+"diff"), cmds)
+						q := b.queues.get(KeyPrefix + "diff")
+						if qs == nil {
+							b.began(q)
+							b.commitBatch(q, nil, cmds)
+						}
+						for rest := cmds; qs != nil && len(rest) > 0; {
+							n := min(len(rest), 1+r.IntN(3))
+							b.began(q)
+							b.commitBatch(q, qs, rest[:n])
+							rest = rest[n:]
+						}
 						for _, c := range cmds {
 							if err := c.Wait(context.Background()); err != nil {
 								t.Fatalf("seed %d step %d: batch: %v", seed, i+1, err)

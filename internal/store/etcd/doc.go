@@ -45,6 +45,15 @@
 // (Options.Committers such transactions in flight, one by default: the writes
 // that become ready meanwhile share the next).
 //
+// The committer pulls (docs/performance.md §5.6.1): a key's write waits on a list
+// until a committer is free, and until it takes the write the Updates that arrive for
+// the key join it (their fns run on its value, which it then carries). The Updates
+// that arrive while the key's write is in a transaction form the next batch, whose
+// write is chained after it: when the transaction commits, the committer offers that
+// write itself, with the revision it just learnt, so its next transaction carries
+// every key that has work. A caller may keep several Updates of a key queued
+// (store.Queuer); they run in the order queued.
+//
 // # Exactly once
 //
 // When the helper cannot tell whether a transaction committed (a timeout, a connection

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,8 +134,13 @@ type Store struct {
 	closed bool
 	wg     sync.WaitGroup // running key workers
 
-	writes chan *write    // to the committers
-	cwg    sync.WaitGroup // running committers
+	// ready is the writes the committers take next (guarded by mu, signalled
+	// by readyCond); stopping ends the committers once it is empty.
+	ready     []*write
+	readyCond *sync.Cond
+	stopping  bool
+	chained   int            // writes chained after one in a transaction (guarded by mu)
+	cwg       sync.WaitGroup // running committers
 
 	leaseMu   sync.Mutex
 	lease     clientv3.LeaseID
@@ -143,14 +149,15 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 
-	stats struct{ transactions, updates, conflicts, resubmits, recovered, unknown, specUsed, specDropped, combinedUnknown atomic.Uint64 }
+	stats struct{ transactions, writes, updates, conflicts, resubmits, recovered, unknown, specUsed, specDropped, combinedUnknown atomic.Uint64 }
 }
 
-var _ store.Store = (*Store)(nil)
+var _ store.Queuer = (*Store)(nil)
 
 // Stats counts what the store did since Open.
 type Stats struct {
 	Transactions uint64 // committed etcd transactions (each may change several keys)
+	Writes       uint64 // keys' writes taken into transactions (sent, resent)
 	Updates      uint64 // Update calls answered after their fn ran
 	Conflicts    uint64 // batches recomputed because another writer changed the key
 	Resubmits    uint64 // transactions submitted again because their outcome was unknown
@@ -167,6 +174,7 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	return Stats{
 		Transactions: s.stats.transactions.Load(),
+		Writes:       s.stats.writes.Load(),
 		Updates:      s.stats.updates.Load(),
 		Conflicts:    s.stats.conflicts.Load(),
 		Resubmits:    s.stats.resubmits.Load(),
@@ -184,6 +192,7 @@ func (s *Store) Stats() Stats {
 type keyQueue struct {
 	queue   []*request
 	running bool
+	kick    chan struct{} // one slot: requests were queued while the worker runs
 
 	// cache: the value and ModRevision after this process's last transaction on the
 	// key (or its last read). A stale cache costs one failed compare, never a wrong
@@ -238,13 +247,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("etcd store: client for %s: %w", strings.Join(opts.Endpoints, ","), err)
 	}
 	s := &Store{
-		opts:   opts,
-		cli:    cli,
-		state:  opts.Prefix + "state/",
-		rec:    opts.Prefix + "applied/",
-		keys:   map[string]*keyQueue{},
-		writes: make(chan *write),
+		opts:  opts,
+		cli:   cli,
+		state: opts.Prefix + "state/",
+		rec:   opts.Prefix + "applied/",
+		keys:  map[string]*keyQueue{},
 	}
+	s.readyCond = sync.NewCond(&s.mu)
 	ctx, cancel := context.WithTimeout(context.Background(), opts.DialTimeout)
 	defer cancel()
 	if _, err := cli.Get(ctx, s.state, clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
@@ -297,18 +306,26 @@ func (s *Store) dropLease(id clientv3.LeaseID) {
 
 // Update implements store.Store.
 func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) error {
+	return s.Queue(ctx, key, fn)()
+}
+
+// Queue implements store.Queuer: the request joins the key's queue now, behind
+// those queued before it, and wait answers it as Update would. A worker that is
+// already busy with the key is told, so that it can add the request to the write
+// that waits for a committer (docs/performance.md §5.6.1).
+func (s *Store) Queue(ctx context.Context, key string, fn store.UpdateFunc) (wait func() error) {
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("store: update %q: %w", key, err)
+		return func() error { return fmt.Errorf("store: update %q: %w", key, err) }
 	}
 	r := &request{ctx: ctx, fn: fn, Pending: store.NewPending(), deadline: time.Now().Add(s.opts.Timeout)}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return fmt.Errorf("store: update %q: %w", key, store.ErrClosed)
+		return func() error { return fmt.Errorf("store: update %q: %w", key, store.ErrClosed) }
 	}
 	kq := s.keys[key]
 	if kq == nil {
-		kq = &keyQueue{}
+		kq = &keyQueue{kick: make(chan struct{}, 1)}
 		s.keys[key] = kq
 	}
 	kq.queue = append(kq.queue, r)
@@ -316,12 +333,19 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 		kq.running = true
 		s.wg.Add(1)
 		go s.worker(key, kq)
+	} else {
+		select {
+		case kq.kick <- struct{}{}:
+		default: // already told
+		}
 	}
 	s.mu.Unlock()
-	if err := r.Wait(ctx); err != nil {
-		return fmt.Errorf("store: update %q: %w", key, err)
+	return func() error {
+		if err := r.Wait(ctx); err != nil {
+			return fmt.Errorf("store: update %q: %w", key, err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // worker runs the batches of one key until its queue is empty. While a batch's
@@ -333,24 +357,27 @@ func (s *Store) worker(key string, kq *keyQueue) {
 	defer s.wg.Done()
 	var spec *speculation
 	for {
-		var batch []*request
+		var p *pending
+		valid := false
 		if spec != nil {
-			batch = spec.batch
-		} else if batch = s.take(kq, true); batch == nil {
+			p, valid = &spec.pending, spec.valid
+		} else if batch := s.take(kq, true, s.opts.MaxBatch); batch != nil {
+			p = &pending{batch: batch}
+		} else {
 			return
 		}
-		spec = s.runBatch(key, kq, batch, spec)
+		spec = s.runBatch(key, kq, p, valid)
 	}
 }
 
-// take removes up to MaxBatch queued requests of the key; with last, an empty queue
+// take removes up to max queued requests of the key; with last, an empty queue
 // ends the worker (under the same lock, so no request is left behind).
-func (s *Store) take(kq *keyQueue, last bool) []*request {
+func (s *Store) take(kq *keyQueue, last bool, max int) []*request {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := min(len(kq.queue), s.opts.MaxBatch)
-	if n == 0 {
-		if last {
+	n := min(len(kq.queue), max)
+	if n <= 0 {
+		if last && len(kq.queue) == 0 {
 			kq.running = false
 		}
 		return nil
@@ -363,14 +390,47 @@ func (s *Store) take(kq *keyQueue, last bool) []*request {
 	return batch
 }
 
-// speculation is a batch whose fns already ran on the value of a transaction that was
-// in flight; valid once that transaction committed.
-type speculation struct {
+// pending is a batch of one key's requests, the value their fns left (cur, run in
+// order on the batch's base), and the write that carries it, once there is one.
+type pending struct {
 	batch   []*request
-	valid   bool
 	cur     []byte
 	changed bool
 	live    int
+	w       *write
+}
+
+// speculation is a batch whose fns already ran on the value of a transaction that was
+// in flight; valid once that transaction committed. Its write, when it has one, was
+// chained after that transaction's (see Store.answer).
+type speculation struct {
+	pending
+	valid bool
+}
+
+// absorb takes the key's queued requests into p, up to MaxBatch, running their fns
+// on p.cur, as long as no committer took p's write: the write then carries them
+// (its value is updated under its lock, which a committer takes to fix it). It
+// returns false, taking nothing, once the write is taken (docs/performance.md §5.6.1).
+func (s *Store) absorb(kq *keyQueue, p *pending) bool {
+	if p.w != nil {
+		p.w.mu.Lock()
+		defer p.w.mu.Unlock()
+		if p.w.taken {
+			return false
+		}
+	}
+	nb := s.take(kq, false, s.opts.MaxBatch-len(p.batch))
+	if nb == nil {
+		return true
+	}
+	cur, changed, live := apply(nb, p.cur)
+	p.batch = append(p.batch, nb...)
+	p.cur, p.changed, p.live = cur, p.changed || changed, p.live+live
+	if p.w != nil {
+		p.w.cur = cur
+	}
+	return true
 }
 
 // apply runs the fns of batch in order on base: each sees the value the previous one
@@ -404,24 +464,19 @@ const contendedFor = 500 * time.Millisecond
 // errUnknown marks a batch whose transaction's outcome could not be learnt in time.
 var errUnknown = errors.New("outcome unknown")
 
-// runBatch answers every request of batch: it runs their fns in order on the key's
+// runBatch answers every request of p: it runs their fns in order on the key's
 // value and commits the result in one transaction, again on a fresh value after a
 // conflict, until the commit succeeds, the conflicts exceed MaxConflicts, or the
-// earliest request's deadline passes.
-func (s *Store) runBatch(key string, kq *keyQueue, batch []*request, pre *speculation) *speculation {
-	deadline := batch[0].deadline
-	for _, r := range batch[1:] {
-		if r.deadline.Before(deadline) {
-			deadline = r.deadline
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+// earliest request's deadline passes. With valid, p is a speculation whose fns
+// already ran on the key's cached value.
+func (s *Store) runBatch(key string, kq *keyQueue, p *pending, valid bool) *speculation {
+	ctx, cancel := context.WithDeadline(context.Background(), earliest(p.batch))
 	defer cancel()
-	next, err := s.commitBatch(ctx, key, kq, batch, pre)
+	next, err := s.commitBatch(ctx, key, kq, p, valid)
 	if err != nil {
 		kq.valid = false
 	}
-	for _, r := range batch {
+	for _, r := range p.batch {
 		if err == nil {
 			r.Finish(r.err)
 		} else {
@@ -431,11 +486,33 @@ func (s *Store) runBatch(key string, kq *keyQueue, batch []*request, pre *specul
 	return next
 }
 
-func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch []*request, pre *speculation) (*speculation, error) {
+// earliest is the earliest deadline of batch's callers.
+func earliest(batch []*request) time.Time {
+	d := batch[0].deadline
+	for _, r := range batch[1:] {
+		if r.deadline.Before(d) {
+			d = r.deadline
+		}
+	}
+	return d
+}
+
+type commitResult struct {
+	ok  bool
+	err error
+}
+
+func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, p *pending, valid bool) (*speculation, error) {
 	ek := s.state + key
 	var next *speculation
 	start := time.Now()
-	if time.Since(kq.contended) < contendedFor {
+	// A speculation's write that the committer already offered (its predecessor
+	// committed) must be seen through: it may be in a transaction now.
+	offered := valid && kq.valid && s.promoted(p.w)
+	if !offered {
+		p.w = nil
+	}
+	if !offered && time.Since(kq.contended) < contendedFor {
 		// Leave the other helper a moment to commit between two of ours.
 		if err := sleep(ctx, mrand.N(2*time.Millisecond)); err != nil {
 			return nil, s.unavailable(err, false)
@@ -454,57 +531,50 @@ func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch
 				return next, s.unavailable(err, false)
 			}
 		}
-		usePre := pre != nil && pre.valid && conflicts == 0 && kq.valid
+		usePre := valid && conflicts == 0 && kq.valid
 		if !kq.valid {
 			if err := s.refresh(ctx, ek, kq); err != nil {
 				return next, err
 			}
 		}
-		var cur []byte
-		var changed bool
-		var live int
 		if usePre {
 			// The fns ran on exactly this value while it was being committed.
 			s.stats.specUsed.Add(1)
-			cur, changed, live = pre.cur, pre.changed, pre.live
 		} else {
-			if pre != nil && conflicts == 0 {
+			if valid && conflicts == 0 {
 				s.stats.specDropped.Add(1)
 			}
-			cur, changed, live = apply(batch, kq.val)
+			p.cur, p.changed, p.live = apply(p.batch, kq.val)
 		}
-		if live == 0 {
+		if p.live == 0 {
 			return next, nil
 		}
 		var ok bool
 		var err error
-		if changed {
-			type result struct {
-				ok  bool
-				err error
+		if p.changed {
+			first := offered
+			if !offered {
+				p.w = s.newWrite(ek, kq.rev, p.cur, earliest(p.batch))
 			}
-			done := make(chan result, 1)
-			go func() {
-				ok, err := s.commit(ctx, ek, kq, cur)
-				done <- result{ok, err}
-			}()
-			fresh := false
+			offered = false
+			done := make(chan commitResult, 1)
+			go func(w *write) {
+				ok, err := s.commit(ctx, kq, w, first)
+				done <- commitResult{ok, err}
+			}(p.w)
 			// While another helper competes for the key, no pipelining: a helper
 			// whose next transaction is always ready would starve the other.
-			if next == nil && time.Since(kq.contended) > contendedFor {
-				if nb := s.take(kq, false); nb != nil {
-					next = &speculation{batch: nb}
-					next.cur, next.changed, next.live = apply(nb, cur)
-					fresh = true
-				}
-			}
-			r := <-done
+			pipeline := next == nil && time.Since(kq.contended) > contendedFor
+			var r commitResult
+			var fresh *speculation
+			r, fresh = s.await(ek, kq, p, done, pipeline)
 			ok, err = r.ok, r.err
-			if next != nil {
+			if fresh != nil {
 				// Valid only if the cache now holds exactly the value the next
 				// batch ran on: this transaction committed it (not an earlier
 				// copy found later, after which the key may have moved on).
-				next.valid = fresh && err == nil && ok && kq.exact
+				next = fresh
+				next.valid = err == nil && ok && kq.exact
 			}
 		} else {
 			ok, err = s.confirm(ctx, ek, kq)
@@ -513,13 +583,80 @@ func (s *Store) commitBatch(ctx context.Context, key string, kq *keyQueue, batch
 			return next, err
 		}
 		if ok {
-			s.stats.updates.Add(uint64(live))
+			s.stats.updates.Add(uint64(p.live))
 			if s.opts.OnCommit != nil {
-				s.opts.OnCommit(store.Commit{Updates: live, Duration: time.Since(start)})
+				s.opts.OnCommit(store.Commit{Updates: p.live, Duration: time.Since(start)})
 			}
 			return next, nil
 		}
 	}
+}
+
+// await waits for the outcome of p's write (done). Meanwhile the requests that
+// arrive for the key join p while no committer has taken its write, so that its
+// transaction carries them; once it is taken they form, with pipeline, the next
+// batch, run on p's value, whose write is chained after p's and offered by the
+// committer as soon as p's commits (docs/performance.md §5.6.1). A command then
+// waits for at most the transaction in flight and its own.
+func (s *Store) await(ek string, kq *keyQueue, p *pending, done <-chan commitResult, pipeline bool) (commitResult, *speculation) {
+	var next *speculation
+	kick := kq.kick
+	for {
+		select {
+		case r := <-done:
+			if next != nil && len(next.batch) == 0 {
+				next = nil
+			}
+			return r, next
+		case <-kick:
+		}
+		if s.absorb(kq, p) {
+			continue
+		}
+		if !pipeline {
+			kick = nil // the rest wait in the queue for the next batch
+			continue
+		}
+		if next == nil {
+			next = &speculation{pending: pending{cur: p.cur}} // p.cur is fixed now
+		}
+		if !s.absorb(kq, &next.pending) {
+			kick = nil // the chained write is taken already
+			continue
+		}
+		if next.changed && next.w == nil && len(next.batch) > 0 {
+			s.chain(ek, p.w, &next.pending)
+		}
+	}
+}
+
+// chain gives n a write of its value that follows prev: the committer offers it
+// when prev commits, with prev's revision as the one to compare (Store.answer).
+// Nothing is chained once prev was answered; the worker then writes n itself.
+func (s *Store) chain(ek string, prev *write, n *pending) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev.answered {
+		return
+	}
+	n.w = s.newWrite(ek, 0, n.cur, earliest(n.batch))
+	prev.next = n.w
+	s.chained++
+}
+
+// promoted reports whether w was offered by the committer after its predecessor
+// committed.
+func (s *Store) promoted(w *write) bool {
+	if w == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return w.promoted
+}
+
+func (s *Store) newWrite(ek string, rev int64, cur []byte, deadline time.Time) *write {
+	return &write{key: ek, rev: rev, cur: cur, rec: s.rec + newID(), done: make(chan writeResult, 1), deadline: deadline}
 }
 
 // refresh reads the key into the cache, retrying until ctx ends.
@@ -561,17 +698,16 @@ func (s *Store) confirm(ctx context.Context, ek string, kq *keyQueue) (bool, err
 	}
 }
 
-// commit writes next as the key's value with one transaction, submitted again with
-// the same id while its outcome is unknown. It returns true when the transaction
-// committed (now or by an earlier copy), false on a conflict (the cache then holds the
-// current value, and the transaction can never commit any more).
+// commit commits w, the key's next value, with one transaction, submitted again with
+// the same id while its outcome is unknown (offered: the committer already has the
+// first copy). It returns true when the transaction committed (now or by an earlier
+// copy), false on a conflict (the cache then holds the current value, and the
+// transaction can never commit any more).
 //
 // The write goes through the committers, which put the writes of several keys that
 // are ready at the same time into one etcd transaction; each write keeps its own
 // compares and record, so combining them changes nothing of the above.
-func (s *Store) commit(ctx context.Context, ek string, kq *keyQueue, next []byte) (bool, error) {
-	w := &write{key: ek, rev: kq.rev, val: string(encode(next)), rec: s.rec + newID(), done: make(chan writeResult, 1)}
-	w.deadline, _ = ctx.Deadline()
+func (s *Store) commit(ctx context.Context, kq *keyQueue, w *write, offered bool) (bool, error) {
 	var lastErr error
 	sent := false // a copy may have reached etcd: the outcome is unknown until learnt
 	for attempt := 0; ; attempt++ {
@@ -583,22 +719,25 @@ func (s *Store) commit(ctx context.Context, ek string, kq *keyQueue, next []byte
 				return false, s.unavailable(lastErr, sent)
 			}
 		}
-		select {
-		case s.writes <- w:
-		case <-ctx.Done():
-			return false, s.unavailable(errors.Join(lastErr, ctx.Err()), sent)
+		if attempt > 0 || !offered {
+			s.offer(w)
 		}
 		var r writeResult
 		select {
 		case r = <-w.done:
 		case <-ctx.Done():
-			// The committer answers within AttemptTimeout; wait for it so the
-			// write is never left behind in a transaction nobody resolves.
+			if s.withdraw(w) {
+				return false, s.unavailable(errors.Join(lastErr, ctx.Err()), sent)
+			}
+			// A committer has it and answers within AttemptTimeout; wait for
+			// it so the write is never left behind in a transaction nobody
+			// resolves.
 			r = <-w.done
 		}
 		switch r.outcome {
 		case outcomeCommitted:
-			kq.valid, kq.val, kq.rev, kq.exact = true, next, r.rev, true
+			// w.cur is fixed since a committer took w.
+			kq.valid, kq.val, kq.rev, kq.exact = true, w.cur, r.rev, true
 			return true, nil
 		case outcomeRecovered:
 			// An earlier copy committed; its answer is the one fn gave.
@@ -617,17 +756,54 @@ func (s *Store) commit(ctx context.Context, ek string, kq *keyQueue, next []byte
 	}
 }
 
+// offer puts w on the committers' list.
+func (s *Store) offer(w *write) {
+	s.mu.Lock()
+	s.ready = append(s.ready, w)
+	s.readyCond.Signal()
+	s.mu.Unlock()
+}
+
+// withdraw takes w off the committers' list; false when a committer has it.
+func (s *Store) withdraw(w *write) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.Index(s.ready, w)
+	if i < 0 {
+		return false
+	}
+	s.ready = slices.Delete(s.ready, i, i+1)
+	return true
+}
+
 // write is one key's change waiting for a committer.
 type write struct {
 	key  string // etcd key
-	rev  int64  // ModRevision the value was computed from
-	val  string // encoded value
 	rec  string // record key: exists iff this write committed
 	done chan writeResult
 	// deadline is the earliest deadline of the batch's callers (zero: none); a
 	// transaction carrying the write ends by then, so that Update answers within
 	// Options.Timeout.
 	deadline time.Time
+
+	// rev is the ModRevision the value was computed from; for a chained write,
+	// set by Store.answer (under Store.mu) when its predecessor commits.
+	rev int64
+
+	// mu guards cur until a committer takes the write (taken): until then the
+	// key's worker may add requests to it (Store.absorb); from then on it is
+	// fixed, and val is its encoding.
+	mu    sync.Mutex
+	taken bool
+	cur   []byte // the value
+	val   string // encoded cur, once taken
+
+	// Guarded by Store.mu: answered once a committer answered it; next, the
+	// write chained after it; promoted, this write was offered because the
+	// write it was chained after committed.
+	answered bool
+	next     *write
+	promoted bool
 }
 
 type writeOutcome int
@@ -647,34 +823,69 @@ type writeResult struct {
 	err     error              // refused, unknown
 }
 
-// committer takes the writes that are ready and commits them together: one
-// transaction whose compares are every write's (ModRevision and record absent) and
-// whose Else branch reads every key and record back. When it fails, each write is
-// classified from those reads; the writes that were not the reason go again at once.
+// committer commits the writes that are ready together: one transaction whose
+// compares are every write's (ModRevision and record absent) and whose Else branch
+// reads every key and record back. When it fails, each write is classified from
+// those reads; the writes that were not the reason go again at once.
+//
+// The committer pulls (docs/performance.md §5.6.1): a write stays open, taking the
+// requests that arrive for its key, until a committer is free and takes it; and the
+// writes chained after those of a transaction that committed are ready when it
+// returns, so the next transaction carries every key that has work.
 func (s *Store) committer() {
 	defer s.cwg.Done()
 	for {
-		w, ok := <-s.writes
-		if !ok {
+		batch := s.pull()
+		if len(batch) == 0 {
 			return
-		}
-		batch := []*write{w}
-	drain:
-		for len(batch) < s.opts.MaxKeysPerTxn {
-			select {
-			case w, ok := <-s.writes:
-				if !ok {
-					break drain
-				}
-				batch = append(batch, w)
-			default:
-				break drain
-			}
 		}
 		for len(batch) > 0 {
 			batch = s.commitWrites(batch)
 		}
 	}
+}
+
+// pull waits for ready writes and takes up to MaxKeysPerTxn of them, fixing their
+// values; none once the store is closing and nothing is ready.
+func (s *Store) pull() []*write {
+	s.mu.Lock()
+	for len(s.ready) == 0 && !s.stopping {
+		s.readyCond.Wait()
+	}
+	n := min(len(s.ready), s.opts.MaxKeysPerTxn)
+	batch := slices.Clone(s.ready[:n])
+	s.ready = slices.Delete(s.ready, 0, n)
+	s.mu.Unlock()
+	s.stats.writes.Add(uint64(n))
+	for _, w := range batch {
+		w.mu.Lock()
+		if !w.taken {
+			w.taken, w.val = true, string(encode(w.cur))
+		}
+		w.mu.Unlock()
+	}
+	return batch
+}
+
+// answer gives w its outcome. When w committed, the write chained after it (its
+// key's next batch, run on w's value) is offered at once with w's revision, so that
+// the committer's next transaction carries it without waiting for the key's
+// worker; otherwise the chained write is dropped, and the worker runs that batch
+// again (docs/performance.md §5.6.1).
+func (s *Store) answer(w *write, r writeResult) {
+	s.mu.Lock()
+	w.answered = true
+	if n := w.next; n != nil {
+		w.next = nil
+		s.chained--
+		if r.outcome == outcomeCommitted {
+			n.rev, n.promoted = r.rev, true
+			s.ready = append(s.ready, n)
+			s.readyCond.Signal()
+		}
+	}
+	s.mu.Unlock()
+	w.done <- r
 }
 
 // commitWrites runs one transaction for batch, answers the writes it decided and
@@ -691,7 +902,7 @@ func (s *Store) commitWrites(batch []*write) []*write {
 	lease, err := s.currentLease(ctx)
 	if err != nil {
 		for _, w := range batch {
-			w.done <- writeResult{outcome: outcomeRefused, err: err}
+			s.answer(w, writeResult{outcome: outcomeRefused, err: err})
 		}
 		return nil
 	}
@@ -717,14 +928,14 @@ func (s *Store) commitWrites(batch []*write) []*write {
 			s.stats.combinedUnknown.Add(1)
 		}
 		for _, w := range batch {
-			w.done <- writeResult{outcome: outcome, err: err}
+			s.answer(w, writeResult{outcome: outcome, err: err})
 		}
 		return nil
 	}
 	if resp.Succeeded {
 		s.stats.transactions.Add(1)
 		for _, w := range batch {
-			w.done <- writeResult{outcome: outcomeCommitted, rev: resp.Header.Revision}
+			s.answer(w, writeResult{outcome: outcomeCommitted, rev: resp.Header.Revision})
 		}
 		return nil
 	}
@@ -733,9 +944,9 @@ func (s *Store) commitWrites(batch []*write) []*write {
 		kvs := resp.Responses[2*i].GetResponseRange().Kvs
 		switch {
 		case len(resp.Responses[2*i+1].GetResponseRange().Kvs) > 0:
-			w.done <- writeResult{outcome: outcomeRecovered, kvs: kvs}
+			s.answer(w, writeResult{outcome: outcomeRecovered, kvs: kvs})
 		case modRevision(kvs) != w.rev:
-			w.done <- writeResult{outcome: outcomeConflict, kvs: kvs}
+			s.answer(w, writeResult{outcome: outcomeConflict, kvs: kvs})
 		default:
 			again = append(again, w) // failed only because of another write
 		}
@@ -867,7 +1078,10 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.mu.Unlock()
 		s.wg.Wait()
-		close(s.writes)
+		s.mu.Lock()
+		s.stopping = true
+		s.readyCond.Broadcast()
+		s.mu.Unlock()
 		s.cwg.Wait()
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			s.closeErr = fmt.Errorf("close etcd store: %w", err)
