@@ -45,6 +45,9 @@ type luQueues struct {
 	// batches and commands count the store updates of the committers and the
 	// commands they answered (benchmarks: commands per commit).
 	batches, commands atomic.Uint64
+	// inRows counts the batches committed as the rows they changed
+	// (lurows.go), for tests.
+	inRows atomic.Uint64
 }
 
 // luQueue is one logical unit's queue and its committer's cache.
@@ -61,6 +64,13 @@ type luQueue struct {
 	// decoded says st is val decoded. It is cleared while st is used for a
 	// guess, until that guess is known committed.
 	decoded bool
+
+	// In rows (lurows.go), st is instead the stored value of version
+	// rowsVer (0: not known), kept in rows with the IDs rows, head and tail
+	// its head and tail parts; val and known are not used.
+	rowsVer    uint64
+	rows       *pr.Rows
+	head, tail []byte
 }
 
 // luCommand is one queued command; res and wait are set before Finish.
@@ -163,6 +173,10 @@ func (b *Backend) commitBatch(q *luQueue, batch []*luCommand) {
 		live = append(live, c)
 	}
 	if len(live) == 0 {
+		return
+	}
+	if ps, ok := b.store.(store.PartStore); ok && b.fencing == nil {
+		b.commitRows(q, ps, live)
 		return
 	}
 	bg := context.Background()

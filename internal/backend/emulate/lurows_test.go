@@ -1,0 +1,222 @@
+package emulate
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/store"
+	"github.com/prhelper/prhelper/internal/store/memory"
+	"github.com/prhelper/prhelper/internal/store/sqlite"
+	"github.com/prhelper/prhelper/pr"
+	"github.com/prhelper/prhelper/scsi"
+)
+
+// rowsCommand is a seeded PR OUT (mostly) or PR IN from one of 24 initiators
+// on two ports, with keys 0-5 so that REGISTER with a zero key, PREEMPT and
+// CLEAR remove registrations anywhere in the list, not only at its end.
+func rowsCommand(r *rand.Rand) (init string, port uint16, cdb [16]byte, list []byte) {
+	init = fmt.Sprintf("iqn.2025-01.dev.prhelper:rows%d", r.IntN(24))
+	port = uint16(1 + r.IntN(2))
+	if r.IntN(8) == 0 {
+		return init, port, scsi.PRInCDB([]byte{scsi.SAReadKeys, scsi.SAReadFullStatus}[r.IntN(2)], 8192), nil
+	}
+	sas := []byte{scsi.SARegister, scsi.SARegister, scsi.SARegisterAndIgnoreExisting, scsi.SARegisterAndIgnoreExisting,
+		scsi.SARegisterAndIgnoreExisting, scsi.SAReserve, scsi.SARelease, scsi.SAPreempt, scsi.SAPreemptAndAbort}
+	sa := sas[r.IntN(len(sas))]
+	if r.IntN(40) == 0 {
+		sa = scsi.SAClear
+	}
+	types := []byte{scsi.TypeWriteExclusive, scsi.TypeExclusiveAccess, scsi.TypeWriteExclusiveRegOnly,
+		scsi.TypeExclusiveAccessRegOnly, scsi.TypeWriteExclusiveAllRegs, scsi.TypeExclusiveAccessAllRegs}
+	var flags byte
+	if r.IntN(10) == 0 {
+		flags = 0x04 // ALL_TG_PT
+	}
+	return init, port, scsi.PROutCDB(sa, 0, types[r.IntN(len(types))], 24), param(uint64(r.IntN(6)), uint64(r.IntN(6)), flags)
+}
+
+// writeV1 makes path a database of schema version 1 (as helpers before the
+// rows wrote it) holding v for key.
+func writeV1(t *testing.T, path, key string, v []byte) {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, q := range []string{
+		"PRAGMA application_id = 1886545969",
+		"PRAGMA journal_mode = WAL",
+		"CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
+		"CREATE TABLE lu (key TEXT PRIMARY KEY, value BLOB NOT NULL, updated INTEGER NOT NULL)",
+		"INSERT INTO meta (name, value) VALUES ('schema_version', 1)",
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if _, err := db.Exec("INSERT INTO lu (key, value, updated) VALUES (?, ?, 1)", key, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRowsMatchOneValue is the differential of the state kept in rows
+// (lurows.go, the SQLite store) against the state kept as one value (the
+// memory store, which keeps no parts): seeded random command sequences from
+// 24 initiators (removals in the middle of the registrations: REGISTER with
+// key 0, PREEMPT, CLEAR), in chunks of 1 to 8 (one command through Execute,
+// or a batch), must give the same answers and the same stored bytes after
+// every chunk, and the committer's cached state must encode to them. The
+// SQLite database starts in schema version 1 with a state of 40
+// registrations (the upgrade, and the first write in rows), and between
+// chunks the unit is now and then deleted (as prhelperctl purge does) or
+// rewritten whole by Update (another writer: the committer must notice).
+func TestRowsMatchOneValue(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 4, 5, 6} {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+			t.Logf("seed %d", seed)
+			r := rand.New(rand.NewPCG(seed, 0x407))
+			var seed0 pr.State
+			for i := range 40 {
+				pi, err := ParseInitiator(fmt.Sprintf("iqn.2025-01.dev.prhelper:seed%d", i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				seed0.Registrations = append(seed0.Registrations, pr.Registration{Nexus: pr.Nexus{Initiator: pi, RTPI: 1}, Key: uint64(i%5 + 1)})
+			}
+			v0, _ := seed0.MarshalBinary()
+			path := filepath.Join(t.TempDir(), "pr.db")
+			key := KeyPrefix + "rows"
+			writeV1(t, path, key, v0)
+			sq, err := sqlite.Open(path, sqlite.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sq.Close()
+			mem := memory.New()
+			ctx := context.Background()
+			if err := mem.Update(ctx, key, func([]byte) ([]byte, bool, error) { return v0, true, nil }); err != nil {
+				t.Fatal(err)
+			}
+			rowsB, oneB := New(sq, pr.LIO()), New(mem, pr.LIO())
+			stores := []store.Store{sq, mem}
+			deletions, rewrites, removed, maxRegs := 0, 0, 0, 0
+			for step := 0; step < 300; {
+				switch x := r.IntN(40); {
+				case x == 0:
+					deletions++
+					for _, s := range stores {
+						if err := s.Update(ctx, key, func([]byte) ([]byte, bool, error) { return nil, true, nil }); err != nil {
+							t.Fatal(err)
+						}
+					}
+					continue
+				case x == 1:
+					rewrites++
+					if err := sq.Update(ctx, key, func(cur []byte) ([]byte, bool, error) { return cur, cur != nil, nil }); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				size := 1
+				if r.IntN(2) == 0 {
+					size = 2 + r.IntN(7)
+				}
+				var gotRows, gotOne []scsi.Result
+				var rowsCmds, oneCmds []*luCommand
+				var names []string
+				for range size {
+					init, port, cdb, p := rowsCommand(r)
+					names = append(names, fmt.Sprintf("%s from %s port %d", scsi.CommandName(cdb[:]), init, port))
+					if size == 1 {
+						for _, b := range []*Backend{rowsB, oneB} {
+							// A non-GOOD answer comes with an error describing it.
+							rep, _ := b.Execute(ctx, &backend.Request{CDB: cdb, Param: p, FD: -1, Initiator: init, TargetPort: port, LU: "rows"})
+							if b == rowsB {
+								gotRows = append(gotRows, rep)
+							} else {
+								gotOne = append(gotOne, rep)
+							}
+						}
+						continue
+					}
+					pi, err := ParseInitiator(init)
+					if err != nil {
+						t.Fatal(err)
+					}
+					mk := func() *luCommand {
+						return &luCommand{Pending: store.NewPending(), ctx: ctx, nexus: pr.Nexus{Initiator: pi, RTPI: port}, cdb: cdb[:], param: p}
+					}
+					rowsCmds, oneCmds = append(rowsCmds, mk()), append(oneCmds, mk())
+				}
+				if size > 1 {
+					for _, b := range []*Backend{rowsB, oneB} {
+						cmds := rowsCmds
+						if b == oneB {
+							cmds = oneCmds
+						}
+						b.commitBatch(b.queues.get(key), cmds)
+						for _, c := range cmds {
+							if err := c.Wait(ctx); err != nil {
+								t.Fatalf("step %d: batch: %v", step, err)
+							}
+							res := c.res
+							if b == rowsB {
+								gotRows = append(gotRows, res)
+							} else {
+								gotOne = append(gotOne, res)
+							}
+						}
+					}
+				}
+				for k := range gotRows {
+					if !reflect.DeepEqual(gotRows[k], gotOne[k]) {
+						t.Fatalf("seed %d step %d (%s): in rows %+v, as one value %+v", seed, step+k+1, names[k], gotRows[k], gotOne[k])
+					}
+				}
+				vr, err := sq.Get(ctx, key)
+				if err != nil {
+					t.Fatal(err)
+				}
+				vo, _ := mem.Get(ctx, key)
+				if !bytes.Equal(vr, vo) || (vr == nil) != (vo == nil) {
+					t.Fatalf("seed %d steps %d-%d: stored in rows %x, as one value %x", seed, step+1, step+size, vr, vo)
+				}
+				if q := rowsB.queues.get(key); q.decoded && q.rowsVer != 0 {
+					cached, _ := q.st.MarshalBinary()
+					if !bytes.Equal(cached, vr) {
+						t.Fatalf("seed %d steps %d-%d: the committer's state encodes to %x, stored %x", seed, step+1, step+size, cached, vr)
+					}
+					if len(q.rows.IDs) != len(q.st.Registrations) {
+						t.Fatalf("seed %d: %d row IDs for %d registrations", seed, len(q.rows.IDs), len(q.st.Registrations))
+					}
+				}
+				var st pr.State
+				if vr != nil {
+					if err := st.UnmarshalBinary(vr); err != nil {
+						t.Fatal(err)
+					}
+				}
+				removed += max(0, maxRegs-len(st.Registrations))
+				maxRegs = len(st.Registrations)
+				step += size
+			}
+			chunks := rowsB.queues.batches.Load()
+			t.Logf("%d deletions, %d rewrites by Update, %d registrations removed; %d of %d batches written as the rows they changed",
+				deletions, rewrites, removed, rowsB.queues.inRows.Load(), chunks)
+			if rowsB.queues.inRows.Load() < chunks/2 {
+				t.Fatal("most batches were written whole: the rows were not tested")
+			}
+			if removed == 0 {
+				t.Fatal("no registration removed: the sequence does not test removals")
+			}
+		})
+	}
+}
