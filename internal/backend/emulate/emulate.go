@@ -24,6 +24,7 @@ type Backend struct {
 	profile pr.Profile
 	fencing Fencing
 	queues  luQueues
+	runRegs int // registrations per part in rows (lurows.go); 0: partRegs
 }
 
 // Fencing is a fencing policy's part in every command (package fence,

@@ -66,10 +66,12 @@ type luQueue struct {
 	decoded bool
 
 	// In rows (lurows.go), st is instead the stored value of version
-	// rowsVer (0: not known), kept in rows with the IDs rows, head and tail
-	// its head and tail parts; val and known are not used.
+	// rowsVer (0: not known), kept in rows with the IDs rows,
+	// its runs of registrations runs, head and tail its head and tail
+	// parts; val and known are not used.
 	rowsVer    uint64
 	rows       *pr.Rows
+	runs       []int64
 	head, tail []byte
 }
 

@@ -15,29 +15,46 @@ import (
 // values in parts (store.PartStore: the SQLite store) and without fencing,
 // the committer stores a unit's state as parts whose concatenation is its
 // MarshalBinary encoding: part headSeq is the head (pr.State.AppendBinaryHead),
-// one part per registration, numbered by its pr.Rows ID (increasing in
-// registration order), and part tailSeq the tail. A batch then writes the
-// head, the tail and the registrations its commands added, changed or
+// part tailSeq the tail, and between them the registrations, in runs of up to
+// partRegs consecutive ones, each run a part numbered by the pr.Rows ID of its
+// first registration (IDs increase in registration order; a run keeps the IDs
+// from its number up to the next run's). A batch then writes the head, the
+// tail and the runs holding the registrations its commands added, changed or
 // removed (pr.State.TrackRows), not the whole state, so what a command costs
-// does not grow with the registrations. Get, and so PR IN, prhelperctl and
-// a fencing helper, still read the whole encoding.
+// does not grow with the registrations; a reader (Get: PR IN, prhelperctl, a
+// fencing helper) reads a part per run rather than per registration. New
+// registrations go to the last run until it is full; a run emptied by
+// removals is deleted; runs are never merged.
 //
-// The committer keeps the decoded state, its row IDs and the store's version
-// of the value it last wrote. A batch runs on that state, and inside the
-// store's transaction its parts are written only if the stored version is
-// still that one; otherwise (another process, prhelperctl, a first command,
-// a value kept whole) the commands run again on the value read whole, which
-// is then written in parts anew (Replace): the answers are always those of
-// the run that was committed.
+// The committer keeps the decoded state, its row IDs, its runs and the
+// store's version of the value it last wrote. A batch runs on that state, and
+// inside the store's transaction its parts are written only if the stored
+// version is still that one; otherwise (another process, prhelperctl, a first
+// command, a value kept whole) the commands run again on the value read
+// whole, which is then written in parts anew (Replace): the answers are always
+// those of the run that was committed.
 const (
 	headSeq = 0
 	tailSeq = math.MaxInt64
 )
 
+// partRegs is how many registrations a run holds at most: about 0.7-2 KB of
+// encoding, a page of SQLite's, and 313 parts for 10,000 registrations.
+const partRegs = 32
+
+// regsPerRun is partRegs, or what a test set in b.runRegs.
+func (b *Backend) regsPerRun() int {
+	if b.runRegs > 0 {
+		return b.runRegs
+	}
+	return partRegs
+}
+
 // rowsRun is a batch's outcome on a state kept in rows.
 type rowsRun struct {
 	st    pr.State
 	rows  *pr.Rows
+	runs  []int64 // the runs' numbers, ascending
 	head  []byte
 	tail  []byte
 	parts store.Parts
@@ -77,7 +94,7 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 	}
 	if final.rows != nil {
 		// The stored value is the state in rows: keep it for the next batch.
-		q.st, q.rows, q.head, q.tail, q.rowsVer, q.decoded = final.st, final.rows, final.head, final.tail, ver, true
+		q.st, q.rows, q.runs, q.head, q.tail, q.rowsVer, q.decoded = final.st, final.rows, final.runs, final.head, final.tail, ver, true
 	} else {
 		q.rowsVer = 0 // unchanged, kept in a form this committer did not write
 	}
@@ -92,6 +109,7 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 func (b *Backend) runRows(q *luQueue, cmds []*luCommand) rowsRun {
 	st, rows := q.st, q.rows
 	rows.Reset()
+	oldNext := rows.Next
 	st.TrackRows(rows)
 	r := rowsRun{st: st, rows: rows, res: make([]pr.Result, len(cmds))}
 	for i, c := range cmds {
@@ -99,21 +117,68 @@ func (b *Backend) runRows(q *luQueue, cmds []*luCommand) rowsRun {
 	}
 	r.st.TrackRows(nil)
 	r.head, r.tail = r.st.AppendBinaryHead(nil), r.st.AppendBinaryTail(nil)
+	r.runs = q.runs
 	if len(rows.Put) == 0 && len(rows.Gone) == 0 && bytes.Equal(r.head, q.head) && bytes.Equal(r.tail, q.tail) {
 		return r // nothing to write
 	}
-	p := store.Parts{Write: true, Delete: rows.Gone}
-	p.Put = append(p.Put, store.Part{Seq: headSeq, Value: r.head}, store.Part{Seq: tailSeq, Value: r.tail})
-	put := slices.Clone(rows.Put)
-	slices.Sort(put)
-	put = slices.Compact(put)
-	for _, id := range put {
-		if i, ok := slices.BinarySearch(rows.IDs, id); ok { // else removed since
-			p.Put = append(p.Put, store.Part{Seq: id, Value: r.st.AppendBinaryRegistration(nil, i)})
+	runs := slices.Clone(q.runs)
+	dirty := map[int64]bool{}
+	// The runs of the registrations there were: those changed or removed.
+	for _, ids := range [][]int64{rows.Put, rows.Gone} {
+		for _, id := range ids {
+			if id < oldNext && len(runs) > 0 {
+				dirty[runOf(runs, id)] = true
+			}
 		}
 	}
-	r.parts = p
+	// The registrations added (the last IDs, all from oldNext) fill the
+	// last run, then new ones.
+	j0, _ := slices.BinarySearch(rows.IDs, oldNext)
+	last := 0
+	if len(runs) > 0 {
+		first, _ := slices.BinarySearch(rows.IDs, runs[len(runs)-1])
+		last = j0 - first
+	}
+	for j := j0; j < len(rows.IDs); j++ {
+		if len(runs) == 0 || last >= b.regsPerRun() {
+			runs, last = append(runs, rows.IDs[j]), 0
+		}
+		last++
+		dirty[runs[len(runs)-1]] = true
+	}
+	p := store.Parts{Write: true}
+	p.Put = append(p.Put, store.Part{Seq: headSeq, Value: r.head}, store.Part{Seq: tailSeq, Value: r.tail})
+	starts := make([]int64, 0, len(dirty))
+	for s := range dirty {
+		starts = append(starts, s)
+	}
+	slices.Sort(starts)
+	for _, s := range starts {
+		k, _ := slices.BinarySearch(runs, s)
+		i, _ := slices.BinarySearch(rows.IDs, s)
+		end := len(rows.IDs)
+		if k+1 < len(runs) {
+			end, _ = slices.BinarySearch(rows.IDs, runs[k+1])
+		}
+		if i == end {
+			p.Delete = append(p.Delete, s)
+			runs = slices.Delete(runs, k, k+1)
+			continue
+		}
+		p.Put = append(p.Put, store.Part{Seq: s, Value: stateRun{&r.st}.append(nil, i, end)})
+	}
+	r.runs, r.parts = runs, p
 	return r
+}
+
+// runOf returns the number of the run that holds (or held) row id: the
+// greatest run number not above it.
+func runOf(runs []int64, id int64) int64 {
+	k, found := slices.BinarySearch(runs, id)
+	if found {
+		return runs[k]
+	}
+	return runs[max(k-1, 0)]
 }
 
 // runWhole runs cmds on the stored value cur, decoded, and returns the
@@ -138,13 +203,28 @@ func (b *Backend) runWhole(cur []byte, cmds []*luCommand) (rowsRun, error) {
 	if cur != nil && bytes.Equal(next, cur) {
 		return r, nil // unchanged: written neither whole nor in rows
 	}
-	r.st, r.rows = st, pr.NewRows(len(st.Registrations), headSeq+1)
+	n := len(st.Registrations)
+	r.st, r.rows = st, pr.NewRows(n, headSeq+1)
 	r.head, r.tail = st.AppendBinaryHead(nil), st.AppendBinaryTail(nil)
-	p := store.Parts{Write: true, Replace: true, Put: make([]store.Part, 0, len(st.Registrations)+2)}
+	per := b.regsPerRun()
+	p := store.Parts{Write: true, Replace: true, Put: make([]store.Part, 0, n/per+3)}
 	p.Put = append(p.Put, store.Part{Seq: headSeq, Value: r.head}, store.Part{Seq: tailSeq, Value: r.tail})
-	for i, id := range r.rows.IDs {
-		p.Put = append(p.Put, store.Part{Seq: id, Value: st.AppendBinaryRegistration(nil, i)})
+	for i := 0; i < n; i += per {
+		s := r.rows.IDs[i]
+		r.runs = append(r.runs, s)
+		p.Put = append(p.Put, store.Part{Seq: s, Value: stateRun{&r.st}.append(nil, i, min(i+per, n))})
 	}
 	r.parts = p
 	return r, nil
+}
+
+// stateRun encodes runs of a state's registrations.
+type stateRun struct{ st *pr.State }
+
+// append appends the encoding of registrations i to end-1 to b.
+func (s stateRun) append(b []byte, i, end int) []byte {
+	for ; i < end; i++ {
+		b = s.st.AppendBinaryRegistration(b, i)
+	}
+	return b
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/prhelper/prhelper/internal/backend"
@@ -80,7 +81,10 @@ func writeV1(t *testing.T, path, key string, v []byte) {
 // rewritten whole by Update (another writer: the committer must notice).
 func TestRowsMatchOneValue(t *testing.T) {
 	for _, seed := range []uint64{1, 2, 3, 4, 5, 6} {
-		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
+		// Registrations per part: one, a few (runs filled, emptied and
+		// deleted often), the default.
+		perRun := []int{1, 3, 0}[seed%3]
+		t.Run(fmt.Sprintf("seed=%d/per_run=%d", seed, perRun), func(t *testing.T) {
 			t.Logf("seed %d", seed)
 			r := rand.New(rand.NewPCG(seed, 0x407))
 			var seed0 pr.State
@@ -106,8 +110,9 @@ func TestRowsMatchOneValue(t *testing.T) {
 				t.Fatal(err)
 			}
 			rowsB, oneB := New(sq, pr.LIO()), New(mem, pr.LIO())
+			rowsB.runRegs = perRun
 			stores := []store.Store{sq, mem}
-			deletions, rewrites, removed, maxRegs := 0, 0, 0, 0
+			deletions, rewrites, removed, maxRegs, checked := 0, 0, 0, 0, 0
 			for step := 0; step < 300; {
 				switch x := r.IntN(40); {
 				case x == 0:
@@ -189,7 +194,9 @@ func TestRowsMatchOneValue(t *testing.T) {
 				if !bytes.Equal(vr, vo) || (vr == nil) != (vo == nil) {
 					t.Fatalf("seed %d steps %d-%d: stored in rows %x, as one value %x", seed, step+1, step+size, vr, vo)
 				}
-				if q := rowsB.queues.get(key); q.decoded && q.rowsVer != 0 {
+				if q := rowsB.queues.get(key); q.decoded && q.rowsVer != 0 && storedVersion(t, sq, key) == q.rowsVer {
+					// The committer's cache, when the stored value is still
+					// the one it wrote (a PR IN alone does not go through it).
 					cached, _ := q.st.MarshalBinary()
 					if !bytes.Equal(cached, vr) {
 						t.Fatalf("seed %d steps %d-%d: the committer's state encodes to %x, stored %x", seed, step+1, step+size, cached, vr)
@@ -197,6 +204,8 @@ func TestRowsMatchOneValue(t *testing.T) {
 					if len(q.rows.IDs) != len(q.st.Registrations) {
 						t.Fatalf("seed %d: %d row IDs for %d registrations", seed, len(q.rows.IDs), len(q.st.Registrations))
 					}
+					checkRuns(t, sq, key, q, rowsB.regsPerRun())
+					checked++
 				}
 				var st pr.State
 				if vr != nil {
@@ -209,9 +218,9 @@ func TestRowsMatchOneValue(t *testing.T) {
 				step += size
 			}
 			chunks := rowsB.queues.batches.Load()
-			t.Logf("%d deletions, %d rewrites by Update, %d registrations removed; %d of %d batches written as the rows they changed",
-				deletions, rewrites, removed, rowsB.queues.inRows.Load(), chunks)
-			if rowsB.queues.inRows.Load() < chunks/2 {
+			t.Logf("%d deletions, %d rewrites by Update, %d registrations removed; %d of %d batches written as the rows they changed; parts checked after %d",
+				deletions, rewrites, removed, rowsB.queues.inRows.Load(), chunks, checked)
+			if rowsB.queues.inRows.Load() < chunks/2 || checked < int(chunks)/2 {
 				t.Fatal("most batches were written whole: the rows were not tested")
 			}
 			if removed == 0 {
@@ -219,4 +228,65 @@ func TestRowsMatchOneValue(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkRuns checks the parts the committer wrote against what it keeps: the
+// head, one part per run of at most per registrations (none empty), the
+// tail, read from the database itself.
+func checkRuns(t *testing.T, sq *sqlite.Store, key string, q *luQueue, per int) {
+	t.Helper()
+	db, err := sql.Open("sqlite", sq.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query("SELECT seq, value FROM part WHERE key = ? ORDER BY seq", key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var seqs []int64
+	var vals [][]byte
+	for rows.Next() {
+		var s int64
+		var v []byte
+		if err := rows.Scan(&s, &v); err != nil {
+			t.Fatal(err)
+		}
+		seqs, vals = append(seqs, s), append(vals, v)
+	}
+	want := append(append([]int64{headSeq}, q.runs...), tailSeq)
+	if !reflect.DeepEqual(seqs, want) {
+		t.Fatalf("parts %v, the committer's runs %v", seqs, q.runs)
+	}
+	for k, s := range q.runs {
+		// A run holds the IDs from its number to the next run's (its
+		// first registration may be gone).
+		i, _ := slices.BinarySearch(q.rows.IDs, s)
+		end := len(q.rows.IDs)
+		if k+1 < len(q.runs) {
+			end, _ = slices.BinarySearch(q.rows.IDs, q.runs[k+1])
+		}
+		if end <= i || end-i > per {
+			t.Fatalf("run %d (of %v): registrations %d to %d of IDs %v", s, q.runs, i, end, q.rows.IDs)
+		}
+		if !bytes.Equal(vals[k+1], stateRun{&q.st}.append(nil, i, end)) {
+			t.Fatalf("run %d: part %x, registrations %d to %d encode to %x", s, vals[k+1], i, end, stateRun{&q.st}.append(nil, i, end))
+		}
+	}
+}
+
+// storedVersion reads key's version from the database itself.
+func storedVersion(t *testing.T, sq *sqlite.Store, key string) uint64 {
+	t.Helper()
+	db, err := sql.Open("sqlite", sq.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var v uint64
+	if err := db.QueryRow("SELECT version FROM lu WHERE key = ?", key).Scan(&v); err != nil && err != sql.ErrNoRows {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -57,6 +57,9 @@ func BenchmarkLUSize(b *testing.B) {
 		}{
 			{"READ_KEYS", scsi.PRInCDB(scsi.SAReadKeys, 8192), func(int) []byte { return nil }},
 			{"RIEK", scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24), func(i int) []byte { return param(0, uint64(i)|1<<40, 0) }},
+			// READ KEYS again once the unit was written by the committer
+			// (in rows on a store that keeps parts, docs/performance.md §5.7.6).
+			{"READ_KEYS_after_RIEK", scsi.PRInCDB(scsi.SAReadKeys, 8192), func(int) []byte { return nil }},
 		} {
 			b.Run(fmt.Sprintf("regs=%d/%s", regs, bc.name), func(b *testing.B) {
 				cpu0 := cpuTime(b)
