@@ -44,6 +44,12 @@ type Fencing interface {
 	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
 }
 
+// plainFencing is implemented by a Fencing that may report that it adds
+// nothing to a command on a value without fence records
+// (fence.Coordinator.PlainWithoutRecords): such a unit may be kept in rows
+// (lurows.go).
+type plainFencing interface{ PlainWithoutRecords() bool }
+
 // WithFencing makes every command of b go through f. Without it the stored
 // value is the engine's state alone and nothing is fenced.
 func (b *Backend) WithFencing(f Fencing) *Backend {

@@ -177,7 +177,7 @@ func (b *Backend) commitBatch(q *luQueue, batch []*luCommand) {
 	if len(live) == 0 {
 		return
 	}
-	if ps, ok := b.store.(store.PartStore); ok && b.fencing == nil {
+	if ps, ok := b.store.(store.PartStore); ok && b.rowsFencing() {
 		b.commitRows(q, ps, live)
 		return
 	}

@@ -12,7 +12,9 @@ import (
 )
 
 // A unit's state in rows (docs/performance.md §5.7.6). On a store that keeps
-// values in parts (store.PartStore: the SQLite store) and without fencing,
+// values in parts (store.PartStore: the SQLite store) and without fencing, or
+// with a fencing that adds nothing without fence records (--fence=none, the
+// daemon's default: rowsFencing),
 // the committer stores a unit's state as parts whose concatenation is its
 // MarshalBinary encoding: part headSeq is the head (pr.State.AppendBinaryHead),
 // part tailSeq the tail, and between them the registrations, in runs of up to
@@ -38,6 +40,18 @@ const (
 	tailSeq = math.MaxInt64
 )
 
+// rowsFencing reports whether b's units may be kept in rows: no fencing, or
+// one that adds nothing to a command on a value without fence records. A
+// value with records (another helper's, with a policy) is run through the
+// fencing (runFenced).
+func (b *Backend) rowsFencing() bool {
+	if b.fencing == nil {
+		return true
+	}
+	p, ok := b.fencing.(plainFencing)
+	return ok && p.PlainWithoutRecords()
+}
+
 // partRegs is how many registrations a run holds at most: about 0.7-2 KB of
 // encoding, a page of SQLite's, and 313 parts for 10,000 registrations.
 const partRegs = 32
@@ -59,6 +73,7 @@ type rowsRun struct {
 	tail  []byte
 	parts store.Parts
 	res   []pr.Result
+	waits []*fence.Wait // nil but after runFenced
 }
 
 // commitRows is commitBatch on a store that keeps parts, without fencing.
@@ -82,6 +97,12 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 		if err != nil {
 			return store.Parts{}, err
 		}
+		if b.fencing != nil {
+			if _, pending, derr := fence.Decode(cur); derr != nil || len(pending) > 0 {
+				final, err = b.runFenced(cur, live)
+				return final.parts, err
+			}
+		}
 		final, err = b.runWhole(cur, live)
 		return final.parts, err
 	})
@@ -99,7 +120,10 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 		q.rowsVer = 0 // unchanged, kept in a form this committer did not write
 	}
 	for i, c := range live {
-		c.res, c.wait = final.res[i], (*fence.Wait)(nil)
+		c.res = final.res[i]
+		if final.waits != nil {
+			c.wait = final.waits[i]
+		}
 		c.Finish(nil)
 	}
 }
@@ -215,6 +239,21 @@ func (b *Backend) runWhole(cur []byte, cmds []*luCommand) (rowsRun, error) {
 		p.Put = append(p.Put, store.Part{Seq: s, Value: stateRun{&r.st}.append(nil, i, min(i+per, n))})
 	}
 	r.parts = p
+	return r, nil
+}
+
+// runFenced runs cmds through the fencing on the stored value cur, which
+// holds fence records (or cannot be decoded: the fencing reports that), and
+// returns it to write whole, as one part: what StepAll gives, byte for byte.
+func (b *Backend) runFenced(cur []byte, cmds []*luCommand) (rowsRun, error) {
+	run := b.runValue(cur, cmds)
+	if run.err != nil {
+		return rowsRun{}, run.err
+	}
+	r := rowsRun{res: run.res, waits: run.waits}
+	if run.changed {
+		r.parts = store.Parts{Write: true, Replace: true, Put: []store.Part{{Seq: headSeq, Value: run.next}}}
+	}
 	return r, nil
 }
 

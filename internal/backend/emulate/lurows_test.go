@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/prhelper/prhelper/internal/backend"
+	"github.com/prhelper/prhelper/internal/fence"
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/internal/store/memory"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
@@ -80,11 +81,15 @@ func writeV1(t *testing.T, path, key string, v []byte) {
 // chunks the unit is now and then deleted (as prhelperctl purge does) or
 // rewritten whole by Update (another writer: the committer must notice).
 func TestRowsMatchOneValue(t *testing.T) {
-	for _, seed := range []uint64{1, 2, 3, 4, 5, 6} {
+	for _, seed := range []uint64{1, 2, 3, 4, 5, 6, 7, 8, 9} {
 		// Registrations per part: one, a few (runs filled, emptied and
-		// deleted often), the default.
+		// deleted often), the default. Seeds 7-9 run both backends through a
+		// fence.Coordinator without a policy, as the daemon does under
+		// --fence=none, and now and then put another helper's fence record
+		// in the value (which the rows then leave to the coordinator).
 		perRun := []int{1, 3, 0}[seed%3]
-		t.Run(fmt.Sprintf("seed=%d/per_run=%d", seed, perRun), func(t *testing.T) {
+		fencing := seed >= 7
+		t.Run(fmt.Sprintf("seed=%d/per_run=%d/fencing=%v", seed, perRun, fencing), func(t *testing.T) {
 			t.Logf("seed %d", seed)
 			r := rand.New(rand.NewPCG(seed, 0x407))
 			var seed0 pr.State
@@ -111,6 +116,14 @@ func TestRowsMatchOneValue(t *testing.T) {
 			}
 			rowsB, oneB := New(sq, pr.LIO()), New(mem, pr.LIO())
 			rowsB.runRegs = perRun
+			if fencing {
+				rowsB.WithFencing(fence.New(fence.Options{Store: sq, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "rows"}))
+				oneB.WithFencing(fence.New(fence.Options{Store: mem, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "one"}))
+				if !rowsB.rowsFencing() {
+					t.Fatal("a coordinator without a policy does not let the unit be kept in rows")
+				}
+			}
+			withRecords, recordChunks, waited := 0, 0, 0 // chunks left with a fence record in the value
 			stores := []store.Store{sq, mem}
 			deletions, rewrites, removed, maxRegs, checked := 0, 0, 0, 0, 0
 			for step := 0; step < 300; {
@@ -123,6 +136,20 @@ func TestRowsMatchOneValue(t *testing.T) {
 						}
 					}
 					continue
+				case x == 2 && fencing && withRecords == 0:
+					// Another helper's eviction, not yet confirmed: a record
+					// in the value, as fence.Encode writes it.
+					rec := []fence.Record{{ID: fmt.Sprintf("other/%d/x", step), Victim: "iqn.2025-01.dev.prhelper:gone", Evictor: "iqn.2025-01.dev.prhelper:rows0", Created: int64(step)}}
+					for _, s := range stores {
+						if err := s.Update(ctx, key, func(cur []byte) ([]byte, bool, error) {
+							v, err := fence.Encode(cur, rec)
+							return v, cur != nil, err
+						}); err != nil {
+							t.Fatal(err)
+						}
+					}
+					withRecords = 1 + r.IntN(4)
+					continue
 				case x == 1:
 					rewrites++
 					if err := sq.Update(ctx, key, func(cur []byte) ([]byte, bool, error) { return cur, cur != nil, nil }); err != nil {
@@ -131,7 +158,9 @@ func TestRowsMatchOneValue(t *testing.T) {
 					continue
 				}
 				size := 1
-				if r.IntN(2) == 0 {
+				if r.IntN(2) == 0 || withRecords > 0 {
+					// With a record, batches only: through Execute a GOOD
+					// PR OUT would wait for the record's confirmation.
 					size = 2 + r.IntN(7)
 				}
 				var gotRows, gotOne []scsi.Result
@@ -161,8 +190,9 @@ func TestRowsMatchOneValue(t *testing.T) {
 					}
 					rowsCmds, oneCmds = append(rowsCmds, mk()), append(oneCmds, mk())
 				}
+				var waits [2][]*fence.Wait
 				if size > 1 {
-					for _, b := range []*Backend{rowsB, oneB} {
+					for bi, b := range []*Backend{rowsB, oneB} {
 						cmds := rowsCmds
 						if b == oneB {
 							cmds = oneCmds
@@ -172,11 +202,34 @@ func TestRowsMatchOneValue(t *testing.T) {
 							if err := c.Wait(ctx); err != nil {
 								t.Fatalf("step %d: batch: %v", step, err)
 							}
+							waits[bi] = append(waits[bi], c.wait)
 							res := c.res
 							if b == rowsB {
 								gotRows = append(gotRows, res)
 							} else {
 								gotOne = append(gotOne, res)
+							}
+						}
+					}
+				}
+				for _, w := range waits[0] {
+					if w != nil {
+						waited++
+					}
+				}
+				if !reflect.DeepEqual(waits[0], waits[1]) {
+					t.Fatalf("seed %d steps %d-%d: waits in rows %v, as one value %v", seed, step+1, step+size, waits[0], waits[1])
+				}
+				if withRecords > 0 {
+					recordChunks++
+					if withRecords--; withRecords == 0 {
+						// Confirmed: the record goes, as Fence removes it.
+						for _, s := range stores {
+							if err := s.Update(ctx, key, func(cur []byte) ([]byte, bool, error) {
+								v, _, err := fence.Decode(cur)
+								return v, cur != nil, err
+							}); err != nil {
+								t.Fatal(err)
 							}
 						}
 					}
@@ -208,8 +261,10 @@ func TestRowsMatchOneValue(t *testing.T) {
 					checked++
 				}
 				var st pr.State
-				if vr != nil {
-					if err := st.UnmarshalBinary(vr); err != nil {
+				if sb, _, err := fence.Decode(vr); err != nil {
+					t.Fatal(err)
+				} else if sb != nil {
+					if err := st.UnmarshalBinary(sb); err != nil {
 						t.Fatal(err)
 					}
 				}
@@ -218,8 +273,11 @@ func TestRowsMatchOneValue(t *testing.T) {
 				step += size
 			}
 			chunks := rowsB.queues.batches.Load()
-			t.Logf("%d deletions, %d rewrites by Update, %d registrations removed; %d of %d batches written as the rows they changed; parts checked after %d",
-				deletions, rewrites, removed, rowsB.queues.inRows.Load(), chunks, checked)
+			t.Logf("%d deletions, %d rewrites by Update, %d registrations removed; %d of %d batches written as the rows they changed; parts checked after %d; %d chunks with a fence record, %d commands waiting for it",
+				deletions, rewrites, removed, rowsB.queues.inRows.Load(), chunks, checked, recordChunks, waited)
+			if fencing && (recordChunks == 0 || waited == 0) {
+				t.Fatalf("%d chunks ran with a fence record in the value, %d commands told to wait for it", recordChunks, waited)
+			}
 			if rowsB.queues.inRows.Load() < chunks/2 || checked < int(chunks)/2 {
 				t.Fatal("most batches were written whole: the rows were not tested")
 			}
