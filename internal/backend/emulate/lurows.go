@@ -171,7 +171,14 @@ func (b *Backend) runRows(q *luQueue, cmds []*luCommand) rowsRun {
 		dirty[runs[len(runs)-1]] = true
 	}
 	p := store.Parts{Write: true}
-	p.Put = append(p.Put, store.Part{Seq: headSeq, Value: r.head}, store.Part{Seq: tailSeq, Value: r.tail})
+	// The head and the tail are written when they changed (the tail, with
+	// the reservation and the unit attentions, seldom does).
+	if !bytes.Equal(r.head, q.head) {
+		p.Put = append(p.Put, store.Part{Seq: headSeq, Value: r.head})
+	}
+	if !bytes.Equal(r.tail, q.tail) {
+		p.Put = append(p.Put, store.Part{Seq: tailSeq, Value: r.tail})
+	}
 	starts := make([]int64, 0, len(dirty))
 	for s := range dirty {
 		starts = append(starts, s)

@@ -145,7 +145,7 @@ func BenchmarkSmallLUBesideBig(b *testing.B) {
 // processes take the CPUs.
 func BenchmarkLUSizeConcurrent(b *testing.B) {
 	for _, fencing := range []string{"off", "none", "kill"} {
-		for _, regs := range []int{10, 100, 1000} {
+		for _, regs := range []int{10, 100, 1000, 10000} {
 			b.Run(fmt.Sprintf("fence=%s/regs=%d/RIEK/clients=64", fencing, regs), func(b *testing.B) {
 				benchSizeConcurrent(b, fencing, regs)
 			})
