@@ -34,6 +34,10 @@ type PartsFunc func(version uint64, read func() ([]byte, error)) (Parts, error)
 type Parts struct {
 	// Write is false to change nothing.
 	Write bool
+	// Whole, when not nil, is the new value, kept whole (as Update writes
+	// it: the parts it had are dropped); the fields below are then ignored.
+	// A small value costs less whole than in parts.
+	Whole []byte
 	// Replace makes the value Put's parts alone: the parts it had, or its
 	// whole form, are dropped. It is required when the value is not
 	// already in parts (absent, or written whole by Update).

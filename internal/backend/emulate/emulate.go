@@ -25,6 +25,9 @@ type Backend struct {
 	fencing Fencing
 	queues  luQueues
 	runRegs int // registrations per part in rows (lurows.go); 0: partRegs
+	// wholeMax is the largest state kept whole on a store that keeps
+	// parts (lurows.go); 0: partWholeMax, negative: none.
+	wholeMax int
 }
 
 // Fencing is a fencing policy's part in every command (package fence,

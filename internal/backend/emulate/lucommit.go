@@ -71,6 +71,7 @@ type luQueue struct {
 	// parts; val and known are not used.
 	rowsVer    uint64
 	rows       *pr.Rows
+	inParts    bool // stored in parts (else whole: a small state)
 	runs       []int64
 	head, tail []byte
 }

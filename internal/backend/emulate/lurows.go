@@ -52,6 +52,30 @@ func (b *Backend) rowsFencing() bool {
 	return ok && p.PlainWithoutRecords()
 }
 
+// partWholeMax is the largest encoded state kept whole rather than in parts:
+// a value of up to a few KB fits one page of SQLite's, where head, runs and
+// tail would take two (the unit's row and its parts), so a small unit's
+// commit costs what it did before parts.
+const partWholeMax = 3072
+
+// wholeFor returns st's encoding when it is small enough to be kept whole,
+// else nil (without encoding a state that cannot be: every registration takes
+// more than 8 bytes).
+func (b *Backend) wholeFor(st *pr.State) []byte {
+	max := b.wholeMax
+	if max == 0 {
+		max = partWholeMax
+	}
+	if max < 0 || len(st.Registrations)*8 > max {
+		return nil
+	}
+	v, err := st.MarshalBinary()
+	if err != nil || len(v) > max {
+		return nil
+	}
+	return v
+}
+
 // partRegs is how many registrations a run holds at most: about 0.7-2 KB of
 // encoding, a page of SQLite's, and 313 parts for 10,000 registrations.
 const partRegs = 32
@@ -66,9 +90,10 @@ func (b *Backend) regsPerRun() int {
 
 // rowsRun is a batch's outcome on a state kept in rows.
 type rowsRun struct {
-	st    pr.State
-	rows  *pr.Rows
-	runs  []int64 // the runs' numbers, ascending
+	st      pr.State
+	rows    *pr.Rows
+	inParts bool    // the state is written in parts, else whole
+	runs    []int64 // the runs' numbers, ascending (in parts)
 	head  []byte
 	tail  []byte
 	parts store.Parts
@@ -116,6 +141,7 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 	if final.rows != nil {
 		// The stored value is the state in rows: keep it for the next batch.
 		q.st, q.rows, q.runs, q.head, q.tail, q.rowsVer, q.decoded = final.st, final.rows, final.runs, final.head, final.tail, ver, true
+		q.inParts = final.inParts
 	} else {
 		q.rowsVer = 0 // unchanged, kept in a form this committer did not write
 	}
@@ -141,9 +167,18 @@ func (b *Backend) runRows(q *luQueue, cmds []*luCommand) rowsRun {
 	}
 	r.st.TrackRows(nil)
 	r.head, r.tail = r.st.AppendBinaryHead(nil), r.st.AppendBinaryTail(nil)
-	r.runs = q.runs
+	r.runs, r.inParts = q.runs, q.inParts
 	if len(rows.Put) == 0 && len(rows.Gone) == 0 && bytes.Equal(r.head, q.head) && bytes.Equal(r.tail, q.tail) {
 		return r // nothing to write
+	}
+	if v := b.wholeFor(&r.st); v != nil {
+		r.runs, r.inParts = nil, false
+		r.parts = store.Parts{Write: true, Whole: v}
+		return r
+	}
+	if !q.inParts {
+		b.replaceParts(&r) // grown out of the whole form
+		return r
 	}
 	runs := slices.Clone(q.runs)
 	dirty := map[int64]bool{}
@@ -202,6 +237,22 @@ func (b *Backend) runRows(q *luQueue, cmds []*luCommand) rowsRun {
 	return r
 }
 
+// replaceParts sets r's parts to write its state in parts anew (Replace):
+// its head, a run of up to regsPerRun registrations from each regsPerRun-th
+// row ID, its tail.
+func (b *Backend) replaceParts(r *rowsRun) {
+	per, n := b.regsPerRun(), len(r.st.Registrations)
+	p := store.Parts{Write: true, Replace: true, Put: make([]store.Part, 0, n/per+3)}
+	p.Put = append(p.Put, store.Part{Seq: headSeq, Value: r.head}, store.Part{Seq: tailSeq, Value: r.tail})
+	r.runs = nil
+	for i := 0; i < n; i += per {
+		s := r.rows.IDs[i]
+		r.runs = append(r.runs, s)
+		p.Put = append(p.Put, store.Part{Seq: s, Value: stateRun{&r.st}.append(nil, i, min(i+per, n))})
+	}
+	r.parts, r.inParts = p, true
+}
+
 // runOf returns the number of the run that holds (or held) row id: the
 // greatest run number not above it.
 func runOf(runs []int64, id int64) int64 {
@@ -234,18 +285,13 @@ func (b *Backend) runWhole(cur []byte, cmds []*luCommand) (rowsRun, error) {
 	if cur != nil && bytes.Equal(next, cur) {
 		return r, nil // unchanged: written neither whole nor in rows
 	}
-	n := len(st.Registrations)
-	r.st, r.rows = st, pr.NewRows(n, headSeq+1)
+	r.st, r.rows = st, pr.NewRows(len(st.Registrations), headSeq+1)
 	r.head, r.tail = st.AppendBinaryHead(nil), st.AppendBinaryTail(nil)
-	per := b.regsPerRun()
-	p := store.Parts{Write: true, Replace: true, Put: make([]store.Part, 0, n/per+3)}
-	p.Put = append(p.Put, store.Part{Seq: headSeq, Value: r.head}, store.Part{Seq: tailSeq, Value: r.tail})
-	for i := 0; i < n; i += per {
-		s := r.rows.IDs[i]
-		r.runs = append(r.runs, s)
-		p.Put = append(p.Put, store.Part{Seq: s, Value: stateRun{&r.st}.append(nil, i, min(i+per, n))})
+	if b.wholeFor(&r.st) != nil {
+		r.parts = store.Parts{Write: true, Whole: next}
+		return r, nil
 	}
-	r.parts = p
+	b.replaceParts(&r)
 	return r, nil
 }
 

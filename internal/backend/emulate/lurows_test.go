@@ -88,8 +88,11 @@ func TestRowsMatchOneValue(t *testing.T) {
 		// --fence=none, and now and then put another helper's fence record
 		// in the value (which the rows then leave to the coordinator).
 		perRun := []int{1, 3, 0}[seed%3]
+		// The largest state kept whole: none (parts always), 700 bytes
+		// (the state goes from whole to parts and back), the default.
+		wholeMax := []int{-1, 700, 0}[seed/3%3]
 		fencing := seed >= 7
-		t.Run(fmt.Sprintf("seed=%d/per_run=%d/fencing=%v", seed, perRun, fencing), func(t *testing.T) {
+		t.Run(fmt.Sprintf("seed=%d/per_run=%d/whole_max=%d/fencing=%v", seed, perRun, wholeMax, fencing), func(t *testing.T) {
 			t.Logf("seed %d", seed)
 			r := rand.New(rand.NewPCG(seed, 0x407))
 			var seed0 pr.State
@@ -115,7 +118,7 @@ func TestRowsMatchOneValue(t *testing.T) {
 				t.Fatal(err)
 			}
 			rowsB, oneB := New(sq, pr.LIO()), New(mem, pr.LIO())
-			rowsB.runRegs = perRun
+			rowsB.runRegs, rowsB.wholeMax = perRun, wholeMax
 			if fencing {
 				rowsB.WithFencing(fence.New(fence.Options{Store: sq, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "rows"}))
 				oneB.WithFencing(fence.New(fence.Options{Store: mem, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "one"}))
@@ -125,7 +128,7 @@ func TestRowsMatchOneValue(t *testing.T) {
 			}
 			withRecords, recordChunks, waited := 0, 0, 0 // chunks left with a fence record in the value
 			stores := []store.Store{sq, mem}
-			deletions, rewrites, removed, maxRegs, checked := 0, 0, 0, 0, 0
+			deletions, rewrites, removed, maxRegs, checked, inParts := 0, 0, 0, 0, 0, 0
 			for step := 0; step < 300; {
 				switch x := r.IntN(40); {
 				case x == 0:
@@ -259,6 +262,9 @@ func TestRowsMatchOneValue(t *testing.T) {
 					}
 					checkRuns(t, sq, key, q, rowsB.regsPerRun())
 					checked++
+					if q.inParts {
+						inParts++
+					}
 				}
 				var st pr.State
 				if sb, _, err := fence.Decode(vr); err != nil {
@@ -273,8 +279,11 @@ func TestRowsMatchOneValue(t *testing.T) {
 				step += size
 			}
 			chunks := rowsB.queues.batches.Load()
-			t.Logf("%d deletions, %d rewrites by Update, %d registrations removed; %d of %d batches written as the rows they changed; parts checked after %d; %d chunks with a fence record, %d commands waiting for it",
-				deletions, rewrites, removed, rowsB.queues.inRows.Load(), chunks, checked, recordChunks, waited)
+			t.Logf("%d deletions, %d rewrites by Update, %d registrations removed; %d of %d batches written as the rows they changed; parts checked after %d (%d in parts, the others whole); %d chunks with a fence record, %d commands waiting for it",
+				deletions, rewrites, removed, rowsB.queues.inRows.Load(), chunks, checked, inParts, recordChunks, waited)
+			if wholeMax < 0 && inParts != checked || wholeMax > 0 && (inParts == 0 || inParts == checked) {
+				t.Fatalf("%d of %d checks found the state in parts with at most %d bytes kept whole", inParts, checked, wholeMax)
+			}
 			if fencing && (recordChunks == 0 || waited == 0) {
 				t.Fatalf("%d chunks ran with a fence record in the value, %d commands told to wait for it", recordChunks, waited)
 			}
@@ -314,6 +323,9 @@ func checkRuns(t *testing.T, sq *sqlite.Store, key string, q *luQueue, per int) 
 		seqs, vals = append(seqs, s), append(vals, v)
 	}
 	want := append(append([]int64{headSeq}, q.runs...), tailSeq)
+	if !q.inParts {
+		want = nil // kept whole
+	}
 	if !reflect.DeepEqual(seqs, want) {
 		t.Fatalf("parts %v, the committer's runs %v", seqs, q.runs)
 	}

@@ -20,11 +20,14 @@ var _ store.PartStore = (*Store)(nil)
 //     value whole (a helper of schema 1 still running when the file was
 //     upgraded writes only lu.value, which then wins: parts are read only
 //     under an empty value).
-//   - lu.version: set by triggers, from meta's last_version, on every insert
-//     and every write of value or updated, whoever makes it (the triggers are
-//     part of the schema, so they also fire for a schema 1 helper's
-//     statements): a key never gets a version it had before, even deleted and
-//     written again.
+//   - lu.version: set by triggers on every insert and every write of value
+//     or updated, whoever makes it (the triggers are part of the schema, so
+//     they also fire for a schema 1 helper's statements): a write adds one to
+//     the key's version (no other page written); a new key starts above meta's
+//     last_version, which a deletion raises to the deleted key's version, so
+//     a key never gets a version it had before, even deleted and written
+//     again. (An INSERT OR REPLACE would escape the deletion's trigger; no
+//     helper writes one.)
 var schemaV2 = []string{
 	"CREATE TABLE part (key TEXT NOT NULL, seq INTEGER NOT NULL, value BLOB NOT NULL, PRIMARY KEY (key, seq)) WITHOUT ROWID",
 	"INSERT INTO meta (name, value) VALUES ('last_version', 0)",
@@ -33,8 +36,10 @@ var schemaV2 = []string{
 		UPDATE lu SET version = (SELECT value FROM meta WHERE name = 'last_version') WHERE key = NEW.key;
 	END`,
 	`CREATE TRIGGER lu_version_update AFTER UPDATE OF value, updated ON lu BEGIN
-		UPDATE meta SET value = value + 1 WHERE name = 'last_version';
-		UPDATE lu SET version = (SELECT value FROM meta WHERE name = 'last_version') WHERE key = NEW.key;
+		UPDATE lu SET version = OLD.version + 1 WHERE key = NEW.key;
+	END`,
+	`CREATE TRIGGER lu_version_delete AFTER DELETE ON lu BEGIN
+		UPDATE meta SET value = max(value, OLD.version) WHERE name = 'last_version';
 	END`,
 }
 
@@ -113,6 +118,15 @@ func (s *Store) applyParts(ctx context.Context, r *request) (fnErr, err error) {
 	r.version = ver
 	if fnErr != nil || !p.Write {
 		return fnErr, nil
+	}
+	if p.Whole != nil {
+		if err := s.write(ctx, r.key, p.Whole, time.Now().UnixMilli()); err != nil {
+			return nil, err
+		}
+		if r.version, _, err = s.version(ctx, r.key); err != nil {
+			return nil, err
+		}
+		return nil, nil
 	}
 	if !p.Replace && !parted {
 		return fmt.Errorf("store: parts written into %q, which is not kept in parts", r.key), nil

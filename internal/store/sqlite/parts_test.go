@@ -44,8 +44,8 @@ func (m partsModel) value() []byte {
 }
 
 // TestPartsRandom runs seeded random sequences of UpdateParts (replace, put,
-// delete, a function that fails, one that writes nothing), Update (whole
-// values, deletion) and Get on three keys, each against a model, and checks
+// delete, a value written whole, a function that fails, one that writes
+// nothing), Update (whole values, deletion) and Get on three keys, each against a model, and checks
 // after every call the value Get and List return, that UpdateParts is told
 // the version its last write returned only while nothing else wrote the key,
 // and that a version is never given twice.
@@ -59,9 +59,10 @@ func TestPartsRandom(t *testing.T) {
 			keys := []string{"lu/a", "lu/b", "lu/c"}
 			model := map[string]*partsModel{}
 			last := map[string]uint64{} // the version each key's last UpdateParts returned
-			seen := map[uint64]bool{}
+			seen := map[string]map[uint64]bool{} // versions given to each key's UpdateParts writes
 			for _, k := range keys {
 				model[k] = &partsModel{absent: true}
+				seen[k] = map[uint64]bool{}
 			}
 			randBytes := func() []byte {
 				b := make([]byte, rng.IntN(40))
@@ -87,6 +88,8 @@ func TestPartsRandom(t *testing.T) {
 						}
 					case rng.IntN(10) == 0:
 						// nothing written
+					case rng.IntN(8) == 0:
+						p = store.Parts{Write: true, Whole: randBytes()}
 					default:
 						p.Write = true
 						for range rng.IntN(3) {
@@ -116,7 +119,7 @@ func TestPartsRandom(t *testing.T) {
 					if want, ok := last[k]; ok != (gotVer == want) && gotVer != 0 {
 						t.Fatalf("step %d: UpdateParts of %s told version %d, its last write returned %d (still current: %v)", step, k, gotVer, want, ok)
 					}
-					if _, ok := last[k]; !ok && seen[gotVer] {
+					if _, ok := last[k]; !ok && seen[k][gotVer] {
 						t.Fatalf("step %d: %s written by Update has version %d, given before to an UpdateParts", step, k, gotVer)
 					}
 					if failing {
@@ -128,7 +131,9 @@ func TestPartsRandom(t *testing.T) {
 					if err != nil {
 						t.Fatalf("step %d: %v", step, err)
 					}
-					if p.Write {
+					if p.Whole != nil {
+						*m = partsModel{whole: p.Whole}
+					} else if p.Write {
 						if p.Replace || m.parts == nil {
 							m.parts = map[int64][]byte{}
 						}
@@ -139,10 +144,12 @@ func TestPartsRandom(t *testing.T) {
 						for _, pt := range p.Put {
 							m.parts[pt.Seq] = pt.Value
 						}
-						if seen[ver] || ver == 0 {
-							t.Fatalf("step %d: version %d given again", step, ver)
+					}
+					if p.Write {
+						if seen[k][ver] || ver == 0 {
+							t.Fatalf("step %d: version %d of %s given again", step, ver, k)
 						}
-						seen[ver] = true
+						seen[k][ver] = true
 					} else if ver != gotVer {
 						t.Fatalf("step %d: nothing written, version %d -> %d", step, gotVer, ver)
 					}
@@ -179,8 +186,8 @@ func TestPartsRandom(t *testing.T) {
 					t.Fatalf("List %s = %x, model %x", e.Key, e.Value, model[e.Key].value())
 				}
 			}
-			if len(seen) < 100 {
-				t.Fatalf("only %d parted writes", len(seen))
+			if n := len(seen[keys[0]]) + len(seen[keys[1]]) + len(seen[keys[2]]); n < 100 {
+				t.Fatalf("only %d parted writes", n)
 			}
 		})
 	}
