@@ -94,11 +94,11 @@ type rowsRun struct {
 	rows    *pr.Rows
 	inParts bool    // the state is written in parts, else whole
 	runs    []int64 // the runs' numbers, ascending (in parts)
-	head  []byte
-	tail  []byte
-	parts store.Parts
-	res   []pr.Result
-	waits []*fence.Wait // nil but after runFenced
+	head    []byte
+	tail    []byte
+	parts   store.Parts
+	res     []pr.Result
+	waits   []*fence.Wait // nil but after runFenced
 }
 
 // commitRows is commitBatch on a store that keeps parts, without fencing.

@@ -58,7 +58,7 @@ func TestPartsRandom(t *testing.T) {
 			ctx := context.Background()
 			keys := []string{"lu/a", "lu/b", "lu/c"}
 			model := map[string]*partsModel{}
-			last := map[string]uint64{} // the version each key's last UpdateParts returned
+			last := map[string]uint64{}          // the version each key's last UpdateParts returned
 			seen := map[string]map[uint64]bool{} // versions given to each key's UpdateParts writes
 			for _, k := range keys {
 				model[k] = &partsModel{absent: true}
