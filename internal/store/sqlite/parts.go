@@ -40,6 +40,11 @@ var schemaV2 = []string{
 	END`,
 	`CREATE TRIGGER lu_version_delete AFTER DELETE ON lu BEGIN
 		UPDATE meta SET value = max(value, OLD.version) WHERE name = 'last_version';
+		DELETE FROM part WHERE key = OLD.key;
+	END`,
+	// A value written whole (lu.parted set to 0) loses its parts.
+	`CREATE TRIGGER lu_whole AFTER UPDATE OF parted ON lu WHEN OLD.parted = 1 AND NEW.parted = 0 BEGIN
+		DELETE FROM part WHERE key = NEW.key;
 	END`,
 }
 
@@ -123,10 +128,7 @@ func (s *Store) applyParts(ctx context.Context, r *request) (fnErr, err error) {
 		if err := s.write(ctx, r.key, p.Whole, time.Now().UnixMilli()); err != nil {
 			return nil, err
 		}
-		if r.version, _, err = s.version(ctx, r.key); err != nil {
-			return nil, err
-		}
-		return nil, nil
+		return nil, s.versionAfter(ctx, r, ver)
 	}
 	if !p.Replace && !parted {
 		return fmt.Errorf("store: parts written into %q, which is not kept in parts", r.key), nil
@@ -156,10 +158,20 @@ func (s *Store) applyParts(ctx context.Context, r *request) (fnErr, err error) {
 		r.key, time.Now().UnixMilli()); err != nil {
 		return nil, fmt.Errorf("write %q: %w", r.key, err)
 	}
-	if r.version, _, err = s.version(ctx, r.key); err != nil {
-		return nil, err
+	return nil, s.versionAfter(ctx, r, ver)
+}
+
+// versionAfter sets r.version to its key's version after one write of the
+// key (ver: its version before, 0 when absent): one more than before (the
+// update trigger), or, for a key the write created, read back.
+func (s *Store) versionAfter(ctx context.Context, r *request, ver uint64) error {
+	if ver != 0 {
+		r.version = ver + 1
+		return nil
 	}
-	return nil, nil
+	v, _, err := s.version(ctx, r.key)
+	r.version = v
+	return err
 }
 
 // version reads key's version (0: absent) and whether its value is in parts,

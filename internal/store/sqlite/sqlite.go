@@ -787,10 +787,8 @@ func (s *Store) read(ctx context.Context, key string) ([]byte, error) {
 
 func (s *Store) write(ctx context.Context, key string, v []byte, now int64) error {
 	var err error
-	// A value kept in parts (parts.go) loses them: it is written whole.
-	if _, err = s.wexec(ctx, "DELETE FROM part WHERE key = ?", key); err != nil {
-		return fmt.Errorf("write %q: %w", key, err)
-	}
+	// A value kept in parts (parts.go) loses them (the triggers lu_whole and
+	// lu_version_delete delete them): it is written whole.
 	if v == nil {
 		_, err = s.wexec(ctx, "DELETE FROM lu WHERE key = ?", key)
 	} else {
