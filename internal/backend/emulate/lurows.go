@@ -53,10 +53,11 @@ func (b *Backend) rowsFencing() bool {
 }
 
 // partWholeMax is the largest encoded state kept whole rather than in parts:
-// a value of up to a few KB fits one page of SQLite's, where head, runs and
-// tail would take two (the unit's row and its parts), so a small unit's
-// commit costs what it did before parts.
-const partWholeMax = 3072
+// a value of up to 4,000 bytes fits in its row's page (SQLite's 4 KB page
+// holds a row of up to 4,061 bytes without an overflow page), where head,
+// runs and tail take two pages or more (the unit's row and its parts), so a
+// small unit's commit costs what it did before parts.
+const partWholeMax = 4000
 
 // wholeFor returns st's encoding when it is small enough to be kept whole,
 // else nil (without encoding a state that cannot be: every registration takes
