@@ -14,7 +14,8 @@ import (
 type PartStore interface {
 	Store
 	// UpdateParts runs fn inside one transaction with the version of key's
-	// value and a function that reads the whole value (nil when absent).
+	// value and a function that reads the whole value (nil when absent) and,
+	// when it is kept in parts, its parts.
 	// The version is 0 when the key is absent; every committed write of the
 	// key, by any method or process, gives it a version it never had
 	// before, so a caller that remembers the version of a value it wrote
@@ -27,8 +28,14 @@ type PartStore interface {
 }
 
 // PartsFunc computes an UpdateParts change from the value's version and a
-// reader of the whole value (see PartStore.UpdateParts).
-type PartsFunc func(version uint64, read func() ([]byte, error)) (Parts, error)
+// reader of the value (see PartStore.UpdateParts).
+type PartsFunc func(version uint64, read ReadFunc) (Parts, error)
+
+// ReadFunc reads a value whole (nil when absent) and, when it is kept in
+// parts, its parts in Seq order (nil when it is kept whole): a writer that
+// knows how the parts divide the value can go on writing only those that
+// change, whoever wrote them.
+type ReadFunc func() (value []byte, parts []Part, err error)
 
 // Parts is the change an UpdateParts makes to a value.
 type Parts struct {
@@ -55,7 +62,7 @@ type Part struct {
 }
 
 // ApplyParts runs fn, turning a panic into an error (as Apply does).
-func ApplyParts(fn PartsFunc, version uint64, read func() ([]byte, error)) (p Parts, err error) {
+func ApplyParts(fn PartsFunc, version uint64, read ReadFunc) (p Parts, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			p, err = Parts{}, fmt.Errorf("update function panicked: %v", r)

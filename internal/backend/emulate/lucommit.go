@@ -48,6 +48,9 @@ type luQueues struct {
 	// inRows counts the batches committed as the rows they changed
 	// (lurows.go), for tests.
 	inRows atomic.Uint64
+	// adopted counts the batches that went on from parts another
+	// committer wrote (lurows.go), for tests.
+	adopted atomic.Uint64
 }
 
 // luQueue is one logical unit's queue and its committer's cache.

@@ -113,13 +113,13 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 	b.queues.batches.Add(1)
 	b.queues.commands.Add(uint64(len(live)))
 	var final rowsRun
-	ver, err := ps.UpdateParts(context.Background(), q.key, func(ver uint64, read func() ([]byte, error)) (store.Parts, error) {
+	ver, err := ps.UpdateParts(context.Background(), q.key, func(ver uint64, read store.ReadFunc) (store.Parts, error) {
 		if useGuess && ver == q.rowsVer {
 			b.queues.inRows.Add(1) // counted again if retried: tests only
 			final = guess
 			return final.parts, nil
 		}
-		cur, err := read()
+		cur, parts, err := read()
 		if err != nil {
 			return store.Parts{}, err
 		}
@@ -129,7 +129,7 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 				return final.parts, err
 			}
 		}
-		final, err = b.runWhole(cur, live)
+		final, err = b.runWhole(cur, parts, live)
 		return final.parts, err
 	})
 	if err != nil {
@@ -268,12 +268,19 @@ func runOf(runs []int64, id int64) int64 {
 // state's parts to write in place of whatever the store holds (nothing when
 // the commands changed nothing). A pure function of cur, as a
 // store.PartsFunc must be.
-func (b *Backend) runWhole(cur []byte, cmds []*luCommand) (rowsRun, error) {
+func (b *Backend) runWhole(cur []byte, parts []store.Part, cmds []*luCommand) (rowsRun, error) {
 	var st pr.State
 	if cur != nil {
 		if err := st.UnmarshalBinary(cur); err != nil {
 			return rowsRun{}, err
 		}
+	}
+	if q, ok := adoptParts(st, parts); ok {
+		// Parts laid out as this file lays them out (another helper's on
+		// the same file, or this one's own before its cache was lost): go on
+		// writing only what changes, rather than all of them again.
+		b.queues.adopted.Add(1) // tests only
+		return b.runRows(q, cmds), nil
 	}
 	r := rowsRun{res: make([]pr.Result, len(cmds))}
 	for i, c := range cmds {
@@ -309,6 +316,50 @@ func (b *Backend) runFenced(cur []byte, cmds []*luCommand) (rowsRun, error) {
 		r.parts = store.Parts{Write: true, Replace: true, Put: []store.Part{{Seq: headSeq, Value: run.next}}}
 	}
 	return r, nil
+}
+
+// adoptParts returns st (the decoded value) with the row IDs, runs, head and
+// tail its parts give, when they are laid out as runRows and replaceParts lay
+// them out: the head, runs whose parts are the encodings of consecutive
+// registrations (numbered so that each registration can have an ID from its
+// run's number up to the next run's), the tail. Anything else (parts of
+// another layout, a value kept whole) is not adopted.
+func adoptParts(st pr.State, parts []store.Part) (*luQueue, bool) {
+	n := len(parts)
+	if n < 2 || parts[0].Seq != headSeq || parts[n-1].Seq != tailSeq {
+		return nil, false
+	}
+	q := &luQueue{st: st, inParts: true, rows: &pr.Rows{Next: headSeq + 1}}
+	q.head, q.tail = st.AppendBinaryHead(nil), st.AppendBinaryTail(nil)
+	if !bytes.Equal(q.head, parts[0].Value) || !bytes.Equal(q.tail, parts[n-1].Value) {
+		return nil, false
+	}
+	i := 0
+	var enc []byte
+	for k, p := range parts[1 : n-1] {
+		limit := parts[k+2].Seq // the next run's number, or the tail's
+		if p.Seq <= headSeq || len(p.Value) == 0 {
+			return nil, false
+		}
+		q.runs = append(q.runs, p.Seq)
+		id := p.Seq
+		for off := 0; off < len(p.Value); i, id = i+1, id+1 {
+			if i >= len(st.Registrations) || id >= limit {
+				return nil, false
+			}
+			enc = st.AppendBinaryRegistration(enc[:0], i)
+			if !bytes.HasPrefix(p.Value[off:], enc) {
+				return nil, false
+			}
+			off += len(enc)
+			q.rows.IDs = append(q.rows.IDs, id)
+		}
+		q.rows.Next = id
+	}
+	if i != len(st.Registrations) {
+		return nil, false
+	}
+	return q, true
 }
 
 // stateRun encodes runs of a state's registrations.

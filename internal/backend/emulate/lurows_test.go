@@ -117,10 +117,14 @@ func TestRowsMatchOneValue(t *testing.T) {
 			if err := mem.Update(ctx, key, func([]byte) ([]byte, bool, error) { return v0, true, nil }); err != nil {
 				t.Fatal(err)
 			}
-			rowsB, oneB := New(sq, pr.LIO()), New(mem, pr.LIO())
+			// otherB is a second helper on the same file: now and then a
+			// chunk goes through it, so that each finds the other's parts.
+			rowsB, otherB, oneB := New(sq, pr.LIO()), New(sq, pr.LIO()), New(mem, pr.LIO())
 			rowsB.runRegs, rowsB.wholeMax = perRun, wholeMax
+			otherB.runRegs, otherB.wholeMax = perRun, wholeMax
 			if fencing {
 				rowsB.WithFencing(fence.New(fence.Options{Store: sq, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "rows"}))
+				otherB.WithFencing(fence.New(fence.Options{Store: sq, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "other"}))
 				oneB.WithFencing(fence.New(fence.Options{Store: mem, KeyPrefix: KeyPrefix, Profile: pr.LIO(), HelperID: "one"}))
 				if !rowsB.rowsFencing() {
 					t.Fatal("a coordinator without a policy does not let the unit be kept in rows")
@@ -139,7 +143,7 @@ func TestRowsMatchOneValue(t *testing.T) {
 						}
 					}
 					continue
-				case x == 2 && fencing && withRecords == 0:
+				case (x == 2 || x == 3) && fencing && withRecords == 0:
 					// Another helper's eviction, not yet confirmed: a record
 					// in the value, as fence.Encode writes it.
 					rec := []fence.Record{{ID: fmt.Sprintf("other/%d/x", step), Victim: "iqn.2025-01.dev.prhelper:gone", Evictor: "iqn.2025-01.dev.prhelper:rows0", Created: int64(step)}}
@@ -160,6 +164,10 @@ func TestRowsMatchOneValue(t *testing.T) {
 					}
 					continue
 				}
+				cur := rowsB
+				if r.IntN(5) == 0 {
+					cur = otherB
+				}
 				size := 1
 				if r.IntN(2) == 0 || withRecords > 0 {
 					// With a record, batches only: through Execute a GOOD
@@ -173,10 +181,10 @@ func TestRowsMatchOneValue(t *testing.T) {
 					init, port, cdb, p := rowsCommand(r)
 					names = append(names, fmt.Sprintf("%s from %s port %d", scsi.CommandName(cdb[:]), init, port))
 					if size == 1 {
-						for _, b := range []*Backend{rowsB, oneB} {
+						for _, b := range []*Backend{cur, oneB} {
 							// A non-GOOD answer comes with an error describing it.
 							rep, _ := b.Execute(ctx, &backend.Request{CDB: cdb, Param: p, FD: -1, Initiator: init, TargetPort: port, LU: "rows"})
-							if b == rowsB {
+							if b == cur {
 								gotRows = append(gotRows, rep)
 							} else {
 								gotOne = append(gotOne, rep)
@@ -195,7 +203,7 @@ func TestRowsMatchOneValue(t *testing.T) {
 				}
 				var waits [2][]*fence.Wait
 				if size > 1 {
-					for bi, b := range []*Backend{rowsB, oneB} {
+					for bi, b := range []*Backend{cur, oneB} {
 						cmds := rowsCmds
 						if b == oneB {
 							cmds = oneCmds
@@ -207,7 +215,7 @@ func TestRowsMatchOneValue(t *testing.T) {
 							}
 							waits[bi] = append(waits[bi], c.wait)
 							res := c.res
-							if b == rowsB {
+							if b == cur {
 								gotRows = append(gotRows, res)
 							} else {
 								gotOne = append(gotOne, res)
@@ -283,6 +291,11 @@ func TestRowsMatchOneValue(t *testing.T) {
 				deletions, rewrites, removed, rowsB.queues.inRows.Load(), chunks, checked, inParts, recordChunks, waited)
 			if wholeMax < 0 && inParts != checked || wholeMax > 0 && (inParts == 0 || inParts == checked) {
 				t.Fatalf("%d of %d checks found the state in parts with at most %d bytes kept whole", inParts, checked, wholeMax)
+			}
+			adopted := rowsB.queues.adopted.Load() + otherB.queues.adopted.Load()
+			t.Logf("%d batches went on from the other helper's parts", adopted)
+			if wholeMax < 0 && adopted == 0 {
+				t.Fatal("no batch went on from the other helper's parts")
 			}
 			if fencing && (recordChunks == 0 || waited == 0) {
 				t.Fatalf("%d chunks ran with a fence record in the value, %d commands told to wait for it", recordChunks, waited)

@@ -63,10 +63,10 @@ type rowsAppender struct {
 }
 
 func (a *rowsAppender) fn(v int64, count *int64) store.PartsFunc {
-	return func(ver uint64, read func() ([]byte, error)) (store.Parts, error) {
+	return func(ver uint64, read store.ReadFunc) (store.Parts, error) {
 		n := a.count
 		if ver == 0 || ver != a.ver {
-			cur, err := read()
+			cur, _, err := read()
 			if err != nil {
 				return store.Parts{}, err
 			}

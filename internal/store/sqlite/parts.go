@@ -109,12 +109,19 @@ func (s *Store) applyParts(ctx context.Context, r *request) (fnErr, err error) {
 		return nil, err
 	}
 	var readErr error
-	read := func() ([]byte, error) {
-		v, err := s.read(ctx, r.key)
+	read := func() ([]byte, []store.Part, error) {
+		if !parted {
+			v, err := s.read(ctx, r.key)
+			if err != nil {
+				readErr = err
+			}
+			return v, nil, err
+		}
+		v, parts, err := s.readParts(ctx, r.key)
 		if err != nil {
 			readErr = err
 		}
-		return v, err
+		return v, parts, err
 	}
 	p, fnErr := store.ApplyParts(r.parts, ver, read)
 	if readErr != nil {
@@ -188,4 +195,38 @@ func (s *Store) version(ctx context.Context, key string) (ver uint64, parted boo
 		return 0, false, fmt.Errorf("read %q: %w", key, err)
 	}
 	return ver, parted, nil
+}
+
+// readParts reads the parts of key, which is kept in parts, on the writer
+// connection (inside the caller's transaction), and the value they make.
+func (s *Store) readParts(ctx context.Context, key string) ([]byte, []store.Part, error) {
+	st, err := s.wstmt(ctx, "SELECT seq, value FROM part WHERE key = ? ORDER BY seq")
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %q: %w", key, err)
+	}
+	rows, err := st.QueryContext(ctx, key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read %q: %w", key, err)
+	}
+	defer rows.Close()
+	var parts []store.Part
+	v := []byte{}
+	for rows.Next() {
+		var p store.Part
+		if err := rows.Scan(&p.Seq, &p.Value); err != nil {
+			return nil, nil, fmt.Errorf("read %q: %w", key, err)
+		}
+		if p.Value == nil {
+			p.Value = []byte{}
+		}
+		parts = append(parts, p)
+		v = append(v, p.Value...)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("read %q: %w", key, err)
+	}
+	if parts == nil {
+		parts = []store.Part{}
+	}
+	return v, parts, nil
 }

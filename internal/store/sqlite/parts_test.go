@@ -101,10 +101,11 @@ func TestPartsRandom(t *testing.T) {
 					}
 					var gotVer uint64
 					var gotCur []byte
-					ver, err := s.UpdateParts(ctx, k, func(v uint64, read func() ([]byte, error)) (store.Parts, error) {
+					var gotParts []store.Part
+					ver, err := s.UpdateParts(ctx, k, func(v uint64, read store.ReadFunc) (store.Parts, error) {
 						gotVer = v
-						cur, err := read()
-						gotCur = cur
+						cur, parts, err := read()
+						gotCur, gotParts = cur, parts
 						if err != nil {
 							return store.Parts{}, err
 						}
@@ -115,6 +116,14 @@ func TestPartsRandom(t *testing.T) {
 					})
 					if !bytes.Equal(gotCur, m.value()) || (gotCur == nil) != m.absent {
 						t.Fatalf("step %d: UpdateParts read %x, model %x", step, gotCur, m.value())
+					}
+					if (gotParts != nil) != (!m.absent && m.parts != nil) {
+						t.Fatalf("step %d: parts %v read for a value kept in parts: %v", step, gotParts, !m.absent && m.parts != nil)
+					}
+					for i, pt := range gotParts {
+						if i > 0 && pt.Seq <= gotParts[i-1].Seq || !bytes.Equal(pt.Value, m.parts[pt.Seq]) || len(gotParts) != len(m.parts) {
+							t.Fatalf("step %d: parts read %v, model %v", step, gotParts, m.parts)
+						}
 					}
 					if want, ok := last[k]; ok != (gotVer == want) && gotVer != 0 {
 						t.Fatalf("step %d: UpdateParts of %s told version %d, its last write returned %d (still current: %v)", step, k, gotVer, want, ok)
@@ -224,9 +233,9 @@ func TestPartsUpgradeV1(t *testing.T) {
 		}
 	}
 	var sawVer uint64
-	ver, err := s.UpdateParts(ctx, "lu/a", func(v uint64, read func() ([]byte, error)) (store.Parts, error) {
+	ver, err := s.UpdateParts(ctx, "lu/a", func(v uint64, read store.ReadFunc) (store.Parts, error) {
 		sawVer = v
-		cur, err := read()
+		cur, _, err := read()
 		if err != nil {
 			return store.Parts{}, err
 		}
@@ -239,7 +248,7 @@ func TestPartsUpgradeV1(t *testing.T) {
 		t.Fatalf("Get after the parted write = %x", got)
 	}
 	// Parts written into a value kept whole are refused.
-	_, err = s.UpdateParts(ctx, "lu/b", func(uint64, func() ([]byte, error)) (store.Parts, error) {
+	_, err = s.UpdateParts(ctx, "lu/b", func(uint64, store.ReadFunc) (store.Parts, error) {
 		return store.Parts{Write: true, Put: []store.Part{{Seq: 1, Value: []byte{1}}}}, nil
 	})
 	if err == nil {
@@ -265,7 +274,7 @@ func TestPartsUpgradeV1(t *testing.T) {
 	if got, _ := s.Get(ctx, "lu/a"); !bytes.Equal(got, []byte{2, 7}) {
 		t.Fatalf("Get after a schema 1 write of a parted value = %x, want 0207", got)
 	}
-	_, err = s.UpdateParts(ctx, "lu/a", func(v uint64, read func() ([]byte, error)) (store.Parts, error) {
+	_, err = s.UpdateParts(ctx, "lu/a", func(v uint64, read store.ReadFunc) (store.Parts, error) {
 		if v == ver {
 			return store.Parts{}, fmt.Errorf("version %d unchanged by a schema 1 write", v)
 		}
@@ -296,8 +305,8 @@ func TestPartsMixedInBatches(t *testing.T) {
 					})
 					continue
 				}
-				_, err = s.UpdateParts(ctx, "k", func(_ uint64, read func() ([]byte, error)) (store.Parts, error) {
-					cur, err := read()
+				_, err = s.UpdateParts(ctx, "k", func(_ uint64, read store.ReadFunc) (store.Parts, error) {
+					cur, _, err := read()
 					if err != nil {
 						return store.Parts{}, err
 					}
