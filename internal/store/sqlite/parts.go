@@ -209,8 +209,8 @@ func (s *Store) readParts(ctx context.Context, key string) ([]byte, []store.Part
 		return nil, nil, fmt.Errorf("read %q: %w", key, err)
 	}
 	defer rows.Close()
-	var parts []store.Part
-	v := []byte{}
+	parts := []store.Part{}
+	n := 0
 	for rows.Next() {
 		var p store.Part
 		if err := rows.Scan(&p.Seq, &p.Value); err != nil {
@@ -220,13 +220,14 @@ func (s *Store) readParts(ctx context.Context, key string) ([]byte, []store.Part
 			p.Value = []byte{}
 		}
 		parts = append(parts, p)
-		v = append(v, p.Value...)
+		n += len(p.Value)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, nil, fmt.Errorf("read %q: %w", key, err)
 	}
-	if parts == nil {
-		parts = []store.Part{}
+	v := make([]byte, 0, n)
+	for _, p := range parts {
+		v = append(v, p.Value...)
 	}
 	return v, parts, nil
 }
