@@ -208,3 +208,32 @@ func cpuTime(tb testing.TB) time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkLUSizeTwoHelpers is BenchmarkLUSize's RIEK from two helpers
+// (backends) on one SQLite file taking turns on one logical unit: every batch
+// finds the other's write and reads the unit again (docs/performance.md
+// §5.7.6: the state is decoded again, and parts laid out by the other are
+// adopted rather than all written again).
+func BenchmarkLUSizeTwoHelpers(b *testing.B) {
+	for _, regs := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("regs=%d", regs), func(b *testing.B) {
+			st, err := sqlite.Open(filepath.Join(b.TempDir(), "pr.db"), sqlite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			seedLU(b, st, "big", regs)
+			bs := []*Backend{New(st, pr.LIO()), New(st, pr.LIO())}
+			cdb := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
+			cpu0 := cpuTime(b)
+			for i := 0; b.Loop(); i++ {
+				res, err := bs[i%2].Execute(context.Background(), &backend.Request{CDB: cdb,
+					Param: param(0, uint64(i)|1<<40, 0), Initiator: sasName(1 + i%2), LU: "big"})
+				if err != nil || res.Status != scsi.StatusGood {
+					b.Fatalf("%v %v", err, res)
+				}
+			}
+			b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/cmd")
+		})
+	}
+}
