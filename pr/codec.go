@@ -46,8 +46,22 @@ const (
 	regCleared = 1 << 3
 )
 
-// appendBinary appends the version 2 encoding of st to b.
+// appendBinary appends the version 2 encoding of st to b: its head, each
+// registration, its tail (the pieces a store that keeps each registration in a
+// row of its own writes apart, rows.go).
 func (st *State) appendBinary(b []byte) []byte {
+	b = st.AppendBinaryHead(b)
+	for i := range st.Registrations {
+		b = st.AppendBinaryRegistration(b, i)
+	}
+	return st.AppendBinaryTail(b)
+}
+
+// AppendBinaryHead appends the first piece of MarshalBinary's encoding (the
+// version, generation, flags and registration count) to b. MarshalBinary's
+// bytes are AppendBinaryHead's, then AppendBinaryRegistration's for each
+// registration in order, then AppendBinaryTail's.
+func (st *State) AppendBinaryHead(b []byte) []byte {
 	b = append(b, binaryVersion)
 	b = binary.AppendUvarint(b, uint64(st.Generation))
 	var flags byte
@@ -64,28 +78,39 @@ func (st *State) appendBinary(b []byte) []byte {
 		flags |= flagResStale
 	}
 	b = append(b, flags)
-	b = binary.AppendUvarint(b, uint64(len(st.Registrations)))
-	for _, r := range st.Registrations {
-		b = appendNexus(b, r.Nexus)
-		b = binary.BigEndian.AppendUint64(b, r.Key)
-		var rf byte
-		if r.AllTgPt {
-			rf |= regAllTgPt
-		}
-		if r.APTPL {
-			rf |= regAPTPL
-		}
-		if r.StaleScope != 0 {
-			rf |= regStale
-		}
-		if r.FlagCleared {
-			rf |= regCleared
-		}
-		b = append(b, rf)
-		if r.StaleScope != 0 {
-			b = append(b, r.StaleScope)
-		}
+	return binary.AppendUvarint(b, uint64(len(st.Registrations)))
+}
+
+// AppendBinaryRegistration appends the encoding of registration i to b (see
+// AppendBinaryHead).
+func (st *State) AppendBinaryRegistration(b []byte, i int) []byte {
+	r := &st.Registrations[i]
+	b = appendNexus(b, r.Nexus)
+	b = binary.BigEndian.AppendUint64(b, r.Key)
+	var rf byte
+	if r.AllTgPt {
+		rf |= regAllTgPt
 	}
+	if r.APTPL {
+		rf |= regAPTPL
+	}
+	if r.StaleScope != 0 {
+		rf |= regStale
+	}
+	if r.FlagCleared {
+		rf |= regCleared
+	}
+	b = append(b, rf)
+	if r.StaleScope != 0 {
+		b = append(b, r.StaleScope)
+	}
+	return b
+}
+
+// AppendBinaryTail appends the last piece of MarshalBinary's encoding (the
+// reservation, SPC-2 holder, unit attentions and ports) to b (see
+// AppendBinaryHead).
+func (st *State) AppendBinaryTail(b []byte) []byte {
 	if r := st.Reservation; r != nil {
 		b = appendNexus(b, r.Holder)
 		b = append(b, r.Type, r.Scope)

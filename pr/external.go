@@ -51,6 +51,7 @@ func Release(p Profile, st *State) *Reservation {
 	st.Reservation = nil
 	if i >= 0 {
 		st.Registrations[i].StaleScope = 0
+		st.touch(i)
 	}
 	if registrantsOnly(res.Type) || allRegistrants(res.Type) {
 		for j, r := range st.Registrations {

@@ -72,6 +72,7 @@ func registerAndMove(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 	} else {
 		// Current LIO overwrites an existing destination key with SARK.
 		st.Registrations[d].Key = pp.sark
+		st.touch(d)
 	}
 	st.Generation++
 	st.Reservation = &Reservation{Holder: st.Registrations[d].Nexus, Type: res.Type, Scope: res.Scope}
@@ -80,6 +81,7 @@ func registerAndMove(p Profile, st *State, n Nexus, pp *prOutParams) Result {
 		// carried; the source keeps the type as its scope.
 		st.Reservation.StaleScope = st.Registrations[d].StaleScope
 		st.Registrations[i].StaleScope = res.Type
+		st.touch(i)
 	}
 	if pp.unreg {
 		// The caller's registration, not a second one of its nexus (D27).

@@ -13,7 +13,11 @@ func PowerOn(p Profile, st *State) {
 		return
 	}
 	if !st.APTPL {
-		*st = State{Ports: st.Ports}
+		r := st.rows
+		if r != nil {
+			r.Gone, r.IDs = append(r.Gone, r.IDs...), nil
+		}
+		*st = State{Ports: st.Ports, rows: r}
 		return
 	}
 	st.SPC2Holder = nil
@@ -24,5 +28,6 @@ func PowerOn(p Profile, st *State) {
 	// LIO re-adds each registration, which sets its "registered" flag (D29).
 	for i := range st.Registrations {
 		st.Registrations[i].FlagCleared = false
+		st.touch(i)
 	}
 }

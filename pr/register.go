@@ -58,6 +58,7 @@ func register(p Profile, st *State, n Nexus, sa byte, pp *prOutParams) Result {
 	if pp.sark != 0 {
 		// The key is replaced in place: the list position is kept (§4.1).
 		st.Registrations[i].Key = pp.sark
+		st.touch(i)
 		st.Generation++
 		st.APTPL = pp.aptpl
 		return good

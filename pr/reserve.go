@@ -31,6 +31,7 @@ func reserve(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 	}
 	st.Reservation = &Reservation{Holder: st.Registrations[i].Nexus, Type: typ, Scope: scope}
 	st.Registrations[i].StaleScope = 0
+	st.touch(i)
 	return good
 }
 
@@ -62,6 +63,7 @@ func release(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 	}
 	st.Reservation = nil
 	st.Registrations[i].StaleScope = 0
+	st.touch(i)
 	// Types 5h-8h tell every other registrant the reservation is gone (§9).
 	if registrantsOnly(res.Type) || allRegistrants(res.Type) {
 		for j, r := range st.Registrations {

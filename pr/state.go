@@ -41,6 +41,9 @@ type State struct {
 	// and which initiators it is mapped for. Empty means one port: the one of the
 	// commanding nexus, open to every initiator of its protocol.
 	Ports []Port `json:"ports,omitempty"`
+
+	// rows, when set, records what the engine changes (TrackRows).
+	rows *Rows
 }
 
 // Registration is one registered I_T nexus (SPC-4 §5.7.7).
@@ -280,6 +283,7 @@ func (st *State) normalize() {
 // state it must not change, works on a Clone.
 func (st *State) Clone() State {
 	c := *st
+	c.rows = nil
 	c.Registrations = append([]Registration(nil), st.Registrations...)
 	if st.Reservation != nil {
 		r := *st.Reservation
@@ -380,15 +384,25 @@ func (st *State) holderIndex() int {
 func (st *State) removeRegs(p Profile, drop func(i int, r Registration) bool) (gone []Registration, holderGone bool) {
 	h := st.holderIndex()
 	var kept []Registration
+	var keptIDs []int64
 	for i, r := range st.Registrations {
 		if drop(i, r) {
 			gone = append(gone, r)
 			holderGone = holderGone || i == h
+			if st.rows != nil {
+				st.rows.Gone = append(st.rows.Gone, st.rows.IDs[i])
+			}
 		} else {
 			kept = append(kept, r)
+			if st.rows != nil {
+				keptIDs = append(keptIDs, st.rows.IDs[i])
+			}
 		}
 	}
 	st.Registrations = kept
+	if st.rows != nil {
+		st.rows.IDs = keptIDs
+	}
 	st.setRegisteredFlag(p, gone, false)
 	return gone, holderGone
 }
@@ -400,6 +414,11 @@ func (st *State) addRegs(p Profile, regs ...Registration) {
 	for _, r := range regs {
 		r.FlagCleared = false
 		st.Registrations = append(st.Registrations, r)
+		if st.rows != nil {
+			st.rows.IDs = append(st.rows.IDs, st.rows.Next)
+			st.rows.Next++
+			st.touch(len(st.Registrations) - 1)
+		}
 	}
 	st.setRegisteredFlag(p, regs, true)
 }
@@ -433,6 +452,7 @@ func (st *State) setRegisteredFlag(p Profile, regs []Registration, on bool) {
 	for i, r := range st.Registrations {
 		if entries[nodePortOf(r.Nexus)] {
 			st.Registrations[i].FlagCleared = !on
+			st.touch(i)
 		}
 	}
 }
@@ -451,6 +471,7 @@ func (st *State) fixHolder(holderGone bool) bool {
 	if allRegistrants(r.Type) && len(st.Registrations) > 0 {
 		r.Holder = st.Registrations[0].Nexus
 		st.Registrations[0].StaleScope = r.StaleScope // LIO copies the scope too (D28)
+		st.touch(0)
 		return false
 	}
 	st.Reservation = nil

@@ -220,6 +220,16 @@ func (c *Coordinator) StepWhere(cur []byte, n pr.Nexus, cdb []byte, exec func(*p
 	return next, changed, rs[0], ws[0], nil
 }
 
+// PlainWithoutRecords reports that c adds nothing to a command on a value
+// that holds no fence records: no policy (--fence=none), so no command of
+// this helper creates a record, and no members (no registrations noted for a
+// self-fence). A value with records written by another helper still goes
+// through StepAll (its records are kept and waited for); one without can be
+// changed by the engine alone (docs/performance.md §5.7.6).
+func (c *Coordinator) PlainWithoutRecords() bool {
+	return c.o.Policy == nil && c.o.Members == nil
+}
+
 // StepAll runs cmds in order inside the store's read-modify-write of the
 // logical unit (it is a store.UpdateFunc's body: no I/O). It decodes cur once,
 // runs each command's Exec on the engine's state, records a fence for every

@@ -9,6 +9,10 @@
 // GOOD status always names a state that is already durable. The store never interprets
 // the bytes and does not import package pr.
 //
+// A store may also keep a value in parts (PartStore, docs/performance.md §5.7.6), so that
+// an update writes only the parts it changes; every reader still sees the whole value.
+// store/sqlite does; store/memory and store/etcd keep every value whole.
+//
 // Implementations: store/memory (tests), store/sqlite (one file shared by every helper
 // process on a host) and store/etcd (one etcd cluster shared by the helpers of several
 // hosts). The shared behavioural test suite is store/storetest.

@@ -24,6 +24,10 @@ type Backend struct {
 	profile pr.Profile
 	fencing Fencing
 	queues  luQueues
+	runRegs int // registrations per part in rows (lurows.go); 0: partRegs
+	// wholeMax is the largest state kept whole on a store that keeps
+	// parts (lurows.go); 0: partWholeMax, negative: none.
+	wholeMax int
 }
 
 // Fencing is a fencing policy's part in every command (package fence,
@@ -42,6 +46,12 @@ type Fencing interface {
 	StepAll(cur []byte, cmds []fence.Command) (next []byte, changed bool, res []pr.Result, waits []*fence.Wait, err error)
 	Fence(ctx context.Context, lu string, fd int, wait *fence.Wait) error
 }
+
+// plainFencing is implemented by a Fencing that may report that it adds
+// nothing to a command on a value without fence records
+// (fence.Coordinator.PlainWithoutRecords): such a unit may be kept in rows
+// (lurows.go).
+type plainFencing interface{ PlainWithoutRecords() bool }
 
 // WithFencing makes every command of b go through f. Without it the stored
 // value is the engine's state alone and nothing is fenced.

@@ -59,6 +59,12 @@ type luQueues struct {
 	// batches and commands count the store updates of the committers and the
 	// commands they answered (benchmarks: commands per commit).
 	batches, commands atomic.Uint64
+	// inRows counts the batches committed as the rows they changed
+	// (lurows.go), for tests.
+	inRows atomic.Uint64
+	// adopted counts the batches that went on from parts another
+	// committer wrote (lurows.go), for tests.
+	adopted atomic.Uint64
 
 	// busy counts the units whose committer runs or that have a batch in
 	// the store.
@@ -85,6 +91,16 @@ type luQueue struct {
 	// decoded says st is val decoded. It is cleared while st is used for a
 	// guess, until that guess is known committed.
 	decoded bool
+
+	// In rows (lurows.go), st is instead the stored value of version
+	// rowsVer (0: not known), kept in rows with the IDs rows,
+	// its runs of registrations runs, head and tail its head and tail
+	// parts; val and known are not used.
+	rowsVer    uint64
+	rows       *pr.Rows
+	inParts    bool // stored in parts (else whole: a small state)
+	runs       []int64
+	head, tail []byte
 }
 
 // luCommand is one queued command; res and wait are set before Finish.
@@ -208,6 +224,13 @@ func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 		live = append(live, c)
 	}
 	if len(live) == 0 {
+		b.answered(q)
+		return
+	}
+	if ps, ok := b.store.(store.PartStore); ok && b.rowsFencing() {
+		// A PartStore is not a store.Queuer: this runs on the unit's
+		// committer, one batch at a time, the only user of q's cache.
+		b.commitRows(q, ps, live)
 		b.answered(q)
 		return
 	}

@@ -57,6 +57,9 @@ func BenchmarkLUSize(b *testing.B) {
 		}{
 			{"READ_KEYS", scsi.PRInCDB(scsi.SAReadKeys, 8192), func(int) []byte { return nil }},
 			{"RIEK", scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24), func(i int) []byte { return param(0, uint64(i)|1<<40, 0) }},
+			// READ KEYS again once the unit was written by the committer
+			// (in rows on a store that keeps parts, docs/performance.md §5.7.6).
+			{"READ_KEYS_after_RIEK", scsi.PRInCDB(scsi.SAReadKeys, 8192), func(int) []byte { return nil }},
 		} {
 			b.Run(fmt.Sprintf("regs=%d/%s", regs, bc.name), func(b *testing.B) {
 				cpu0 := cpuTime(b)
@@ -142,7 +145,7 @@ func BenchmarkSmallLUBesideBig(b *testing.B) {
 // processes take the CPUs.
 func BenchmarkLUSizeConcurrent(b *testing.B) {
 	for _, fencing := range []string{"off", "none", "kill"} {
-		for _, regs := range []int{10, 100, 1000} {
+		for _, regs := range []int{10, 100, 1000, 10000} {
 			b.Run(fmt.Sprintf("fence=%s/regs=%d/RIEK/clients=64", fencing, regs), func(b *testing.B) {
 				benchSizeConcurrent(b, fencing, regs)
 			})
@@ -204,4 +207,33 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkLUSizeTwoHelpers is BenchmarkLUSize's RIEK from two helpers
+// (backends) on one SQLite file taking turns on one logical unit: every batch
+// finds the other's write and reads the unit again (docs/performance.md
+// §5.7.6: the state is decoded again, and parts laid out by the other are
+// adopted rather than all written again).
+func BenchmarkLUSizeTwoHelpers(b *testing.B) {
+	for _, regs := range []int{10, 1000, 10000} {
+		b.Run(fmt.Sprintf("regs=%d", regs), func(b *testing.B) {
+			st, err := sqlite.Open(filepath.Join(b.TempDir(), "pr.db"), sqlite.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.Close()
+			seedLU(b, st, "big", regs)
+			bs := []*Backend{New(st, pr.LIO()), New(st, pr.LIO())}
+			cdb := scsi.PROutCDB(scsi.SARegisterAndIgnoreExisting, 0, 0, 24)
+			cpu0 := cpuTime(b)
+			for i := 0; b.Loop(); i++ {
+				res, err := bs[i%2].Execute(context.Background(), &backend.Request{CDB: cdb,
+					Param: param(0, uint64(i)|1<<40, 0), Initiator: sasName(1 + i%2), LU: "big"})
+				if err != nil || res.Status != scsi.StatusGood {
+					b.Fatalf("%v %v", err, res)
+				}
+			}
+			b.ReportMetric(float64((cpuTime(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/cmd")
+		})
+	}
 }

@@ -26,6 +26,86 @@ const crashWorkers = 4
 
 func counterKey(w int) string { return fmt.Sprintf("counter%d", w) }
 func logKey(w int) string     { return fmt.Sprintf("log%d", w) }
+func rowsKey(w int) string    { return fmt.Sprintf("rows%d", w) }
+
+// A rows log is the log kept in parts (store.PartStore): part 0 is the head
+// "K:", part i (1..K) is "i,". The head and the rows are written in one
+// UpdateParts, so a value whose head does not count its rows is a torn one.
+func parseRows(b []byte) ([]int64, error) {
+	head, rest, ok := bytes.Cut(b, []byte(":"))
+	if len(b) == 0 {
+		return nil, nil
+	}
+	if !ok {
+		return nil, fmt.Errorf("rows log %q: no head", abbreviate(b))
+	}
+	k, err := strconv.ParseInt(string(head), 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("rows log head %q: %w", head, err)
+	}
+	entries, err := parseLog(bytes.TrimSuffix(rest, []byte(",")))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(entries)) != k {
+		return nil, fmt.Errorf("rows log head says %d rows, %d read: head and rows apart", k, len(entries))
+	}
+	return entries, nil
+}
+
+// rowsAppender appends v to a rows log with UpdateParts: from the version it
+// last wrote, without reading the value (the head and row v, and row v-1
+// deleted and put again); from any other version, by reading it. It
+// returns an error when the log does not end at v-1 or v.
+type rowsAppender struct {
+	ver   uint64 // version of the value this appender last wrote (0: none)
+	count int64  // its rows then
+}
+
+func (a *rowsAppender) fn(v int64, count *int64) store.PartsFunc {
+	return func(ver uint64, read store.ReadFunc) (store.Parts, error) {
+		n := a.count
+		if ver == 0 || ver != a.ver {
+			cur, _, err := read()
+			if err != nil {
+				return store.Parts{}, err
+			}
+			entries, err := parseRows(cur)
+			if err != nil {
+				return store.Parts{}, err
+			}
+			n = int64(len(entries))
+		}
+		*count = n
+		if n == v {
+			return store.Parts{}, nil
+		}
+		if n != v-1 {
+			return store.Parts{}, fmt.Errorf("rows log has %d rows, cannot append %d", n, v)
+		}
+		*count = v
+		p := store.Parts{Write: true, Put: []store.Part{
+			{Seq: 0, Value: []byte(strconv.FormatInt(v, 10) + ":")},
+			{Seq: v, Value: []byte(strconv.FormatInt(v, 10) + ",")},
+		}}
+		if ver == 0 {
+			p.Replace = true
+		} else if v > 1 {
+			p.Delete = []int64{v - 1}
+			p.Put = append(p.Put, store.Part{Seq: v - 1, Value: []byte(strconv.FormatInt(v-1, 10) + ",")})
+		}
+		return p, nil
+	}
+}
+
+func (a *rowsAppender) append(ctx context.Context, s *sqlite.Store, w int, v int64) error {
+	var count int64
+	ver, err := s.UpdateParts(ctx, rowsKey(w), a.fn(v, &count))
+	if err == nil {
+		a.ver, a.count = ver, count
+	}
+	return err
+}
 
 // parseLog reads a log value: the decimal numbers appended so far, comma-separated.
 func parseLog(b []byte) ([]int64, error) {
@@ -65,8 +145,9 @@ func appendLog(v int64) store.UpdateFunc {
 }
 
 // childCrash runs crashWorkers loops of "increment counter, append its value to the log,
-// print the value" until it is killed. A log one behind its counter (killed between the
-// two Updates) is repaired first.
+// append it to the rows log, print the value" until it is killed. A log one behind its
+// counter, and a rows log one behind the log (killed between the updates), are repaired
+// first.
 func childCrash(path string) int {
 	s, err := sqlite.Open(path, sqlite.Options{})
 	if err != nil {
@@ -79,11 +160,15 @@ func childCrash(path string) int {
 	fail := make(chan error, crashWorkers)
 	for w := range crashWorkers {
 		wg.Go(func() {
+			var rows rowsAppender
 			c, err := s.Get(ctx, counterKey(w))
 			if err == nil {
 				var n int64
 				if n, err = storetest.ParseCounter(c); err == nil && n > 0 {
 					err = s.Update(ctx, logKey(w), appendLog(n))
+					if err == nil {
+						err = rows.append(ctx, s, w, n)
+					}
 				}
 			}
 			for err == nil {
@@ -97,6 +182,9 @@ func childCrash(path string) int {
 				})
 				if err == nil {
 					err = s.Update(ctx, logKey(w), appendLog(v))
+				}
+				if err == nil {
+					err = rows.append(ctx, s, w, v)
 				}
 				if err == nil {
 					out.Lock()
@@ -241,7 +329,27 @@ func checkCrashState(t *testing.T, path string, round int, acked [crashWorkers]i
 				t.Fatalf("round %d: worker %d: log entry %d is %d, want %d (log %s)", round, w, i, e, i+1, abbreviate(lb))
 			}
 		}
+		rb, err := s.Get(ctx, rowsKey(w))
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		rowsEntries, err := parseRows(rb)
+		if err != nil {
+			t.Fatalf("round %d: worker %d: torn rows log: %v", round, w, err)
+		}
+		for i, e := range rowsEntries {
+			if e != int64(i+1) {
+				t.Fatalf("round %d: worker %d: rows log entry %d is %d, want %d", round, w, i, e, i+1)
+			}
+		}
+		r := int64(len(rowsEntries))
 		a := acked[w]
+		switch {
+		case r < a:
+			t.Fatalf("round %d: worker %d: rows log has %d rows, below acknowledged %d", round, w, r, a)
+		case r != k && r != k-1:
+			t.Fatalf("round %d: worker %d: rows log has %d rows for a log of %d: half-applied update", round, w, r, k)
+		}
 		switch {
 		case c < a:
 			t.Fatalf("round %d: worker %d: counter %d below acknowledged %d: an acknowledged update was lost", round, w, c, a)

@@ -23,6 +23,11 @@
 // full timeout. PR traffic is sparse (registrations and
 // reservations, not I/O), where the processes interleave freely.
 //
+// Schema version 2 (parts.go) keeps a value either whole or in parts (store.PartStore,
+// docs/performance.md §5.7.6) and gives every key a version on every write (triggers, so
+// that a schema 1 helper still running on the file bumps it too). Open upgrades a version
+// 1 file in place; helpers of schema 1 then refuse to open it.
+//
 // The file is made 0600 in a 0700 directory when missing. An existing file is never
 // deleted, truncated or rewritten by Open: a file that is not a SQLite database, a
 // database that belongs to something else or carries a newer schema is refused with an

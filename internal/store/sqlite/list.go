@@ -19,7 +19,7 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.Entry, error) 
 	var out []store.Entry
 	err := s.retryBusy(ctx, func() error {
 		out = nil
-		rows, err := s.db.QueryContext(ctx, "SELECT key, value, updated FROM lu WHERE substr(key, 1, ?) = ? ORDER BY key",
+		rows, err := s.db.QueryContext(ctx, "SELECT key, "+valueExpr+", updated FROM lu WHERE substr(key, 1, ?) = ? ORDER BY key",
 			len(prefix), prefix)
 		if err != nil {
 			return err

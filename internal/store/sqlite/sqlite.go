@@ -25,8 +25,9 @@ import (
 
 // SchemaVersion is the version of the database layout this package writes and reads.
 // A database with a higher version was written by a newer prhelper and is refused rather
-// than misread.
-const SchemaVersion = 1
+// than misread. Version 2 (parts.go) adds values kept in parts and a version per key; a
+// version 1 database is upgraded when opened.
+const SchemaVersion = 2
 
 // applicationID marks the file as a prhelper store ("prh1") in the SQLite header, so
 // file(1) and Open can tell it from other databases.
@@ -121,6 +122,9 @@ type request struct {
 	ctx context.Context
 	key string
 	fn  store.UpdateFunc
+	// parts, instead of fn, is an UpdateParts call; version is its answer.
+	parts   store.PartsFunc
+	version uint64
 	*store.Pending
 	err   error     // result of the latest fn run, writer goroutine only
 	since time.Time // when Update queued it: its busy timeout runs from here
@@ -403,52 +407,67 @@ func isBusy(err error) bool {
 // inspect reports whether the database is empty (new) and otherwise checks that it is a
 // prhelper store whose schema this build can read. It only reads.
 func (s *Store) inspect(ctx context.Context) (empty bool, err error) {
+	empty, _, err = s.inspectVersion(ctx)
+	return empty, err
+}
+
+// inspectVersion is inspect, also returning the schema version of a database
+// that is not empty.
+func (s *Store) inspectVersion(ctx context.Context) (empty bool, version int64, err error) {
 	var appID int64
 	if err := s.conn.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
-		return false, describe(err)
+		return false, 0, describe(err)
 	}
 	var tables, hasMeta int
 	err = s.conn.QueryRowContext(ctx,
 		"SELECT count(*), count(*) FILTER (WHERE name = 'meta') FROM sqlite_schema WHERE type = 'table'").
 		Scan(&tables, &hasMeta)
 	if err != nil {
-		return false, describe(err)
+		return false, 0, describe(err)
 	}
 	if tables == 0 && appID == 0 {
-		return true, nil
+		return true, 0, nil
 	}
 	if appID != applicationID || hasMeta == 0 {
-		return false, fmt.Errorf("not a prhelper store (application_id %#x, %d tables); refusing to touch it", appID, tables)
+		return false, 0, fmt.Errorf("not a prhelper store (application_id %#x, %d tables); refusing to touch it", appID, tables)
 	}
-	var version int64
 	err = s.conn.QueryRowContext(ctx, "SELECT value FROM meta WHERE name = 'schema_version'").Scan(&version)
 	if err != nil {
-		return false, fmt.Errorf("read schema_version: %w", describe(err))
+		return false, 0, fmt.Errorf("read schema_version: %w", describe(err))
 	}
 	switch {
 	case version > SchemaVersion:
-		return false, fmt.Errorf("schema version %d is newer than this prhelper supports (%d); upgrade prhelper", version, SchemaVersion)
+		return false, 0, fmt.Errorf("schema version %d is newer than this prhelper supports (%d); upgrade prhelper", version, SchemaVersion)
 	case version < 1:
-		return false, fmt.Errorf("invalid schema version %d", version)
+		return false, 0, fmt.Errorf("invalid schema version %d", version)
 	}
-	return false, nil
+	return false, version, nil
 }
 
-// initSchema creates schema version 1 in an empty database. It checks again inside the
-// write transaction because another process may have created it meanwhile; an existing
-// schema is never altered.
+// initSchema creates schema version 2 in an empty database, or upgrades a version 1
+// database to it (parts.go). It checks again inside the write transaction because another
+// process may have created or upgraded it meanwhile; a version 2 schema is never altered.
 func (s *Store) initSchema(ctx context.Context) error {
 	return s.withWriteTx(ctx, func() error {
-		empty, err := s.inspect(ctx)
-		if err != nil || !empty {
+		empty, version, err := s.inspectVersion(ctx)
+		if err != nil {
 			return err
 		}
-		for _, stmt := range []string{
+		if !empty {
+			if version == 1 {
+				return s.upgradeV1(ctx)
+			}
+			return nil
+		}
+		stmts := []string{
 			fmt.Sprintf("PRAGMA application_id = %d", applicationID),
 			"CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
-			"CREATE TABLE lu (key TEXT PRIMARY KEY, value BLOB NOT NULL, updated INTEGER NOT NULL)",
-			fmt.Sprintf("INSERT INTO meta (name, value) VALUES ('schema_version', %d)", SchemaVersion),
-		} {
+			"CREATE TABLE lu (key TEXT PRIMARY KEY, value BLOB NOT NULL, updated INTEGER NOT NULL, " +
+				"parted INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL DEFAULT 0)",
+		}
+		stmts = append(stmts, schemaV2...)
+		stmts = append(stmts, fmt.Sprintf("INSERT INTO meta (name, value) VALUES ('schema_version', %d)", SchemaVersion))
+		for _, stmt := range stmts {
 			if _, err := s.conn.ExecContext(ctx, stmt); err != nil {
 				return fmt.Errorf("create schema: %w", err)
 			}
@@ -533,8 +552,9 @@ func (s *Store) wexec(ctx context.Context, query string, args ...any) (sql.Resul
 	return st.ExecContext(ctx, args...)
 }
 
-// getQuery is Get's statement.
-const getQuery = "SELECT value FROM lu WHERE key = ?"
+// getQuery is Get's statement: the whole value, in one snapshot, whichever form
+// it is kept in (parts.go).
+const getQuery = "SELECT " + valueExpr + " FROM lu WHERE key = ?"
 
 // getStatement returns Get's prepared statement on the pool (database/sql
 // prepares it again on each pooled connection that runs it, once).
@@ -671,6 +691,23 @@ func (s *Store) runBatch(batch []*request) {
 				r.err = err
 				continue
 			}
+			if r.parts != nil {
+				// Parts are written at once: the key's value as changed by
+				// this batch so far is written first, and what follows in
+				// the batch reads the key from the database again.
+				if v, ok := overlay[r.key]; ok {
+					if err := s.write(ctx, r.key, v, time.Now().UnixMilli()); err != nil {
+						return err
+					}
+					delete(overlay, r.key)
+				}
+				fnErr, err := s.applyParts(ctx, r)
+				if err != nil {
+					return err
+				}
+				r.err = fnErr
+				continue
+			}
 			var next []byte
 			var changed bool
 			var err error
@@ -694,7 +731,11 @@ func (s *Store) runBatch(batch []*request) {
 		}
 		now := time.Now().UnixMilli()
 		for _, k := range dirty {
-			if err := s.write(ctx, k, overlay[k], now); err != nil {
+			v, ok := overlay[k]
+			if !ok {
+				continue // written before an UpdateParts of the key
+			}
+			if err := s.write(ctx, k, v, now); err != nil {
 				return err
 			}
 		}
@@ -746,12 +787,14 @@ func (s *Store) read(ctx context.Context, key string) ([]byte, error) {
 
 func (s *Store) write(ctx context.Context, key string, v []byte, now int64) error {
 	var err error
+	// A value kept in parts (parts.go) loses them (the triggers lu_whole and
+	// lu_version_delete delete them): it is written whole.
 	if v == nil {
 		_, err = s.wexec(ctx, "DELETE FROM lu WHERE key = ?", key)
 	} else {
 		_, err = s.wexec(ctx,
-			"INSERT INTO lu (key, value, updated) VALUES (?, ?, ?) "+
-				"ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+			"INSERT INTO lu (key, value, updated, parted) VALUES (?, ?, ?, 0) "+
+				"ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated, parted = 0",
 			key, v, now)
 	}
 	if err != nil {
