@@ -83,19 +83,8 @@ func (s *Store) UpdateParts(ctx context.Context, key string, fn store.PartsFunc)
 		return 0, fmt.Errorf("store: update %q: %w", key, err)
 	}
 	r := &request{ctx: ctx, key: key, parts: fn, Pending: store.NewPending(), since: time.Now()}
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return 0, fmt.Errorf("store: update %q: %w", key, store.ErrClosed)
-	}
-	s.queue = append(s.queue, r)
-	s.mu.Unlock()
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
-	if err := r.Wait(ctx); err != nil {
-		return 0, fmt.Errorf("store: update %q: %w", key, err)
+	if err := s.submit(ctx, r); err != nil {
+		return 0, err
 	}
 	return r.version, nil
 }

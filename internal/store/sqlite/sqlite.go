@@ -601,11 +601,15 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("store: update %q: %w", key, err)
 	}
-	r := &request{ctx: ctx, key: key, fn: fn, Pending: store.NewPending(), since: time.Now()}
+	return s.submit(ctx, &request{ctx: ctx, key: key, fn: fn, Pending: store.NewPending(), since: time.Now()})
+}
+
+// submit queues r for the writer and waits for its answer (Update, UpdateParts).
+func (s *Store) submit(ctx context.Context, r *request) error {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return fmt.Errorf("store: update %q: %w", key, store.ErrClosed)
+		return fmt.Errorf("store: update %q: %w", r.key, store.ErrClosed)
 	}
 	s.queue = append(s.queue, r)
 	s.mu.Unlock()
@@ -614,7 +618,7 @@ func (s *Store) Update(ctx context.Context, key string, fn store.UpdateFunc) err
 	default:
 	}
 	if err := r.Wait(ctx); err != nil {
-		return fmt.Errorf("store: update %q: %w", key, err)
+		return fmt.Errorf("store: update %q: %w", r.key, err)
 	}
 	return nil
 }
