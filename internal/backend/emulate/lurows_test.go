@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/internal/fence"
@@ -374,4 +375,51 @@ func storedVersion(t *testing.T, sq *sqlite.Store, key string) uint64 {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// TestUnitsIdleAfterBatches: once every command is answered, each unit's
+// queue comes back to idle (no committer running, no batch counted in flight)
+// and no unit counts as busy, on the one-value path (memory store) and on the
+// rows path (SQLite): a batch that is never counted out keeps its unit from
+// being swept and counts it busy for good.
+func TestUnitsIdleAfterBatches(t *testing.T) {
+	sq, err := sqlite.Open(filepath.Join(t.TempDir(), "pr.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sq.Close()
+	for name, st := range map[string]store.Store{"memory": memory.New(), "sqlite": sq} {
+		t.Run(name, func(t *testing.T) {
+			b := New(st, pr.LIO())
+			for i := range 30 {
+				lu := fmt.Sprintf("lu%d", i%3)
+				init := fmt.Sprintf("iqn.2025-01.dev.prhelper:idle%d", i)
+				if r := run(t, b, lu, out(init, scsi.SARegisterAndIgnoreExisting, 0, 0, uint64(i+1))); r.Status != scsi.StatusGood {
+					t.Fatalf("REGISTER AND IGNORE EXISTING KEY %d: %v", i, r)
+				}
+			}
+			// The committer sets itself idle just after it answers its last
+			// batch: wait for that, a bounded number of times.
+			for try := 0; ; try++ {
+				busy := b.queues.busy.Load()
+				var left []string
+				b.queues.mu.Lock()
+				for k, q := range b.queues.m {
+					q.mu.Lock()
+					if q.running || q.inflight != 0 {
+						left = append(left, fmt.Sprintf("%s (running %v, in flight %d)", k, q.running, q.inflight))
+					}
+					q.mu.Unlock()
+				}
+				b.queues.mu.Unlock()
+				if busy == 0 && len(left) == 0 {
+					break
+				}
+				if try == 1000 {
+					t.Fatalf("units not idle after every answer: busy %d, %v", busy, left)
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
 }
