@@ -57,6 +57,11 @@
 # ones). The load (uptime) is printed before and after each part: the machine
 # is shared, so only figures of one run compare.
 set -euo pipefail
+# Each part stops what it started when it returns (its RETURN trap); when a
+# command fails under set -e the script exits without returning, so the
+# background jobs left (helpers, etcd members, which hold the bench lock's
+# descriptor) are stopped here.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PATH=/usr/local/go/bin:$PATH
 what=${1:-all}
@@ -90,7 +95,7 @@ host() {
 		k=$((k + 1))
 		env "$e" "$d/prhelper" -q -k "$d/env$k.sock" >"$d/env$k.log" 2>&1 & pids+=($!)
 		socks="$socks env$k"
-		base+=(-helper "prhelper/${e%%=*}:${e#*=}=$d/env$k.sock")
+		base+=(-helper "prhelper/${e//=/:}=$d/env$k.sock") # every = of the setting a :, as -helper splits at the first =
 	done
 	for s in $socks; do
 		for _ in $(seq 100); do [ -S "$d/$s.sock" ] && break; sleep 0.1; done

@@ -39,7 +39,7 @@ for e in ${4:-}; do
 	env "$e" /lab/bin/prhelper -k /run/prhelper-env$k.sock --backend=sgio >> /tmp/prhelper-env$k.sock.log 2>&1 &
 	envpids="$envpids $!"
 	lab_wait 30 test -S /run/prhelper-env$k.sock || { cat /tmp/prhelper-env$k.sock.log; lab_die "prhelper with $e did not listen"; }
-	envs="$envs -helper prhelper/${e%%=*}:${e#*=}=/run/prhelper-env$k.sock"
+	envs="$envs -helper prhelper/${e//=/:}=/run/prhelper-env$k.sock" # -helper splits at the first =
 done
 prgen -print -rtpi $rtpis -seed ${2:-14} -steps ${1:-2000} -dump /tmp/seq.txt >/dev/null
 echo "== load in the VM: $(uptime)"
