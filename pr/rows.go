@@ -36,7 +36,9 @@ func (r *Rows) Reset() { r.Put, r.Gone = r.Put[:0], r.Gone[:0] }
 // Clone does not track; a decode (UnmarshalBinary) stops tracking.
 func (st *State) TrackRows(r *Rows) { st.rows = r }
 
-// touch records that registration i changed in place.
+// touch records that registration i changed in place. Every write to a
+// field of st.Registrations[i] must be followed by it (TestRowsMatchMarshal
+// finds a missing one), or a store kept in rows misses that change.
 func (st *State) touch(i int) {
 	if st.rows != nil {
 		st.rows.Put = append(st.rows.Put, st.rows.IDs[i])
