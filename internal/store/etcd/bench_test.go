@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prhelper/prhelper/internal/promscrape"
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/internal/store/etcd"
 	"github.com/prhelper/prhelper/internal/store/etcd/etcdtest"
@@ -84,10 +85,14 @@ func BenchmarkPROut(b *testing.B) {
 					defer st.Close()
 					hists := []string{"etcd_disk_wal_fsync_duration_seconds", "etcd_disk_backend_commit_duration_seconds",
 						"etcd_network_peer_round_trip_time_seconds"}
-					var before []map[string]histogram
+					fams := map[string]promscrape.Filter{}
+					for _, h := range hists {
+						fams[h] = promscrape.Filter{}
+					}
+					var before []promscrape.Sample
 					if kind == "etcd" {
 						for _, ep := range c.Endpoints() {
-							h, err := memberHistograms(ep, hists...)
+							h, err := promscrape.Scrape(ep, fams)
 							if err != nil {
 								b.Fatalf("metrics of %s: %v", ep, err)
 							}
@@ -124,16 +129,16 @@ func BenchmarkPROut(b *testing.B) {
 						if before == nil {
 							break
 						}
-						after, err := memberHistograms(ep, hists...)
+						after, err := promscrape.Scrape(ep, fams)
 						if err != nil {
 							b.Fatalf("metrics of %s: %v", ep, err)
 						}
 						// Where a commit's time goes, member by member: the
 						// WAL fdatasyncs, bbolt's commits, the peers' round trips
 						// during the row (bucket bounds, not exact figures).
+						d := after.Add(before[i], -1)
 						b.Logf("member %d: wal fsync %v; backend commit %v; peer rtt %v", i,
-							after[hists[0]].since(before[i][hists[0]]), after[hists[1]].since(before[i][hists[1]]),
-							after[hists[2]].since(before[i][hists[2]]))
+							d.Hists[hists[0]], d.Hists[hists[1]], d.Hists[hists[2]])
 					}
 					if es, ok := st.(*etcd.Store); ok {
 						s := es.Stats()

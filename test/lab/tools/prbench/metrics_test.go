@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/prhelper/prhelper/internal/promscrape"
 )
 
 // helperPage is a helper's metrics page as the daemon writes it, with
@@ -52,26 +54,26 @@ etcd_network_peer_round_trip_time_seconds_count{To="b"} 2
 `
 
 func TestParseSample(t *testing.T) {
-	s, err := parseSample(strings.NewReader(memberPage), memberFams)
+	s, err := promscrape.Parse(strings.NewReader(memberPage), memberFams)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wal := s.hists["etcd_disk_wal_fsync_duration_seconds"]
-	if wal.count != 100 || wal.quantile(0.5) != 1 || wal.quantile(0.99) != 64 || wal.over(0.064) != 1 || wal.over(0.002) != -1 {
-		t.Errorf("wal fsync: %+v (p50 %v p99 %v)", wal, wal.quantile(0.5), wal.quantile(0.99))
+	wal := s.Hists["etcd_disk_wal_fsync_duration_seconds"]
+	if wal.Count != 100 || wal.Quantile(0.5) != 1 || wal.Quantile(0.99) != 64 || wal.Over(0.064) != 1 || wal.Over(0.002) != -1 {
+		t.Errorf("wal fsync: %+v (p50 %v p99 %v)", wal, wal.Quantile(0.5), wal.Quantile(0.99))
 	}
-	if s.counters[processCPU] != 12.5 {
-		t.Errorf("cpu: %v, want 12.5", s.counters[processCPU])
+	if s.Counters[processCPU] != 12.5 {
+		t.Errorf("cpu: %v, want 12.5", s.Counters[processCPU])
 	}
-	rtt := s.hists["etcd_network_peer_round_trip_time_seconds"] // two peers summed
-	if rtt.count != 4 || rtt.buckets[0.0001] != 3 || rtt.quantile(0.75) != 0.1 {
+	rtt := s.Hists["etcd_network_peer_round_trip_time_seconds"] // two peers summed
+	if rtt.Count != 4 || rtt.Buckets[0.0001] != 3 || rtt.Quantile(0.75) != 0.1 {
 		t.Errorf("peer rtt: %+v", rtt)
 	}
-	if _, err := parseSample(strings.NewReader("not { a page"), memberFams); err == nil {
+	if _, err := promscrape.Parse(strings.NewReader("not { a page"), memberFams); err == nil {
 		t.Error("garbage page: no error")
 	}
-	var empty hist
-	if empty.quantile(0.99) != 0 {
+	var empty promscrape.Hist
+	if empty.Quantile(0.99) != 0 {
 		t.Error("empty histogram: quantile not 0")
 	}
 }
@@ -79,24 +81,24 @@ func TestParseSample(t *testing.T) {
 // TestReadingDifference: a row's reading is after minus before, rounds add
 // up, and the report says commands per transaction and per batch.
 func TestReadingDifference(t *testing.T) {
-	before, err := parseSample(strings.NewReader(helperPage(10, 5, 2, 2, 10, 0)), helperFams)
+	before, err := promscrape.Parse(strings.NewReader(helperPage(10, 5, 2, 2, 10, 0)), helperFams)
 	if err != nil {
 		t.Fatal(err)
 	}
-	after, err := parseSample(strings.NewReader(helperPage(330, 70, 12, 22, 170, 3)), helperFams)
+	after, err := promscrape.Parse(strings.NewReader(helperPage(330, 70, 12, 22, 170, 3)), helperFams)
 	if err != nil {
 		t.Fatal(err)
 	}
 	d := reading{helper: after}.add(reading{helper: before}, -1)
-	if got := d.helper.counters["prhelper_requests_total"]; got != 320 {
+	if got := d.helper.Counters["prhelper_requests_total"]; got != 320 {
 		t.Errorf("PR OUT over the row: %v, want 320 (PR IN left out)", got)
 	}
-	c := d.helper.hists["prhelper_store_commit_duration_seconds"]
-	if c.count != 20 || c.over(0.025) != 3 || d.helper.hists["prhelper_store_commit_batch_size"].sum != 160 {
+	c := d.helper.Hists["prhelper_store_commit_duration_seconds"]
+	if c.Count != 20 || c.Over(0.025) != 3 || d.helper.Hists["prhelper_store_commit_batch_size"].Sum != 160 {
 		t.Errorf("commits over the row: %+v", c)
 	}
 	two := reading{}.add(d, 1).add(d, 1)
-	if got := two.helper.counters["prhelper_store_transactions_total"]; got != 20 {
+	if got := two.helper.Counters["prhelper_store_transactions_total"]; got != 20 {
 		t.Errorf("two rounds: %v transactions, want 20", got)
 	}
 	var b bytes.Buffer
@@ -125,14 +127,14 @@ func TestScrapeUnix(t *testing.T) {
 	})}
 	go srv.Serve(ln)
 	defer srv.Close()
-	s, err := scrape("unix:"+sock, memberFams)
+	s, err := promscrape.Scrape("unix:"+sock, memberFams)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.hists["etcd_disk_wal_fsync_duration_seconds"].count != 100 {
+	if s.Hists["etcd_disk_wal_fsync_duration_seconds"].Count != 100 {
 		t.Errorf("scraped %+v", s)
 	}
-	if _, err := scrape("unix:"+sock+"x", memberFams); err == nil {
+	if _, err := promscrape.Scrape("unix:"+sock+"x", memberFams); err == nil {
 		t.Error("no socket: no error")
 	}
 }
