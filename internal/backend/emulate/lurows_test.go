@@ -17,6 +17,7 @@ import (
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/internal/store/memory"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
+	"github.com/prhelper/prhelper/internal/store/sqlite/sqlitetest"
 	"github.com/prhelper/prhelper/pr"
 	"github.com/prhelper/prhelper/scsi"
 )
@@ -43,31 +44,6 @@ func rowsCommand(r *rand.Rand) (init string, port uint16, cdb [16]byte, list []b
 		flags = 0x04 // ALL_TG_PT
 	}
 	return init, port, scsi.PROutCDB(sa, 0, types[r.IntN(len(types))], 24), param(uint64(r.IntN(6)), uint64(r.IntN(6)), flags)
-}
-
-// writeV1 makes path a database of schema version 1 (as helpers before the
-// rows wrote it) holding v for key.
-func writeV1(t *testing.T, path, key string, v []byte) {
-	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	for _, q := range []string{
-		"PRAGMA application_id = 1886545969",
-		"PRAGMA journal_mode = WAL",
-		"CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
-		"CREATE TABLE lu (key TEXT PRIMARY KEY, value BLOB NOT NULL, updated INTEGER NOT NULL)",
-		"INSERT INTO meta (name, value) VALUES ('schema_version', 1)",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	if _, err := db.Exec("INSERT INTO lu (key, value, updated) VALUES (?, ?, 1)", key, v); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestRowsMatchOneValue is the differential of the state kept in rows
@@ -107,7 +83,7 @@ func TestRowsMatchOneValue(t *testing.T) {
 			v0, _ := seed0.MarshalBinary()
 			path := filepath.Join(t.TempDir(), "pr.db")
 			key := KeyPrefix + "rows"
-			writeV1(t, path, key, v0)
+			sqlitetest.WriteV1(t, path, map[string][]byte{key: v0})
 			sq, err := sqlite.Open(path, sqlite.Options{})
 			if err != nil {
 				t.Fatal(err)

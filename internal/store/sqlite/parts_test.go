@@ -14,6 +14,7 @@ import (
 
 	"github.com/prhelper/prhelper/internal/store"
 	"github.com/prhelper/prhelper/internal/store/sqlite"
+	"github.com/prhelper/prhelper/internal/store/sqlite/sqlitetest"
 )
 
 // partsModel is what a key holds in the model: its parts by Seq, or its whole
@@ -208,23 +209,7 @@ func TestPartsRandom(t *testing.T) {
 // package's): the whole value wins and the version changes.
 func TestPartsUpgradeV1(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "pr.db")
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, q := range []string{
-		"PRAGMA application_id = 1886545969",
-		"PRAGMA journal_mode = WAL",
-		"CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
-		"CREATE TABLE lu (key TEXT PRIMARY KEY, value BLOB NOT NULL, updated INTEGER NOT NULL)",
-		"INSERT INTO meta (name, value) VALUES ('schema_version', 1)",
-		"INSERT INTO lu (key, value, updated) VALUES ('lu/a', x'020001', 1), ('lu/b', x'0203', 2)",
-	} {
-		if _, err := db.Exec(q); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
-	}
-	db.Close()
+	sqlitetest.WriteV1(t, path, map[string][]byte{"lu/a": {2, 0, 1}, "lu/b": {2, 3}})
 	s := openT(t, path, sqlite.Options{})
 	ctx := context.Background()
 	for k, want := range map[string][]byte{"lu/a": {2, 0, 1}, "lu/b": {2, 3}} {
@@ -256,7 +241,7 @@ func TestPartsUpgradeV1(t *testing.T) {
 	}
 	s.Close()
 
-	db, err = sql.Open("sqlite", path)
+	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		t.Fatal(err)
 	}
