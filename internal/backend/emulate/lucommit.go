@@ -212,6 +212,14 @@ type luUpdate struct {
 // With qs it only queues the update, and a goroutine answers the batch. The
 // caller counted the batch in q.inflight; it is counted out when answered.
 func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
+	if !b.runBatch(q, qs, batch) {
+		b.answered(q)
+	}
+}
+
+// runBatch is commitBatch but for counting the batch out: it reports whether
+// it queued the update, whose goroutine then counts it out.
+func (b *Backend) runBatch(q *luQueue, qs store.Queuer, batch []*luCommand) (queued bool) {
 	var live []*luCommand
 	for _, c := range batch {
 		if !c.Take() {
@@ -224,15 +232,13 @@ func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 		live = append(live, c)
 	}
 	if len(live) == 0 {
-		b.answered(q)
-		return
+		return false
 	}
 	if ps, ok := b.store.(store.PartStore); ok && b.rowsFencing() {
 		// A PartStore is not a store.Queuer: this runs on the unit's
 		// committer, one batch at a time, the only user of q's cache.
 		b.commitRows(q, ps, live)
-		b.answered(q)
-		return
+		return false
 	}
 	bg := context.Background()
 	q.cmu.Lock()
@@ -240,11 +246,10 @@ func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 		v, err := b.store.Get(bg, q.key)
 		if err != nil {
 			q.cmu.Unlock()
-			b.answered(q)
 			for _, c := range live {
 				c.Finish(err)
 			}
-			return
+			return false
 		}
 		q.val, q.known, q.decoded = v, true, false
 	}
@@ -288,18 +293,22 @@ func (b *Backend) commitBatch(q *luQueue, qs store.Queuer, batch []*luCommand) {
 	if qs != nil {
 		wait := qs.Queue(bg, q.key, fn)
 		q.cmu.Unlock()
-		go func() { b.answerBatch(q, seq, live, u, wait()) }()
-		return
+		go func() {
+			err := wait()
+			b.answered(q)
+			b.answerBatch(q, seq, live, u, err)
+		}()
+		return true
 	}
 	q.cmu.Unlock()
 	b.answerBatch(q, seq, live, u, b.store.Update(bg, q.key, fn))
+	return false
 }
 
 // answerBatch answers the commands of batch seq from its update's outcome,
 // and corrects the cache when the batch is the last one queued and its guess
 // was not what was committed.
 func (b *Backend) answerBatch(q *luQueue, seq uint64, live []*luCommand, u *luUpdate, err error) {
-	b.answered(q)
 	q.cmu.Lock()
 	if seq == q.seq && (err != nil || !u.guessed) {
 		if err != nil {
