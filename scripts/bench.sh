@@ -78,22 +78,26 @@ host() {
 	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$d/" ./cmd/prhelper ./test/lab/tools/prbench ./test/lab/tools/prgen)
 	"$d/prgen" -print -rtpi 1,2,3 -seed "$SEED" -steps 2000 -dump "$d/seq.txt" >/dev/null
 	truncate -s 64M "$d/disk.img"
-	"$d/prhelper" -q -k "$d/prhelper.sock" >"$d/prhelper.log" 2>&1 & pids+=($!)
-	"$QPH" -k "$d/qemu.sock" >"$d/qemu.log" 2>&1 & pids+=($!)
-	"$d/prbench" -echo "$d/echo.sock" & pids+=($!)
-	local socks="prhelper qemu echo" base=()
+	# PIN=1: every helper on CPU 0, prbench on CPU 1 (docs/performance.md §3.6).
+	local hpin=() cpin=()
+	if [ -n "${PIN:-}" ]; then hpin=(taskset -c 0) cpin=(taskset -c 1); fi
+	"${hpin[@]}" "$d/prhelper" -q -k "$d/prhelper.sock" >"$d/prhelper.log" 2>&1 & pids+=($!)
+	"${hpin[@]}" "$QPH" -k "$d/qemu.sock" >"$d/qemu.log" 2>&1 & pids+=($!)
+	"${hpin[@]}" "$d/prbench" -echo "$d/echo.sock" & pids+=($!)
+	"${hpin[@]}" "$d/prbench" -echo-loop "$d/loop.sock" & pids+=($!)
+	local socks="prhelper qemu echo loop" base=()
 	if [ -n "${BASE:-}" ]; then
 		mkdir "$d/base"
 		(cd "$ROOT" && git archive "$BASE") | tar -x -C "$d/base"
 		(cd "$d/base" && CGO_ENABLED=0 go build -o "$d/prhelper-base" ./cmd/prhelper)
-		"$d/prhelper-base" -q -k "$d/base.sock" >"$d/base.log" 2>&1 & pids+=($!)
+		"${hpin[@]}" "$d/prhelper-base" -q -k "$d/base.sock" >"$d/base.log" 2>&1 & pids+=($!)
 		socks="$socks base"
 		base=(-helper "prhelper@$BASE=$d/base.sock")
 	fi
 	local e k=0
 	for e in ${ENVS:-}; do
 		k=$((k + 1))
-		env "$e" "$d/prhelper" -q -k "$d/env$k.sock" >"$d/env$k.log" 2>&1 & pids+=($!)
+		"${hpin[@]}" env "$e" "$d/prhelper" -q -k "$d/env$k.sock" >"$d/env$k.log" 2>&1 & pids+=($!)
 		socks="$socks env$k"
 		base+=(-helper "prhelper/${e//=/:}=$d/env$k.sock") # every = of the setting a :, as -helper splits at the first =
 	done
@@ -102,10 +106,10 @@ host() {
 		[ -S "$d/$s.sock" ] || { echo "bench: $s did not listen"; cat "$d"/*.log; return 1; }
 	done
 	echo "== host: $(uname -r), $(nproc) CPUs, $($QPH --version | head -1), prhelper $(cd "$ROOT" && git describe --always --dirty)"
-	echo "== load before: $(uptime)"
-	"$d/prbench" -dev "$d/disk.img" "${base[@]}" -helper "prhelper=$d/prhelper.sock" -helper "qemu-pr-helper=$d/qemu.sock" \
-		-helper "echo floor=$d/echo.sock" -direct=false -ref qemu-pr-helper -clients 1,16,64 \
-		-workload readkeys,mixed -seq "$d/seq.txt" -n "$HOST_N" -rounds "${ROUNDS:-5}"
+	echo "== load before: $(uptime)${PIN:+; pinned: helpers on CPU 0, prbench on CPU 1}"
+	"${cpin[@]}" "$d/prbench" -dev "$d/disk.img" "${base[@]}" -helper "prhelper=$d/prhelper.sock" -helper "qemu-pr-helper=$d/qemu.sock" \
+		-helper "echo floor=$d/echo.sock" -helper "loop floor=$d/loop.sock" -direct=false -ref qemu-pr-helper -clients 1,16,64 \
+		-workload readkeys,mixed -seq "$d/seq.txt" -n "$HOST_N" -rounds "${ROUNDS:-5}" ${PRBENCH_FLAGS:-}
 	echo "== load after: $(uptime)"
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -19,11 +20,13 @@ import (
 // path is a way to send commands: a helper socket, or direct SG_IO when sock
 // is empty.
 type path struct {
-	name   string
-	sock   string
-	socks  int  // sock is a pattern with %d: client i uses socket i mod socks (-socks)
-	spread bool // client i on device i mod len(devs) (-spread)
-	watch  watch
+	name    string
+	sock    string
+	socks   int  // sock is a pattern with %d: client i uses socket i mod socks (-socks)
+	spread  bool // client i on device i mod len(devs) (-spread)
+	threads bool // each connection on its own OS thread, blocking (-client thread, threadDoer)
+	lean    bool // -client lean (leanDoer)
+	watch   watch
 }
 
 // devFor is the device client i sends to: the first, or with -spread the
@@ -85,6 +88,17 @@ func (r result) merge(b result) result {
 func (p path) open(f *os.File, i int) (doer, func()) {
 	if p.sock == "" {
 		return sgioDoer(f), func() {}
+	}
+	if p.threads || p.lean {
+		mk := threadDoer
+		if p.lean {
+			mk = leanDoer
+		}
+		d, closeFn, err := mk(p.sockFor(i), f)
+		if err != nil {
+			return func(*step) (byte, error) { return 0, err }, func() {}
+		}
+		return d, closeFn
 	}
 	cl := client.New(p.sockFor(i), client.WithReconnect(1, 0))
 	return func(st *step) (byte, error) {
@@ -179,20 +193,20 @@ func measure1(p path, wk string, clients, n int, devs []*os.File, seq []step, re
 	case "serial":
 		return one(serial(p, n, devs, seq, reset))
 	case "mixed":
-		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
+		return one(bench(p, p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
 			d, c := p.open(p.devFor(devs, i), i)
 			off := i * len(seq) / clients
 			return d, c, func(j int) *step { return &seq[(off+j)%len(seq)] }
 		}))
 	case "register":
-		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
+		return one(bench(p, p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
 			d, c := p.open(p.devFor(devs, i), i)
 			return d, c, func(j int) *step { return registerStep(i, j) }
 		}))
 	case "rkw":
 		return readsUnderWrites(p, clients, n, devs[0])
 	default:
-		return one(bench(p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
+		return one(bench(p, p.name, clients, n, func(i int) (doer, func(), func(int) *step) {
 			d, c := p.open(p.devFor(devs, i), i)
 			return d, c, func(int) *step { return &readKeys }
 		}))
@@ -239,7 +253,7 @@ func readsUnderWrites(p path, clients, n int, f *os.File) ([]result, error) {
 			rSts = append(rSts, s)
 		}
 	}()
-	w, err := bench(p.name+" w", clients-1, n, func(i int) (doer, func(), func(int) *step) {
+	w, err := bench(p, p.name+" w", clients-1, n, func(i int) (doer, func(), func(int) *step) {
 		d, c := p.open(f, i+1)
 		return d, c, func(j int) *step { return registerStep(i+1, j) }
 	})
@@ -260,8 +274,9 @@ func readsUnderWrites(p path, clients, n int, f *os.File) ([]result, error) {
 }
 
 // bench runs n requests spread over clients goroutines, each with its own
-// doer and its own steps (next(j) is client's j-th command).
-func bench(mode string, clients, n int, mk func(i int) (doer, func(), func(j int) *step)) (result, error) {
+// doer and its own steps (next(j) is client's j-th command). With p.threads
+// each goroutine is locked to its OS thread.
+func bench(p path, mode string, clients, n int, mk func(i int) (doer, func(), func(j int) *step)) (result, error) {
 	per := n / clients
 	if per < 1 {
 		per = 1
@@ -285,6 +300,10 @@ func bench(mode string, clients, n int, mk func(i int) (doer, func(), func(j int
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
+			if p.threads {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+			}
 			l := make([]time.Duration, 0, per)
 			s := make([]byte, 0, per)
 			for j := 0; j < per; j++ {

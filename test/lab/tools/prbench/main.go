@@ -53,6 +53,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -109,13 +111,21 @@ func run(args []string, w io.Writer) int {
 	rounds := fs.Int("rounds", 1, "split each row into this many rounds, the paths taking turns, so that a change of load on a shared machine falls on all of them (serial: each round replays -n steps)")
 	reset := fs.Bool("reset", false, "serial: clear the logical unit's registrations (direct SG_IO on the first -dev) before each path's replay")
 	echo := fs.String("echo", "", "serve the echo floor on this socket and do nothing else")
+	echoLoop := fs.String("echo-loop", "", "serve the loop floor on this socket (one thread, one epoll set, as qemu-pr-helper's main loop) and do nothing else")
 	fsyncFile := fs.String("fsync", "", "measure -n serial 4 KiB write+fdatasync on this file (created, then removed) and do nothing else")
 	socks := fs.Int("socks", 0, "a -helper socket with %d is a pattern of this many sockets, connection i on socket i mod N")
+	clientKind := fs.String("client", "lib", "how a helper connection is driven: lib (the project's client library), lean (Go's netpoller, only QEMU's system calls), thread (an OS thread each, blocking system calls)")
 	spread := fs.Bool("spread", false, "readkeys, register, mixed: connection i on device i mod the number of -dev devices")
 	var helperMetrics, members helperFlag
 	fs.Var(&helperMetrics, "metrics", "NAME=URL: read helper NAME's metrics page before and after each row (http://HOST:PORT or unix:PATH)")
 	fs.Var(&members, "members", "NAME=URL[,URL...]: read these etcd members' metrics before and after each of NAME's rows")
 	if err := fs.Parse(args); err != nil {
+		return 1
+	}
+	if *echoLoop != "" {
+		if err := serveEchoLoop(*echoLoop); err != nil {
+			fmt.Fprintf(w, "prbench: echo: %v\n", err)
+		}
 		return 1
 	}
 	if *echo != "" {
@@ -146,6 +156,13 @@ func run(args []string, w io.Writer) int {
 	clients, err := parseInts(*clientsFlag)
 	if err != nil {
 		return usage(w, "-clients: "+err.Error())
+	}
+	threads, lean := *clientKind == "thread", *clientKind == "lean"
+	if !threads && !lean && *clientKind != "lib" {
+		return usage(w, "-client: want lib, lean or thread")
+	}
+	if threads {
+		runtime.GOMAXPROCS(threadProcs(slices.Max(clients)))
 	}
 	if *prh != "" {
 		helpers = append(helpers, path{name: "prhelper", sock: *prh})
@@ -190,6 +207,8 @@ func run(args []string, w io.Writer) int {
 	for i := range paths {
 		paths[i].socks = *socks
 		paths[i].spread = *spread
+		paths[i].threads = threads
+		paths[i].lean = lean
 		for _, m := range helperMetrics {
 			if m.name == paths[i].name {
 				paths[i].watch.helper = m.sock

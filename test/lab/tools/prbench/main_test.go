@@ -21,7 +21,7 @@ func TestBench(t *testing.T) {
 	mk := func(int) (doer, func(), func(int) *step) {
 		return func(*step) (byte, error) { n.Add(1); return scsi.StatusGood, nil }, func() {}, func(int) *step { return &readKeys }
 	}
-	r, err := bench("fake", 4, 100, mk)
+	r, err := bench(path{}, "fake", 4, 100, mk)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestBench(t *testing.T) {
 	bad := func(int) (doer, func(), func(int) *step) {
 		return func(*step) (byte, error) { return 0, errors.New("boom") }, func() {}, func(int) *step { return &readKeys }
 	}
-	if _, err := bench("bad", 1, 10, bad); err == nil {
+	if _, err := bench(path{}, "bad", 1, 10, bad); err == nil {
 		t.Error("failing doer: no error")
 	}
 }
@@ -212,5 +212,80 @@ func TestResetWith(t *testing.T) {
 	if err := resetWith(func(*step) (byte, []byte, error) { return 0, nil, errors.New("EIO") }); err == nil ||
 		!strings.Contains(err.Error(), "EIO") {
 		t.Errorf("transport error: %v", err)
+	}
+}
+
+// TestClientsAndLoopFloor: the three ways of driving a connection (-client)
+// get the floors' answer, CHECK CONDITION, INVALID COMMAND OPERATION CODE,
+// for PR IN and for PR OUT with a parameter list, from the echo floor and the
+// loop floor alike, on several connections at once and after a connection
+// that broke the protocol was dropped; a whole run with -client thread over
+// both floors gives rows of CHECK CONDITION only.
+func TestClientsAndLoopFloor(t *testing.T) {
+	dir := t.TempDir()
+	floors := map[string]string{"echo": filepath.Join(dir, "echo.sock"), "loop": filepath.Join(dir, "loop.sock")}
+	go serveEcho(floors["echo"])
+	go serveEchoLoop(floors["loop"])
+	for _, sock := range floors {
+		waitSocket(t, sock)
+	}
+	f, err := os.Create(filepath.Join(dir, "disk.img"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	reg := registerStep(0, 0)
+	for name, sock := range floors {
+		// A connection that sends a CDB no helper accepts is closed by the
+		// floor; the others are served on.
+		bad, closeBad, err := leanDoer(sock, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bad(&step{cdb: [16]byte{0x12}}); err == nil {
+			t.Errorf("%s: an INQUIRY CDB was answered", name)
+		}
+		closeBad()
+		for _, kind := range []string{"lib", "lean", "thread"} {
+			p := path{name: name, sock: sock, threads: kind == "thread", lean: kind == "lean"}
+			var ds []doer
+			for i := 0; i < 3; i++ {
+				d, closeFn := p.open(f, i)
+				defer closeFn()
+				ds = append(ds, d)
+			}
+			for k := 0; k < 4; k++ {
+				for i, d := range ds {
+					for _, st := range []*step{&readKeys, reg} {
+						s, err := d(st)
+						if err != nil || s != scsi.StatusCheckCondition {
+							t.Fatalf("%s, client %s, connection %d, CDB %x: status %#x, %v", name, kind, i, st.cdb[0], s, err)
+						}
+					}
+				}
+			}
+		}
+	}
+	var out bytes.Buffer
+	rc := run([]string{"-dev", f.Name(), "-helper", "echo=" + floors["echo"], "-helper", "loop=" + floors["loop"],
+		"-ref", "echo", "-direct=false", "-clients", "1,4", "-workload", "readkeys,register", "-n", "40", "-client", "thread"}, &out)
+	if rc != 0 || strings.Count(out.String(), "CHECK_CONDITION:40") != 8 || strings.Contains(out.String(), "GOOD") {
+		t.Errorf("rc %d, want 8 rows of CHECK_CONDITION:40:\n%s", rc, out.String())
+	}
+	if rc := run([]string{"-dev", f.Name(), "-client", "fibre"}, &out); rc == 0 {
+		t.Error("-client fibre accepted")
+	}
+}
+
+func waitSocket(t *testing.T, sock string) {
+	t.Helper()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(sock); err == nil {
+			return
+		}
+		if i > 500 {
+			t.Fatalf("%s never appeared", sock)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
