@@ -44,14 +44,18 @@ func TestCommandName(t *testing.T) {
 	}
 }
 
-// TestSenseString compares Sense.String with fmt's "%x/%02x/%02x" for every
+// TestSenseString compares Sense.String (and Append after a prefix) with fmt's "%x/%02x/%02x" for every
 // key and a spread of ASC/ASCQ values.
 func TestSenseString(t *testing.T) {
 	for key := 0; key < 256; key++ {
 		for _, a := range []int{0, 1, 0x0f, 0x10, 0x24, 0x2a, 0xa0, 0xff} {
 			s := Sense{Key: byte(key), ASC: byte(a), ASCQ: byte(255 - a)}
-			if got, want := s.String(), fmt.Sprintf("%x/%02x/%02x", s.Key, s.ASC, s.ASCQ); got != want {
+			want := fmt.Sprintf("%x/%02x/%02x", s.Key, s.ASC, s.ASCQ)
+			if got := s.String(); got != want {
 				t.Fatalf("Sense%+v.String() = %q, want %q", s, got, want)
+			}
+			if got := string(s.Append([]byte("x "))); got != "x "+want {
+				t.Fatalf("Sense%+v.Append(\"x \") = %q, want %q", s, got, "x "+want)
 			}
 		}
 	}

@@ -108,14 +108,17 @@ func (s Sense) Fixed() []byte {
 	return b
 }
 
-func (s Sense) String() string {
-	// fmt's "%x/%02x/%02x" without fmt: the server names the sense of every
-	// failed request, and formatting was a measurable share of its work
-	// (docs/performance.md §2.2).
-	b := strconv.AppendUint(make([]byte, 0, 8), uint64(s.Key), 16)
+func (s Sense) String() string { return string(s.Append(make([]byte, 0, 8))) }
+
+// Append appends s as String writes it, "key/ASC/ASCQ" in hexadecimal
+// (5/24/00), to b: fmt's "%x/%02x/%02x" without fmt, and without a string
+// for a caller that only builds a key (the server names the sense of every
+// failed request, and formatting was a measurable share of its work:
+// docs/performance.md §2.2).
+func (s Sense) Append(b []byte) []byte {
+	b = strconv.AppendUint(b, uint64(s.Key), 16)
 	b = hex.AppendEncode(append(b, '/'), []byte{s.ASC})
-	b = hex.AppendEncode(append(b, '/'), []byte{s.ASCQ})
-	return string(b)
+	return hex.AppendEncode(append(b, '/'), []byte{s.ASCQ})
 }
 
 // ParseSense extracts key, ASC and ASCQ from fixed (70h/71h) or descriptor

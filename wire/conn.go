@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -38,19 +39,23 @@ func ServerHandshake(c *net.UnixConn) error {
 // 8192, short parameter list). On any error no descriptor is left open.
 func ReadRequest(c *net.UnixConn) (*Request, error) {
 	req := &Request{FD: -1}
-	var fds []int
+	// The buffers live on the stack: a request is read without allocating
+	// but for req and its parameter list (docs/performance.md §3.6).
+	var fdBuf [2 * maxFDs]int
+	fds := fdBuf[:0]
 	closeAll := func() {
 		for _, fd := range fds {
 			unix.Close(fd)
 		}
 	}
-	oob := make([]byte, unix.CmsgSpace(4*maxFDs))
+	var oobBuf [oobSize]byte
+	oob := oobBuf[:]
 	got := 0
 	for got < CDBSize {
 		n, oobn, flags, _, err := c.ReadMsgUnix(req.CDB[got:], oob)
 		if oobn > 0 {
-			more, perr := parseRights(oob[:oobn])
-			fds = append(fds, more...)
+			var perr error
+			fds, perr = appendRights(fds, oob[:oobn])
 			if perr != nil {
 				closeAll()
 				return nil, protocolErr("bad control message: %v", perr)
@@ -103,7 +108,8 @@ func readParam(c *net.UnixConn, p, oob []byte) error {
 	for got < len(p) {
 		n, oobn, _, _, err := c.ReadMsgUnix(p[got:], oob)
 		if oobn > 0 {
-			fds, _ := parseRights(oob[:oobn])
+			var fdBuf [maxFDs]int
+			fds, _ := appendRights(fdBuf[:0], oob[:oobn])
 			for _, fd := range fds {
 				unix.Close(fd)
 			}
@@ -116,20 +122,28 @@ func readParam(c *net.UnixConn, p, oob []byte) error {
 	return nil
 }
 
-func parseRights(oob []byte) ([]int, error) {
-	msgs, err := unix.ParseSocketControlMessage(oob)
-	if err != nil {
-		return nil, err
-	}
-	var fds []int
-	for i := range msgs {
-		if msgs[i].Header.Level != unix.SOL_SOCKET || msgs[i].Header.Type != unix.SCM_RIGHTS {
-			continue
-		}
-		more, err := unix.ParseUnixRights(&msgs[i])
-		fds = append(fds, more...)
+// oobSize is the control buffer of a read: room for maxFDs descriptors.
+const oobSize = (maxFDs*4 + 16 + 7) &^ 7 // unix.CmsgSpace(4*maxFDs) on 64-bit Linux, and more than it on 32-bit
+
+// appendRights appends to fds the descriptors of the SCM_RIGHTS messages in
+// oob, as unix.ParseSocketControlMessage and unix.ParseUnixRights would find
+// them, without the slices those allocate. On a malformed message it returns
+// what it found before, with the error: the caller closes them.
+func appendRights(fds []int, oob []byte) ([]int, error) {
+	for len(oob) > 0 {
+		h, data, rest, err := unix.ParseOneSocketControlMessage(oob)
 		if err != nil {
 			return fds, err
+		}
+		oob = rest
+		if h.Level != unix.SOL_SOCKET || h.Type != unix.SCM_RIGHTS {
+			continue
+		}
+		if len(data)%4 != 0 {
+			return fds, unix.EINVAL
+		}
+		for i := 0; i+4 <= len(data); i += 4 {
+			fds = append(fds, int(int32(binary.NativeEndian.Uint32(data[i:]))))
 		}
 	}
 	return fds, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/prhelper/prhelper/scsi"
 )
@@ -74,7 +75,11 @@ func ValidateCDB(cdb []byte) error {
 // GOOD status, and never more than the allocation length or 8192 bytes. Breaking
 // them would abort the VM, so they are applied here, in one place, whatever the
 // backend returned.
-func EncodeReply(cdb []byte, rep *Reply) []byte {
+func EncodeReply(cdb []byte, rep *Reply) []byte { return AppendReply(nil, cdb, rep) }
+
+// AppendReply appends the encoding of rep (EncodeReply) to dst: a server that
+// keeps one buffer per connection encodes its replies without allocating.
+func AppendReply(dst, cdb []byte, rep *Reply) []byte {
 	data := rep.Data
 	if len(cdb) < 1 || cdb[0] != scsi.OpPersistentReserveIn || rep.Status != scsi.StatusGood {
 		data = nil
@@ -82,12 +87,13 @@ func EncodeReply(cdb []byte, rep *Reply) []byte {
 	if n := min(scsi.TransferLength(cdb), MaxData); len(data) > n {
 		data = data[:n]
 	}
-	b := make([]byte, HeaderSize+len(data))
+	out := slices.Grow(dst, HeaderSize+len(data))[:len(dst)+HeaderSize+len(data)]
+	b := out[len(dst):] // every byte of it is written below
 	binary.BigEndian.PutUint32(b[0:4], uint32(rep.Status))
 	binary.BigEndian.PutUint32(b[4:8], uint32(len(data)))
 	copy(b[8:HeaderSize], rep.Sense[:])
 	copy(b[HeaderSize:], data)
-	return b
+	return out
 }
 
 // DecodeReplyHeader decodes the 104-byte reply header. It returns the status, the

@@ -31,6 +31,26 @@ func TestEncodeReplyReadKeys(t *testing.T) {
 	}
 }
 
+// TestAppendReply: appending keeps what dst holds and adds EncodeReply's
+// bytes, also into a buffer that held a longer reply before (the server's
+// buffer per connection), whose old bytes must not show through.
+func TestAppendReply(t *testing.T) {
+	in := unhex(t, "5e 00 00 00 00 00 00 20 00 00 00 00 00 00 00 00")
+	good := &Reply{Status: scsi.StatusGood, Data: bytes.Repeat([]byte{0xaa}, 24)}
+	cc := &Reply{Status: scsi.StatusCheckCondition}
+	cc.SetSense(scsi.SenseInvalidField.Fixed())
+	if got := AppendReply([]byte("xy"), in, good); !bytes.Equal(got, append([]byte("xy"), EncodeReply(in, good)...)) {
+		t.Fatalf("after a prefix: %x", got)
+	}
+	buf := bytes.Repeat([]byte{0xff}, 300)
+	for _, rep := range []*Reply{good, cc, good} {
+		buf = AppendReply(buf[:0], in, rep)
+		if want := EncodeReply(in, rep); !bytes.Equal(buf, want) {
+			t.Fatalf("reused buffer:\n got %x\nwant %x", buf, want)
+		}
+	}
+}
+
 func TestEncodeReplyRules(t *testing.T) {
 	data := bytes.Repeat([]byte{0xaa}, 100)
 	sense := scsi.SenseInvalidField.Fixed()

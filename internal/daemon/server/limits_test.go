@@ -2,16 +2,20 @@ package server
 
 import (
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/prhelper/prhelper/client"
+	"github.com/prhelper/prhelper/internal/backend"
 	"github.com/prhelper/prhelper/scsi"
 )
 
@@ -220,5 +224,85 @@ func TestLogNamesListener(t *testing.T) {
 	out := logs.String()
 	if !strings.Contains(out, "/run/real.sock") || strings.Contains(out, ".tmp") {
 		t.Errorf("log does not name the listener by its real path:\n%s", out)
+	}
+}
+
+// scriptedFailures answers every request with the next of its results, in
+// turn, each with the error err.
+type scriptedFailures struct {
+	res []scsi.Result
+	err error
+	n   atomic.Int64
+}
+
+func (f *scriptedFailures) Name() string { return "scripted" }
+
+func (f *scriptedFailures) Execute(ctx context.Context, r *backend.Request) (scsi.Result, error) {
+	return f.res[int(f.n.Add(1)-1)%len(f.res)], f.err
+}
+
+// TestFailureWarningsCounted: a failed request's warning names command,
+// backend, status, sense and error; each different answer has its own count
+// (a CHECK CONDITION of another sense is another kind), and the summary at the
+// end of the interval carries the count and the last one's details.
+func TestFailureWarningsCounted(t *testing.T) {
+	var logs logBuffer
+	b := &scriptedFailures{res: []scsi.Result{
+		scsi.CheckCondition(scsi.SenseInvalidOpcode),
+		scsi.CheckCondition(scsi.SenseInvalidField),
+		{Status: scsi.StatusReservationConflict},
+	}, err: errors.New("device said no")}
+	h := startWith(t, context.Background(), b, Options{LogInterval: time.Hour}, logs.logger())
+	c := client.New(h.path)
+	defer c.Close()
+	disk := openFile(t, os.O_RDWR)
+	for i := 0; i < 30; i++ {
+		if _, err := c.Do(t.Context(), scsi.PRInCDB(0, 16), int(disk.Fd()), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := strings.Count(logs.String(), `msg="request failed" `); n != 3 {
+		t.Errorf("%d first warnings for 3 kinds of failure, want 3:\n%s", n, logs.String())
+	}
+	for _, want := range []string{
+		`cmd="PR IN READ KEYS" backend=scripted status="CHECK CONDITION" sense=5/20/00 err="device said no"`,
+		`status="CHECK CONDITION" sense=5/24/00`,
+		`status="RESERVATION CONFLICT" err=`,
+	} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("no warning with %s:\n%s", want, logs.String())
+		}
+	}
+	h.cancel()
+	<-h.done
+	h.done <- nil
+	if n := strings.Count(logs.String(), "suppressed=9 "); n != 3 {
+		t.Errorf("%d summaries of 9 suppressed warnings, want 3:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), `suppressed=9 interval=1h0m0s cmd="PR IN READ KEYS" backend=scripted status="CHECK CONDITION" sense=5/24/00 err="device said no"`) {
+		t.Errorf("no summary with the last one's details:\n%s", logs.String())
+	}
+}
+
+// TestFailureWarningCountedWithoutAllocating: once a kind of failure has been
+// logged, counting the next ones allocates nothing (the timer that ends the
+// interval is made by the first counted one).
+func TestFailureWarningCountedWithoutAllocating(t *testing.T) {
+	r := newRepeats(slog.New(slog.DiscardHandler), time.Hour)
+	defer r.flush()
+	f := failure{cmd: "PR OUT REGISTER", backend: "sgio", status: scsi.StatusCheckCondition,
+		sense: scsi.SenseInvalidField, hasSense: true, err: errors.New("x")}
+	now := time.Now()
+	var kind [96]byte
+	r.warnFailure(now, nil, f.appendKind(kind[:0]), &f)
+	r.warnFailure(now, nil, f.appendKind(kind[:0]), &f)
+	if got := string(f.appendKind(nil)); got != "failed PR OUT REGISTER CHECK CONDITION 5/24/00" {
+		t.Errorf("kind %q", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { r.warnFailure(now, nil, f.appendKind(kind[:0]), &f) }); n != 0 {
+		t.Errorf("%v allocations to count a failure, want 0", n)
+	}
+	if k := r.kinds["failed PR OUT REGISTER CHECK CONDITION 5/24/00"]; k == nil || k.suppressed != 102 {
+		t.Errorf("count %+v, want 102 suppressed (1 + AllocsPerRun's warm-up run and 100)", k)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -242,7 +241,8 @@ type conn struct {
 	initiator   string // from listener.Identify, set before the first request
 	identityErr error
 
-	raw syscall.RawConn // the socket's, for writeOnce; set on the first reply
+	w     *rawWriter // the socket's write(2), for writeOnce; set on the first reply
+	reply []byte     // the buffer each reply is encoded in (wire.AppendReply)
 }
 
 // serveConn runs c's requests one at a time. ctx ends when the server stops
@@ -304,7 +304,8 @@ func (s *Server) serveConn(ctx, execCtx context.Context, c *conn) {
 		res, served := s.execute(execCtx, log, c, req, start)
 		rep := reply(res)
 		s.setPhase(c, phaseReply, req, time.Time{})
-		err = s.writeReply(c, wire.EncodeReply(req.CDB[:], &rep))
+		c.reply = wire.AppendReply(c.reply[:0], req.CDB[:], &rep)
+		err = s.writeReply(c, c.reply)
 		if _, nop := s.opts.Observer.(nopObserver); !nop {
 			s.opts.Observer.Request(req.CDB[:], served, res.Status, time.Since(start))
 		}
@@ -326,7 +327,9 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 	defer unix.Close(req.FD)
 	s.requests.Add(1)
 	name := scsi.CommandName(req.CDB[:])
-	log.Debug("request received", "cmd", name)
+	if log.Enabled(ctx, slog.LevelDebug) { // the attributes cost an allocation even unlogged
+		log.Debug("request received", "cmd", name)
+	}
 	defer func() {
 		// A backend must not panic; if one does, the guest gets an error
 		// instead of the whole helper going down.
@@ -352,19 +355,15 @@ func (s *Server) execute(ctx context.Context, log *slog.Logger, c *conn, req *wi
 		served = s.backend.Name()
 	}
 	if err != nil || res.Status != scsi.StatusGood {
-		attrs := []any{"cmd", name, "backend", served, "status", scsi.StatusName(res.Status)}
-		kind := "failed " + name + " " + scsi.StatusName(res.Status)
+		f := failure{cmd: name, backend: served, status: res.Status, err: err}
 		if sn, ok := res.ParseSense(); ok && res.Status == scsi.StatusCheckCondition {
-			attrs = append(attrs, "sense", sn.String())
-			kind += " " + sn.String()
+			f.sense, f.hasSense = sn, true
 		}
-		if err != nil {
-			attrs = append(attrs, "err", err)
-		}
+		var kind [96]byte
 		// start, not now: a warning's interval may begin up to a
 		// request's duration early, and no clock read per failed request.
-		s.repeats.warnAt(start, log, kind, "request failed", attrs...)
-	} else {
+		s.repeats.warnFailure(start, log, f.appendKind(kind[:0]), &f)
+	} else if log.Enabled(ctx, slog.LevelDebug) {
 		log.Debug("request done", "cmd", name, "backend", served, "data", len(res.Data))
 	}
 	return res, served

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -43,23 +44,19 @@ func (s *Server) writeReply(c *conn, b []byte) error {
 // Errors are net.OpErrors, as c.Write returns them (a closed connection is
 // net.ErrClosed).
 func writeOnce(c *conn, b []byte) (int, error) {
-	if c.raw == nil {
+	if c.w == nil {
 		raw, err := c.SyscallConn()
 		if err != nil {
 			return 0, err
 		}
-		c.raw = raw
+		c.w = &rawWriter{raw: raw}
+		c.w.fn = c.w.write
 	}
-	var n int
-	var werr error
-	err := c.raw.Write(func(fd uintptr) bool {
-		for {
-			n, werr = unix.Write(int(fd), b)
-			if !errors.Is(werr, unix.EINTR) {
-				return true // done, whatever happened: never wait here
-			}
-		}
-	})
+	w := c.w
+	w.b = b
+	err := w.raw.Write(w.fn)
+	n, werr := w.n, w.err
+	w.b, w.err = nil, nil
 	switch {
 	case err != nil:
 		return 0, err
@@ -69,4 +66,26 @@ func writeOnce(c *conn, b []byte) (int, error) {
 		return 0, &net.OpError{Op: "write", Net: "unix", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError("write", werr)}
 	}
 	return n, nil
+}
+
+// rawWriter is a connection's write(2) through its syscall.RawConn. The
+// function RawConn.Write calls is made once per connection (fn, the method
+// value of write) and finds its arguments and results in the struct: a
+// closure made per reply would be allocated per reply.
+type rawWriter struct {
+	raw syscall.RawConn
+	fn  func(fd uintptr) bool
+
+	b   []byte // what to write
+	n   int    // how much the socket took
+	err error
+}
+
+func (w *rawWriter) write(fd uintptr) bool {
+	for {
+		w.n, w.err = unix.Write(int(fd), w.b)
+		if !errors.Is(w.err, unix.EINTR) {
+			return true // done, whatever happened: never wait here
+		}
+	}
 }

@@ -136,8 +136,13 @@ func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, ti
 		return Result{}, fmt.Errorf("SG_IO on fd %d: %w", fd, err)
 	}
 
-	sense := new([SenseLen]byte)
-	hdr := &Hdr{
+	// The header and the sense buffer it points to in one allocation.
+	call := new(struct {
+		hdr   Hdr
+		sense [SenseLen]byte
+	})
+	hdr, sense := &call.hdr, &call.sense
+	*hdr = Hdr{
 		InterfaceID:    InterfaceID,
 		DxferDirection: dir,
 		CmdLen:         uint8(len(cdb)),
@@ -153,11 +158,11 @@ func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, ti
 
 	// The kernel dereferences the pointers stored inside hdr, which the Go
 	// runtime cannot see as syscall arguments: pin every referenced object (and
-	// hdr itself) so none of them moves or is freed until the ioctl returns.
+	// call, which holds hdr and the sense buffer) so none of them moves or is
+	// freed until the ioctl returns.
 	var pin runtime.Pinner
-	pin.Pin(hdr)
+	pin.Pin(call)
 	pin.Pin(hdr.Cmdp)
-	pin.Pin(hdr.Sbp)
 	if hdr.Dxferp != nil {
 		pin.Pin(hdr.Dxferp)
 	}
