@@ -8,7 +8,11 @@
 # with BASE=REV a row for prhelper built from git revision REV, and with
 # ENVS="VAR=VALUE ..." a row for each setting: the same prhelper started with
 # it in its environment, and LAB_ROUNDS=R the paths taking turns R times
-# (BENCH=mixed only).
+# (BENCH=mixed only). LAB_KARGS="ARGS" adds ARGS to the guest kernel's command
+# line (run.sh -e), e.g. LAB_KARGS="tsc=reliable": the guest then reads its
+# clock from the TSC in the vDSO, as a KVM guest or a host does, instead of
+# the emulated HPET, a system call and an emulated device read per clock read
+# (docs/performance.md §3.6).
 set -uo pipefail
 LAB=$(cd "$(dirname "$0")" && pwd)
 BUILD=${LAB_BUILD:-$LAB/build}
@@ -29,7 +33,9 @@ out=$BUILD/runs/bench
 rm -rf "$out"
 args=("${1:-1600}")
 [ -z "${BASE:-}${ENVS:-}${LAB_ROUNDS:-}" ] || args+=(14 "${BASE:--}" "${ENVS:-}" "${LAB_ROUNDS:-1}")
-LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 -o "$out" "$LAB/tests/bench${BENCH:+-$BENCH}.sh" "${args[@]}"
+kargs=()
+[ -z "${LAB_KARGS:-}" ] || kargs=(-e "$LAB_KARGS")
+LAB_NO_BUILD=1 "$LAB/run.sh" -q -t 600 "${kargs[@]}" -o "$out" "$LAB/tests/bench${BENCH:+-$BENCH}.sh" "${args[@]}"
 rc=$?
 sed -n "/^READ KEYS round trips\\|^serial on\\|^readkeys on\\|^== load/,/^# ->/p" "$out/out/guest.log"
 exit $rc

@@ -43,7 +43,7 @@ for e in ${4:-}; do
 done
 prgen -print -rtpi $rtpis -seed ${2:-14} -steps ${1:-2000} -dump /tmp/seq.txt >/dev/null
 echo "== load in the VM: $(uptime)"
-echo "== vCPUs in the VM: $(nproc)"
+echo "== vCPUs in the VM: $(nproc); clocksource: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 lab_expect 0 prbench -dev $devs $base -prhelper /run/prhelper.sock $envs -qemu /run/qemu-pr-helper.sock \
 	-workload serial,readkeys -clients 1,16 -seq /tmp/seq.txt -reset -n ${1:-2000} -rounds ${5:-1}
 lab_helper_stop $P1; lab_helper_stop $P2
