@@ -132,8 +132,11 @@ func (p *Passthrough) Do(fd int, cdb [cdbLen]byte, param []byte) Outcome {
 		buf = *bp
 	case scsi.OpPersistentReserveOut:
 		dir = DirToDevice
-		buf = make([]byte, min(scsi.TransferLength(cdb[:]), dataLen))
-		copy(buf, param)
+		buf = param // the kernel only reads a data-out buffer
+		if n := min(scsi.TransferLength(cdb[:]), dataLen); len(param) != n {
+			buf = make([]byte, n) // the framing length's bytes: param's, zero filled
+			copy(buf, param)
+		}
 	default:
 		// The server only forwards PR IN/OUT; anything else is refused here rather
 		// than passed to the device with a guessed data direction.
