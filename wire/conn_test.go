@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -288,4 +289,18 @@ func FuzzReadRequest(f *testing.F) {
 			t.Fatalf("descriptors: %d before, %d after", before, after)
 		}
 	})
+}
+
+// TestOOBSize: the control buffer of a read is exactly
+// CMSG_SPACE(maxFDs descriptors) where a pointer is 8 bytes, so that one
+// descriptor more than maxFDs truncates the control data (MSG_CTRUNC) as it did
+// with the buffer unix.CmsgSpace sized; where it is 4 bytes, it holds one more.
+func TestOOBSize(t *testing.T) {
+	want := unix.CmsgSpace(4 * maxFDs)
+	if strconv.IntSize == 32 {
+		want = unix.CmsgSpace(4 * (maxFDs + 1))
+	}
+	if oobSize != want {
+		t.Fatalf("oobSize = %d, want %d", oobSize, want)
+	}
 }

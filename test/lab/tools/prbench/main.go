@@ -124,7 +124,7 @@ func run(args []string, w io.Writer) int {
 	}
 	if *echoLoop != "" {
 		if err := serveEchoLoop(*echoLoop); err != nil {
-			fmt.Fprintf(w, "prbench: echo: %v\n", err)
+			fmt.Fprintf(w, "prbench: echo-loop: %v\n", err)
 		}
 		return 1
 	}

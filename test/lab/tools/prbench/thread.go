@@ -16,12 +16,12 @@ import (
 
 // threadDoer is a connection as QEMU's pr-manager-helper drives it: one
 // thread doing blocking system calls on a blocking socket, one command at a
-// time (-threads). The default client (p.open) is the project's Go library on
-// the netpoller, whose goroutines the Go scheduler runs on GOMAXPROCS
-// threads; with -threads, each connection's requests are issued from its own
-// OS thread (bench locks the worker goroutine to it), which the kernel
-// schedules, as it schedules QEMU's workers. Nothing is allocated per
-// request.
+// time (-client thread). The default client (p.open) is the project's Go
+// library on the netpoller, whose goroutines the Go scheduler runs on
+// GOMAXPROCS threads; with -client thread, each connection's requests are
+// issued from its own OS thread (bench locks the worker goroutine to it),
+// which the kernel schedules, as it schedules QEMU's workers. Nothing is
+// allocated per request.
 func threadDoer(sock string, f *os.File) (doer, func(), error) {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -69,7 +69,7 @@ func threadDoer(sock string, f *os.File) (doer, func(), error) {
 	}, closeFn, nil
 }
 
-// threadProcs is the GOMAXPROCS the -threads client runs with: one P for
+// threadProcs is the GOMAXPROCS the -client thread client runs with: one P for
 // each connection's thread and two to spare, so that a thread returning from
 // its blocking read finds a P at once instead of queueing for one of a
 // few, which would put the Go scheduler back between the kernel and the
