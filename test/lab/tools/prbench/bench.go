@@ -22,10 +22,11 @@ import (
 type path struct {
 	name    string
 	sock    string
-	socks   int  // sock is a pattern with %d: client i uses socket i mod socks (-socks)
-	spread  bool // client i on device i mod len(devs) (-spread)
-	threads bool // each connection on its own OS thread, blocking (-client thread, threadDoer)
-	lean    bool // -client lean (leanDoer)
+	socks   int     // sock is a pattern with %d: client i uses socket i mod socks (-socks)
+	spread  bool    // client i on device i mod len(devs) (-spread)
+	threads bool    // each connection on its own OS thread, blocking (-client thread, threadDoer)
+	lean    bool    // -client lean (leanDoer)
+	rate    float64 // open loop: requests a second over all connections (-rate); 0: closed loop
 	watch   watch
 }
 
@@ -275,7 +276,9 @@ func readsUnderWrites(p path, clients, n int, f *os.File) ([]result, error) {
 
 // bench runs n requests spread over clients goroutines, each with its own
 // doer and its own steps (next(j) is client's j-th command). With p.threads
-// each goroutine is locked to its OS thread.
+// each goroutine is locked to its OS thread; with p.rate, requests are sent
+// on a schedule (openLoopStart) instead of each as soon as the previous
+// one's reply came.
 func bench(p path, mode string, clients, n int, mk func(i int) (doer, func(), func(j int) *step)) (result, error) {
 	per := n / clients
 	if per < 1 {
@@ -308,6 +311,9 @@ func bench(p path, mode string, clients, n int, mk func(i int) (doer, func(), fu
 			s := make([]byte, 0, per)
 			for j := 0; j < per; j++ {
 				t := time.Now()
+				if p.rate > 0 {
+					t = openLoopStart(start, t, p.rate, j*clients+i)
+				}
 				st, err := doers[i](nexts[i](j))
 				if err != nil {
 					errs[i] = fmt.Errorf("%s client %d request %d: %w", mode, i, j, err)
@@ -331,6 +337,24 @@ func bench(p path, mode string, clients, n int, mk func(i int) (doer, func(), fu
 		allSt = append(allSt, sts[i]...)
 	}
 	return summarize(mode, clients, all, allSt, el), nil
+}
+
+// openLoopStart waits for request k's slot in an even schedule of rate
+// requests a second from start (-rate: the open loop, which compares helpers
+// at the same offered load; the closed loop offers each helper the load it
+// can take, so a faster one also makes the bench busier) and returns the time
+// its latency counts from. A request whose slot has passed, because its
+// connection's previous request was still out, counts from the slot: the wait
+// is latency the helper caused, which a closed loop would not see. A request
+// the bench slept for counts from when it woke, so that a late wake-up is not
+// charged to the helper.
+func openLoopStart(start, now time.Time, rate float64, k int) time.Time {
+	due := start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+	if d := due.Sub(now); d > 0 {
+		time.Sleep(d)
+		return time.Now()
+	}
+	return due
 }
 
 // resetLU clears every registration and the reservation of the logical unit

@@ -115,6 +115,7 @@ func run(args []string, w io.Writer) int {
 	fsyncFile := fs.String("fsync", "", "measure -n serial 4 KiB write+fdatasync on this file (created, then removed) and do nothing else")
 	socks := fs.Int("socks", 0, "a -helper socket with %d is a pattern of this many sockets, connection i on socket i mod N")
 	clientKind := fs.String("client", "lib", "how a helper connection is driven: lib (the project's client library), lean (Go's netpoller, only QEMU's system calls), thread (an OS thread each, blocking system calls)")
+	rate := fs.Float64("rate", 0, "open loop: send this many requests a second in all, on an even schedule over the connections, latency counted from each request's slot (default: closed loop, each connection sends its next request when the reply came)")
 	spread := fs.Bool("spread", false, "readkeys, register, mixed: connection i on device i mod the number of -dev devices")
 	var helperMetrics, members helperFlag
 	fs.Var(&helperMetrics, "metrics", "NAME=URL: read helper NAME's metrics page before and after each row (http://HOST:PORT or unix:PATH)")
@@ -156,6 +157,9 @@ func run(args []string, w io.Writer) int {
 	clients, err := parseInts(*clientsFlag)
 	if err != nil {
 		return usage(w, "-clients: "+err.Error())
+	}
+	if *rate < 0 {
+		return usage(w, "-rate must not be negative")
 	}
 	threads, lean := *clientKind == "thread", *clientKind == "lean"
 	if !threads && !lean && *clientKind != "lib" {
@@ -209,6 +213,7 @@ func run(args []string, w io.Writer) int {
 		paths[i].spread = *spread
 		paths[i].threads = threads
 		paths[i].lean = lean
+		paths[i].rate = *rate
 		for _, m := range helperMetrics {
 			if m.name == paths[i].name {
 				paths[i].watch.helper = m.sock
@@ -233,7 +238,11 @@ func run(args []string, w io.Writer) int {
 		if wk == "serial" {
 			cs = []int{len(devs)}
 		}
-		fmt.Fprintf(w, "\n%s on %s, %d requests per row%s\n", wk, *devFlag, *n, seqNote(wk, *seqFile, len(seq)))
+		loop := ""
+		if *rate > 0 && wk != "serial" {
+			loop = fmt.Sprintf(", open loop at %.0f/s", *rate)
+		}
+		fmt.Fprintf(w, "\n%s on %s, %d requests per row%s%s\n", wk, *devFlag, *n, loop, seqNote(wk, *seqFile, len(seq)))
 		fmt.Fprintf(w, "%-*s %7s %8s %10s %10s %9s %7s %7s %7s %8s  %s\n", width, "path", "clients", "requests", "p50", "p99", "req/s", "p50/r", "p99/r", "rate/r", "cpu/req", "statuses")
 		for _, c := range cs {
 			rows := make([][]result, len(paths))

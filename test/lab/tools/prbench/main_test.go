@@ -39,6 +39,37 @@ func TestBench(t *testing.T) {
 	}
 }
 
+// TestOpenLoop: with -rate the requests keep to their schedule, and a
+// request that waits for its connection's previous one counts that wait. The
+// bounds are ones sleeping makes certain: a schedule of 100 requests at
+// 2,000/s takes at least 49.5 ms however fast the doer, and with one
+// connection whose every request takes 2 ms against slots 0.25 ms apart,
+// request j has waited j*1.75 ms for its slot.
+func TestOpenLoop(t *testing.T) {
+	fast := func(int) (doer, func(), func(int) *step) {
+		return func(*step) (byte, error) { return scsi.StatusGood, nil }, func() {}, func(int) *step { return &readKeys }
+	}
+	r, err := bench(path{rate: 2000}, "fast", 4, 100, fast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.n != 100 || r.el < 49500*time.Microsecond || r.rate > 2021 {
+		t.Errorf("100 requests at 2,000/s: %d in %v (%.0f/s), want 100 in at least 49.5 ms", r.n, r.el, r.rate)
+	}
+	slow := func(int) (doer, func(), func(int) *step) {
+		return func(*step) (byte, error) { time.Sleep(2 * time.Millisecond); return scsi.StatusGood, nil },
+			func() {}, func(int) *step { return &readKeys }
+	}
+	r, err = bench(path{rate: 4000}, "slow", 1, 20, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// p99 of 20 is request 18's latency: 2 ms of its own and 18*1.75 ms late.
+	if want := 2*time.Millisecond + 18*1750*time.Microsecond; r.p99 < want {
+		t.Errorf("p99 %v, want at least %v: the wait for the slot is not counted", r.p99, want)
+	}
+}
+
 func TestRunUsage(t *testing.T) {
 	for _, args := range [][]string{{}, {"-dev", "/dev/null", "-n", "1"}, {"-dev", "/nonexistent"},
 		{"-dev", "/dev/null", "-workload", "mixed"}, {"-dev", "/dev/null", "-workload", "bogus"},
