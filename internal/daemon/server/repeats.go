@@ -27,7 +27,7 @@ type repeat struct {
 	since      time.Time // start of the current interval
 	suppressed int
 	last       []any        // attributes of the last suppressed warning
-	lastFail   failure      // or, for warnFailure's, the parts they are built from
+	lastFail   failure      // or, for warnFailure's (cmd not ""), the parts they are built from
 	lastLog    *slog.Logger // and the logger it came with
 	timer      *time.Timer
 }
@@ -51,57 +51,50 @@ func (r *repeats) warnAt(now time.Time, log *slog.Logger, kind, msg string, attr
 	if log == nil {
 		log = r.log
 	}
-	r.mu.Lock()
-	k := r.kinds[kind]
-	if r.fresh(k, now) {
-		r.kinds[kind] = &repeat{msg: msg, since: now}
-		r.mu.Unlock()
+	if r.count(now, []byte(kind), msg, log, attrs, nil) {
 		log.Warn(msg, attrs...)
-		return
 	}
-	k.suppressed++
-	k.last, k.lastFail, k.lastLog = attrs, failure{}, log
-	r.arm(k, kind, now)
-	r.mu.Unlock()
 }
 
-// warnFailure is warnAt for a failed request (failure.msg), whose kind the
-// caller builds in a buffer (failure.appendKind): the kind is looked up
-// without making a string, and the attributes are built only when the
-// warning is logged, not when it is counted. A guest's failing commands
-// (RESERVATION CONFLICT is an everyday answer in a cluster) then cost no
-// allocation here while their warning repeats (docs/performance.md §3.6).
+// warnFailure is warnAt for a failed request, whose kind the caller builds in
+// a buffer (failure.appendKind): the kind is looked up without making a
+// string, and the attributes are built only when the warning is logged, not
+// when it is counted. A guest's failing commands (RESERVATION CONFLICT is an
+// everyday answer in a cluster) then cost no allocation here while their
+// warning repeats (docs/performance.md §3.6).
 func (r *repeats) warnFailure(now time.Time, log *slog.Logger, kind []byte, f *failure) {
 	if log == nil {
 		log = r.log
 	}
+	if r.count(now, kind, failedMsg, log, nil, f) {
+		log.Warn(failedMsg, f.attrs()...)
+	}
+}
+
+// count decides whether a warning of kind at now is logged at once (true: the
+// first one, or the first after a quiet interval, which starts a new interval)
+// or counted. A counted one keeps its details for the interval's summary, its
+// attrs or, when f is not nil, a copy of f, and arms the timer that ends the
+// interval. kind is copied into a string only when an entry or a timer is
+// made.
+func (r *repeats) count(now time.Time, kind []byte, msg string, log *slog.Logger, attrs []any, f *failure) bool {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	k := r.kinds[string(kind)]
-	if r.fresh(k, now) {
-		r.kinds[string(kind)] = &repeat{msg: f.msg(), since: now}
-		r.mu.Unlock()
-		log.Warn(f.msg(), f.attrs()...)
-		return
+	if k == nil || (k.suppressed == 0 && now.Sub(k.since) >= r.interval) {
+		r.kinds[string(kind)] = &repeat{msg: msg, since: now}
+		return true
 	}
 	k.suppressed++
-	k.last, k.lastFail, k.lastLog = nil, *f, log
-	if k.timer == nil {
-		r.arm(k, string(kind), now)
+	k.last, k.lastFail, k.lastLog = attrs, failure{}, log
+	if f != nil {
+		k.lastFail = *f
 	}
-	r.mu.Unlock()
-}
-
-// fresh says whether a warning of the kind counted in k (nil: none yet) is
-// logged at once at now: the first one, or the first after a quiet interval.
-func (r *repeats) fresh(k *repeat, now time.Time) bool {
-	return k == nil || (k.suppressed == 0 && now.Sub(k.since) >= r.interval)
-}
-
-// arm starts the timer that ends k's interval with a summary, unless it runs.
-func (r *repeats) arm(k *repeat, kind string, now time.Time) {
 	if k.timer == nil {
-		k.timer = time.AfterFunc(k.since.Add(r.interval).Sub(now), func() { r.summarize(kind) })
+		name := string(kind)
+		k.timer = time.AfterFunc(k.since.Add(r.interval).Sub(now), func() { r.summarize(name) })
 	}
+	return false
 }
 
 // summarize logs the count of kind's suppressed warnings and starts a new
@@ -148,7 +141,8 @@ type failure struct {
 	err          error
 }
 
-func (f *failure) msg() string { return "request failed" }
+// failedMsg is the message of a failed request's warning.
+const failedMsg = "request failed"
 
 // attrs are the warning's attributes: cmd, backend, status, then sense and
 // err when there are.
