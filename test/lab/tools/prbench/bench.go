@@ -20,14 +20,13 @@ import (
 // path is a way to send commands: a helper socket, or direct SG_IO when sock
 // is empty.
 type path struct {
-	name    string
-	sock    string
-	socks   int     // sock is a pattern with %d: client i uses socket i mod socks (-socks)
-	spread  bool    // client i on device i mod len(devs) (-spread)
-	threads bool    // each connection on its own OS thread, blocking (-client thread, threadDoer)
-	lean    bool    // -client lean (leanDoer)
-	rate    float64 // open loop: requests a second over all connections (-rate); 0: closed loop
-	watch   watch
+	name   string
+	sock   string
+	socks  int     // sock is a pattern with %d: client i uses socket i mod socks (-socks)
+	spread bool    // client i on device i mod len(devs) (-spread)
+	client string  // how a connection is driven (-client): "lib" or "", "lean" (leanDoer), "thread" (threadDoer)
+	rate   float64 // open loop: requests a second over all connections (-rate); 0: closed loop
+	watch  watch
 }
 
 // devFor is the device client i sends to: the first, or with -spread the
@@ -90,11 +89,14 @@ func (p path) open(f *os.File, i int) (doer, func()) {
 	if p.sock == "" {
 		return sgioDoer(f), func() {}
 	}
-	if p.threads || p.lean {
-		mk := threadDoer
-		if p.lean {
-			mk = leanDoer
-		}
+	var mk func(string, *os.File) (doer, func(), error)
+	switch p.client {
+	case "lean":
+		mk = leanDoer
+	case "thread":
+		mk = threadDoer
+	}
+	if mk != nil {
 		d, closeFn, err := mk(p.sockFor(i), f)
 		if err != nil {
 			return func(*step) (byte, error) { return 0, err }, func() {}
@@ -275,8 +277,8 @@ func readsUnderWrites(p path, clients, n int, f *os.File) ([]result, error) {
 }
 
 // bench runs n requests spread over clients goroutines, each with its own
-// doer and its own steps (next(j) is client's j-th command). With p.threads
-// each goroutine is locked to its OS thread; with p.rate, requests are sent
+// doer and its own steps (next(j) is client's j-th command). With the thread
+// client each goroutine is locked to its OS thread; with p.rate, requests are sent
 // on a schedule (openLoopStart) instead of each as soon as the previous
 // one's reply came.
 func bench(p path, mode string, clients, n int, mk func(i int) (doer, func(), func(j int) *step)) (result, error) {
@@ -303,7 +305,7 @@ func bench(p path, mode string, clients, n int, mk func(i int) (doer, func(), fu
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			if p.threads {
+			if p.client == "thread" {
 				runtime.LockOSThread()
 				defer runtime.UnlockOSThread()
 			}

@@ -75,16 +75,7 @@ func echoConn(c *net.UnixConn, answer []byte) {
 func readCDB(c *net.UnixConn, b, oob []byte) error {
 	for got := 0; got < len(b); {
 		n, oobn, _, _, err := c.ReadMsgUnix(b[got:], oob)
-		if oobn > 0 {
-			if msgs, perr := unix.ParseSocketControlMessage(oob[:oobn]); perr == nil {
-				for i := range msgs {
-					fds, _ := unix.ParseUnixRights(&msgs[i])
-					for _, f := range fds {
-						unix.Close(f)
-					}
-				}
-			}
-		}
+		closeRights(oob[:oobn])
 		if err != nil {
 			return err
 		}

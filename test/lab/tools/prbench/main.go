@@ -161,12 +161,12 @@ func run(args []string, w io.Writer) int {
 	if *rate < 0 {
 		return usage(w, "-rate must not be negative")
 	}
-	threads, lean := *clientKind == "thread", *clientKind == "lean"
-	if !threads && !lean && *clientKind != "lib" {
-		return usage(w, "-client: want lib, lean or thread")
-	}
-	if threads {
+	switch *clientKind {
+	case "lib", "lean":
+	case "thread":
 		runtime.GOMAXPROCS(threadProcs(slices.Max(clients)))
+	default:
+		return usage(w, "-client: want lib, lean or thread")
 	}
 	if *prh != "" {
 		helpers = append(helpers, path{name: "prhelper", sock: *prh})
@@ -211,8 +211,7 @@ func run(args []string, w io.Writer) int {
 	for i := range paths {
 		paths[i].socks = *socks
 		paths[i].spread = *spread
-		paths[i].threads = threads
-		paths[i].lean = lean
+		paths[i].client = *clientKind
 		paths[i].rate = *rate
 		for _, m := range helperMetrics {
 			if m.name == paths[i].name {

@@ -278,7 +278,7 @@ func TestClientsAndLoopFloor(t *testing.T) {
 		}
 		closeBad()
 		for _, kind := range []string{"lib", "lean", "thread"} {
-			p := path{name: name, sock: sock, threads: kind == "thread", lean: kind == "lean"}
+			p := path{name: name, sock: sock, client: kind}
 			var ds []doer
 			for i := 0; i < 3; i++ {
 				d, closeFn := p.open(f, i)
