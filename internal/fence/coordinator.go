@@ -696,25 +696,17 @@ func (c *Coordinator) helpers(ctx context.Context) (map[string]announcement, err
 		}
 		return out, nil
 	}
-	keys, err := c.o.Store.Keys(ctx)
+	entries, err := c.o.Store.List(ctx, helperPrefix) // one read, not one per helper
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]announcement)
-	for _, k := range keys {
-		id, ok := strings.CutPrefix(k, helperPrefix)
-		if !ok {
-			continue
-		}
-		v, err := c.o.Store.Get(ctx, k)
-		if err != nil {
-			return nil, err
-		}
+	out := make(map[string]announcement, len(entries))
+	for _, e := range entries {
 		var a announcement
-		if v == nil || json.Unmarshal(v, &a) != nil {
+		if json.Unmarshal(e.Value, &a) != nil {
 			continue
 		}
-		out[id] = a
+		out[strings.TrimPrefix(e.Key, helperPrefix)] = a
 	}
 	return out, nil
 }
