@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -704,6 +705,7 @@ func (s *Store) runBatch(batch []*request) {
 						return err
 					}
 					delete(overlay, r.key)
+					dirty = slices.DeleteFunc(dirty, func(k string) bool { return k == r.key })
 				}
 				fnErr, err := s.applyParts(ctx, r)
 				if err != nil {
@@ -729,17 +731,13 @@ func (s *Store) runBatch(batch []*request) {
 				continue
 			}
 			if _, seen := overlay[r.key]; !seen {
-				dirty = append(dirty, r.key) // overlay holds exactly the changed keys
+				dirty = append(dirty, r.key) // dirty and overlay hold exactly the changed keys
 			}
 			overlay[r.key] = bytes.Clone(next)
 		}
 		now := time.Now().UnixMilli()
 		for _, k := range dirty {
-			v, ok := overlay[k]
-			if !ok {
-				continue // written before an UpdateParts of the key
-			}
-			if err := s.write(ctx, k, v, now); err != nil {
+			if err := s.write(ctx, k, overlay[k], now); err != nil {
 				return err
 			}
 		}
