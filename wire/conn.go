@@ -159,7 +159,8 @@ func WriteReply(c *net.UnixConn, cdb []byte, rep *Reply) error {
 
 // ClientHandshake performs the client's side of the feature negotiation as QEMU's
 // pr-manager-helper does: read the helper's features and ignore them, request none.
-func ClientHandshake(c *net.UnixConn) error {
+// c is the connection: a *net.UnixConn, or any stream to a helper.
+func ClientHandshake(c io.ReadWriter) error {
 	var f [FeatureSize]byte
 	if _, err := io.ReadFull(c, f[:]); err != nil {
 		return fmt.Errorf("read helper features: %w", err)

@@ -35,8 +35,8 @@ type Hist struct {
 	Count, Sum float64
 }
 
-// Filter says which series of a family count: all (l == ""), or
-// those whose label l starts with prefix.
+// Filter says which series of a family count: all (Label == ""), or
+// those whose label Label starts with Prefix.
 type Filter struct{ Label, Prefix string }
 
 // Scrape reads url's /metrics (url: http://HOST:PORT, or unix:PATH for a

@@ -28,11 +28,7 @@ func serveEcho(sock string) error {
 	if err != nil {
 		return err
 	}
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(scsi.SenseInvalidOpcode.Fixed())
-	var cdb [wire.CDBSize]byte
-	cdb[0] = scsi.OpPersistentReserveIn
-	answer := wire.EncodeReply(cdb[:], &rep)
+	answer := floorAnswer()
 	for {
 		c, err := l.AcceptUnix()
 		if err != nil {
@@ -41,6 +37,20 @@ func serveEcho(sock string) error {
 		go echoConn(c, answer)
 	}
 }
+
+// floorAnswer is the reply of both floors to every request: CHECK
+// CONDITION, INVALID COMMAND OPERATION CODE, encoded as for a PR IN.
+func floorAnswer() []byte {
+	rep := wire.Reply{Status: scsi.StatusCheckCondition}
+	rep.SetSense(scsi.SenseInvalidOpcode.Fixed())
+	var cdb [wire.CDBSize]byte
+	cdb[0] = scsi.OpPersistentReserveIn
+	return wire.EncodeReply(cdb[:], &rep)
+}
+
+// floorOOB is a floor's control buffer: room for 8 descriptors, so that
+// extra ones are received (and closed) rather than cut off.
+func floorOOB() []byte { return make([]byte, unix.CmsgSpace(4*8)) }
 
 // echoConn serves one connection until the peer closes it or breaks the
 // protocol.
@@ -55,7 +65,7 @@ func echoConn(c *net.UnixConn, answer []byte) {
 	}
 	var cdb [wire.CDBSize]byte
 	param := make([]byte, wire.MaxData)
-	oob := make([]byte, unix.CmsgSpace(4*8))
+	oob := floorOOB()
 	for {
 		if readCDB(c, cdb[:], oob) != nil || wire.ValidateCDB(cdb[:]) != nil {
 			return

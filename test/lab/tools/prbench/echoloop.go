@@ -37,12 +37,8 @@ func serveEchoLoop(sock string) error {
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, lfd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lfd)}); err != nil {
 		return fmt.Errorf("epoll_ctl: %w", err)
 	}
-	rep := wire.Reply{Status: scsi.StatusCheckCondition}
-	rep.SetSense(scsi.SenseInvalidOpcode.Fixed())
-	var cdb [wire.CDBSize]byte
-	cdb[0] = scsi.OpPersistentReserveIn
-	l := &loop{conns: map[int]*loopConn{}, answer: wire.EncodeReply(cdb[:], &rep),
-		in: make([]byte, wire.CDBSize+wire.MaxData), oob: make([]byte, unix.CmsgSpace(4*8))}
+	l := &loop{conns: map[int]*loopConn{}, answer: floorAnswer(),
+		in: make([]byte, wire.CDBSize+wire.MaxData), oob: floorOOB()}
 	evs := make([]unix.EpollEvent, 64)
 	for {
 		n, err := unix.EpollWait(ep, evs, -1)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -53,7 +54,7 @@ func TestOpenLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.n != 100 || r.el < 49500*time.Microsecond || r.rate > 2021 {
+	if r.n != 100 || r.el < 49500*time.Microsecond {
 		t.Errorf("100 requests at 2,000/s: %d in %v (%.0f/s), want 100 in at least 49.5 ms", r.n, r.el, r.rate)
 	}
 	slow := func(int) (doer, func(), func(int) *step) {
@@ -253,6 +254,7 @@ func TestResetWith(t *testing.T) {
 // that broke the protocol was dropped; a whole run with -client thread over
 // both floors gives rows of CHECK CONDITION only.
 func TestClientsAndLoopFloor(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0)) // run -client thread raises it
 	dir := t.TempDir()
 	floors := map[string]string{"echo": filepath.Join(dir, "echo.sock"), "loop": filepath.Join(dir, "loop.sock")}
 	go serveEcho(floors["echo"])
