@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/prhelper/prhelper/scsi"
@@ -92,7 +93,7 @@ func TestRowsMatchMarshal(t *testing.T) {
 			fuzzCommand(t, p, &st, r)
 			removed += len(rows.Gone)
 			m.apply(&st, rows)
-			m.check(t, &st, rows, "seed "+itoa(seed)+" command "+itoa(uint64(i)))
+			m.check(t, &st, rows, "seed "+strconv.FormatUint(seed, 10)+" command "+strconv.Itoa(i))
 		}
 		t.Logf("seed %d: %d registrations at the end, %d rows removed", seed, len(st.Registrations), removed)
 		total += removed
@@ -100,17 +101,6 @@ func TestRowsMatchMarshal(t *testing.T) {
 	if total < 100 {
 		t.Errorf("%d registrations removed in all: the sequences do not test removals", total)
 	}
-}
-
-func itoa(v uint64) string {
-	return string(appendUint(nil, v))
-}
-
-func appendUint(b []byte, v uint64) []byte {
-	if v >= 10 {
-		b = appendUint(b, v/10)
-	}
-	return append(b, byte('0'+v%10))
 }
 
 // TestRowsScripted removes a registration in the middle (a REGISTER with

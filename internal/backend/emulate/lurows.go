@@ -63,10 +63,7 @@ const partWholeMax = 4000
 // else nil (without encoding a state that cannot be: every registration takes
 // more than 8 bytes).
 func (b *Backend) wholeFor(st *pr.State) []byte {
-	max := b.wholeMax
-	if max == 0 {
-		max = partWholeMax
-	}
+	max := b.wholeLimit()
 	if max < 0 || len(st.Registrations)*8 > max {
 		return nil
 	}
@@ -75,6 +72,15 @@ func (b *Backend) wholeFor(st *pr.State) []byte {
 		return nil
 	}
 	return v
+}
+
+// wholeLimit is the largest encoding kept whole: partWholeMax, or what a test
+// set in b.wholeMax (negative: none).
+func (b *Backend) wholeLimit() int {
+	if b.wholeMax == 0 {
+		return partWholeMax
+	}
+	return b.wholeMax
 }
 
 // partRegs is how many registrations a run holds at most: about 0.7-2 KB of
@@ -295,7 +301,7 @@ func (b *Backend) runWhole(cur []byte, parts []store.Part, cmds []*luCommand) (r
 	}
 	r.st, r.rows = st, pr.NewRows(len(st.Registrations), headSeq+1)
 	r.head, r.tail = st.AppendBinaryHead(nil), st.AppendBinaryTail(nil)
-	if b.wholeFor(&r.st) != nil {
+	if lim := b.wholeLimit(); lim >= 0 && len(next) <= lim { // wholeFor, with next already encoded
 		r.parts = store.Parts{Write: true, Whole: next}
 		return r, nil
 	}
