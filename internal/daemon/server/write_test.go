@@ -25,16 +25,20 @@ func TestReplyDeadlineOnlyWhenWaiting(t *testing.T) {
 	sc := h.onlyConn(t)
 	disk := openFile(t, os.O_RDWR)
 	want := bytes.Repeat([]byte{0xab}, wire.MaxData)
-	ask := func(what string) {
+	send := func(what string) {
 		t.Helper()
 		if err := wire.WriteRequest(c, scsi.PRInCDB(scsi.SAReadKeys, wire.MaxData), int(disk.Fd()), nil); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
+	}
+	recv := func(what string) {
+		t.Helper()
 		rep, err := wire.ReadReply(c)
 		if err != nil || rep.Status != scsi.StatusGood || !bytes.Equal(rep.Data, want) {
 			t.Fatalf("%s: reply %v, err %v", what, rep != nil, err)
 		}
 	}
+	ask := func(what string) { t.Helper(); send(what); recv(what) }
 	// Past the handshake's deadline: the reply's first write must still run.
 	time.Sleep(3 * timeout)
 	ask("after the handshake's deadline")
@@ -43,7 +47,12 @@ func TestReplyDeadlineOnlyWhenWaiting(t *testing.T) {
 	if err := sc.SetWriteBuffer(1); err != nil {
 		t.Fatal(err)
 	}
-	ask("a reply that waits for room")
+	// The client reads only once the server is writing the reply, so that
+	// its first write(2) finds a socket that cannot take all of it, whatever
+	// the scheduling.
+	send("a reply that waits for room")
+	h.until(t, "the reply is being written", func(*Server) bool { return sc.phase == phaseReply })
+	recv("a reply that waits for room")
 	time.Sleep(3 * timeout)
 	ask("after a waiting reply's deadline")
 	if n := h.srv.Requests(); n != 3 {
