@@ -355,7 +355,7 @@ func (s *Store) prepareDB(ctx context.Context) error {
 	if _, err := s.conn.ExecContext(ctx, "BEGIN"); err != nil {
 		return fmt.Errorf("begin: %w", describe(err))
 	}
-	_, err := s.inspect(ctx)
+	_, _, err := s.inspect(ctx)
 	s.rollback()
 	if err != nil {
 		return err
@@ -406,15 +406,9 @@ func isBusy(err error) bool {
 }
 
 // inspect reports whether the database is empty (new) and otherwise checks that it is a
-// prhelper store whose schema this build can read. It only reads.
-func (s *Store) inspect(ctx context.Context) (empty bool, err error) {
-	empty, _, err = s.inspectVersion(ctx)
-	return empty, err
-}
-
-// inspectVersion is inspect, also returning the schema version of a database
-// that is not empty.
-func (s *Store) inspectVersion(ctx context.Context) (empty bool, version int64, err error) {
+// prhelper store whose schema this build can read, and returns its schema version. It
+// only reads.
+func (s *Store) inspect(ctx context.Context) (empty bool, version int64, err error) {
 	var appID int64
 	if err := s.conn.QueryRowContext(ctx, "PRAGMA application_id").Scan(&appID); err != nil {
 		return false, 0, describe(err)
@@ -450,7 +444,7 @@ func (s *Store) inspectVersion(ctx context.Context) (empty bool, version int64, 
 // process may have created or upgraded it meanwhile; a version 2 schema is never altered.
 func (s *Store) initSchema(ctx context.Context) error {
 	return s.withWriteTx(ctx, func() error {
-		empty, version, err := s.inspectVersion(ctx)
+		empty, version, err := s.inspect(ctx)
 		if err != nil {
 			return err
 		}
@@ -463,10 +457,11 @@ func (s *Store) initSchema(ctx context.Context) error {
 		stmts := []string{
 			fmt.Sprintf("PRAGMA application_id = %d", applicationID),
 			"CREATE TABLE meta (name TEXT PRIMARY KEY, value NOT NULL)",
-			"CREATE TABLE lu (key TEXT PRIMARY KEY, value BLOB NOT NULL, updated INTEGER NOT NULL, " +
-				"parted INTEGER NOT NULL DEFAULT 0, version INTEGER NOT NULL DEFAULT 0)",
+			// Schema 1's table with what schema 2 adds to it, as an upgrade
+			// adds it: a new store and an upgraded one have one schema.
+			"CREATE TABLE lu (key TEXT PRIMARY KEY, value BLOB NOT NULL, updated INTEGER NOT NULL)",
 		}
-		stmts = append(stmts, schemaV2...)
+		stmts = append(append(stmts, luV2Columns...), schemaV2...)
 		stmts = append(stmts, fmt.Sprintf("INSERT INTO meta (name, value) VALUES ('schema_version', %d)", SchemaVersion))
 		for _, stmt := range stmts {
 			if _, err := s.conn.ExecContext(ctx, stmt); err != nil {
