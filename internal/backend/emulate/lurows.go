@@ -238,7 +238,7 @@ func (b *Backend) runRows(q *luQueue, cmds []*luCommand) rowsRun {
 			runs = slices.Delete(runs, k, k+1)
 			continue
 		}
-		p.Put = append(p.Put, store.Part{Seq: s, Value: stateRun{&r.st}.append(nil, i, end)})
+		p.Put = append(p.Put, store.Part{Seq: s, Value: appendRegs(nil, &r.st, i, end)})
 	}
 	r.runs, r.parts = runs, p
 	return r
@@ -255,7 +255,7 @@ func (b *Backend) replaceParts(r *rowsRun) {
 	for i := 0; i < n; i += per {
 		s := r.rows.IDs[i]
 		r.runs = append(r.runs, s)
-		p.Put = append(p.Put, store.Part{Seq: s, Value: stateRun{&r.st}.append(nil, i, min(i+per, n))})
+		p.Put = append(p.Put, store.Part{Seq: s, Value: appendRegs(nil, &r.st, i, min(i+per, n))})
 	}
 	r.parts, r.inParts = p, true
 }
@@ -368,13 +368,11 @@ func adoptParts(st pr.State, parts []store.Part) (*luQueue, bool) {
 	return q, true
 }
 
-// stateRun encodes runs of a state's registrations.
-type stateRun struct{ st *pr.State }
-
-// append appends the encoding of registrations i to end-1 to b.
-func (s stateRun) append(b []byte, i, end int) []byte {
+// appendRegs appends the encoding of st's registrations i to end-1 to b: a
+// run's part.
+func appendRegs(b []byte, st *pr.State, i, end int) []byte {
 	for ; i < end; i++ {
-		b = s.st.AppendBinaryRegistration(b, i)
+		b = st.AppendBinaryRegistration(b, i)
 	}
 	return b
 }

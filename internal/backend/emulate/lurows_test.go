@@ -332,8 +332,8 @@ func checkRuns(t *testing.T, sq *sqlite.Store, key string, q *luQueue, per int) 
 		if end <= i || end-i > per {
 			t.Fatalf("run %d (of %v): registrations %d to %d of IDs %v", s, q.runs, i, end, q.rows.IDs)
 		}
-		if !bytes.Equal(vals[k+1], stateRun{&q.st}.append(nil, i, end)) {
-			t.Fatalf("run %d: part %x, registrations %d to %d encode to %x", s, vals[k+1], i, end, stateRun{&q.st}.append(nil, i, end))
+		if !bytes.Equal(vals[k+1], appendRegs(nil, &q.st, i, end)) {
+			t.Fatalf("run %d: part %x, registrations %d to %d encode to %x", s, vals[k+1], i, end, appendRegs(nil, &q.st, i, end))
 		}
 	}
 }
