@@ -121,8 +121,11 @@ func TestPartsRandom(t *testing.T) {
 					if (gotParts != nil) != (!m.absent && m.parts != nil) {
 						t.Fatalf("step %d: parts %v read for a value kept in parts: %v", step, gotParts, !m.absent && m.parts != nil)
 					}
+					if len(gotParts) != len(m.parts) {
+						t.Fatalf("step %d: %d parts read, model has %d: %v, %v", step, len(gotParts), len(m.parts), gotParts, m.parts)
+					}
 					for i, pt := range gotParts {
-						if i > 0 && pt.Seq <= gotParts[i-1].Seq || !bytes.Equal(pt.Value, m.parts[pt.Seq]) || len(gotParts) != len(m.parts) {
+						if i > 0 && pt.Seq <= gotParts[i-1].Seq || !bytes.Equal(pt.Value, m.parts[pt.Seq]) {
 							t.Fatalf("step %d: parts read %v, model %v", step, gotParts, m.parts)
 						}
 					}
@@ -316,6 +319,14 @@ func TestPartsMixedInBatches(t *testing.T) {
 	if u, p := bytes.Count(v, []byte{'u'}), bytes.Count(v, []byte{'p'}); u != workers/2*each || p != workers/2*each {
 		t.Fatalf("%d Update and %d UpdateParts appends in the value, want %d each", u, p, workers/2*each)
 	}
+	// The appends above prove the batches right only if there were batches:
+	// both kinds of call are counted, and most transactions held several.
 	st := s.Stats()
 	t.Logf("%d calls in %d transactions", st.Updates, st.Transactions)
+	if st.Updates != workers*each {
+		t.Fatalf("Stats.Updates = %d, want %d", st.Updates, workers*each)
+	}
+	if st.Transactions >= st.Updates/2 {
+		t.Fatalf("group commit did not group: %d transactions for %d calls", st.Transactions, st.Updates)
+	}
 }
