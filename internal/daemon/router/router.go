@@ -85,7 +85,17 @@ func (r *Router) byKind(info device.Info) (name backend.Name, why string, refusa
 // Decide applies the rules to a device. It is pure: the same info and path give
 // the same decision.
 func (r *Router) Decide(info device.Info, path string) Decision {
-	d := Decision{Backend: r.Default, Why: "no rule matches: default backend"}
+	return r.decide(info, path, true)
+}
+
+// decide is Decide, with Why written only when explain is set: Execute needs
+// the reason only for the rare refusal it builds itself, and building it for
+// every request was a fifth of a request's garbage (docs/performance.md §3.7).
+func (r *Router) decide(info device.Info, path string, explain bool) Decision {
+	d := Decision{Backend: r.Default}
+	if explain {
+		d.Why = "no rule matches: default backend"
+	}
 	lu, _ := info.Key()
 	wwid := info.LUID
 	if wwid == "" {
@@ -97,7 +107,9 @@ func (r *Router) Decide(info device.Info, path string) Decision {
 			continue
 		}
 		d.Rule = rule
-		d.Why = fmt.Sprintf("line %d: %s", rule.Line, rule)
+		if explain {
+			d.Why = fmt.Sprintf("line %d: %s", rule.Line, rule)
+		}
 		if rule.Backend != "" {
 			d.Backend = rule.Backend
 		}
@@ -110,7 +122,9 @@ func (r *Router) Decide(info device.Info, path string) Decision {
 	if d.Backend == Auto {
 		var why string
 		d.Backend, why, d.Refusal = r.byKind(info)
-		d.Why += "; " + why
+		if explain {
+			d.Why += "; " + why
+		}
 	}
 	return d
 }
@@ -137,14 +151,14 @@ func (r *Router) Execute(ctx context.Context, req *backend.Request) (scsi.Result
 	if r.Path != nil && r.rulesUsePath() {
 		path = r.Path(req.FD)
 	}
-	d := r.Decide(info, path)
+	d := r.decide(info, path, false)
 	if d.Backend == "" {
 		// Like a device without PR support: INVALID COMMAND OPERATION CODE.
-		return scsi.CheckCondition(scsi.SenseInvalidOpcode), fmt.Errorf("router: %s refused: %s", describe(info, path), d.Why)
+		return scsi.CheckCondition(scsi.SenseInvalidOpcode), fmt.Errorf("router: %s refused: %s", describe(info, path), r.Decide(info, path).Why)
 	}
 	b, ok := r.Backends[d.Backend]
 	if !ok {
-		return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, d.Why)
+		return scsi.CheckCondition(scsi.SenseTargetFailure), fmt.Errorf("router: backend %q (%s) is not configured", d.Backend, r.Decide(info, path).Why)
 	}
 	req.LU, req.Served = d.LU, d.Backend
 	rep, err := b.Execute(ctx, req)

@@ -118,6 +118,11 @@ func TestUnconfiguredBackend(t *testing.T) {
 	if err == nil || rep.Status != scsi.StatusCheckCondition {
 		t.Fatalf("status %#x err %v", rep.Status, err)
 	}
+	// The reason is built only for this error (decide), and is Decide's.
+	why := r.Decide(device.Info{Kind: device.RegularFile, ID: "f"}, "").Why
+	if why == "" || !strings.Contains(err.Error(), "("+why+")") {
+		t.Fatalf("error %q does not give the decision's reason %q", err, why)
+	}
 }
 
 func TestAuto(t *testing.T) {

@@ -122,10 +122,28 @@ func Exec(fd int, cdb []byte, dir Direction, buf []byte, timeout time.Duration) 
 // ExecWith is Exec with the ioctl supplied by the caller (nil means the real
 // SG_IO ioctl), so code built on it can be tested against a scripted device.
 func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, timeout time.Duration) (Result, error) {
+	return new(call).exec(ioctl, fd, cdb, dir, buf, timeout)
+}
+
+// call is the memory the kernel reads and writes during one SG_IO besides
+// the data buffer: the header, the sense buffer and a copy of the CDB, which
+// the header points to. One object, pinned whole for the ioctl; Passthrough
+// reuses them (a fresh one per request was a fifth of a request's garbage,
+// docs/performance.md §3.7).
+type call struct {
+	hdr   Hdr
+	sense [SenseLen]byte
+	cdb   [math.MaxUint8]byte
+}
+
+// exec runs one SG_IO with c's memory (see Exec for the arguments). The
+// sense buffer is cleared first: the kernel writes only sb_len_wr bytes of
+// it, and the rest is returned too (Result.SenseBuf).
+func (c *call) exec(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, timeout time.Duration) (Result, error) {
 	if ioctl == nil {
 		ioctl = ioctlSGIO
 	}
-	if len(cdb) == 0 || len(cdb) > math.MaxUint8 {
+	if len(cdb) == 0 || len(cdb) > len(c.cdb) {
 		return Result{}, fmt.Errorf("SG_IO on fd %d: CDB length %d outside 1..255", fd, len(cdb))
 	}
 	if uint64(len(buf)) > math.MaxUint32 {
@@ -136,20 +154,17 @@ func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, ti
 		return Result{}, fmt.Errorf("SG_IO on fd %d: %w", fd, err)
 	}
 
-	// The header and the sense buffer it points to in one allocation.
-	call := new(struct {
-		hdr   Hdr
-		sense [SenseLen]byte
-	})
-	hdr, sense := &call.hdr, &call.sense
+	copy(c.cdb[:], cdb)
+	clear(c.sense[:])
+	hdr := &c.hdr
 	*hdr = Hdr{
 		InterfaceID:    InterfaceID,
 		DxferDirection: dir,
 		CmdLen:         uint8(len(cdb)),
 		MxSbLen:        SenseLen,
 		DxferLen:       uint32(len(buf)),
-		Cmdp:           unsafe.Pointer(&cdb[0]),
-		Sbp:            unsafe.Pointer(&sense[0]),
+		Cmdp:           unsafe.Pointer(&c.cdb[0]),
+		Sbp:            unsafe.Pointer(&c.sense[0]),
 		Timeout:        ms,
 	}
 	if len(buf) > 0 {
@@ -157,12 +172,11 @@ func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, ti
 	}
 
 	// The kernel dereferences the pointers stored inside hdr, which the Go
-	// runtime cannot see as syscall arguments: pin every referenced object (and
-	// call, which holds hdr and the sense buffer) so none of them moves or is
-	// freed until the ioctl returns.
+	// runtime cannot see as syscall arguments: pin every referenced object (c,
+	// which holds hdr, the CDB and the sense buffer, and the data buffer) so
+	// none of them moves or is freed until the ioctl returns.
 	var pin runtime.Pinner
-	pin.Pin(call)
-	pin.Pin(hdr.Cmdp)
+	pin.Pin(c)
 	if hdr.Dxferp != nil {
 		pin.Pin(hdr.Dxferp)
 	}
@@ -181,7 +195,7 @@ func ExecWith(ioctl IoctlFunc, fd int, cdb []byte, dir Direction, buf []byte, ti
 		Resid:        hdr.Resid,
 		Transferred:  transferred(len(buf), hdr.Resid),
 		SenseWritten: min(int(hdr.SbLenWr), SenseLen),
-		SenseBuf:     *sense,
+		SenseBuf:     c.sense,
 		Duration:     time.Duration(hdr.Duration) * time.Millisecond,
 		Info:         hdr.Info,
 	}

@@ -1,6 +1,7 @@
 package sgio
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strconv"
@@ -44,6 +45,9 @@ type Passthrough struct {
 	// request allocated and the main cause of collections under load
 	// (docs/performance.md). A reused buffer is zeroed first.
 	bufs sync.Pool
+	// calls holds the SG_IO headers, CDB copies and sense buffers of finished
+	// commands (call).
+	calls sync.Pool
 }
 
 // dataLen is the data buffer of every PR IN: the helper protocol's
@@ -143,8 +147,13 @@ func (p *Passthrough) Do(fd int, cdb [cdbLen]byte, param []byte) Outcome {
 		return Outcome{Reply: scsi.CheckCondition(scsi.SenseInvalidOpcode),
 			Err: fmt.Errorf("sgio: opcode 0x%02x is not PERSISTENT RESERVE IN/OUT", cdb[0])}
 	}
-	res, err := ExecWith(p.ioctl, fd, cdb[:], dir, buf, p.timeout)
-	rep, logErr := reply(fd, dir == DirFromDevice, buf, res, err)
+	c, ok := p.calls.Get().(*call)
+	if !ok {
+		c = new(call)
+	}
+	res, err := c.exec(p.ioctl, fd, cdb[:], dir, buf, p.timeout)
+	p.calls.Put(c)
+	rep, logErr := reply(fd, dir == DirFromDevice, buf, &res, err)
 	if rep.Data != nil {
 		// The buffer goes back to the pool: the reply keeps a copy of the
 		// transferred bytes only.
@@ -168,8 +177,9 @@ func (p *Passthrough) inBuf() *[]byte {
 // reply derives the SCSI result from the outcome of one SG_IO, in
 // do_sgio_worker's order of precedence. buf is the data buffer the command used;
 // prIn says whether its content is reply data. Unless the ioctl failed, the
-// result's sense is the whole 96-byte sense buffer, as qemu-pr-helper sends it.
-func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (scsi.Result, error) {
+// result's sense is the whole 96-byte sense buffer, as qemu-pr-helper sends it
+// (nil when it is all zeros, which the wire sends the same: scsi.Result).
+func reply(fd int, prIn bool, buf []byte, res *Result, ioErr error) (scsi.Result, error) {
 	if ioErr != nil {
 		var errno unix.Errno
 		if !errors.As(ioErr, &errno) {
@@ -178,7 +188,7 @@ func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (scsi.Result,
 		return scsi.Errno(errno), ioErr
 	}
 
-	rep := scsi.Result{Sense: res.SenseBuf[:]}
+	rep := scsi.Result{Sense: senseCopy(res)}
 	var logErr error
 	switch {
 	case res.HostStatus != 0:
@@ -186,6 +196,9 @@ func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (scsi.Result,
 		rep.Status, s = scsi.FromHostStatus(res.HostStatus)
 		what := scsi.StatusName(rep.Status)
 		if rep.Status == scsi.StatusCheckCondition {
+			if rep.Sense == nil {
+				rep.Sense = make([]byte, SenseLen)
+			}
 			copy(rep.Sense, s.Fixed())
 			what += " " + s.String()
 		}
@@ -203,6 +216,16 @@ func reply(fd int, prIn bool, buf []byte, res Result, ioErr error) (scsi.Result,
 		rep.Data = buf[:transferred(len(buf), res.Resid)]
 	}
 	return rep, logErr
+}
+
+// senseCopy returns a copy of res's whole sense buffer, or nil when the
+// kernel wrote none and all of it is zero: the common GOOD answer then
+// allocates nothing (the buffer itself is reused, call).
+func senseCopy(res *Result) []byte {
+	if res.SenseWritten == 0 && res.SenseBuf == ([SenseLen]byte{}) {
+		return nil
+	}
+	return bytes.Clone(res.SenseBuf[:])
 }
 
 // statusErr is a device's answer other than GOOD, for the log: "SG_IO on fd

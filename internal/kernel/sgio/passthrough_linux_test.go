@@ -685,6 +685,46 @@ func TestPRInBufferReuse(t *testing.T) {
 	}
 }
 
+// TestCallReuse alternates a device answer that fills the whole sense buffer
+// with GOOD answers that write none, on one Passthrough (which reuses its SG_IO
+// headers and sense buffers): every command must find the sense buffer zeroed
+// and its own CDB, a GOOD reply must carry no sense, and a CHECK CONDITION's
+// sense must not change under later commands.
+func TestCallReuse(t *testing.T) {
+	devSense := pattern(SenseLen, 0x21)
+	f := &fakeDevice{}
+	p := newPassthrough(t, f)
+	var kept []scsi.Result
+	for i := range 40 {
+		r := prIn()
+		r.CDB[8] = byte(i) // a CDB different from the previous command's
+		if i%2 == 0 {
+			f.status, f.sense, f.sbLenWr = scsi.StatusCheckCondition, devSense, -1
+		} else {
+			f.status, f.sense, f.sbLenWr = scsi.StatusGood, nil, 0
+		}
+		rep, _ := run(p, r)
+		if !f.senseZeroed {
+			t.Fatalf("command %d: the sense buffer was not zeroed on entry", i)
+		}
+		if !bytes.Equal(f.cdb, r.CDB[:]) {
+			t.Fatalf("command %d: cdb = % x, want % x", i, f.cdb, r.CDB)
+		}
+		switch {
+		case i%2 == 1 && senseField(rep) != [SenseLen]byte{}:
+			t.Fatalf("command %d: GOOD with sense % x", i, rep.Sense)
+		case i%2 == 0 && senseField(rep) != [SenseLen]byte(devSense):
+			t.Fatalf("command %d: sense % x, want the device's", i, rep.Sense)
+		}
+		kept = append(kept, rep)
+	}
+	for i := 0; i < len(kept); i += 2 {
+		if senseField(kept[i]) != [SenseLen]byte(devSense) {
+			t.Fatalf("command %d's sense changed under later commands: % x", i, kept[i].Sense)
+		}
+	}
+}
+
 // TestStatusErrText checks that the lazily built error of a device status
 // reads as the fmt.Errorf it replaced.
 func TestStatusErrText(t *testing.T) {
