@@ -84,23 +84,19 @@ type luQueue struct {
 	// batch is guessed to leave; a batch's answer corrects it when that batch
 	// is the last one queued (seq) and the guess was wrong or failed.
 	cmu   sync.Mutex
-	seq   uint64   // batches queued
-	known bool     // val is the value last read, committed or guessed
-	val   []byte   // nil: the key was absent
-	st    pr.State // val decoded (no fencing), when decoded is set
+	seq   uint64 // batches queued
+	known bool   // val is the value last read, committed or guessed
+	val   []byte // nil: the key was absent
+	// rowsState.st is val decoded (no fencing), when decoded is set.
+	rowsState
 	// decoded says st is val decoded. It is cleared while st is used for a
 	// guess, until that guess is known committed.
 	decoded bool
 
-	// In rows (lurows.go), st is instead the stored value of version
-	// rowsVer (0: not known), kept in rows with the IDs rows,
-	// its runs of registrations runs, head and tail its head and tail
-	// parts; val and known are not used.
-	rowsVer    uint64
-	rows       *pr.Rows
-	inParts    bool // stored in parts (else whole: a small state)
-	runs       []int64
-	head, tail []byte
+	// In rows (lurows.go), rowsState is instead the stored value of
+	// version rowsVer (0: not known) and its layout; val and known are not
+	// used.
+	rowsVer uint64
 }
 
 // luCommand is one queued command; res and wait are set before Finish.

@@ -95,17 +95,24 @@ func (b *Backend) regsPerRun() int {
 	return partRegs
 }
 
+// rowsState is a state kept in rows and how it is stored: what a batch
+// leaves (rowsRun) and what a unit's committer keeps of it for the next batch
+// (luQueue).
+type rowsState struct {
+	st      pr.State
+	rows    *pr.Rows // st's row IDs
+	inParts bool     // the state is stored in parts, else whole (a small state)
+	runs    []int64  // the runs' numbers, ascending (in parts)
+	head    []byte   // the head part's value
+	tail    []byte   // the tail part's value
+}
+
 // rowsRun is a batch's outcome on a state kept in rows.
 type rowsRun struct {
-	st      pr.State
-	rows    *pr.Rows
-	inParts bool    // the state is written in parts, else whole
-	runs    []int64 // the runs' numbers, ascending (in parts)
-	head    []byte
-	tail    []byte
-	parts   store.Parts
-	res     []pr.Result
-	waits   []*fence.Wait // nil but after runFenced
+	rowsState
+	parts store.Parts
+	res   []pr.Result
+	waits []*fence.Wait // nil but after runFenced
 }
 
 // commitRows is commitBatch on a store that keeps parts, without fencing.
@@ -113,7 +120,7 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 	var guess rowsRun
 	useGuess := q.rowsVer != 0 && q.decoded
 	if useGuess {
-		guess = b.runRows(q, live)
+		guess = b.runRows(&q.rowsState, live)
 	}
 	q.decoded = false // q.st is the guess's state now, or stale
 	b.queues.batches.Add(1)
@@ -147,8 +154,7 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 	}
 	if final.rows != nil {
 		// The stored value is the state in rows: keep it for the next batch.
-		q.st, q.rows, q.runs, q.head, q.tail, q.rowsVer, q.decoded = final.st, final.rows, final.runs, final.head, final.tail, ver, true
-		q.inParts = final.inParts
+		q.rowsState, q.rowsVer, q.decoded = final.rowsState, ver, true
 	} else {
 		q.rowsVer = 0 // unchanged, kept in a form this committer did not write
 	}
@@ -161,14 +167,14 @@ func (b *Backend) commitRows(q *luQueue, ps store.PartStore, live []*luCommand) 
 	}
 }
 
-// runRows runs cmds on q's state (changed in place), which is the stored
-// value of version q.rowsVer in rows, and returns the parts to write.
-func (b *Backend) runRows(q *luQueue, cmds []*luCommand) rowsRun {
+// runRows runs cmds on q's state (its rows changed in place), which is the
+// stored value, and returns the parts to write.
+func (b *Backend) runRows(q *rowsState, cmds []*luCommand) rowsRun {
 	st, rows := q.st, q.rows
 	rows.Reset()
 	oldNext := rows.Next
 	st.TrackRows(rows)
-	r := rowsRun{st: st, rows: rows, res: make([]pr.Result, len(cmds))}
+	r := rowsRun{rowsState: rowsState{st: st, rows: rows}, res: make([]pr.Result, len(cmds))}
 	for i, c := range cmds {
 		r.res[i] = pr.Execute(b.profile, &r.st, c.nexus, c.cdb, c.param)
 	}
@@ -286,7 +292,7 @@ func (b *Backend) runWhole(cur []byte, parts []store.Part, cmds []*luCommand) (r
 		// the same file, or this one's own before its cache was lost): go on
 		// writing only what changes, rather than all of them again.
 		b.queues.adopted.Add(1) // tests only
-		return b.runRows(q, cmds), nil
+		return b.runRows(&q, cmds), nil
 	}
 	r := rowsRun{res: make([]pr.Result, len(cmds))}
 	for i, c := range cmds {
@@ -330,32 +336,32 @@ func (b *Backend) runFenced(cur []byte, cmds []*luCommand) (rowsRun, error) {
 // registrations (numbered so that each registration can have an ID from its
 // run's number up to the next run's), the tail. Anything else (parts of
 // another layout, a value kept whole) is not adopted.
-func adoptParts(st pr.State, parts []store.Part) (*luQueue, bool) {
+func adoptParts(st pr.State, parts []store.Part) (rowsState, bool) {
 	n := len(parts)
 	if n < 2 || parts[0].Seq != headSeq || parts[n-1].Seq != tailSeq {
-		return nil, false
+		return rowsState{}, false
 	}
-	q := &luQueue{st: st, inParts: true, rows: &pr.Rows{Next: headSeq + 1}}
+	q := rowsState{st: st, inParts: true, rows: &pr.Rows{Next: headSeq + 1}}
 	q.head, q.tail = st.AppendBinaryHead(nil), st.AppendBinaryTail(nil)
 	if !bytes.Equal(q.head, parts[0].Value) || !bytes.Equal(q.tail, parts[n-1].Value) {
-		return nil, false
+		return rowsState{}, false
 	}
 	i := 0
 	var enc []byte
 	for k, p := range parts[1 : n-1] {
 		limit := parts[k+2].Seq // the next run's number, or the tail's
 		if p.Seq <= headSeq || len(p.Value) == 0 {
-			return nil, false
+			return rowsState{}, false
 		}
 		q.runs = append(q.runs, p.Seq)
 		id := p.Seq
 		for off := 0; off < len(p.Value); i, id = i+1, id+1 {
 			if i >= len(st.Registrations) || id >= limit {
-				return nil, false
+				return rowsState{}, false
 			}
 			enc = st.AppendBinaryRegistration(enc[:0], i)
 			if !bytes.HasPrefix(p.Value[off:], enc) {
-				return nil, false
+				return rowsState{}, false
 			}
 			off += len(enc)
 			q.rows.IDs = append(q.rows.IDs, id)
@@ -363,7 +369,7 @@ func adoptParts(st pr.State, parts []store.Part) (*luQueue, bool) {
 		q.rows.Next = id
 	}
 	if i != len(st.Registrations) {
-		return nil, false
+		return rowsState{}, false
 	}
 	return q, true
 }
