@@ -50,8 +50,7 @@ func Release(p Profile, st *State) *Reservation {
 	i := st.holderIndex()
 	st.Reservation = nil
 	if i >= 0 {
-		st.Registrations[i].StaleScope = 0
-		st.touch(i)
+		st.clearStaleScope(i)
 	}
 	if registrantsOnly(res.Type) || allRegistrants(res.Type) {
 		for j, r := range st.Registrations {

@@ -55,8 +55,7 @@ func preempt(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 		st.addUA(p, r.Nexus, ascqRegistrationsPreempted)
 	}
 	st.Reservation = &Reservation{Holder: caller, Type: typ, Scope: scope}
-	st.Registrations[ci].StaleScope = 0
-	st.touch(ci)
+	st.clearStaleScope(ci)
 	// A scope left by a move (D28) counts as a change.
 	if old.Type != typ || old.Scope != scope || old.StaleScope != 0 {
 		for j, r := range st.Registrations {
@@ -116,8 +115,7 @@ func preemptRegistrations(p Profile, st *State, i int, typ, scope byte, sark uin
 	}
 	if ar && sark == 0 {
 		st.Reservation = &Reservation{Holder: caller, Type: typ, Scope: scope}
-		st.Registrations[ci].StaleScope = 0
-		st.touch(ci)
+		st.clearStaleScope(ci)
 	} else {
 		st.fixHolder(holderGone)
 	}

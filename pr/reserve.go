@@ -30,8 +30,7 @@ func reserve(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 		return good
 	}
 	st.Reservation = &Reservation{Holder: st.Registrations[i].Nexus, Type: typ, Scope: scope}
-	st.Registrations[i].StaleScope = 0
-	st.touch(i)
+	st.clearStaleScope(i)
 	return good
 }
 
@@ -62,8 +61,7 @@ func release(p Profile, st *State, n Nexus, scope, typ byte, pp *prOutParams) Re
 		return conflict
 	}
 	st.Reservation = nil
-	st.Registrations[i].StaleScope = 0
-	st.touch(i)
+	st.clearStaleScope(i)
 	// Types 5h-8h tell every other registrant the reservation is gone (§9).
 	if registrantsOnly(res.Type) || allRegistrants(res.Type) {
 		for j, r := range st.Registrations {

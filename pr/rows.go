@@ -44,3 +44,14 @@ func (st *State) touch(i int) {
 		st.rows.Put = append(st.rows.Put, st.rows.IDs[i])
 	}
 }
+
+// clearStaleScope clears registration i's scope left by a move (D28) and
+// records the change only when there is one: RESERVE, RELEASE and PREEMPT
+// clear it on every success, and it is seldom set, so an unconditional touch
+// rewrote the caller's run of a state kept in rows for nothing.
+func (st *State) clearStaleScope(i int) {
+	if st.Registrations[i].StaleScope != 0 {
+		st.Registrations[i].StaleScope = 0
+		st.touch(i)
+	}
+}

@@ -135,3 +135,47 @@ func TestRowsScripted(t *testing.T) {
 		t.Fatalf("IDs after the preemption: %v", rows.IDs)
 	}
 }
+
+// TestRowsReservationsLeaveRowsAlone checks that RESERVE, RELEASE and PREEMPT
+// record no registration as changed when none is: the reservation lives in
+// the head, and a stale scope (D28) that is already clear is not a change.
+// A state kept in rows then writes no run for them.
+func TestRowsReservationsLeaveRowsAlone(t *testing.T) {
+	p := SPC4()
+	var st State
+	rows := NewRows(0, 1)
+	st.TrackRows(rows)
+	m := rowMirror{}
+	run := func(n Nexus, sa, typ byte, rk, sark uint64) (put, gone []int64) {
+		t.Helper()
+		cdb := scsi.PROutCDB(sa, 0, typ, 24)
+		if res := Execute(p, &st, n, cdb[:], registerParam(rk, sark, 0)); res.Status != 0 {
+			t.Fatalf("service action %#x from %s: %+v", sa, n, res)
+		}
+		put, gone = slices.Clone(rows.Put), slices.Clone(rows.Gone)
+		m.apply(&st, rows)
+		m.check(t, &st, rows, "reservations")
+		return put, gone
+	}
+	for i, n := range fuzzNexuses[:3] {
+		run(n, 0x00, 0, 0, uint64(i+1))
+	}
+	for _, c := range []struct {
+		what     string
+		n        Nexus
+		sa, typ  byte
+		rk, sark uint64
+		gone     []int64
+	}{
+		{"RESERVE", fuzzNexuses[0], 0x01, 1, 1, 0, nil},
+		{"RESERVE again", fuzzNexuses[0], 0x01, 1, 1, 0, nil},
+		{"RELEASE", fuzzNexuses[0], 0x02, 1, 1, 0, nil},
+		{"RESERVE by another", fuzzNexuses[1], 0x01, 1, 2, 0, nil},
+		{"PREEMPT of the holder", fuzzNexuses[2], 0x04, 1, 3, 2, []int64{2}},
+	} {
+		put, gone := run(c.n, c.sa, c.typ, c.rk, c.sark)
+		if len(put) != 0 || !slices.Equal(gone, c.gone) {
+			t.Errorf("%s: rows changed %v, removed %v; want none changed, %v removed", c.what, put, gone, c.gone)
+		}
+	}
+}
