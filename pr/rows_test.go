@@ -103,25 +103,33 @@ func TestRowsMatchMarshal(t *testing.T) {
 	}
 }
 
+// rowsRunner returns a state that tracks its rows in rows, and run, which
+// sends one PR OUT to it (failing the test unless the answer is GOOD), writes
+// the rows it recorded to a mirror, checks the mirror against the state, and
+// returns the IDs recorded as changed and as removed.
+func rowsRunner(t *testing.T, what string) (rows *Rows, run func(n Nexus, sa, typ byte, rk, sark uint64) (put, gone []int64)) {
+	p := SPC4()
+	var st State
+	rows = NewRows(0, 1)
+	st.TrackRows(rows)
+	m := rowMirror{}
+	return rows, func(n Nexus, sa, typ byte, rk, sark uint64) (put, gone []int64) {
+		t.Helper()
+		cdb := scsi.PROutCDB(sa, 0, typ, 24)
+		if res := Execute(p, &st, n, cdb[:], registerParam(rk, sark, 0)); res.Status != 0 {
+			t.Fatalf("service action %#x from %s: %+v", sa, n, res)
+		}
+		put, gone = slices.Clone(rows.Put), slices.Clone(rows.Gone)
+		m.apply(&st, rows)
+		m.check(t, &st, rows, what)
+		return put, gone
+	}
+}
+
 // TestRowsScripted removes a registration in the middle (a REGISTER with
 // service action key 0), preempts two, and checks the rows left.
 func TestRowsScripted(t *testing.T) {
-	p := SPC4()
-	var st State
-	rows := NewRows(0, 1)
-	st.TrackRows(rows)
-	m := rowMirror{}
-	run := func(n Nexus, sa byte, typ byte, rk, sark uint64) {
-		t.Helper()
-		cdb := scsi.PROutCDB(sa, 0, typ, 24)
-		c := cdb[:]
-		res := Execute(p, &st, n, c, registerParam(rk, sark, 0))
-		if res.Status != 0 {
-			t.Fatalf("service action %#x from %s: %+v", sa, n, res)
-		}
-		m.apply(&st, rows)
-		m.check(t, &st, rows, "scripted")
-	}
+	rows, run := rowsRunner(t, "scripted")
 	for i, n := range fuzzNexuses[:4] {
 		run(n, 0x00, 0, 0, uint64(i+1))
 	}
@@ -141,22 +149,7 @@ func TestRowsScripted(t *testing.T) {
 // the head, and a stale scope (D28) that is already clear is not a change.
 // A state kept in rows then writes no run for them.
 func TestRowsReservationsLeaveRowsAlone(t *testing.T) {
-	p := SPC4()
-	var st State
-	rows := NewRows(0, 1)
-	st.TrackRows(rows)
-	m := rowMirror{}
-	run := func(n Nexus, sa, typ byte, rk, sark uint64) (put, gone []int64) {
-		t.Helper()
-		cdb := scsi.PROutCDB(sa, 0, typ, 24)
-		if res := Execute(p, &st, n, cdb[:], registerParam(rk, sark, 0)); res.Status != 0 {
-			t.Fatalf("service action %#x from %s: %+v", sa, n, res)
-		}
-		put, gone = slices.Clone(rows.Put), slices.Clone(rows.Gone)
-		m.apply(&st, rows)
-		m.check(t, &st, rows, "reservations")
-		return put, gone
-	}
+	_, run := rowsRunner(t, "reservations")
 	for i, n := range fuzzNexuses[:3] {
 		run(n, 0x00, 0, 0, uint64(i+1))
 	}
