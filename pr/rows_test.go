@@ -103,8 +103,8 @@ func TestRowsMatchMarshal(t *testing.T) {
 	}
 }
 
-// rowsRunner returns a state that tracks its rows in rows, and run, which
-// sends one PR OUT to it (failing the test unless the answer is GOOD), writes
+// rowsRunner returns the rows a new state records its changes in, and run,
+// which sends one PR OUT to that state (failing the test unless the answer is GOOD), writes
 // the rows it recorded to a mirror, checks the mirror against the state, and
 // returns the IDs recorded as changed and as removed.
 func rowsRunner(t *testing.T, what string) (rows *Rows, run func(n Nexus, sa, typ byte, rk, sark uint64) (put, gone []int64)) {
