@@ -63,24 +63,24 @@ const partWholeMax = 4000
 // else nil (without encoding a state that cannot be: every registration takes
 // more than 8 bytes).
 func (b *Backend) wholeFor(st *pr.State) []byte {
-	max := b.wholeLimit()
-	if max < 0 || len(st.Registrations)*8 > max {
+	if !b.fitsWhole(len(st.Registrations) * 8) {
 		return nil
 	}
 	v, err := st.MarshalBinary()
-	if err != nil || len(v) > max {
+	if err != nil || !b.fitsWhole(len(v)) {
 		return nil
 	}
 	return v
 }
 
-// wholeLimit is the largest encoding kept whole: partWholeMax, or what a test
-// set in b.wholeMax (negative: none).
-func (b *Backend) wholeLimit() int {
-	if b.wholeMax == 0 {
-		return partWholeMax
+// fitsWhole says whether an encoding of n bytes is kept whole: up to
+// partWholeMax, or what a test set in b.wholeMax (negative: never).
+func (b *Backend) fitsWhole(n int) bool {
+	max := b.wholeMax
+	if max == 0 {
+		max = partWholeMax
 	}
-	return b.wholeMax
+	return max >= 0 && n <= max
 }
 
 // partRegs is how many registrations a run holds at most: about 0.7-2 KB of
@@ -307,7 +307,7 @@ func (b *Backend) runWhole(cur []byte, parts []store.Part, cmds []*luCommand) (r
 	}
 	r.st, r.rows = st, pr.NewRows(len(st.Registrations), headSeq+1)
 	r.head, r.tail = st.AppendBinaryHead(nil), st.AppendBinaryTail(nil)
-	if lim := b.wholeLimit(); lim >= 0 && len(next) <= lim { // wholeFor, with next already encoded
+	if b.fitsWhole(len(next)) { // wholeFor, with next already encoded
 		r.parts = store.Parts{Write: true, Whole: next}
 		return r, nil
 	}
