@@ -157,6 +157,23 @@ func WriteReply(c *net.UnixConn, cdb []byte, rep *Reply) error {
 	return nil
 }
 
+// ReadReplyHeader reads one reply's header from r into h (HeaderSize bytes)
+// and decodes it, refusing a status that is not a SCSI status byte. The data,
+// size bytes, follow it on r.
+func ReadReplyHeader(r io.Reader, h []byte) (status byte, size int, sense [SenseSize]byte, err error) {
+	if _, err := io.ReadFull(r, h); err != nil {
+		return 0, 0, sense, fmt.Errorf("read reply header: %w", err)
+	}
+	st, size, sense, err := DecodeReplyHeader(h)
+	if err != nil {
+		return 0, 0, sense, err
+	}
+	if st < 0 || st > 0xff {
+		return 0, 0, sense, fmt.Errorf("reply status %d is not a SCSI status", st)
+	}
+	return byte(st), size, sense, nil
+}
+
 // ClientHandshake performs the client's side of the feature negotiation as QEMU's
 // pr-manager-helper does: read the helper's features and ignore them, request none.
 // c is the connection: a *net.UnixConn, or any stream to a helper.
@@ -192,18 +209,11 @@ func WriteRequest(c *net.UnixConn, cdb [CDBSize]byte, fd int, param []byte) erro
 
 // ReadReply reads one reply: the 104-byte header and the data it announces.
 func ReadReply(c *net.UnixConn) (*Reply, error) {
-	h := make([]byte, HeaderSize)
-	if _, err := io.ReadFull(c, h); err != nil {
-		return nil, fmt.Errorf("read reply header: %w", err)
-	}
-	status, size, sense, err := DecodeReplyHeader(h)
+	status, size, sense, err := ReadReplyHeader(c, make([]byte, HeaderSize))
 	if err != nil {
 		return nil, err
 	}
-	if status < 0 || status > 0xff {
-		return nil, fmt.Errorf("reply status %d is not a SCSI status", status)
-	}
-	rep := &Reply{Status: byte(status), Sense: sense, Data: make([]byte, size)}
+	rep := &Reply{Status: status, Sense: sense, Data: make([]byte, size)}
 	if _, err := io.ReadFull(c, rep.Data); err != nil {
 		return nil, fmt.Errorf("read reply data: %w", err)
 	}

@@ -2,11 +2,13 @@ package wire
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -302,5 +304,36 @@ func TestOOBSize(t *testing.T) {
 	}
 	if oobSize != want {
 		t.Fatalf("oobSize = %d, want %d", oobSize, want)
+	}
+}
+
+// TestReadReplyHeader decodes a header from a stream and refuses what no
+// helper may send: a status that is not a SCSI status byte, a size outside
+// 0..MaxData, a header cut short.
+func TestReadReplyHeader(t *testing.T) {
+	header := func(status, size uint32) []byte {
+		h := make([]byte, HeaderSize)
+		binary.BigEndian.PutUint32(h[0:4], status)
+		binary.BigEndian.PutUint32(h[4:8], size)
+		h[8], h[HeaderSize-1] = 0x70, 0x5a // first and last sense byte
+		return h
+	}
+	status, size, sense, err := ReadReplyHeader(bytes.NewReader(header(0x18, 24)), make([]byte, HeaderSize))
+	if err != nil || status != 0x18 || size != 24 || sense[0] != 0x70 || sense[SenseSize-1] != 0x5a {
+		t.Fatalf("good header: status %#x size %d sense % x, err %v", status, size, sense, err)
+	}
+	for _, c := range []struct {
+		what string
+		b    []byte
+		want string
+	}{
+		{"status 0x100", header(0x100, 0), "not a SCSI status"},
+		{"status -1", header(0xffffffff, 0), "not a SCSI status"},
+		{"size over MaxData", header(0, MaxData+1), "outside"},
+		{"cut short", header(0, 0)[:HeaderSize-1], "read reply header"},
+	} {
+		if _, _, _, err := ReadReplyHeader(bytes.NewReader(c.b), make([]byte, HeaderSize)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want one saying %q", c.what, err, c.want)
+		}
 	}
 }

@@ -62,9 +62,10 @@ func leanDoer(sock string, f *os.File) (doer, func(), error) {
 
 // exchanger is the request and reply of the lean and thread clients over
 // rw, whose send writes the CDB with a control message: the bytes of
-// wire.WriteRequest and wire.ReadReply, with the buffers made once per
-// connection instead of per request, and without WriteRequest's check of a
-// short CDB write (a bench has no use for it).
+// wire.WriteRequest and wire.ReadReply (whose header it reads with
+// wire.ReadReplyHeader), with the buffers made once per connection instead of
+// per request, and without WriteRequest's check of a short CDB write (a bench
+// has no use for it).
 func exchanger(rw io.ReadWriter, send func(cdb, oob []byte) error, f *os.File) doer {
 	rights := unix.UnixRights(int(f.Fd()))
 	hdr := make([]byte, wire.HeaderSize)
@@ -78,20 +79,14 @@ func exchanger(rw io.ReadWriter, send func(cdb, oob []byte) error, f *os.File) d
 				return 0, fmt.Errorf("send parameter list: %w", err)
 			}
 		}
-		if _, err := io.ReadFull(rw, hdr); err != nil {
-			return 0, fmt.Errorf("read reply header: %w", err)
-		}
-		status, size, _, err := wire.DecodeReplyHeader(hdr)
+		status, size, _, err := wire.ReadReplyHeader(rw, hdr)
 		if err != nil {
 			return 0, err
-		}
-		if status < 0 || status > 0xff {
-			return 0, fmt.Errorf("reply status %d is not a SCSI status", status)
 		}
 		if _, err := io.ReadFull(rw, data[:size]); err != nil {
 			return 0, fmt.Errorf("read reply data: %w", err)
 		}
-		return byte(status), nil
+		return status, nil
 	}
 }
 
