@@ -5,7 +5,8 @@
 #
 #   scripts/bench.sh [host|lab|emulate|emulate-etcd|all]     (default: all = host, lab)
 #
-# host: prhelper, qemu-pr-helper (/usr/bin, or $QEMU_PR_HELPER) and prbench's
+# host: prhelper, qemu-pr-helper (/usr/bin, or $QEMU_PR_HELPER; installed from
+#       Debian's qemu-system-common when missing and run as root) and prbench's
 #       bare fd-passing echo floor on a regular file (the refusal path both
 #       helpers take), at 1, 16 and 64 clients, READ KEYS alone and a seeded
 #       mixed PR IN/OUT sequence (prgen seed $SEED); ratios to qemu-pr-helper.
@@ -73,6 +74,13 @@ if [ "$OUT" != /dev/null ]; then exec > >(tee -a "$OUT") 2>&1; fi
 
 host() {
 	local d pids=()
+	if [ ! -x "$QPH" ] && [ "$QPH" = /usr/bin/qemu-pr-helper ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "== installing qemu-system-common for $QPH"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-common >/dev/null ||
+			{ DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 &&
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-common >/dev/null; }
+	fi
+	[ -x "$QPH" ] || { echo "bench: no qemu-pr-helper at $QPH (install qemu-system-common, or set QEMU_PR_HELPER)"; return 1; }
 	d=$(mktemp -d /tmp/prbench.XXXXXX)
 	trap 'kill "${pids[@]}" 2>/dev/null; wait "${pids[@]}" 2>/dev/null; rm -rf "$d"' RETURN
 	(cd "$ROOT" && CGO_ENABLED=0 go build -o "$d/" ./cmd/prhelper ./test/lab/tools/prbench ./test/lab/tools/prgen)
